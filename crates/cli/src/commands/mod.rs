@@ -1,0 +1,4 @@
+pub mod list;
+pub mod log;
+pub mod serve;
+pub mod show;

@@ -1,0 +1,83 @@
+//! `aitrail`: a tamper-evident audit trail for AI/LLM calls.
+//!
+//! Each command is one module under `commands/`; `target` decides whether a command talks
+//! to a running server (`--server`) or works directly on the local data dir.
+
+mod commands;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "aitrail",
+    version,
+    about = "Tamper-evident audit trail for AI/LLM calls"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the records live.
+#[derive(Args, Clone, Debug)]
+pub struct Global {
+    /// Data directory of the embedded store (used when no --server is given).
+    #[arg(
+        long,
+        global = true,
+        env = "AITRAIL_DATA_DIR",
+        default_value = "./aitrail-data"
+    )]
+    pub data_dir: PathBuf,
+    /// URL of a running aitrail server, e.g. http://127.0.0.1:8080; without it, commands
+    /// work directly on --data-dir.
+    #[arg(long, global = true, env = "AITRAIL_SERVER")]
+    pub server: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API server on the embedded store.
+    Serve(commands::serve::Args),
+    /// Append records from a JSON or NDJSON file (or stdin).
+    Log(commands::log::Args),
+    /// List records, newest first, with the API's filters.
+    List(commands::list::Args),
+    /// Show one record by id.
+    Show(commands::show::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(&cli.global, args).await,
+            Command::Log(args) => commands::log::run(&cli.global, args).await,
+            Command::List(args) => commands::list::run(&cli.global, args).await,
+            Command::Show(args) => commands::show::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One clear line on stderr, non-zero exit.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("aitrail: error: {e:#}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,324 @@
+//! Turning a request body into records, with errors that name the offending field
+//! (`records[3].temperature: not a decimal number`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use crate::record::{RECORD_FIELDS, Record};
+
+/// Most records one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// How deep JSON may nest: serde_json's own limit, which keeps a hostile body from
+/// exhausting the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// The shape of a body, from its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json`: one record object, or an array of them.
+    Json,
+    /// `application/x-ndjson`: one record object per line.
+    Ndjson,
+}
+
+/// A parsed body: one record, or a batch (array or NDJSON), all valid.
+#[derive(Debug)]
+pub enum Parsed {
+    One(Box<Record>),
+    Batch(Vec<Record>),
+}
+
+impl Parsed {
+    pub fn into_records(self) -> Vec<Record> {
+        match self {
+            Parsed::One(r) => vec![*r],
+            Parsed::Batch(rs) => rs,
+        }
+    }
+}
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where: `records[3].temperature`, `temperature`, `body`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a body was refused. Nothing of a refused body is stored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not UTF-8 or not JSON at all.
+    #[error("{0}")]
+    Malformed(FieldError),
+    /// JSON, but not valid records; every problem found, in order.
+    #[error("{}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    Invalid(Vec<FieldError>),
+}
+
+/// Most field errors reported for one body; past that the client has enough to go on.
+const MAX_REPORTED: usize = 100;
+
+/// Parse a body of the given format into valid records. A batch is all-or-nothing: one bad
+/// record refuses the whole body.
+pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Parsed, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        BodyError::Malformed(FieldError::new(
+            "body",
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        ))
+    })?;
+    let items: Vec<&RawValue> = match format {
+        BodyFormat::Json => {
+            let trimmed = text.trim_start();
+            if !trimmed.starts_with('[') {
+                let raw: &RawValue = serde_json::from_str(text).map_err(malformed)?;
+                return parse_record(raw.get(), "")
+                    .map(|r| Parsed::One(Box::new(r)))
+                    .map_err(|e| BodyError::Invalid(vec![e]));
+            }
+            serde_json::from_str(text).map_err(malformed)?
+        }
+        BodyFormat::Ndjson => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(n, line)| {
+                serde_json::from_str(line).map_err(|e| {
+                    BodyError::Malformed(FieldError::new(
+                        format!("line {}", n + 1),
+                        format!("malformed JSON: {}", bare_message(&e)),
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if items.is_empty() {
+        return Err(BodyError::Invalid(vec![FieldError::new(
+            "records",
+            "empty batch: send at least one record",
+        )]));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(BodyError::Invalid(vec![FieldError::new(
+            "records",
+            format!("{} records in one batch; at most {MAX_BATCH}", items.len()),
+        )]));
+    }
+    let mut records = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, raw) in items.iter().enumerate() {
+        match parse_record(raw.get(), &format!("records[{i}]")) {
+            Ok(r) => records.push(r),
+            Err(e) if errors.len() < MAX_REPORTED => errors.push(e),
+            Err(_) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(Parsed::Batch(records))
+    } else {
+        Err(BodyError::Invalid(errors))
+    }
+}
+
+/// Parse one record's JSON text; `prefix` is its place in the body (`records[3]`, or "").
+pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let result: Result<Record, _> = serde_path_to_error::deserialize(&mut de);
+    let err = match result {
+        Ok(record) => return Ok(record),
+        Err(err) => err,
+    };
+    let join = |field: &str| match (prefix.is_empty(), field.is_empty()) {
+        (true, true) => "record".to_owned(),
+        (true, false) => field.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}.{field}"),
+    };
+    let path = err.path().to_string();
+    let message = bare_message(err.inner());
+    if message.starts_with("recursion limit exceeded") {
+        // The path is as deep as the nesting; the top-level field is what the client needs.
+        let top = path.split(['.', '[']).next().unwrap_or_default();
+        return Err(FieldError::new(
+            join(top),
+            format!("JSON nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let at_top = path == "." || path.is_empty();
+    let top_level_key = !path.contains(['.', '[']);
+    if top_level_key && message.starts_with("unknown field") {
+        let unknown = unknown_fields(json);
+        return Err(FieldError::new(
+            join(""),
+            format!(
+                "unknown fields: {} (extensions go in `attributes`)",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    if at_top && message.starts_with("missing field `tenant_id`") {
+        return Err(FieldError::new(join("tenant_id"), "required"));
+    }
+    if at_top && message.starts_with("invalid type") {
+        return Err(FieldError::new(
+            join(""),
+            "must be a JSON object (one record)",
+        ));
+    }
+    let field = if at_top { String::new() } else { path };
+    Err(FieldError::new(join(&field), message))
+}
+
+fn unknown_fields(json: &str) -> Vec<String> {
+    let all: BTreeMap<String, IgnoredAny> = serde_json::from_str(json).unwrap_or_default();
+    all.into_keys()
+        .filter(|k| !RECORD_FIELDS.contains(&k.as_str()))
+        .collect()
+}
+
+fn malformed(e: serde_json::Error) -> BodyError {
+    BodyError::Malformed(FieldError::new(
+        "body",
+        format!(
+            "malformed JSON at line {} column {}: {}",
+            e.line(),
+            e.column(),
+            bare_message(&e)
+        ),
+    ))
+}
+
+/// serde_json's message without its " at line L column C" suffix.
+fn bare_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(body: &str) -> Vec<String> {
+        match parse_body(body.as_bytes(), BodyFormat::Json) {
+            Err(BodyError::Invalid(es)) => es.iter().map(ToString::to_string).collect(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_field_in_a_batch() {
+        let body = r#"[{"tenant_id":"t"},{"tenant_id":"t","temperature":"abc"}]"#;
+        assert_eq!(
+            invalid(body),
+            ["records[1].temperature: not a decimal number"]
+        );
+    }
+
+    #[test]
+    fn single_record_paths_have_no_prefix() {
+        assert_eq!(
+            invalid(r#"{"tenant_id":"t","tokens_input":-1}"#),
+            ["tokens_input: must not be negative"]
+        );
+        assert_eq!(invalid(r#"{"model_name":"x"}"#), ["tenant_id: required"]);
+    }
+
+    #[test]
+    fn lists_every_unknown_field() {
+        let e = invalid(r#"{"tenant_id":"t","zeta":1,"alpha":2}"#);
+        assert_eq!(
+            e,
+            ["record: unknown fields: alpha, zeta (extensions go in `attributes`)"]
+        );
+    }
+
+    #[test]
+    fn nested_paths() {
+        let e = invalid(r#"[{"tenant_id":"t","input":{"record_count":"x"}}]"#);
+        assert!(e[0].starts_with("records[0].input.record_count: "), "{e:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_cleanly() {
+        let deep = format!(
+            r#"{{"tenant_id":"t","model_config":{}1{}}}"#,
+            r#"{"a":"#.repeat(10_000),
+            "}".repeat(10_000)
+        );
+        let e = invalid(&deep);
+        assert_eq!(
+            e,
+            [format!(
+                "model_config: JSON nested deeper than {MAX_DEPTH} levels"
+            )]
+        );
+    }
+
+    #[test]
+    fn malformed_and_empty() {
+        assert!(matches!(
+            parse_body(b"{", BodyFormat::Json),
+            Err(BodyError::Malformed(FieldError { ref field, .. })) if field == "body"
+        ));
+        assert!(matches!(
+            parse_body(b"\xff\xfe", BodyFormat::Json),
+            Err(BodyError::Malformed(ref e)) if e.message == "invalid UTF-8 at byte 0"
+        ));
+        assert_eq!(
+            invalid("[]"),
+            ["records: empty batch: send at least one record"]
+        );
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines() {
+        let body = b"{\"tenant_id\":\"a\"}\n\n{\"tenant_id\":\"b\"}\n";
+        let Parsed::Batch(rs) = parse_body(body, BodyFormat::Ndjson).unwrap() else {
+            panic!("batch expected")
+        };
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[1].tenant_id.as_str(), "b");
+    }
+
+    #[test]
+    fn stored_record_round_trips_with_literals() {
+        let r = parse_record(
+            r#"{"tenant_id":"t","temperature":0.70,"cost_amount":"1.50"}"#,
+            "",
+        )
+        .unwrap();
+        let stored = crate::record::StoredRecord {
+            id: uuid::Uuid::now_v7(),
+            seq: 7,
+            recorded_at: crate::value::Timestamp::now(),
+            record: r,
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(json.contains(r#""temperature":"0.70""#), "{json}");
+        let back: crate::record::StoredRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, stored);
+    }
+}

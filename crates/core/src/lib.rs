@@ -1,0 +1,13 @@
+//! aitrail's pure core: the audit record, how it is parsed and validated, and the query
+//! over it. No I/O, no async, no SQL, no HTTP: everything here is plain data and functions.
+
+pub mod csv;
+pub mod ingest;
+pub mod query;
+pub mod record;
+pub mod value;
+
+pub use ingest::{BodyError, BodyFormat, FieldError, Parsed, parse_body};
+pub use query::{Cursor, Query};
+pub use record::{Receipt, Record, StoredRecord};
+pub use value::{TenantId, Timestamp};

@@ -1,0 +1,151 @@
+//! The one API error type, rendered as RFC 9457 problem+json at the edge.
+
+use aitrail_core::{BodyError, FieldError};
+use aitrail_store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not UTF-8 or not JSON.
+    #[error("{0}")]
+    Malformed(FieldError),
+    /// JSON, but not valid records (every problem, in order).
+    #[error("{}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    Invalid(Vec<FieldError>),
+    /// A query parameter is unknown or not a valid value.
+    #[error("{0}")]
+    BadQuery(FieldError),
+    #[error("body larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("not found")]
+    NotFound,
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("method not allowed; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("storage failed; nothing of this request was stored")]
+    Storage(#[from] StoreError),
+    #[error("internal error; nothing of this request was stored")]
+    Internal(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Malformed(f) => ApiError::Malformed(f),
+            BodyError::Invalid(fs) => ApiError::Invalid(fs),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldProblem<'a>>,
+}
+
+#[derive(Serialize)]
+struct FieldProblem<'a> {
+    field: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            Malformed(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-body",
+                "Malformed request body",
+            ),
+            Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-record",
+                "Invalid record",
+            ),
+            BadQuery(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query parameter",
+            ),
+            TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Body too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported content type",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such route"),
+            MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Storage(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.status_and_kind();
+        match &self {
+            ApiError::Storage(e) => tracing::error!(error = %e, "storage failure"),
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal failure"),
+            _ => {}
+        }
+        let kind = format!("urn:aitrail:problem:{slug}");
+        let field_errors: &[FieldError] = match &self {
+            ApiError::Invalid(fs) => fs,
+            ApiError::Malformed(f) | ApiError::BadQuery(f) => std::slice::from_ref(f),
+            _ => &[],
+        };
+        let problem = Problem {
+            kind: &kind,
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: field_errors
+                .iter()
+                .map(|f| FieldProblem {
+                    field: &f.field,
+                    message: &f.message,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let ApiError::MethodNotAllowed { allow } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}

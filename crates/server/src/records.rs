@@ -1,0 +1,157 @@
+//! Record routes: append, list, get, and seed 000's POST /audit/log.
+
+use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
+use aitrail_core::{Query, Receipt, StoredRecord};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+
+use crate::{ApiError, AppState};
+
+/// Bodies above this are parsed off the async workers, so a 10 MiB batch never stalls
+/// other requests.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+#[derive(Serialize)]
+struct BatchReceipts {
+    results: Vec<Receipt>,
+}
+
+#[derive(Serialize)]
+struct PageBody {
+    records: Vec<StoredRecord>,
+    next_cursor: Option<String>,
+}
+
+/// POST /v1/records: one record, or a batch (JSON array or NDJSON), all or nothing.
+pub(crate) async fn append(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let parsed = read_records(&app, &headers, body).await?;
+    match parsed {
+        Parsed::One(record) => {
+            let receipt = app.store.append(vec![*record]).await?.remove(0);
+            let location = format!("/v1/records/{}", receipt.id);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(receipt),
+            )
+                .into_response())
+        }
+        Parsed::Batch(records) => {
+            let results = app.store.append(records).await?;
+            Ok((StatusCode::CREATED, Json(BatchReceipts { results })).into_response())
+        }
+    }
+}
+
+/// POST /audit/log: seed 000's payload (one record); answers with the stored record.
+pub(crate) async fn audit_log(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Parsed::One(record) = read_records(&app, &headers, body).await? else {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "record",
+            "POST /audit/log takes one record object; send batches to POST /v1/records",
+        )]));
+    };
+    let receipt = app.store.append(vec![(*record).clone()]).await?.remove(0);
+    let stored = StoredRecord {
+        id: receipt.id,
+        seq: receipt.seq,
+        recorded_at: receipt.recorded_at,
+        record: *record,
+    };
+    let location = format!("/v1/records/{}", stored.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(stored),
+    )
+        .into_response())
+}
+
+/// GET /v1/records: filtered, newest first, cursor-paged.
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    pairs: Result<axum::extract::Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = pairs
+        .map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?
+        .0;
+    let query = Query::from_pairs(pairs).map_err(ApiError::BadQuery)?;
+    let page = app.store.list(&query).await?;
+    let body = PageBody {
+        records: page.records,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// GET /v1/records/{id}: 404 for an unknown id, and for anything that is not an id.
+pub(crate) async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id.parse().map_err(|_| ApiError::NotFound)?;
+    let record = app.store.get(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(record).into_response())
+}
+
+async fn read_records(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Parsed, ApiError> {
+    let format = body_format(headers)?;
+    let bytes = read_limited(body, app.config.max_body_bytes).await?;
+    if bytes.len() <= PARSE_INLINE_MAX {
+        return Ok(parse_body(&bytes, format)?);
+    }
+    tokio::task::spawn_blocking(move || parse_body(&bytes, format))
+        .await
+        .map_err(|e| ApiError::Internal(format!("parser task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        "application/x-ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
+        "" => Err(ApiError::UnsupportedMediaType(
+            "no Content-Type; send application/json or application/x-ndjson".into(),
+        )),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {other} is not accepted; send application/json or application/x-ndjson"
+        ))),
+    }
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge { limit })
+        }
+        Err(e) => Err(ApiError::Malformed(FieldError::new(
+            "body",
+            format!("could not be read: {e}"),
+        ))),
+    }
+}

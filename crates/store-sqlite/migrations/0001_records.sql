@@ -1,0 +1,47 @@
+-- One row per tenant log: its size is the next seq. Bumping it inside the append
+-- transaction is what keeps seq contiguous, even with several writing processes.
+CREATE TABLE logs (
+    tenant_id TEXT PRIMARY KEY,
+    size      INTEGER NOT NULL CHECK (size >= 0)
+) STRICT;
+
+-- One row per record. `body` is the record exactly as accepted (JSON, without the server
+-- fields); the other columns are copies of what the auditor queries filter and sort on.
+CREATE TABLE records (
+    pos             INTEGER PRIMARY KEY,  -- commit order across tenants; the page cursor
+    id              TEXT NOT NULL UNIQUE, -- UUIDv7
+    tenant_id       TEXT NOT NULL,
+    seq             INTEGER NOT NULL CHECK (seq >= 0),
+    recorded_at     TEXT NOT NULL,        -- RFC 3339, UTC
+    event_time      INTEGER NOT NULL,     -- Unix nanoseconds, UTC
+    model_provider  TEXT,
+    model_name      TEXT,
+    model_version   TEXT,
+    deployment_id   TEXT,
+    safety_mode     TEXT,
+    operation_type  TEXT,
+    user_id         TEXT,
+    agent_id        TEXT,
+    session_id      TEXT,
+    feature_code    TEXT,
+    temperature     REAL,                 -- numeric copy of the literal in body
+    success         INTEGER NOT NULL CHECK (success IN (0, 1)),
+    body            TEXT NOT NULL,
+    UNIQUE (tenant_id, seq)
+) STRICT;
+
+-- Single-column indexes: each also orders by pos (SQLite appends the rowid), so a filter
+-- plus "newest first" walks one index backwards and stops after a page.
+CREATE INDEX records_tenant         ON records (tenant_id);
+CREATE INDEX records_event_time     ON records (event_time);
+CREATE INDEX records_model_provider ON records (model_provider);
+CREATE INDEX records_model_name     ON records (model_name);
+CREATE INDEX records_model_version  ON records (model_version);
+CREATE INDEX records_deployment_id  ON records (deployment_id);
+CREATE INDEX records_safety_mode    ON records (safety_mode);
+CREATE INDEX records_operation_type ON records (operation_type);
+CREATE INDEX records_user_id        ON records (user_id);
+CREATE INDEX records_agent_id       ON records (agent_id);
+CREATE INDEX records_session_id     ON records (session_id);
+CREATE INDEX records_feature_code   ON records (feature_code);
+CREATE INDEX records_temperature    ON records (temperature);
