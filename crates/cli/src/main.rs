@@ -48,7 +48,7 @@ enum Command {
     /// Append records from a JSON or NDJSON file (or stdin).
     Log(commands::log::Args),
     /// List records, newest first, with the API's filters.
-    List(commands::list::Args),
+    List(Box<commands::list::Args>),
     /// Show one record by id.
     Show(commands::show::Args),
 }
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
             Command::Log(args) => commands::log::run(&cli.global, args).await,
-            Command::List(args) => commands::list::run(&cli.global, args).await,
+            Command::List(args) => commands::list::run(&cli.global, *args).await,
             Command::Show(args) => commands::show::run(&cli.global, args).await,
         }
     });
