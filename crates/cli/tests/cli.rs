@@ -348,6 +348,5 @@ async fn ingest_until_killed(
     for w in writers {
         w.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
-    acked
+    acked.lock().unwrap().clone()
 }
