@@ -1,1 +1,426 @@
-fn main() {}
+//! Benchmarks behind BENCHMARKS.md. Run: `cargo run --release -p aitrail-bench -- all`.
+//!
+//! The server runs in this process on its own runtime, over the real SQLite store in a
+//! temporary directory, and is driven over loopback HTTP by reqwest clients on another
+//! runtime. Figures are printed as Markdown rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aitrail_core::ingest::{BodyFormat, parse_body};
+use aitrail_core::query::TextField;
+use aitrail_store::Store;
+use aitrail_store_sqlite::{MIGRATIONS, SqliteStore};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand)]
+enum Which {
+    /// (a) single-record POSTs at concurrency 1/16/64, (b) batches of 1,000, (c) raw SQLite.
+    Ingest {
+        /// Seconds of wrk load per concurrency level for (a).
+        #[arg(long, default_value_t = 10)]
+        singles_seconds: u32,
+        /// Batches of 1,000 for (b) and (c).
+        #[arg(long, default_value_t = 100)]
+        batches: usize,
+    },
+    /// (d) first page of two-filter queries over N stored records.
+    Query {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
+    /// Everything, with the defaults.
+    All,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    machine();
+    match cli.which {
+        Which::Ingest { singles_seconds, batches } => ingest(singles_seconds, batches),
+        Which::Query { records } => query(records),
+        Which::All => {
+            ingest(10, 100)?;
+            query(1_000_000)
+        }
+    }
+}
+
+fn machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("machine: {cores} cores, {cpu}");
+}
+
+/// A record of about 1 KiB, varied so indexes see realistic spread.
+fn record(i: usize) -> Value {
+    const PROVIDERS: [&str; 5] = ["openai", "anthropic", "azure", "cohere", "mistral"];
+    const MODELS: [&str; 10] = [
+        "gpt-4o",
+        "claude-3-sonnet",
+        "gpt-35-turbo",
+        "command-r",
+        "mistral-large",
+        "gpt-4o-mini",
+        "claude-3-haiku",
+        "gpt-4-turbo",
+        "command-r-plus",
+        "mistral-small",
+    ];
+    const SAFETY: [&str; 3] = ["strict", "balanced", "relaxed"];
+    const FEATURES: [&str; 3] = ["workspace", "trustee", "search"];
+    let temperature = format!("{}.{}", (i * 7) % 2, (i * 13) % 10);
+    json!({
+        "tenant_id": format!("tenant-{}", i % 4),
+        "user_id": format!("user-{}", i % 1000),
+        "agent_id": format!("agent-{}", i % 50),
+        "session_id": format!("sess-{}", i / 10),
+        "channel": "api",
+        "feature_code": FEATURES[i % 3],
+        "operation_type": "chat",
+        "model_provider": PROVIDERS[i % 5],
+        "model_name": MODELS[(i / 5) % 10],
+        "model_version": "2024-08-06",
+        "deployment_id": format!("deploy-{}", i % 7),
+        "temperature": temperature,
+        "safety_mode": SAFETY[i % 3],
+        "model_config": {"top_p": 0.9, "max_tokens": 1024, "frequency_penalty": 0.5},
+        "tokens_input": 400 + i % 300,
+        "tokens_output": 200 + i % 500,
+        "processing_time_ms": 900 + i % 4000,
+        "cost_amount": "0.0042",
+        "cost_currency": "USD",
+        "prompt": "Summarise the attached quarterly report for the board, focusing on revenue, churn and the hiring plan. Keep it under two hundred words and use a neutral tone. ".repeat(2),
+        "response": "Revenue grew 12% quarter on quarter, driven by the enterprise tier; churn fell to 1.8%. Hiring is on plan with 14 of 16 roles filled. ".repeat(2),
+        "success": !i.is_multiple_of(50),
+        "event_time": "2026-11-01T12:00:00Z",
+    })
+}
+
+/// The real `aitrail serve` binary (built beside this one) on a fresh data dir.
+struct Server {
+    base: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench_dir() -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::tempdir_in(std::env::var("AITRAIL_BENCH_DIR").unwrap_or_else(|_| ".".into()))?)
+}
+
+fn start_server(dir: tempfile::TempDir) -> anyhow::Result<Server> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?.with_file_name("aitrail");
+    let mut child = std::process::Command::new(&exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} (cargo build --release first)", exe.display()))?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let base = loop {
+        let line = lines.next().context("server exited before listening")??;
+        if let Some(rest) = line.strip_prefix("aitrail listening on ") {
+            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(Server { base, child, _dir: dir })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
+    let client_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let size = serde_json::to_vec(&record(1))?.len();
+    println!("record size: {size} bytes of JSON");
+    println!("| measure | concurrency | records/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+
+    // (a) single-record POSTs, driven by wrk: a load generator in C costs this 2-core
+    // machine far less CPU than one in Rust on the same cores would.
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
+            serde_json::to_string(&record(1).to_string())?
+        ),
+    )?;
+    for concurrency in [1usize, 16, 64] {
+        let server = start_server(bench_dir()?)?;
+        let w = wrk(&server.base, concurrency, singles_seconds, script.path())?;
+        println!(
+            "| (a) single POST (wrk, {singles_seconds} s) | {concurrency} | {:.0} | {} | {} |",
+            w.rate, w.p50, w.p99
+        );
+    }
+
+    // (b) batches of 1,000 over HTTP
+    let mut batch_rate = 0.0;
+    for concurrency in [1usize, 4] {
+        let server = start_server(bench_dir()?)?;
+        let (elapsed, mut lat) =
+            client_rt.block_on(drive(&server.base, concurrency, batches, 1000))?;
+        lat.sort_unstable();
+        let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
+        if concurrency == 1 {
+            batch_rate = rate;
+        }
+        println!(
+            "| (b) batch of 1,000 POST | {concurrency} | {rate:.0} | {} | {} |",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        );
+    }
+
+    // (c) the same rows straight into SQLite, same schema, same durability, 1,000 a commit.
+    let raw_rate = raw_sqlite(batches)?;
+    println!("| (c) raw SQLite INSERT, 1,000 a transaction | 1 | {raw_rate:.0} | | |");
+    println!("\n(b)/(c) at concurrency 1 = {:.2}", batch_rate / raw_rate);
+    Ok(())
+}
+
+struct WrkResult {
+    rate: f64,
+    p50: String,
+    p99: String,
+}
+
+/// Run wrk (Debian package `wrk`) with one thread and `connections` connections.
+fn wrk(
+    base: &str,
+    connections: usize,
+    seconds: u32,
+    script: &std::path::Path,
+) -> anyhow::Result<WrkResult> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(format!("{base}/v1/records"))
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
+    anyhow::ensure!(!text.contains("Non-2xx"), "the server refused requests: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+            .with_context(|| format!("no `{prefix}` in wrk output: {text}"))
+    };
+    Ok(WrkResult {
+        rate: field("Requests/sec:")?.parse()?,
+        p50: wrk_ms(&field("50%")?)?,
+        p99: wrk_ms(&field("99%")?)?,
+    })
+}
+
+/// wrk prints latencies as `812.00us`, `4.00ms` or `1.02s`; in milliseconds.
+fn wrk_ms(v: &str) -> anyhow::Result<String> {
+    let (num, factor) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        anyhow::bail!("unknown latency unit in {v}")
+    };
+    Ok(format!("{:.2}", num.parse::<f64>()? * factor))
+}
+
+/// `total` POSTs of `per_request` records from `concurrency` clients; latency per request.
+async fn drive(
+    base: &str,
+    concurrency: usize,
+    total: usize,
+    per_request: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..concurrency.min(total).max(1) * 2)
+            .map(|k| {
+                if per_request == 1 {
+                    record(k).to_string()
+                } else {
+                    Value::Array((0..per_request).map(|i| record(k * per_request + i)).collect())
+                        .to_string()
+                }
+            })
+            .collect(),
+    );
+    let url = format!("{base}/v1/records");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (url, next, bodies) = (url.clone(), next.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut lat = Vec::new();
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(bodies[k % bodies.len()].clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 201, "status {}", r.status());
+                r.bytes().await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((start.elapsed(), all))
+}
+
+fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
+    let dir =
+        tempfile::tempdir_in(std::env::var("AITRAIL_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
+    let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    for m in MIGRATIONS {
+        conn.execute_batch(m)?;
+    }
+    // Everything a row needs, computed before the clock starts.
+    let rows: Vec<Vec<rusqlite::types::Value>> = (0..batches * 1000)
+        .map(|i| {
+            let body = record(i).to_string();
+            let r = parse_body(body.as_bytes(), BodyFormat::Json).unwrap().into_records().remove(0);
+            use rusqlite::types::Value as V;
+            let text = |f: TextField| f.of(&r).map_or(V::Null, |v| V::Text(v.as_str().to_owned()));
+            vec![
+                V::Text(uuid::Uuid::now_v7().to_string()),
+                V::Text(r.tenant_id.to_string()),
+                V::Integer((i / 4) as i64),
+                V::Text("2026-11-22T00:00:00Z".into()),
+                V::Integer(r.event_time.unwrap().unix_nanos()),
+                text(TextField::ModelProvider),
+                text(TextField::ModelName),
+                text(TextField::ModelVersion),
+                text(TextField::DeploymentId),
+                text(TextField::SafetyMode),
+                text(TextField::OperationType),
+                text(TextField::UserId),
+                text(TextField::AgentId),
+                text(TextField::SessionId),
+                text(TextField::FeatureCode),
+                r.temperature.as_ref().map_or(V::Null, |t| V::Real(t.value())),
+                V::Integer(i64::from(r.success)),
+                V::Text(serde_json::to_string(&r).unwrap()),
+            ]
+        })
+        .collect();
+    let start = Instant::now();
+    for chunk in rows.chunks(1000) {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_provider, \
+                 model_name, model_version, deployment_id, safety_mode, operation_type, user_id, \
+                 agent_id, session_id, feature_code, temperature, success, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?;
+            for row in chunk {
+                stmt.execute(rusqlite::params_from_iter(row))?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(rows.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+fn query(n: usize) -> anyhow::Result<()> {
+    let dir = bench_dir()?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let started = Instant::now();
+    // Loaded straight through the store (the ingest path is measured above), then served
+    // by the real binary.
+    load_rt.block_on(async {
+        let store = SqliteStore::open(dir.path())?;
+        let mut i = 0;
+        while i < n {
+            let batch: Vec<_> = (i..(i + 10_000).min(n))
+                .map(|k| {
+                    let body = record(k).to_string();
+                    parse_body(body.as_bytes(), BodyFormat::Json).unwrap().into_records().remove(0)
+                })
+                .collect();
+            i += batch.len();
+            store.append(batch).await.context("loading")?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let server = start_server(dir)?;
+    println!("loaded {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    println!("| (d) first page (50) of | p50 ms | p99 ms | rows |");
+    println!("|---|---|---|---|");
+    // One client for every query, so connection set-up is not what we measure.
+    let client = reqwest::Client::new();
+    for q in [
+        "model_provider=anthropic&temperature_gt=0.8",
+        "model_name=claude-3-haiku&safety_mode=strict",
+        "model_provider=azure&since=2026-10-01&until=2026-11-02",
+        "tenant_id=tenant-2&user_id=user-998",
+        // No record matches both: the worst case, every candidate of one index is checked.
+        "model_provider=cohere&user_id=user-4",
+    ] {
+        let url = format!("{}/v1/records?{q}", server.base);
+        let mut lat = Vec::new();
+        let mut rows = 0;
+        for _ in 0..200 {
+            let t = Instant::now();
+            let page: Value =
+                load_rt.block_on(async { client.get(&url).send().await?.json().await })?;
+            lat.push(t.elapsed());
+            rows = page["records"].as_array().map_or(0, Vec::len);
+        }
+        lat.sort_unstable();
+        println!(
+            "| `{q}` | {} | {} | {rows} |",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        );
+    }
+    Ok(())
+}

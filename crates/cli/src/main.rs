@@ -12,11 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "aitrail",
-    version,
-    about = "Tamper-evident audit trail for AI/LLM calls"
-)]
+#[command(name = "aitrail", version, about = "Tamper-evident audit trail for AI/LLM calls")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -28,12 +24,7 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 pub struct Global {
     /// Data directory of the embedded store (used when no --server is given).
-    #[arg(
-        long,
-        global = true,
-        env = "AITRAIL_DATA_DIR",
-        default_value = "./aitrail-data"
-    )]
+    #[arg(long, global = true, env = "AITRAIL_DATA_DIR", default_value = "./aitrail-data")]
     pub data_dir: PathBuf,
     /// URL of a running aitrail server, e.g. http://127.0.0.1:8080; without it, commands
     /// work directly on --data-dir.
@@ -55,10 +46,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::anyhow!("cannot start runtime: {e}")),
     };

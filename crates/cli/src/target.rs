@@ -10,10 +10,7 @@ use serde::Deserialize;
 use crate::Global;
 
 pub enum Target {
-    Remote {
-        client: reqwest::Client,
-        base: String,
-    },
+    Remote { client: reqwest::Client, base: String },
     Local(SqliteStore),
 }
 
@@ -132,25 +129,16 @@ impl Target {
 /// The body of a successful answer, or the server's problem as one error line.
 async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .context("reading the server's answer")?;
+    let bytes = response.bytes().await.context("reading the server's answer")?;
     if !status.is_success() {
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) if p.errors.len() > 1 => {
-                let all: Vec<_> = p
-                    .errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect();
+                let all: Vec<_> =
+                    p.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
                 bail!("server refused ({status}): {}", all.join("; "))
             }
             Ok(p) => bail!("server refused ({status}): {}", p.detail),
-            Err(_) => bail!(
-                "server answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ),
+            Err(_) => bail!("server answered {status}: {}", String::from_utf8_lossy(&bytes)),
         }
     }
     serde_json::from_slice(&bytes).context("the server's answer is not what aitrail expects")
@@ -159,10 +147,8 @@ async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
 fn describe(e: aitrail_core::BodyError) -> String {
     match e {
         aitrail_core::BodyError::Malformed(f) => f.to_string(),
-        aitrail_core::BodyError::Invalid(fs) => fs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
+        aitrail_core::BodyError::Invalid(fs) => {
+            fs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        }
     }
 }

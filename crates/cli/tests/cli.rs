@@ -28,10 +28,7 @@ impl ServerProcess {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let base = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
+            let line = lines.next().expect("server exited before listening").unwrap();
             if let Some(rest) = line.strip_prefix("aitrail listening on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
@@ -71,11 +68,7 @@ fn aitrail(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -87,28 +80,15 @@ const RECORDS: &str = r#"{"tenant_id":"org-1","model_provider":"openai","model_n
 /// log, list (every format), show: the same answers on the data dir and through a server.
 fn log_list_show(location: &[&str]) {
     let with = |args: &[&str]| -> Vec<String> {
-        location
-            .iter()
-            .chain(args)
-            .map(ToString::to_string)
-            .collect()
+        location.iter().chain(args).map(ToString::to_string).collect()
     };
     let run = |args: &[&str], stdin: Option<&str>| {
         let args = with(args);
         aitrail(&args.iter().map(String::as_str).collect::<Vec<_>>(), stdin)
     };
     let out = ok(&run(&["log", "-"], Some(RECORDS)));
-    let receipts: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        receipts
-            .iter()
-            .map(|r| r["seq"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    let receipts: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(receipts.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
 
     let listed: Vec<Value> = serde_json::from_str(&ok(&run(
         &["list", "--format", "json", "--temperature-gt", "0.8"],
@@ -119,23 +99,12 @@ fn log_list_show(location: &[&str]) {
     assert_eq!(listed[0]["id"], receipts[0]["id"]);
 
     let listed: Vec<Value> = serde_json::from_str(&ok(&run(
-        &[
-            "list",
-            "--format",
-            "json",
-            "--provider",
-            "anthropic",
-            "--provider",
-            "openai",
-        ],
+        &["list", "--format", "json", "--provider", "anthropic", "--provider", "openai"],
         None,
     )))
     .unwrap();
     assert_eq!(
-        listed
-            .iter()
-            .map(|r| r["agent_id"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        listed.iter().map(|r| r["agent_id"].as_str().unwrap()).collect::<Vec<_>>(),
         ["a2", "a1"]
     );
 
@@ -151,11 +120,7 @@ fn log_list_show(location: &[&str]) {
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3);
-    assert_eq!(
-        &rows[0][col("model_provider")],
-        "'=cmd",
-        "formula cell neutralised"
-    );
+    assert_eq!(&rows[0][col("model_provider")], "'=cmd", "formula cell neutralised");
     assert_eq!(&rows[1][col("temperature")], "0.50");
 
     let paged = run(&["list", "--limit", "2", "--format", "json"], None);
@@ -199,38 +164,21 @@ fn bad_input_is_one_clear_line_and_a_failure_exit() {
     let server = ServerProcess::start(&dir.path().join("srv"));
     let local = dir.path().join("local");
     let bad = "{\"tenant_id\":\"t\"}\n{\"tenant_id\":\"t\",\"temperature\":\"abc\"}\n";
-    for location in [
-        ["--server", server.base.as_str()],
-        ["--data-dir", local.to_str().unwrap()],
-    ] {
+    for location in [["--server", server.base.as_str()], ["--data-dir", local.to_str().unwrap()]] {
         let mut args = location.to_vec();
         args.extend(["log", "-"]);
         let out = aitrail(&args, Some(bad));
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains("records[1].temperature: not a decimal number"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("records[1].temperature: not a decimal number"), "{stderr}");
         let mut list = location.to_vec();
         list.extend(["list", "--format", "json"]);
         assert_eq!(ok(&aitrail(&list, None)).trim(), "[]", "nothing stored");
     }
-    let out = aitrail(
-        &["--server", &server.base, "list", "--since", "someday"],
-        None,
-    );
+    let out = aitrail(&["--server", &server.base, "list", "--since", "someday"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("since: not an RFC 3339 timestamp"));
-    let out = aitrail(
-        &[
-            "--data-dir",
-            local.to_str().unwrap(),
-            "log",
-            "/no/such/file",
-        ],
-        None,
-    );
+    let out = aitrail(&["--data-dir", local.to_str().unwrap(), "log", "/no/such/file"], None);
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .starts_with("aitrail: error: cannot read /no/such/file")
@@ -268,28 +216,18 @@ fn kill_9_during_concurrent_ingest_loses_no_acknowledged_record() {
     runtime.block_on(async {
         let client = reqwest::Client::new();
         for (_, id) in &acknowledged {
-            let r = client
-                .get(format!("{}/v1/records/{id}", server.base))
-                .send()
-                .await
-                .unwrap();
+            let r = client.get(format!("{}/v1/records/{id}", server.base)).send().await.unwrap();
             assert_eq!(r.status(), 200, "acknowledged record {id} lost");
         }
         for tenant in ["kill-a", "kill-b"] {
             let mut seqs = Vec::new();
             let mut cursor = String::new();
             loop {
-                let url = format!(
-                    "{}/v1/records?tenant_id={tenant}&limit=1000{cursor}",
-                    server.base
-                );
+                let url =
+                    format!("{}/v1/records?tenant_id={tenant}&limit=1000{cursor}", server.base);
                 let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
                 seqs.extend(
-                    page["records"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r["seq"].as_u64().unwrap()),
+                    page["records"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()),
                 );
                 match page["next_cursor"].as_str() {
                     Some(c) => cursor = format!("&cursor={c}"),

@@ -51,10 +51,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -133,11 +130,7 @@ pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Parsed, BodyError> 
             Err(_) => {}
         }
     }
-    if errors.is_empty() {
-        Ok(Parsed::Batch(records))
-    } else {
-        Err(BodyError::Invalid(errors))
-    }
+    if errors.is_empty() { Ok(Parsed::Batch(records)) } else { Err(BodyError::Invalid(errors)) }
 }
 
 /// Parse one record's JSON text; `prefix` is its place in the body (`records[3]`, or "").
@@ -170,20 +163,14 @@ pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
         let unknown = unknown_fields(json);
         return Err(FieldError::new(
             join(""),
-            format!(
-                "unknown fields: {} (extensions go in `attributes`)",
-                unknown.join(", ")
-            ),
+            format!("unknown fields: {} (extensions go in `attributes`)", unknown.join(", ")),
         ));
     }
     if at_top && message.starts_with("missing field `tenant_id`") {
         return Err(FieldError::new(join("tenant_id"), "required"));
     }
     if at_top && message.starts_with("invalid type") {
-        return Err(FieldError::new(
-            join(""),
-            "must be a JSON object (one record)",
-        ));
+        return Err(FieldError::new(join(""), "must be a JSON object (one record)"));
     }
     let field = if at_top { String::new() } else { path };
     Err(FieldError::new(join(&field), message))
@@ -191,20 +178,13 @@ pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
 
 fn unknown_fields(json: &str) -> Vec<String> {
     let all: BTreeMap<String, IgnoredAny> = serde_json::from_str(json).unwrap_or_default();
-    all.into_keys()
-        .filter(|k| !RECORD_FIELDS.contains(&k.as_str()))
-        .collect()
+    all.into_keys().filter(|k| !RECORD_FIELDS.contains(&k.as_str())).collect()
 }
 
 fn malformed(e: serde_json::Error) -> BodyError {
     BodyError::Malformed(FieldError::new(
         "body",
-        format!(
-            "malformed JSON at line {} column {}: {}",
-            e.line(),
-            e.column(),
-            bare_message(&e)
-        ),
+        format!("malformed JSON at line {} column {}: {}", e.line(), e.column(), bare_message(&e)),
     ))
 }
 
@@ -231,10 +211,7 @@ mod tests {
     #[test]
     fn names_the_field_in_a_batch() {
         let body = r#"[{"tenant_id":"t"},{"tenant_id":"t","temperature":"abc"}]"#;
-        assert_eq!(
-            invalid(body),
-            ["records[1].temperature: not a decimal number"]
-        );
+        assert_eq!(invalid(body), ["records[1].temperature: not a decimal number"]);
     }
 
     #[test]
@@ -249,10 +226,7 @@ mod tests {
     #[test]
     fn lists_every_unknown_field() {
         let e = invalid(r#"{"tenant_id":"t","zeta":1,"alpha":2}"#);
-        assert_eq!(
-            e,
-            ["record: unknown fields: alpha, zeta (extensions go in `attributes`)"]
-        );
+        assert_eq!(e, ["record: unknown fields: alpha, zeta (extensions go in `attributes`)"]);
     }
 
     #[test]
@@ -269,12 +243,7 @@ mod tests {
             "}".repeat(10_000)
         );
         let e = invalid(&deep);
-        assert_eq!(
-            e,
-            [format!(
-                "model_config: JSON nested deeper than {MAX_DEPTH} levels"
-            )]
-        );
+        assert_eq!(e, [format!("model_config: JSON nested deeper than {MAX_DEPTH} levels")]);
     }
 
     #[test]
@@ -287,10 +256,7 @@ mod tests {
             parse_body(b"\xff\xfe", BodyFormat::Json),
             Err(BodyError::Malformed(ref e)) if e.message == "invalid UTF-8 at byte 0"
         ));
-        assert_eq!(
-            invalid("[]"),
-            ["records: empty batch: send at least one record"]
-        );
+        assert_eq!(invalid("[]"), ["records: empty batch: send at least one record"]);
     }
 
     #[test]
@@ -305,11 +271,8 @@ mod tests {
 
     #[test]
     fn stored_record_round_trips_with_literals() {
-        let r = parse_record(
-            r#"{"tenant_id":"t","temperature":0.70,"cost_amount":"1.50"}"#,
-            "",
-        )
-        .unwrap();
+        let r = parse_record(r#"{"tenant_id":"t","temperature":0.70,"cost_amount":"1.50"}"#, "")
+            .unwrap();
         let stored = crate::record::StoredRecord {
             id: uuid::Uuid::now_v7(),
             seq: 7,

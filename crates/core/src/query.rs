@@ -100,9 +100,7 @@ impl fmt::Display for Cursor {
 impl FromStr for Cursor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse()
-            .map(Cursor)
-            .map_err(|_| "not a cursor from a previous page".into())
+        s.parse().map(Cursor).map_err(|_| "not a cursor from a previous page".into())
     }
 }
 
@@ -179,18 +177,12 @@ impl Query {
                 "tenant_id" => q.tenant_id = Some(TenantId::parse(value).map_err(err)?),
                 "since" => q.since = Some(parse_time(value).map_err(err)?),
                 "until" => q.until = Some(parse_time(value).map_err(err)?),
-                "temperature_min" => q
-                    .temperature
-                    .push(Bound::AtLeast(number(value).map_err(err)?)),
-                "temperature_max" => q
-                    .temperature
-                    .push(Bound::AtMost(number(value).map_err(err)?)),
-                "temperature_gt" => q
-                    .temperature
-                    .push(Bound::Above(number(value).map_err(err)?)),
-                "temperature_lt" => q
-                    .temperature
-                    .push(Bound::Below(number(value).map_err(err)?)),
+                "temperature_min" => {
+                    q.temperature.push(Bound::AtLeast(number(value).map_err(err)?))
+                }
+                "temperature_max" => q.temperature.push(Bound::AtMost(number(value).map_err(err)?)),
+                "temperature_gt" => q.temperature.push(Bound::Above(number(value).map_err(err)?)),
+                "temperature_lt" => q.temperature.push(Bound::Below(number(value).map_err(err)?)),
                 "success" => {
                     q.success = Some(match value {
                         "true" => true,
@@ -199,13 +191,10 @@ impl Query {
                     })
                 }
                 "limit" => {
-                    q.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            err(format!("must be a whole number from 1 to {MAX_LIMIT}"))
-                        })?
+                    q.limit =
+                        value.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(
+                            || err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+                        )?
                 }
                 "cursor" => q.cursor = Some(value.parse().map_err(err)?),
                 _ => match TextField::ALL.iter().find(|f| f.name() == key) {
@@ -235,10 +224,7 @@ impl Query {
 
     /// The values a text field must match, if it is filtered on.
     pub fn text_values(&self, field: TextField) -> Option<&[ShortText]> {
-        self.text
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, v)| v.as_slice())
+        self.text.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -264,17 +250,10 @@ mod tests {
     fn parses_the_auditor_questions() {
         let q = Query::from_pairs([("temperature_gt", "0.8")]).unwrap();
         assert_eq!(q.temperature, [Bound::Above(0.8)]);
-        let q = Query::from_pairs([
-            ("model_provider", "anthropic"),
-            ("model_provider", "openai"),
-        ])
-        .unwrap();
-        let values: Vec<_> = q
-            .text_values(TextField::ModelProvider)
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str())
-            .collect();
+        let q = Query::from_pairs([("model_provider", "anthropic"), ("model_provider", "openai")])
+            .unwrap();
+        let values: Vec<_> =
+            q.text_values(TextField::ModelProvider).unwrap().iter().map(|v| v.as_str()).collect();
         assert_eq!(values, ["anthropic", "openai"]);
         let q = Query::from_pairs([("since", "2026-10-01"), ("until", "2026-11-01T00:00:00Z")])
             .unwrap();
@@ -285,18 +264,11 @@ mod tests {
     #[test]
     fn names_bad_parameters() {
         let e = Query::from_pairs([("since", "yesterday")]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "since: not an RFC 3339 timestamp or a YYYY-MM-DD date"
-        );
+        assert_eq!(e.to_string(), "since: not an RFC 3339 timestamp or a YYYY-MM-DD date");
         let e = Query::from_pairs([("limit", "0")]).unwrap_err();
         assert_eq!(e.field, "limit");
         let e = Query::from_pairs([("temprature_min", "1"), ("x", "2")]).unwrap_err();
-        assert!(
-            e.message
-                .starts_with("unknown parameters: temprature_min, x"),
-            "{e}"
-        );
+        assert!(e.message.starts_with("unknown parameters: temprature_min, x"), "{e}");
         assert!(Query::from_pairs([("success", "yes")]).is_err());
         assert!(Query::from_pairs([("temperature_min", "abc")]).is_err());
     }

@@ -290,9 +290,7 @@ impl<'de> Deserialize<'de> for StoredRecord {
         use serde_json::value::RawValue;
         let mut fields = BTreeMap::<String, Box<RawValue>>::deserialize(d)?;
         let mut take = |name: &str| {
-            fields
-                .remove(name)
-                .ok_or_else(|| D::Error::custom(format!("missing field `{name}`")))
+            fields.remove(name).ok_or_else(|| D::Error::custom(format!("missing field `{name}`")))
         };
         let id = serde_json::from_str(take("id")?.get()).map_err(D::Error::custom)?;
         let seq = serde_json::from_str(take("seq")?.get()).map_err(D::Error::custom)?;
@@ -300,11 +298,6 @@ impl<'de> Deserialize<'de> for StoredRecord {
             serde_json::from_str(take("recorded_at")?.get()).map_err(D::Error::custom)?;
         let rest = serde_json::to_string(&fields).map_err(D::Error::custom)?;
         let record = serde_json::from_str(&rest).map_err(D::Error::custom)?;
-        Ok(Self {
-            id,
-            seq,
-            recorded_at,
-            record,
-        })
+        Ok(Self { id, seq, recorded_at, record })
     }
 }

@@ -23,9 +23,7 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let ok_chars = s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok_chars = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if s.is_empty() || s.len() > 64 || !ok_start || !ok_chars {
             return Err(
                 "must be 1 to 64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
@@ -131,16 +129,11 @@ impl Decimal {
         if !is_json_number(literal) {
             return Err("not a decimal number".into());
         }
-        let value: f64 = literal
-            .parse()
-            .map_err(|_| "not a decimal number".to_string())?;
+        let value: f64 = literal.parse().map_err(|_| "not a decimal number".to_string())?;
         if !value.is_finite() {
             return Err("out of range".into());
         }
-        Ok(Self {
-            literal: literal.to_owned(),
-            value,
-        })
+        Ok(Self { literal: literal.to_owned(), value })
     }
 
     pub fn as_str(&self) -> &str {
@@ -329,9 +322,7 @@ impl Timestamp {
     }
 
     pub fn from_unix_nanos(n: i64) -> Option<Self> {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
-            .ok()
-            .map(Self)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).ok().map(Self)
     }
 
     /// Nanoseconds since 1970 (fits i64 until 2262, checked at parse by the year range).
@@ -416,9 +407,7 @@ mod tests {
         for ok in ["0", "0.7", "0.70", "1e-3", "2E+10", "-1.5", "10"] {
             assert!(is_json_number(ok), "{ok}");
         }
-        for bad in [
-            "", "abc", ".7", "07", "1.", "1e", "+1", "0x10", "1 ", "NaN", "inf", "-",
-        ] {
+        for bad in ["", "abc", ".7", "07", "1.", "1e", "+1", "0x10", "1 ", "NaN", "inf", "-"] {
             assert!(!is_json_number(bad), "{bad:?}");
         }
     }
@@ -446,13 +435,9 @@ mod tests {
     fn count_messages() {
         let e = serde_json::from_str::<Count>("-3").unwrap_err().to_string();
         assert!(e.starts_with("must not be negative"), "{e}");
-        let e = serde_json::from_str::<Count>("1.5")
-            .unwrap_err()
-            .to_string();
+        let e = serde_json::from_str::<Count>("1.5").unwrap_err().to_string();
         assert!(e.starts_with("must be a whole number"), "{e}");
-        let e = serde_json::from_str::<Count>("\"5\"")
-            .unwrap_err()
-            .to_string();
+        let e = serde_json::from_str::<Count>("\"5\"").unwrap_err().to_string();
         assert!(e.contains("a non-negative whole number"), "{e}");
         assert_eq!(serde_json::from_str::<Count>("42").unwrap().get(), 42);
     }

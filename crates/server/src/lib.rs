@@ -28,9 +28,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        }
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
     }
 }
 
@@ -42,17 +40,11 @@ pub(crate) struct AppState {
 
 /// The whole API as an axum router.
 pub fn router(store: Arc<dyn Store>, config: Config) -> Router {
-    let state = AppState {
-        store,
-        config: Arc::new(config),
-    };
+    let state = AppState { store, config: Arc::new(config) };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
-        .route(
-            "/v1/records",
-            only(post(records::append).get(records::list), "GET, HEAD, POST"),
-        )
+        .route("/v1/records", only(post(records::append).get(records::list), "GET, HEAD, POST"))
         .route("/v1/records/{id}", only(get(records::get_one), "GET, HEAD"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .fallback(|| async { ApiError::NoRoute })
@@ -79,7 +71,5 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -63,26 +63,10 @@ impl ApiError {
     fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            Malformed(_) => (
-                StatusCode::BAD_REQUEST,
-                "malformed-body",
-                "Malformed request body",
-            ),
-            Invalid(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-record",
-                "Invalid record",
-            ),
-            BadQuery(_) => (
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "Invalid query parameter",
-            ),
-            TooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Body too large",
-            ),
+            Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-record", "Invalid record"),
+            BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter"),
+            TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -90,21 +74,13 @@ impl ApiError {
             ),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such route"),
-            MethodNotAllowed { .. } => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
-            Storage(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage-unavailable",
-                "Storage unavailable",
-            ),
-            Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            ),
+            MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+            }
+            Storage(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable")
+            }
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
 }
@@ -130,19 +106,13 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             errors: field_errors
                 .iter()
-                .map(|f| FieldProblem {
-                    field: &f.field,
-                    message: &f.message,
-                })
+                .map(|f| FieldProblem { field: &f.field, message: &f.message })
                 .collect(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let ApiError::MethodNotAllowed { allow } = self {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }

@@ -39,12 +39,7 @@ pub(crate) async fn append(
         Parsed::One(record) => {
             let receipt = app.store.append(vec![*record]).await?.remove(0);
             let location = format!("/v1/records/{}", receipt.id);
-            Ok((
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                Json(receipt),
-            )
-                .into_response())
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(receipt)).into_response())
         }
         Parsed::Batch(records) => {
             let results = app.store.append(records).await?;
@@ -73,12 +68,7 @@ pub(crate) async fn audit_log(
         record: *record,
     };
     let location = format!("/v1/records/{}", stored.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(stored),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(stored)).into_response())
 }
 
 /// GET /v1/records: filtered, newest first, cursor-paged.
@@ -86,15 +76,11 @@ pub(crate) async fn list(
     State(app): State<AppState>,
     pairs: Result<axum::extract::Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let pairs = pairs
-        .map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?
-        .0;
+    let pairs = pairs.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
     let query = Query::from_pairs(pairs).map_err(ApiError::BadQuery)?;
     let page = app.store.list(&query).await?;
-    let body = PageBody {
-        records: page.records,
-        next_cursor: page.next_cursor.map(|c| c.to_string()),
-    };
+    let body =
+        PageBody { records: page.records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
     Ok(Json(body).into_response())
 }
 
@@ -121,16 +107,9 @@ async fn read_records(app: &AppState, headers: &HeaderMap, body: Body) -> Result
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(BodyFormat::Json),
         "application/x-ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
@@ -149,9 +128,8 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::TooLarge { limit })
         }
-        Err(e) => Err(ApiError::Malformed(FieldError::new(
-            "body",
-            format!("could not be read: {e}"),
-        ))),
+        Err(e) => {
+            Err(ApiError::Malformed(FieldError::new("body", format!("could not be read: {e}"))))
+        }
     }
 }

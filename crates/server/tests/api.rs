@@ -27,11 +27,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(aitrail_server::serve(listener, app, std::future::pending()));
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            _dir: dir,
-        }
+        Self { base, client: reqwest::Client::new(), _dir: dir }
     }
 
     async fn post(
@@ -50,30 +46,18 @@ impl Server {
             .unwrap();
         let status = r.status();
         let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     async fn post_json(&self, body: &Value) -> (StatusCode, Value) {
-        self.post("/v1/records", "application/json", body.to_string())
-            .await
+        self.post("/v1/records", "application/json", body.to_string()).await
     }
 
     async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path_and_query}", self.base))
-            .send()
-            .await
-            .unwrap();
+        let r = self.client.get(format!("{}{path_and_query}", self.base)).send().await.unwrap();
         let status = r.status();
         let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Every stored record id, newest first, following cursors.
@@ -105,11 +89,7 @@ impl Server {
 fn problem_fields(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
-        .map(|es| {
-            es.iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
+        .map(|es| es.iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -139,27 +119,18 @@ async fn single_record_round_trips_with_server_fields() {
 #[tokio::test]
 async fn batches_answer_in_order_with_contiguous_seq() {
     let s = Server::start().await;
-    let batch: Vec<Value> = (0..5)
-        .map(|i| json!({"tenant_id": "t", "agent_id": format!("a{i}")}))
-        .collect();
+    let batch: Vec<Value> =
+        (0..5).map(|i| json!({"tenant_id": "t", "agent_id": format!("a{i}")})).collect();
     let (status, body) = s.post_json(&Value::Array(batch)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let seqs: Vec<u64> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> =
+        body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
     let ndjson = "{\"tenant_id\":\"t\"}\n{\"tenant_id\":\"u\"}\n{\"tenant_id\":\"t\"}\n";
     let (status, body) = s.post("/v1/records", "application/x-ndjson", ndjson).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let seqs: Vec<u64> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> =
+        body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [5, 0, 6], "seq is per tenant");
     let first = body["results"][0]["id"].as_str().unwrap();
     let (_, record) = s.get(&format!("/v1/records/{first}")).await;
@@ -183,12 +154,8 @@ async fn concurrent_appends_keep_seq_contiguous_and_unique() {
                 let (status, answer) = s.post_json(&body).await;
                 assert_eq!(status, StatusCode::CREATED, "{answer}");
                 match answer.get("results") {
-                    Some(rs) => seqs.extend(
-                        rs.as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|r| r["seq"].as_u64().unwrap()),
-                    ),
+                    Some(rs) => seqs
+                        .extend(rs.as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap())),
                     None => seqs.push(answer["seq"].as_u64().unwrap()),
                 }
             }
@@ -234,9 +201,7 @@ async fn seed_000_payload_is_accepted_exactly_as_documented() {
             assert_eq!(&stored[k], v, "{k}");
         }
     }
-    let (_, again) = s
-        .get(&format!("/v1/records/{}", stored["id"].as_str().unwrap()))
-        .await;
+    let (_, again) = s.get(&format!("/v1/records/{}", stored["id"].as_str().unwrap())).await;
     assert_eq!(again, stored);
     let (status, body) = s.post("/audit/log", "application/json", "[]").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -393,13 +358,8 @@ async fn filter_case(query: &str, expect: impl Fn(&Row) -> bool) {
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect();
     // Newest first: the fixture in reverse order of insertion.
-    let want: Vec<String> = ROWS
-        .iter()
-        .zip(&ids)
-        .filter(|(r, _)| expect(r))
-        .map(|(_, id)| id.clone())
-        .rev()
-        .collect();
+    let want: Vec<String> =
+        ROWS.iter().zip(&ids).filter(|(r, _)| expect(r)).map(|(_, id)| id.clone()).rev().collect();
     assert!(
         !want.is_empty() && want.len() < ROWS.len(),
         "fixture should make {query} discriminate"
@@ -483,17 +443,8 @@ async fn refused(
     let (status, problem) = s.post("/v1/records", content_type, body).await;
     assert!(status.is_client_error(), "{status}: {problem}");
     assert_eq!(problem["status"], status.as_u16());
-    assert!(
-        problem["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("urn:aitrail:problem:")
-    );
-    assert_eq!(
-        s.all_ids().await.len(),
-        before,
-        "a refused request stored something"
-    );
+    assert!(problem["type"].as_str().unwrap().starts_with("urn:aitrail:problem:"));
+    assert_eq!(s.all_ids().await.len(), before, "a refused request stored something");
     (status, problem)
 }
 
@@ -504,10 +455,7 @@ async fn a_batch_with_one_bad_record_stores_nothing() {
     batch[3]["temperature"] = json!("abc");
     let (status, problem) = refused(&s, "application/json", Value::Array(batch).to_string()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        problem["detail"],
-        "records[3].temperature: not a decimal number"
-    );
+    assert_eq!(problem["detail"], "records[3].temperature: not a decimal number");
     assert!(s.all_ids().await.is_empty());
 }
 
@@ -516,10 +464,7 @@ async fn every_bad_record_in_a_batch_is_named() {
     let s = Server::start().await;
     let batch = json!([{"tenant_id": "t", "tokens_input": -1}, {"tenant_id": "t"}, {"tenant_id": "t", "success": "yes"}]);
     let (_, problem) = refused(&s, "application/json", batch.to_string()).await;
-    assert_eq!(
-        problem_fields(&problem),
-        ["records[0].tokens_input", "records[2].success"]
-    );
+    assert_eq!(problem_fields(&problem), ["records[0].tokens_input", "records[2].success"]);
 }
 
 #[tokio::test]
@@ -528,10 +473,7 @@ async fn invalid_json_is_400() {
     let (status, problem) = refused(&s, "application/json", r#"{"tenant_id": "t",}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("body: malformed JSON at line 1"),
+        problem["detail"].as_str().unwrap().starts_with("body: malformed JSON at line 1"),
         "{problem}"
     );
 }
@@ -542,26 +484,11 @@ async fn wrong_types_are_422_naming_the_field() {
     for (body, field) in [
         (json!({"tenant_id": 5}), "tenant_id"),
         (json!({"tenant_id": "t", "model_name": 4}), "model_name"),
-        (
-            json!({"tenant_id": "t", "model_config": [1]}),
-            "model_config",
-        ),
-        (
-            json!({"tenant_id": "t", "tokens_output": "12"}),
-            "tokens_output",
-        ),
-        (
-            json!({"tenant_id": "t", "event_time": "yesterday"}),
-            "event_time",
-        ),
-        (
-            json!({"tenant_id": "t", "input": {"record_count": true}}),
-            "input.record_count",
-        ),
-        (
-            json!({"tenant_id": "t", "cost_currency": "chf"}),
-            "cost_currency",
-        ),
+        (json!({"tenant_id": "t", "model_config": [1]}), "model_config"),
+        (json!({"tenant_id": "t", "tokens_output": "12"}), "tokens_output"),
+        (json!({"tenant_id": "t", "event_time": "yesterday"}), "event_time"),
+        (json!({"tenant_id": "t", "input": {"record_count": true}}), "input.record_count"),
+        (json!({"tenant_id": "t", "cost_currency": "chf"}), "cost_currency"),
         (json!({"tenant_id": "t", "model_name": ""}), "model_name"),
         (json!("just a string"), "record"),
     ] {
@@ -574,12 +501,8 @@ async fn wrong_types_are_422_naming_the_field() {
 #[tokio::test]
 async fn negative_token_counts_are_refused() {
     let s = Server::start().await;
-    let (status, problem) = refused(
-        &s,
-        "application/json",
-        r#"{"tenant_id":"t","tokens_input":-5}"#,
-    )
-    .await;
+    let (status, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","tokens_input":-5}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["detail"], "tokens_input: must not be negative");
 }
@@ -587,12 +510,8 @@ async fn negative_token_counts_are_refused() {
 #[tokio::test]
 async fn temperature_abc_is_refused() {
     let s = Server::start().await;
-    let (status, problem) = refused(
-        &s,
-        "application/json",
-        r#"{"tenant_id":"t","temperature":"abc"}"#,
-    )
-    .await;
+    let (status, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","temperature":"abc"}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["detail"], "temperature: not a decimal number");
 }
@@ -600,12 +519,8 @@ async fn temperature_abc_is_refused() {
 #[tokio::test]
 async fn unknown_fields_are_listed() {
     let s = Server::start().await;
-    let (_, problem) = refused(
-        &s,
-        "application/json",
-        r#"{"tenant_id":"t","modelName":"x","priceCHF":1}"#,
-    )
-    .await;
+    let (_, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","modelName":"x","priceCHF":1}"#).await;
     assert_eq!(
         problem["detail"],
         "record: unknown fields: modelName, priceCHF (extensions go in `attributes`)"
@@ -615,31 +530,16 @@ async fn unknown_fields_are_listed() {
 #[tokio::test]
 async fn body_one_byte_over_the_limit_is_413() {
     let limit = 4096;
-    let s = Server::with_config(Config {
-        max_body_bytes: limit,
-    })
-    .await;
+    let s = Server::with_config(Config { max_body_bytes: limit }).await;
     let record = |len: usize| {
         let base = r#"{"tenant_id":"t","prompt":""}"#.len();
-        format!(
-            r#"{{"tenant_id":"t","prompt":"{}"}}"#,
-            "x".repeat(len - base)
-        )
+        format!(r#"{{"tenant_id":"t","prompt":"{}"}}"#, "x".repeat(len - base))
     };
-    let (status, body) = s
-        .post("/v1/records", "application/json", record(limit))
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "exactly at the limit is fine: {body}"
-    );
+    let (status, body) = s.post("/v1/records", "application/json", record(limit)).await;
+    assert_eq!(status, StatusCode::CREATED, "exactly at the limit is fine: {body}");
     let (status, problem) = refused(&s, "application/json", record(limit + 1)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(
-        problem["detail"],
-        format!("body larger than the limit of {limit} bytes")
-    );
+    assert_eq!(problem["detail"], format!("body larger than the limit of {limit} bytes"));
     // Without a Content-Length the limit holds too (a chunked upload, written by hand).
     let head = chunked_post(&s.base, &record(limit + 1)).await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
@@ -655,11 +555,7 @@ async fn chunked_post(base: &str, body: &str) -> String {
         "POST /v1/records HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     for chunk in body.as_bytes().chunks(1000) {
-        req.push_str(&format!(
-            "{:x}\r\n{}\r\n",
-            chunk.len(),
-            std::str::from_utf8(chunk).unwrap()
-        ));
+        req.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), std::str::from_utf8(chunk).unwrap()));
     }
     req.push_str("0\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
@@ -689,23 +585,16 @@ async fn model_config_nested_10000_deep_is_refused() {
     );
     let (status, problem) = refused(&s, "application/json", deep).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        problem["detail"],
-        "model_config: JSON nested deeper than 128 levels"
-    );
+    assert_eq!(problem["detail"], "model_config: JSON nested deeper than 128 levels");
 }
 
 #[tokio::test]
 async fn a_1_mib_prompt_is_stored_whole() {
     let s = Server::start().await;
     let prompt: String = "Ω".repeat(512 * 1024); // 1 MiB of two-byte characters
-    let (status, receipt) = s
-        .post_json(&json!({"tenant_id": "t", "prompt": prompt}))
-        .await;
+    let (status, receipt) = s.post_json(&json!({"tenant_id": "t", "prompt": prompt})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, record) = s
-        .get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap()))
-        .await;
+    let (_, record) = s.get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap())).await;
     assert_eq!(record["prompt"].as_str().unwrap(), prompt);
 }
 
@@ -714,10 +603,7 @@ async fn empty_batches_are_refused() {
     let s = Server::start().await;
     let (status, problem) = refused(&s, "application/json", "[]").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        problem["detail"],
-        "records: empty batch: send at least one record"
-    );
+    assert_eq!(problem["detail"], "records: empty batch: send at least one record");
     let (status, _) = refused(&s, "application/x-ndjson", "\n\n").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -728,10 +614,7 @@ async fn over_10000_records_are_refused() {
     let batch = format!("[{}]", vec![r#"{"tenant_id":"t"}"#; 10_001].join(","));
     let (status, problem) = refused(&s, "application/json", batch).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        problem["detail"],
-        "records: 10001 records in one batch; at most 10000"
-    );
+    assert_eq!(problem["detail"], "records: 10001 records in one batch; at most 10000");
 }
 
 #[tokio::test]
@@ -762,19 +645,12 @@ async fn unknown_records_are_404_and_nothing_updates_or_deletes() {
     let s = Server::start().await;
     let (_, receipt) = s.post_json(&json!({"tenant_id": "t"})).await;
     let id = receipt["id"].as_str().unwrap();
-    for missing in [
-        "/v1/records/0192b6d8-0000-7000-8000-000000000000",
-        "/v1/records/not-a-uuid",
-    ] {
+    for missing in ["/v1/records/0192b6d8-0000-7000-8000-000000000000", "/v1/records/not-a-uuid"] {
         let (status, problem) = s.get(missing).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(problem["title"], "Not found");
     }
-    for method in [
-        reqwest::Method::PUT,
-        reqwest::Method::PATCH,
-        reqwest::Method::DELETE,
-    ] {
+    for method in [reqwest::Method::PUT, reqwest::Method::PATCH, reqwest::Method::DELETE] {
         let r = s
             .client
             .request(method.clone(), format!("{}/v1/records/{id}", s.base))
@@ -789,11 +665,7 @@ async fn unknown_records_are_404_and_nothing_updates_or_deletes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} on the collection"
-        );
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} on the collection");
     }
     let (status, _) = s.get(&format!("/v1/records/{id}")).await;
     assert_eq!(status, StatusCode::OK, "still there");
@@ -802,10 +674,7 @@ async fn unknown_records_are_404_and_nothing_updates_or_deletes() {
 #[tokio::test]
 async fn healthz() {
     let s = Server::start().await;
-    assert_eq!(
-        s.get("/healthz").await,
-        (StatusCode::OK, json!({"status": "ok"}))
-    );
+    assert_eq!(s.get("/healthz").await, (StatusCode::OK, json!({"status": "ok"})));
 }
 
 /// The OpenAPI document and the router agree: every documented operation is served, and

@@ -2,8 +2,9 @@
 //! `synchronous=FULL`, so a committed transaction is on disk before we answer.
 //!
 //! Writes go through one writer thread that group-commits: it takes every append waiting
-//! in its queue, runs them in one transaction (a savepoint each, so one failing append
-//! never takes others down) and answers them all after the one fsync of the commit. Reads
+//! in its queue, runs them in one transaction and answers them all after the one fsync of
+//! the commit (should the group fail, each append is retried alone, so one failing append
+//! never takes the others down). Reads
 //! use a small pool of their own connections and never wait for the writer (WAL).
 
 mod schema;
@@ -32,23 +33,13 @@ const QUEUE_DEPTH: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create data dir {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open database {path}: {source}")]
-    Database {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Database { path: PathBuf, source: rusqlite::Error },
     #[error(
         "database {path} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    TooNew { path: PathBuf, found: i64, known: i64 },
 }
 
 /// A handle on the store; cheap to clone, all clones share the writer and readers.
@@ -60,41 +51,38 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.readers.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.readers.path).finish()
     }
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the store in `data_dir`, applying pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        create_private_dir(data_dir).map_err(|source| OpenError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        create_private_dir(data_dir)
+            .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
-        let db_err = |source| OpenError::Database {
-            path: path.clone(),
-            source,
-        };
+        let db_err = |source| OpenError::Database { path: path.clone(), source };
         let mut conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
         let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
         if found > known {
             return Err(OpenError::TooNew { path, found, known });
         }
+        // Checkpoints (copying the WAL back into the database) run on a thread of their own,
+        // so the writer spends its time on commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
+        let checkpointer = connect(&path, OpenFlags::default()).map_err(db_err)?;
+        let (commits, committed) = std::sync::mpsc::sync_channel(1);
+        let spawn_err = |source| OpenError::DataDir { path: data_dir.to_owned(), source };
+        std::thread::Builder::new()
+            .name("aitrail-sqlite-checkpoint".into())
+            .spawn(move || write::checkpoint_loop(checkpointer, committed))
+            .map_err(spawn_err)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("aitrail-sqlite-writer".into())
-            .spawn(move || write::run(conn, queue))
-            .map_err(|source| OpenError::DataDir {
-                path: data_dir.to_owned(),
-                source,
-            })?;
-        let readers = Arc::new(Readers {
-            path,
-            idle: Mutex::new(Vec::new()),
-        });
+            .spawn(move || write::run(conn, queue, commits))
+            .map_err(spawn_err)?;
+        let readers = Arc::new(Readers { path, idle: Mutex::new(Vec::new()) });
         Ok(Self { jobs, readers })
     }
 
@@ -112,11 +100,9 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
+        let rows = records.iter().map(write::Row::new).collect::<Result<_, _>>()?;
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(write::Job { records, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.jobs.send(write::Job { rows, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -126,9 +112,7 @@ impl Store for SqliteStore {
                 "SELECT pos, id, seq, recorded_at, body FROM records WHERE id = ?1",
             )?;
             let mut rows = stmt.query([id.to_string()])?;
-            rows.next()?
-                .map(|row| row_to_record(row).map(|(_, r)| r))
-                .transpose()
+            rows.next()?.map(|row| row_to_record(row).map(|(_, r)| r)).transpose()
         })
         .await
     }
@@ -150,10 +134,7 @@ impl Store for SqliteStore {
             } else {
                 None
             };
-            Ok(Page {
-                records: records.into_iter().map(|(_, r)| r).collect(),
-                next_cursor,
-            })
+            Ok(Page { records: records.into_iter().map(|(_, r)| r).collect(), next_cursor })
         })
         .await
     }
@@ -221,9 +202,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredRecord
     let recorded_at: String = row.get(3)?;
     let body: String = row.get(4)?;
     let record = StoredRecord {
-        id: id
-            .parse()
-            .map_err(|e| corrupt(format!("record {pos}: bad id: {e}")))?,
+        id: id.parse().map_err(|e| corrupt(format!("record {pos}: bad id: {e}")))?,
         seq: u64::try_from(seq).map_err(|e| corrupt(format!("record {pos}: bad seq: {e}")))?,
         recorded_at: Timestamp::parse_rfc3339(&recorded_at)
             .map_err(|e| corrupt(format!("record {pos}: bad recorded_at: {e}")))?,
@@ -248,10 +227,7 @@ impl Readers {
             None => connect(&self.path, OpenFlags::default()).map_err(backend)?,
         };
         let result = f(&conn).map_err(backend);
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         result
     }
 }
@@ -263,6 +239,9 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     // FULL: the WAL is fsync'd at every commit, so a 2xx survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 64 MiB of page cache: the indexes' hot pages stay in memory as the table grows.
+    conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
 
@@ -272,8 +251,5 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -10,11 +10,7 @@ pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_records.sql")
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<(i64, i64)> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the lock.
         let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -135,8 +135,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
 fn table(records: &[StoredRecord]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
     t.set_header([
         "Time",
         "Tenant",

@@ -21,9 +21,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         Some(p) if p.as_os_str() == "-" => read_stdin()?,
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
     };
-    let receipts = Target::open(global)?
-        .append(body.clone(), sniff(&body))
-        .await?;
+    let receipts = Target::open(global)?.append(body.clone(), sniff(&body)).await?;
     for r in &receipts {
         println!("{}", serde_json::to_string(r)?);
     }
@@ -33,9 +31,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .context("cannot read stdin")?;
+    std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
     Ok(buf)
 }
 

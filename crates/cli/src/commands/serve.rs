@@ -26,21 +26,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let store = SqliteStore::open(&global.data_dir)?;
-    let app = aitrail_server::router(
-        Arc::new(store),
-        Config {
-            max_body_bytes: args.max_body_bytes,
-        },
-    );
+    let app =
+        aitrail_server::router(Arc::new(store), Config { max_body_bytes: args.max_body_bytes });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this exact line.
-    eprintln!(
-        "aitrail listening on http://{addr} (data: {})",
-        global.data_dir.display()
-    );
+    eprintln!("aitrail listening on http://{addr} (data: {})", global.data_dir.display());
     aitrail_server::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
