@@ -2,9 +2,13 @@
 //! over it. No I/O, no async, no SQL, no HTTP: everything here is plain data and functions.
 
 pub mod csv;
+pub mod entry;
 pub mod ingest;
+pub mod merkle;
+pub mod note;
 pub mod query;
 pub mod record;
+pub mod tiles;
 pub mod value;
 
 pub use ingest::{BodyError, BodyFormat, FieldError, Parsed, parse_body};

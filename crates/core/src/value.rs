@@ -291,7 +291,8 @@ impl<'de> Deserialize<'de> for Count {
                 Err(E::custom("must be a whole number"))
             }
         }
-        d.deserialize_any(CountVisitor)
+        // Not deserialize_any: with arbitrary_precision that hands numbers over as maps.
+        d.deserialize_u64(CountVisitor)
     }
 }
 

@@ -1,0 +1,365 @@
+//! The log entry: the canonical, versioned bytes of a record that its Merkle leaf hashes.
+//! Specified in docs/FORMAT.md; this module is the reference implementation.
+//!
+//! ```text
+//! entry = "aitrail.entry.v1\n" ‖ canonical-JSON({"id", "record", "recorded_at", "seq"})
+//! ```
+//!
+//! `record` is the record's JSON with its content fields (prompt, response,
+//! prompt_variables) replaced by salted commitments under `"commitments"`, so content and
+//! salt can later be deleted while the entry, its leaf and every proof stay valid.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::merkle::Hash;
+use crate::query::TextField;
+use crate::record::{Record, StoredRecord};
+use crate::value::Timestamp;
+
+/// First bytes of every version-1 entry.
+pub const ENTRY_PREFIX: &[u8] = b"aitrail.entry.v1\n";
+
+/// Record fields that are content: kept outside the entry, committed to inside it.
+pub const CONTENT_FIELDS: [&str; 3] = ["prompt", "response", "prompt_variables"];
+
+/// Domain separation for content commitments.
+const COMMITMENT_TAG: &[u8] = b"aitrail.commitment.v1\0";
+
+/// A record's content, kept apart from its entry (and purgeable): the per-record salt and
+/// each present content field as the exact bytes committed to (text as UTF-8;
+/// prompt_variables as canonical JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub salt: [u8; 32],
+    pub fields: BTreeMap<String, String>,
+}
+
+/// SHA-256(tag ‖ salt ‖ field ‖ 0x00 ‖ content).
+pub fn commitment(salt: &[u8; 32], field: &str, content: &str) -> Hash {
+    let mut h = Sha256::new();
+    h.update(COMMITMENT_TAG);
+    h.update(salt);
+    h.update(field.as_bytes());
+    h.update([0u8]);
+    h.update(content.as_bytes());
+    h.finalize().into()
+}
+
+/// A record made ready for its entry: canonical JSON with commitments, and its content.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Canonical JSON of the record object that goes inside the entry.
+    pub record_json: String,
+    /// `None` when the record has no content fields.
+    pub content: Option<Content>,
+}
+
+/// Split a record into its canonical entry part and its content, committing with `salt`
+/// (32 random bytes, fresh for each record).
+pub fn prepare(record: &Record, salt: [u8; 32]) -> Prepared {
+    let Value::Object(mut map) = serde_json::to_value(record).expect("a record is JSON") else {
+        unreachable!("a record serialises to an object")
+    };
+    let mut fields = BTreeMap::new();
+    let mut commitments = Map::new();
+    for name in CONTENT_FIELDS {
+        let Some(v) = map.remove(name) else { continue };
+        let text = match v {
+            Value::String(s) => s,
+            other => canonical_json(&other),
+        };
+        let c = commitment(&salt, name, &text);
+        commitments.insert(name.to_owned(), Value::String(hex::encode(c)));
+        fields.insert(name.to_owned(), text);
+    }
+    if !commitments.is_empty() {
+        map.insert("commitments".to_owned(), Value::Object(commitments));
+    }
+    let content = (!fields.is_empty()).then_some(Content { salt, fields });
+    Prepared { record_json: canonical_json(&Value::Object(map)), content }
+}
+
+/// The entry bytes. `record_json` is [`Prepared::record_json`]; the keys come out in
+/// canonical order: id, record, recorded_at, seq.
+pub fn encode(id: &Uuid, recorded_at: Timestamp, seq: u64, record_json: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENTRY_PREFIX.len() + record_json.len() + 120);
+    out.extend_from_slice(ENTRY_PREFIX);
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(id.hyphenated().to_string().as_bytes());
+    out.extend_from_slice(b"\",\"record\":");
+    out.extend_from_slice(record_json.as_bytes());
+    out.extend_from_slice(b",\"recorded_at\":\"");
+    out.extend_from_slice(recorded_at.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// Why entry bytes are not a valid entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("entry does not start with the v1 prefix")]
+    UnknownVersion,
+    #[error("entry is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("entry is not in canonical form")]
+    NotCanonical,
+    #[error("entry field {0} is missing or malformed")]
+    BadField(&'static str),
+    #[error("content {0} does not match its commitment")]
+    ContentMismatch(String),
+    #[error("content {0} has no commitment in the entry")]
+    UncommittedContent(String),
+}
+
+/// An entry taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: Uuid,
+    pub seq: u64,
+    pub recorded_at: Timestamp,
+    /// The record object as in the entry: no content, `commitments` instead.
+    pub record: Map<String, Value>,
+}
+
+impl Entry {
+    /// Parse entry bytes. They must be exactly canonical: re-encoding gives the same bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        let json = bytes.strip_prefix(ENTRY_PREFIX).ok_or(EntryError::UnknownVersion)?;
+        let value: Value =
+            serde_json::from_slice(json).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        if canonical_json(&value).as_bytes() != json {
+            return Err(EntryError::NotCanonical);
+        }
+        let Value::Object(mut top) = value else { return Err(EntryError::BadField("entry")) };
+        let id = top
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or(EntryError::BadField("id"))?;
+        let seq = top.get("seq").and_then(Value::as_u64).ok_or(EntryError::BadField("seq"))?;
+        let recorded_at = top
+            .get("recorded_at")
+            .and_then(Value::as_str)
+            .and_then(|s| Timestamp::parse_rfc3339(s).ok())
+            .ok_or(EntryError::BadField("recorded_at"))?;
+        let Some(Value::Object(record)) = top.remove("record") else {
+            return Err(EntryError::BadField("record"));
+        };
+        if top.len() != 3 {
+            return Err(EntryError::BadField("entry (unexpected keys)"));
+        }
+        Ok(Self { id, seq, recorded_at, record })
+    }
+
+    /// The commitment the entry holds for a content field.
+    pub fn commitment(&self, field: &str) -> Option<&str> {
+        self.record.get("commitments")?.get(field)?.as_str()
+    }
+
+    /// Check content against the entry's commitments.
+    pub fn check_content(&self, content: &Content) -> Result<(), EntryError> {
+        for (field, text) in &content.fields {
+            let want = self
+                .commitment(field)
+                .ok_or_else(|| EntryError::UncommittedContent(field.clone()))?;
+            if hex::encode(commitment(&content.salt, field, text)) != want {
+                return Err(EntryError::ContentMismatch(field.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored record: the entry's fields plus whatever content is still kept (content
+    /// purged by retention or erasure is simply absent). Content is checked first.
+    pub fn to_stored(&self, content: Option<&Content>) -> Result<StoredRecord, EntryError> {
+        let mut map = self.record.clone();
+        map.remove("commitments");
+        if let Some(content) = content {
+            self.check_content(content)?;
+            for (field, text) in &content.fields {
+                let v = if field == "prompt_variables" {
+                    serde_json::from_str(text).map_err(|e| EntryError::NotJson(e.to_string()))?
+                } else {
+                    Value::String(text.clone())
+                };
+                map.insert(field.clone(), v);
+            }
+        }
+        // Through text: decimals are read from their raw JSON literal.
+        let text = serde_json::to_string(&map).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        let record: Record =
+            serde_json::from_str(&text).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        Ok(StoredRecord { id: self.id, seq: self.seq, recorded_at: self.recorded_at, record })
+    }
+}
+
+/// The copies of record fields a backend keeps as columns, for filtering and sorting.
+/// `verify` checks every stored row's columns against its entry with this same function,
+/// so a row edited behind the log's back is caught even where the entry is intact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexColumns {
+    pub id: String,
+    pub tenant_id: String,
+    pub seq: i64,
+    pub recorded_at: String,
+    pub event_time: i64,
+    pub text: [Option<String>; TextField::ALL.len()],
+    pub temperature: Option<f64>,
+    pub success: bool,
+}
+
+impl IndexColumns {
+    pub fn of(stored: &StoredRecord) -> Self {
+        let r = &stored.record;
+        Self {
+            id: stored.id.hyphenated().to_string(),
+            tenant_id: r.tenant_id.as_str().to_owned(),
+            seq: stored.seq as i64,
+            recorded_at: stored.recorded_at.to_string(),
+            event_time: stored.event_time().unix_nanos(),
+            text: TextField::ALL.map(|f| f.of(r).map(|v| v.as_str().to_owned())),
+            temperature: r.temperature.as_ref().map(|t| t.value()),
+            success: r.success,
+        }
+    }
+
+    /// Names of the columns where `self` (stored) differs from `expected`.
+    pub fn differences(&self, expected: &Self) -> Vec<&'static str> {
+        let mut diff = Vec::new();
+        let mut check = |same: bool, name| {
+            if !same {
+                diff.push(name)
+            }
+        };
+        check(self.id == expected.id, "id");
+        check(self.tenant_id == expected.tenant_id, "tenant_id");
+        check(self.seq == expected.seq, "seq");
+        check(self.recorded_at == expected.recorded_at, "recorded_at");
+        check(self.event_time == expected.event_time, "event_time");
+        for (i, f) in TextField::ALL.iter().enumerate() {
+            check(self.text[i] == expected.text[i], f.name());
+        }
+        check(self.temperature == expected.temperature, "temperature");
+        check(self.success == expected.success, "success");
+        diff
+    }
+}
+
+/// Canonical JSON (docs/FORMAT.md): no whitespace; object keys sorted by their UTF-8
+/// bytes; strings escaped as JSON requires and nothing more (`"`, `\`, and U+0000–U+001F,
+/// as `\b \f \n \r \t` or `\u00xx`); numbers as the client wrote them, except that an
+/// exponent without a sign gets `+` (`2e3` is written `2e+3`).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            // Sorted here, whatever order the map keeps.
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).expect("strings serialise"));
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse_record;
+
+    fn sample() -> Record {
+        parse_record(
+            r#"{"tenant_id":"org-1","model_name":"gpt-4o","temperature":0.70,
+                "prompt":"What is AI?","response":"AI is…","prompt_variables":{"b":1.50,"a":"x"},
+                "model_config":{"top_p":0.90,"z":[1,2e3]}}"#,
+            "",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn entry_is_canonical_and_round_trips() {
+        let p = prepare(&sample(), [3; 32]);
+        let id = Uuid::now_v7();
+        let at = Timestamp::parse_rfc3339("2026-01-30T10:30:00.5Z").unwrap();
+        let bytes = encode(&id, at, 7, &p.record_json);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with("aitrail.entry.v1\n{\"id\":"), "{text}");
+        // Literals kept (an exponent gets an explicit sign), keys sorted, no content.
+        assert!(text.contains(r#""model_config":{"top_p":0.90,"z":[1,2e+3]}"#), "{text}");
+        assert!(!text.contains("What is AI?"));
+        assert!(text.contains(r#""commitments":{"prompt":""#));
+        let e = Entry::decode(&bytes).unwrap();
+        assert_eq!((e.id, e.seq, e.recorded_at), (id, 7, at));
+        let stored = e.to_stored(p.content.as_ref()).unwrap();
+        assert_eq!(stored.record, sample());
+        // Purged content: the record reads back without it, the entry is unchanged.
+        let purged = e.to_stored(None).unwrap();
+        assert!(purged.record.prompt.is_none() && purged.record.model_name.is_some());
+    }
+
+    #[test]
+    fn content_must_match_its_commitment() {
+        let p = prepare(&sample(), [3; 32]);
+        let bytes = encode(&Uuid::now_v7(), Timestamp::now(), 0, &p.record_json);
+        let e = Entry::decode(&bytes).unwrap();
+        let mut content = p.content.unwrap();
+        content.fields.insert("prompt".into(), "What is AI!".into());
+        assert_eq!(e.check_content(&content), Err(EntryError::ContentMismatch("prompt".into())));
+    }
+
+    #[test]
+    fn a_guess_cannot_be_confirmed_without_the_salt() {
+        // Same content, different salts: unrelated commitments.
+        assert_ne!(commitment(&[1; 32], "prompt", "hi"), commitment(&[2; 32], "prompt", "hi"));
+        assert_ne!(commitment(&[1; 32], "prompt", "hi"), commitment(&[1; 32], "response", "hi"));
+    }
+
+    #[test]
+    fn non_canonical_entries_are_refused() {
+        let p = prepare(&sample(), [3; 32]);
+        let bytes = encode(&Uuid::now_v7(), Timestamp::now(), 0, &p.record_json);
+        let spaced = String::from_utf8(bytes).unwrap().replacen("\"seq\":", "\"seq\": ", 1);
+        assert_eq!(Entry::decode(spaced.as_bytes()), Err(EntryError::NotCanonical));
+        assert_eq!(Entry::decode(b"{}"), Err(EntryError::UnknownVersion));
+    }
+
+    #[test]
+    fn canonical_escaping() {
+        let v: Value = serde_json::from_str(r#"{"b":"\u0001\n\"\\é\u2028","a":null}"#).unwrap();
+        assert_eq!(canonical_json(&v), "{\"a\":null,\"b\":\"\\u0001\\n\\\"\\\\é\u{2028}\"}");
+    }
+}
