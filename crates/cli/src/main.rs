@@ -4,6 +4,7 @@
 //! to a running server (`--server`) or works directly on the local data dir.
 
 mod commands;
+mod keyfile;
 mod target;
 
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ enum Command {
     List(Box<commands::list::Args>),
     /// Show one record by id.
     Show(commands::show::Args),
+    /// Check the log: the whole store, one record, or that it extends a saved checkpoint.
+    Verify(commands::verify::Args),
+    /// Print the latest signed checkpoint of a tenant's log.
+    Checkpoint(commands::checkpoint::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
             Command::Log(args) => commands::log::run(&cli.global, args).await,
             Command::List(args) => commands::list::run(&cli.global, *args).await,
             Command::Show(args) => commands::show::run(&cli.global, args).await,
+            Command::Verify(args) => commands::verify::run(&cli.global, args).await,
+            Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
         }
     });
     match result {

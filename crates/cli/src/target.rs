@@ -1,10 +1,12 @@
 //! Where a command's records are: a running server over HTTP, or the local data dir.
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
-use aitrail_core::{Query, Receipt, StoredRecord};
-use aitrail_store::Store;
+use aitrail_core::{Query, Receipt, StoredRecord, TenantId};
+use aitrail_store::{Store, proofs};
 use aitrail_store_sqlite::SqliteStore;
 use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 
 use crate::Global;
@@ -34,11 +36,29 @@ struct ProblemField {
     message: String,
 }
 
+/// A batch answer; a single record's answer is a bare receipt.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum AppendAnswer {
-    Batch { results: Vec<Receipt> },
-    One(Receipt),
+struct BatchAnswer {
+    results: Vec<Receipt>,
+}
+
+/// An inclusion proof as GET /v1/records/{id}/proof answers it.
+#[derive(Deserialize)]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub audit_path: Vec<String>,
+    pub checkpoint: String,
+    pub entry: String,
+    pub content_salt: Option<String>,
+}
+
+/// A consistency proof as GET /v1/consistency answers it.
+#[derive(Deserialize)]
+pub struct ConsistencyProof {
+    pub to: u64,
+    pub proof: Vec<String>,
+    pub checkpoint: String,
 }
 
 impl Target {
@@ -67,10 +87,13 @@ impl Target {
                     .send()
                     .await
                     .with_context(|| format!("cannot reach {base}"))?;
-                Ok(match answer::<AppendAnswer>(response).await? {
-                    AppendAnswer::Batch { results } => results,
-                    AppendAnswer::One(r) => vec![r],
-                })
+                let body: serde_json::Value = answer(response).await?;
+                // Not an untagged enum: arbitrary_precision numbers do not survive one.
+                if body.get("results").is_some() {
+                    Ok(serde_json::from_value::<BatchAnswer>(body)?.results)
+                } else {
+                    Ok(vec![serde_json::from_value(body)?])
+                }
             }
             Target::Local(store) => {
                 let records = parse_body(&body, format)
@@ -124,6 +147,114 @@ impl Target {
             },
         }
     }
+}
+
+impl Target {
+    async fn get_remote(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let Target::Remote { client, base } = self else { unreachable!("remote only") };
+        client
+            .get(format!("{base}{path}"))
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))
+    }
+
+    /// The latest signed checkpoint note of a tenant's log.
+    pub async fn checkpoint(&self, tenant: &TenantId) -> anyhow::Result<String> {
+        match self {
+            Target::Remote { .. } => {
+                let r =
+                    self.get_remote("/v1/checkpoint", &[("tenant_id", tenant.to_string())]).await?;
+                text_answer(r).await
+            }
+            Target::Local(store) => match store.checkpoint(tenant, None).await? {
+                Some(cp) => Ok(cp.note),
+                None => bail!(
+                    "tenant {tenant} has no signed checkpoint yet (`aitrail serve` signs them)"
+                ),
+            },
+        }
+    }
+
+    /// A record's inclusion proof against the latest checkpoint of its log.
+    pub async fn proof(&self, id: &str) -> anyhow::Result<InclusionProof> {
+        match self {
+            Target::Remote { .. } => {
+                answer(self.get_remote(&format!("/v1/records/{id}/proof"), &[]).await?).await
+            }
+            Target::Local(store) => {
+                let uuid = id.parse().map_err(|_| anyhow::anyhow!("no record with id {id}"))?;
+                let Some(entry) = store.entry(uuid).await? else { bail!("no record with id {id}") };
+                let Some(cp) =
+                    store.checkpoint(&entry.tenant_id, None).await?.filter(|c| c.size > entry.seq)
+                else {
+                    bail!(
+                        "record {id} is not yet in a signed checkpoint; `aitrail serve` signs one every second"
+                    )
+                };
+                let path = proofs::inclusion(store, &entry.tenant_id, entry.seq, cp.size).await?;
+                Ok(InclusionProof {
+                    leaf_index: entry.seq,
+                    tree_size: cp.size,
+                    audit_path: path.iter().map(|h| B64.encode(h)).collect(),
+                    checkpoint: cp.note,
+                    entry: B64.encode(&entry.entry),
+                    content_salt: entry.content.map(|c| B64.encode(c.salt)),
+                })
+            }
+        }
+    }
+
+    /// A consistency proof from size `from` to the latest checkpoint of a tenant's log.
+    pub async fn consistency(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+    ) -> anyhow::Result<ConsistencyProof> {
+        match self {
+            Target::Remote { .. } => {
+                let q = [("tenant_id", tenant.to_string()), ("from", from.to_string())];
+                answer(self.get_remote("/v1/consistency", &q).await?).await
+            }
+            Target::Local(store) => {
+                let Some(cp) = store.checkpoint(tenant, None).await? else {
+                    bail!("tenant {tenant} has no signed checkpoint")
+                };
+                if from > cp.size {
+                    bail!(
+                        "the saved checkpoint has size {from} but the log's latest has {}: history was rewritten or truncated",
+                        cp.size
+                    );
+                }
+                let proof = proofs::consistency(store, tenant, from, cp.size).await?;
+                Ok(ConsistencyProof {
+                    to: cp.size,
+                    proof: proof.iter().map(|h| B64.encode(h)).collect(),
+                    checkpoint: cp.note,
+                })
+            }
+        }
+    }
+
+    /// The server's published verifier key (remote only).
+    pub async fn log_key(&self) -> anyhow::Result<String> {
+        text_answer(self.get_remote("/v1/log-key", &[]).await?).await.map(|k| k.trim().to_owned())
+    }
+}
+
+async fn text_answer(response: reqwest::Response) -> anyhow::Result<String> {
+    let status = response.status();
+    let text = response.text().await.context("reading the server's answer")?;
+    if !status.is_success() {
+        let detail = serde_json::from_str::<Problem>(&text).map(|p| p.detail).unwrap_or(text);
+        bail!("server refused ({status}): {detail}");
+    }
+    Ok(text)
 }
 
 /// The body of a successful answer, or the server's problem as one error line.

@@ -49,13 +49,15 @@ pub fn commitment(salt: &[u8; 32], field: &str, content: &str) -> Hash {
     h.finalize().into()
 }
 
-/// A record made ready for its entry: canonical JSON with commitments, and its content.
+/// A record made ready for its entry: canonical JSON with commitments, its content, and
+/// the columns a backend indexes.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     /// Canonical JSON of the record object that goes inside the entry.
     pub record_json: String,
     /// `None` when the record has no content fields.
     pub content: Option<Content>,
+    pub columns: FieldColumns,
 }
 
 /// Split a record into its canonical entry part and its content, committing with `salt`
@@ -80,7 +82,8 @@ pub fn prepare(record: &Record, salt: [u8; 32]) -> Prepared {
         map.insert("commitments".to_owned(), Value::Object(commitments));
     }
     let content = (!fields.is_empty()).then_some(Content { salt, fields });
-    Prepared { record_json: canonical_json(&Value::Object(map)), content }
+    let columns = FieldColumns::from_record(&map);
+    Prepared { record_json: canonical_json(&Value::Object(map)), content, columns }
 }
 
 /// The entry bytes. `record_json` is [`Prepared::record_json`]; the keys come out in
@@ -199,38 +202,65 @@ impl Entry {
     }
 }
 
-/// The copies of record fields a backend keeps as columns, for filtering and sorting.
-/// `verify` checks every stored row's columns against its entry with this same function,
+/// The copies of record fields a backend keeps as columns, for filtering and sorting. They
+/// are derived from the record's JSON object in one place ([`FieldColumns::from_record`]),
+/// both when a record is written and when `verify` checks a stored row against its entry,
 /// so a row edited behind the log's back is caught even where the entry is intact.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IndexColumns {
-    pub id: String,
+pub struct FieldColumns {
     pub tenant_id: String,
-    pub seq: i64,
-    pub recorded_at: String,
-    pub event_time: i64,
+    /// The client's event_time in Unix nanoseconds; the row stores recorded_at when absent.
+    pub event_time: Option<i64>,
     pub text: [Option<String>; TextField::ALL.len()],
     pub temperature: Option<f64>,
     pub success: bool,
 }
 
-impl IndexColumns {
-    pub fn of(stored: &StoredRecord) -> Self {
-        let r = &stored.record;
+impl FieldColumns {
+    /// From a record's JSON object (as in an entry, or as [`prepare`] builds it).
+    pub fn from_record(map: &Map<String, Value>) -> Self {
+        let str_of = |k: &str| map.get(k).and_then(Value::as_str);
         Self {
-            id: stored.id.hyphenated().to_string(),
-            tenant_id: r.tenant_id.as_str().to_owned(),
-            seq: stored.seq as i64,
-            recorded_at: stored.recorded_at.to_string(),
-            event_time: stored.event_time().unix_nanos(),
-            text: TextField::ALL.map(|f| f.of(r).map(|v| v.as_str().to_owned())),
-            temperature: r.temperature.as_ref().map(|t| t.value()),
-            success: r.success,
+            tenant_id: str_of("tenant_id").unwrap_or_default().to_owned(),
+            event_time: str_of("event_time")
+                .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+                .map(Timestamp::unix_nanos),
+            text: TextField::ALL.map(|f| str_of(f.name()).map(str::to_owned)),
+            temperature: str_of("temperature").and_then(|t| t.parse().ok()),
+            success: map.get("success").and_then(Value::as_bool).unwrap_or(true),
+        }
+    }
+}
+
+/// Every column a stored row keeps: the server's fields and the [`FieldColumns`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowColumns {
+    pub id: String,
+    pub seq: i64,
+    pub recorded_at: String,
+    pub event_time: i64,
+    pub fields: FieldColumns,
+}
+
+impl RowColumns {
+    pub fn new(id: &Uuid, seq: u64, recorded_at: Timestamp, fields: FieldColumns) -> Self {
+        Self {
+            id: id.hyphenated().to_string(),
+            seq: seq as i64,
+            recorded_at: recorded_at.to_string(),
+            event_time: fields.event_time.unwrap_or_else(|| recorded_at.unix_nanos()),
+            fields,
         }
     }
 
-    /// Names of the columns where `self` (stored) differs from `expected`.
+    /// The columns a row holding this entry must have.
+    pub fn expected(entry: &Entry) -> Self {
+        Self::new(&entry.id, entry.seq, entry.recorded_at, FieldColumns::from_record(&entry.record))
+    }
+
+    /// Names of the columns where `self` (as stored) differs from `expected`.
     pub fn differences(&self, expected: &Self) -> Vec<&'static str> {
+        let (a, b) = (&self.fields, &expected.fields);
         let mut diff = Vec::new();
         let mut check = |same: bool, name| {
             if !same {
@@ -238,15 +268,15 @@ impl IndexColumns {
             }
         };
         check(self.id == expected.id, "id");
-        check(self.tenant_id == expected.tenant_id, "tenant_id");
+        check(a.tenant_id == b.tenant_id, "tenant_id");
         check(self.seq == expected.seq, "seq");
         check(self.recorded_at == expected.recorded_at, "recorded_at");
         check(self.event_time == expected.event_time, "event_time");
         for (i, f) in TextField::ALL.iter().enumerate() {
-            check(self.text[i] == expected.text[i], f.name());
+            check(a.text[i] == b.text[i], f.name());
         }
-        check(self.temperature == expected.temperature, "temperature");
-        check(self.success == expected.success, "success");
+        check(a.temperature == b.temperature, "temperature");
+        check(a.success == b.success, "success");
         diff
     }
 }
@@ -324,6 +354,14 @@ mod tests {
         assert!(text.contains(r#""commitments":{"prompt":""#));
         let e = Entry::decode(&bytes).unwrap();
         assert_eq!((e.id, e.seq, e.recorded_at), (id, 7, at));
+        let expected = RowColumns::expected(&e);
+        assert_eq!(expected, RowColumns::new(&id, 7, at, p.columns.clone()));
+        assert_eq!(expected.fields.text[1].as_deref(), Some("gpt-4o")); // model_name
+        assert_eq!(expected.fields.temperature, Some(0.7));
+        let mut edited = expected.clone();
+        edited.fields.text[1] = Some("gpt-5".into());
+        edited.recorded_at = "2020-01-01T00:00:00Z".into();
+        assert_eq!(edited.differences(&expected), ["recorded_at", "model_name"]);
         let stored = e.to_stored(p.content.as_ref()).unwrap();
         assert_eq!(stored.record, sample());
         // Purged content: the record reads back without it, the entry is unchanged.

@@ -274,6 +274,41 @@ fn chain_border_right(mut seed: Hash, proof: &[Hash]) -> Hash {
     seed
 }
 
+/// The right edge of a tree being built leaf by leaf: one hash per set bit of the size,
+/// so the root of any prefix is at hand in O(log n) memory. What full verification uses
+/// to recompute a log of any length.
+#[derive(Debug, Default, Clone)]
+pub struct CompactRange {
+    size: u64,
+    /// Roots of the perfect subtrees the size decomposes into, largest first.
+    peaks: Vec<Hash>,
+}
+
+impl CompactRange {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        let mut size = self.size;
+        // Each trailing one bit of the size is a peak the new leaf completes.
+        while size & 1 == 1 {
+            let left = self.peaks.pop().expect("one peak per set bit");
+            h = node_hash(&left, &h);
+            size >>= 1;
+        }
+        self.peaks.push(h);
+        self.size += 1;
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(&last) = peaks.next() else { return empty_root() };
+        peaks.fold(last, |acc, left| node_hash(left, &acc))
+    }
+}
+
 /// Leaves held in memory, as a [`NodeSource`]: for tests, verification and small trees.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryTree {
@@ -399,6 +434,18 @@ mod tests {
                 verify_consistency::<Hash>(0, n, &[], &empty_root(), &root),
                 Err(ProofError::FromEmptyTree)
             );
+        }
+    }
+
+    #[test]
+    fn compact_range_roots_match() {
+        let mut c = CompactRange::default();
+        let mut t = MemoryTree::new();
+        assert_eq!(c.root(), empty_root());
+        for i in 0..300u64 {
+            c.push(leaf_hash(&i.to_le_bytes()));
+            t.push(leaf_hash(&i.to_le_bytes()));
+            assert_eq!(c.root(), t.root(), "size {}", i + 1);
         }
     }
 

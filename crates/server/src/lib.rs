@@ -1,6 +1,8 @@
 //! The aitrail HTTP API. Thin: parse the request, call core and the store, render. Every
 //! error leaves through [`problem::ApiError`] as problem+json.
 
+mod integrity;
+mod log;
 mod problem;
 mod records;
 
@@ -12,6 +14,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 
+pub use log::LogSigner;
 pub use problem::ApiError;
 
 /// Default request body limit: 10 MiB.
@@ -36,16 +39,35 @@ impl Default for Config {
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    pub log: Arc<LogSigner>,
 }
 
-/// The whole API as an axum router.
-pub fn router(store: Arc<dyn Store>, config: Config) -> Router {
-    let state = AppState { store, config: Arc::new(config) };
+/// Every path the router serves; the OpenAPI document must describe exactly these (a test
+/// holds the two together). Add a route here when you add it below.
+pub const PATHS: &[&str] = &[
+    "/healthz",
+    "/openapi.json",
+    "/v1/records",
+    "/v1/records/{id}",
+    "/v1/records/{id}/proof",
+    "/v1/checkpoint",
+    "/v1/consistency",
+    "/v1/log-key",
+    "/audit/log",
+];
+
+/// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
+pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
+    let state = AppState { store, config: Arc::new(config), log };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
         .route("/v1/records", only(post(records::append).get(records::list), "GET, HEAD, POST"))
         .route("/v1/records/{id}", only(get(records::get_one), "GET, HEAD"))
+        .route("/v1/records/{id}/proof", only(get(integrity::proof), "GET, HEAD"))
+        .route("/v1/checkpoint", only(get(integrity::checkpoint), "GET, HEAD"))
+        .route("/v1/consistency", only(get(integrity::consistency), "GET, HEAD"))
+        .route("/v1/log-key", only(get(integrity::log_key), "GET, HEAD"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)

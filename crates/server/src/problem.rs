@@ -27,6 +27,12 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed; allowed: {allow}")]
     MethodNotAllowed { allow: &'static str },
+    #[error("this tenant's log has no signed checkpoint yet")]
+    NoCheckpoint,
+    #[error(
+        "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
+    )]
+    NotYetCheckpointed,
     #[error("storage failed; nothing of this request was stored")]
     Storage(#[from] StoreError),
     #[error("internal error; nothing of this request was stored")]
@@ -74,6 +80,10 @@ impl ApiError {
             ),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such route"),
+            NoCheckpoint => (StatusCode::NOT_FOUND, "no-checkpoint", "No checkpoint yet"),
+            NotYetCheckpointed => {
+                (StatusCode::CONFLICT, "not-yet-checkpointed", "Not yet in a checkpoint")
+            }
             MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
@@ -113,8 +123,14 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let ApiError::MethodNotAllowed { allow } = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::NotYetCheckpointed => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,7 +1,7 @@
 //! Record routes: append, list, get, and seed 000's POST /audit/log.
 
 use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
-use aitrail_core::{Query, Receipt, StoredRecord};
+use aitrail_core::{Query, StoredRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -9,17 +9,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, integrity};
 
 /// Bodies above this are parsed off the async workers, so a 10 MiB batch never stalls
 /// other requests.
 const PARSE_INLINE_MAX: usize = 256 * 1024;
 
 #[derive(Serialize)]
-struct BatchReceipts {
-    results: Vec<Receipt>,
+struct BatchReceipts<T> {
+    results: Vec<T>,
 }
 
 #[derive(Serialize)]
@@ -28,24 +28,52 @@ struct PageBody {
     next_cursor: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppendQuery {
+    wait: Option<Wait>,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Wait {
+    /// Answer once the records are in a signed checkpoint, with their inclusion proofs.
+    Checkpoint,
+}
+
 /// POST /v1/records: one record, or a batch (JSON array or NDJSON), all or nothing.
 pub(crate) async fn append(
     State(app): State<AppState>,
+    q: Result<axum::extract::Query<AppendQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let q = q.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
     let parsed = read_records(&app, &headers, body).await?;
-    match parsed {
-        Parsed::One(record) => {
-            let receipt = app.store.append(vec![*record]).await?.remove(0);
-            let location = format!("/v1/records/{}", receipt.id);
-            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(receipt)).into_response())
+    let (one, records) = match parsed {
+        Parsed::One(record) => (true, vec![*record]),
+        Parsed::Batch(records) => (false, records),
+    };
+    let receipts = app.store.append(records).await?;
+    let location = one.then(|| format!("/v1/records/{}", receipts[0].id));
+    let body = if q.wait == Some(Wait::Checkpoint) {
+        let proven = integrity::prove_receipts(&app, receipts).await?;
+        if one {
+            serde_json::to_value(&proven[0])
+        } else {
+            serde_json::to_value(BatchReceipts { results: proven })
         }
-        Parsed::Batch(records) => {
-            let results = app.store.append(records).await?;
-            Ok((StatusCode::CREATED, Json(BatchReceipts { results })).into_response())
-        }
+    } else if one {
+        serde_json::to_value(&receipts[0])
+    } else {
+        serde_json::to_value(BatchReceipts { results: receipts })
     }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Some(location) = location.and_then(|l| l.parse().ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// POST /audit/log: seed 000's payload (one record); answers with the stored record.

@@ -5,8 +5,9 @@ CREATE TABLE logs (
     size      INTEGER NOT NULL CHECK (size >= 0)
 ) STRICT;
 
--- One row per record. `body` is the record exactly as accepted (JSON, without the server
--- fields); the other columns are copies of what the auditor queries filter and sort on.
+-- One row per record. `entry` is the record's log entry (docs/FORMAT.md): the bytes its
+-- Merkle leaf hashes. The other columns are copies of what the auditor queries filter and
+-- sort on; `aitrail verify` checks them against the entry.
 CREATE TABLE records (
     pos             INTEGER PRIMARY KEY,  -- commit order across tenants; the page cursor
     id              TEXT NOT NULL UNIQUE, -- UUIDv7
@@ -24,9 +25,9 @@ CREATE TABLE records (
     agent_id        TEXT,
     session_id      TEXT,
     feature_code    TEXT,
-    temperature     REAL,                 -- numeric copy of the literal in body
+    temperature     REAL,                 -- numeric copy of the literal in the entry
     success         INTEGER NOT NULL CHECK (success IN (0, 1)),
-    body            TEXT NOT NULL,
+    entry           BLOB NOT NULL,
     UNIQUE (tenant_id, seq)
 ) STRICT;
 
@@ -45,3 +46,32 @@ CREATE INDEX records_agent_id       ON records (agent_id);
 CREATE INDEX records_session_id     ON records (session_id);
 CREATE INDEX records_feature_code   ON records (feature_code);
 CREATE INDEX records_temperature    ON records (temperature);
+
+-- Content kept apart from the entry, which holds only salted commitments to it: deleting
+-- a row here (retention, erasure) leaves every leaf and proof intact.
+CREATE TABLE contents (
+    id               TEXT PRIMARY KEY,    -- the record's id
+    salt             BLOB NOT NULL CHECK (length(salt) = 32),
+    prompt           TEXT,
+    response         TEXT,
+    prompt_variables TEXT                 -- canonical JSON
+) STRICT;
+
+-- The log's hash tiles (crates/core/src/tiles.rs): `hashes` is 1 to 256 hashes of 32 bytes.
+CREATE TABLE tiles (
+    tenant_id TEXT NOT NULL,
+    level     INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    hashes    BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, level, idx)
+) STRICT, WITHOUT ROWID;
+
+-- Every signed checkpoint, kept forever.
+CREATE TABLE checkpoints (
+    tenant_id TEXT NOT NULL,
+    size      INTEGER NOT NULL CHECK (size > 0),
+    root      BLOB NOT NULL CHECK (length(root) = 32),
+    note      TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, size)
+) STRICT;

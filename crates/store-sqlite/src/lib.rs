@@ -4,21 +4,22 @@
 //! Writes go through one writer thread that group-commits: it takes every append waiting
 //! in its queue, runs them in one transaction and answers them all after the one fsync of
 //! the commit (should the group fail, each append is retried alone, so one failing append
-//! never takes the others down). Reads
-//! use a small pool of their own connections and never wait for the writer (WAL).
+//! never takes the others down). The same transaction appends the records' leaves to the
+//! tenant's hash tiles. Reads use a small pool of their own connections and never wait
+//! for the writer (WAL).
 
+mod read;
 mod schema;
 mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aitrail_core::query::{Bound, TextField};
-use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord, Timestamp};
-use aitrail_store::{Page, Store, StoreError};
+use aitrail_core::tiles::{Tile, TileId};
+use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint};
 use async_trait::async_trait;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -88,7 +89,7 @@ impl SqliteStore {
 
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || readers.with(f))
@@ -107,109 +108,59 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT pos, id, seq, recorded_at, body FROM records WHERE id = ?1",
-            )?;
-            let mut rows = stmt.query([id.to_string()])?;
-            rows.next()?.map(|row| row_to_record(row).map(|(_, r)| r)).transpose()
-        })
-        .await
+        self.read(move |c| read::get(c, id)).await
     }
 
     async fn list(&self, query: &Query) -> Result<Page, StoreError> {
-        let (sql, params) = list_sql(query);
-        let limit = query.limit as usize;
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(params))?;
-            // One row more than the page tells whether there is a next page.
-            let mut records = Vec::with_capacity(limit.min(64) + 1);
-            while let Some(row) = rows.next()? {
-                records.push(row_to_record(row)?);
-            }
-            let next_cursor = if records.len() > limit {
-                records.truncate(limit);
-                records.last().map(|(pos, _)| Cursor(*pos))
-            } else {
-                None
-            };
-            Ok(Page { records: records.into_iter().map(|(_, r)| r).collect(), next_cursor })
-        })
-        .await
+        let query = query.clone();
+        self.read(move |c| read::list(c, &query)).await
     }
-}
 
-/// The SELECT for a listing, with its parameters. Column names come from a closed enum, so
-/// nothing of the client's reaches the SQL text.
-fn list_sql(q: &Query) -> (String, Vec<Value>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut params: Vec<Value> = Vec::new();
-    if let Some(t) = &q.tenant_id {
-        clauses.push("tenant_id = ?".into());
-        params.push(Value::Text(t.as_str().to_owned()));
+    async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
+        self.read(move |c| read::entry(c, id)).await
     }
-    if let Some(t) = q.since {
-        clauses.push("event_time >= ?".into());
-        params.push(Value::Integer(t.unix_nanos()));
-    }
-    if let Some(t) = q.until {
-        clauses.push("event_time < ?".into());
-        params.push(Value::Integer(t.unix_nanos()));
-    }
-    for field in TextField::ALL {
-        if let Some(values) = q.text_values(field) {
-            let marks = vec!["?"; values.len()].join(", ");
-            clauses.push(format!("{} IN ({marks})", field.name()));
-            params.extend(values.iter().map(|v| Value::Text(v.as_str().to_owned())));
-        }
-    }
-    for bound in &q.temperature {
-        let (op, v) = match *bound {
-            Bound::AtLeast(v) => (">=", v),
-            Bound::AtMost(v) => ("<=", v),
-            Bound::Above(v) => (">", v),
-            Bound::Below(v) => ("<", v),
-        };
-        clauses.push(format!("temperature {op} ?"));
-        params.push(Value::Real(v));
-    }
-    if let Some(s) = q.success {
-        clauses.push("success = ?".into());
-        params.push(Value::Integer(i64::from(s)));
-    }
-    if let Some(Cursor(pos)) = q.cursor {
-        clauses.push("pos < ?".into());
-        params.push(Value::Integer(pos));
-    }
-    let mut sql = String::from("SELECT pos, id, seq, recorded_at, body FROM records");
-    if !clauses.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&clauses.join(" AND "));
-    }
-    sql.push_str(" ORDER BY pos DESC LIMIT ?");
-    params.push(Value::Integer(i64::from(q.limit) + 1));
-    (sql, params)
-}
 
-fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredRecord)> {
-    let corrupt = |what: String| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
-    };
-    let pos: i64 = row.get(0)?;
-    let id: String = row.get(1)?;
-    let seq: i64 = row.get(2)?;
-    let recorded_at: String = row.get(3)?;
-    let body: String = row.get(4)?;
-    let record = StoredRecord {
-        id: id.parse().map_err(|e| corrupt(format!("record {pos}: bad id: {e}")))?,
-        seq: u64::try_from(seq).map_err(|e| corrupt(format!("record {pos}: bad seq: {e}")))?,
-        recorded_at: Timestamp::parse_rfc3339(&recorded_at)
-            .map_err(|e| corrupt(format!("record {pos}: bad recorded_at: {e}")))?,
-        record: serde_json::from_str(&body)
-            .map_err(|e| corrupt(format!("record {pos}: bad body: {e}")))?,
-    };
-    Ok((pos, record))
+    async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError> {
+        let (tenant, ids) = (tenant.clone(), ids.to_vec());
+        self.read(move |c| read::tiles(c, &tenant, &ids)).await
+    }
+
+    async fn logs(&self) -> Result<Vec<LogHead>, StoreError> {
+        self.read(read::logs).await
+    }
+
+    async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        let cp = cp.clone();
+        self.read(move |c| read::add_checkpoint(c, &cp)).await
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        size: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::checkpoint(c, &tenant, size)).await
+    }
+
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::checkpoints(c, &tenant)).await
+    }
+
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<RawRow>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::scan(c, &tenant, after, limit)).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.read(read::tenants).await
+    }
 }
 
 /// Read connections, opened on demand and kept for reuse.
@@ -219,14 +170,16 @@ struct Readers {
 }
 
 impl Readers {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let backend = |e: rusqlite::Error| StoreError::Backend(e.to_string());
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
-            None => connect(&self.path, OpenFlags::default()).map_err(backend)?,
+            None => connect(&self.path, OpenFlags::default()).map_err(read::backend)?,
         };
-        let result = f(&conn).map_err(backend);
+        let result = f(&conn);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         result
     }

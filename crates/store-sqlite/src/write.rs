@@ -1,6 +1,10 @@
 //! The writer thread: group commit of every waiting append.
 
-use aitrail_core::query::TextField;
+use std::collections::HashMap;
+
+use aitrail_core::entry::{self, Prepared, RowColumns};
+use aitrail_core::merkle::{self, Hash};
+use aitrail_core::tiles::{self, Tile};
 use aitrail_core::{Receipt, Record, Timestamp};
 use aitrail_store::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
@@ -17,26 +21,22 @@ pub(crate) struct Job {
 }
 
 /// A record made ready for the writer: everything that does not depend on the commit
-/// (its JSON body, its index columns) is computed by the caller, off the writer thread.
+/// (its canonical JSON, content commitments, index columns) is computed by the caller,
+/// off the writer thread.
 pub(crate) struct Row {
-    tenant_id: String,
-    event_time: Option<i64>,
-    text: [Option<String>; TextField::ALL.len()],
-    temperature: Option<f64>,
-    success: bool,
-    body: String,
+    prepared: Prepared,
 }
 
 impl Row {
     pub(crate) fn new(r: &Record) -> Result<Self, StoreError> {
-        Ok(Self {
-            tenant_id: r.tenant_id.as_str().to_owned(),
-            event_time: r.event_time.map(Timestamp::unix_nanos),
-            text: TextField::ALL.map(|f| f.of(r).map(|v| v.as_str().to_owned())),
-            temperature: r.temperature.as_ref().map(|t| t.value()),
-            success: r.success,
-            body: serde_json::to_string(r).map_err(backend)?,
-        })
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt)
+            .map_err(|e| backend(format!("no randomness for a salt: {e}")))?;
+        Ok(Self { prepared: entry::prepare(r, salt) })
+    }
+
+    fn tenant(&self) -> &str {
+        &self.prepared.columns.tenant_id
     }
 }
 
@@ -94,10 +94,12 @@ pub(crate) fn checkpoint_loop(conn: Connection, committed: std::sync::mpsc::Rece
 fn commit_group(conn: &mut Connection, group: Vec<Job>) {
     let together = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut leaves = NewLeaves::new();
         let receipts = group
             .iter()
-            .map(|job| insert_rows(&tx, &job.rows))
+            .map(|job| insert_rows(&tx, &job.rows, &mut leaves))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        update_tiles(&tx, &leaves)?;
         tx.commit()?;
         Ok::<_, rusqlite::Error>(receipts)
     })();
@@ -122,16 +124,21 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
     }
 }
 
-fn insert_rows(tx: &Transaction<'_>, rows: &[Row]) -> rusqlite::Result<Vec<Receipt>> {
+/// Leaves appended in one group, per tenant: the log size before them, then the leaves.
+type NewLeaves = HashMap<String, (u64, Vec<Hash>)>;
+
+fn insert_rows(
+    tx: &Transaction<'_>,
+    rows: &[Row],
+    leaves: &mut NewLeaves,
+) -> rusqlite::Result<Vec<Receipt>> {
     let recorded_at = Timestamp::now();
-    let recorded_at_text = recorded_at.to_string();
-    let recorded_at_nanos = recorded_at.unix_nanos();
     // Claim each tenant's seq range with one statement, in the order tenants first appear.
     let mut next_seq: Vec<(&str, i64)> = Vec::new();
     for r in rows {
-        match next_seq.iter_mut().find(|(t, _)| *t == r.tenant_id) {
+        match next_seq.iter_mut().find(|(t, _)| *t == r.tenant()) {
             Some((_, n)) => *n += 1,
-            None => next_seq.push((&r.tenant_id, 1)),
+            None => next_seq.push((r.tenant(), 1)),
         }
     }
     let mut claim = tx.prepare_cached(
@@ -144,45 +151,98 @@ fn insert_rows(tx: &Transaction<'_>, rows: &[Row]) -> rusqlite::Result<Vec<Recei
         *n = size - *n;
     }
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
+    let mut insert_content = tx.prepare_cached(
+        "INSERT INTO contents (id, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
     let mut receipts = Vec::with_capacity(rows.len());
     for r in rows {
-        let slot = next_seq.iter_mut().find(|(t, _)| *t == r.tenant_id).map(|(_, s)| s);
+        let slot = next_seq.iter_mut().find(|(t, _)| *t == r.tenant()).map(|(_, s)| s);
         let seq = slot.map(|s| {
             *s += 1;
             *s - 1
         });
-        let seq = seq.expect("every tenant's range was claimed above");
+        let seq = seq.expect("every tenant's range was claimed above") as u64;
         let id = Uuid::now_v7();
-        let [p, n, v, d, s, o, u, a, se, f] = &r.text;
+        let p = &r.prepared;
+        let entry = entry::encode(&id, recorded_at, seq, &p.record_json);
+        let columns = RowColumns::new(&id, seq, recorded_at, p.columns.clone());
+        let f = &columns.fields;
+        let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9] = &f.text;
         insert.execute(params![
-            id.to_string(),
-            r.tenant_id,
-            seq,
-            recorded_at_text,
-            r.event_time.unwrap_or(recorded_at_nanos),
-            p,
-            n,
-            v,
-            d,
-            s,
-            o,
-            u,
-            a,
-            se,
-            f,
-            r.temperature,
-            r.success,
-            r.body,
+            columns.id,
+            f.tenant_id,
+            columns.seq,
+            columns.recorded_at,
+            columns.event_time,
+            t0,
+            t1,
+            t2,
+            t3,
+            t4,
+            t5,
+            t6,
+            t7,
+            t8,
+            t9,
+            f.temperature,
+            f.success,
+            entry,
         ])?;
-        receipts.push(Receipt { id, seq: seq as u64, recorded_at });
+        if let Some(c) = &p.content {
+            let field = |name: &str| c.fields.get(name);
+            insert_content.execute(params![
+                columns.id,
+                c.salt.as_slice(),
+                field("prompt"),
+                field("response"),
+                field("prompt_variables"),
+            ])?;
+        }
+        leaves
+            .entry(f.tenant_id.clone())
+            .or_insert((seq, Vec::new()))
+            .1
+            .push(merkle::leaf_hash(&entry));
+        receipts.push(Receipt { id, seq, recorded_at });
     }
     Ok(receipts)
 }
 
-/// Column order matches [`TextField::ALL`].
+/// Add the group's new leaves to each tenant's hash tiles.
+fn update_tiles(tx: &Transaction<'_>, leaves: &NewLeaves) -> rusqlite::Result<()> {
+    let mut read = tx.prepare_cached(
+        "SELECT hashes FROM tiles WHERE tenant_id = ?1 AND level = ?2 AND idx = ?3",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT INTO tiles (tenant_id, level, idx, hashes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes",
+    )?;
+    for (tenant, (old_size, new)) in leaves {
+        let mut edge = Vec::new();
+        for id in tiles::partial_edge(*old_size) {
+            let bytes: Vec<u8> =
+                read.query_row(params![tenant, id.level, id.index as i64], |r| r.get(0))?;
+            edge.push(
+                Tile::from_bytes(id, &bytes)
+                    .ok_or_else(|| corrupt(format!("tile {id:?} of {tenant}")))?,
+            );
+        }
+        let writes = tiles::append(*old_size, new, &edge).map_err(|e| corrupt(e.to_string()))?;
+        for t in writes {
+            write.execute(params![tenant, t.id.level, t.id.index as i64, t.to_bytes()])?;
+        }
+    }
+    Ok(())
+}
+
+fn corrupt(what: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("stored log is corrupt: {what}").into())
+}
+
+/// Column order matches `TextField::ALL` (the text columns).
 pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, recorded_at, \
     event_time, model_provider, model_name, model_version, deployment_id, safety_mode, \
-    operation_type, user_id, agent_id, session_id, feature_code, temperature, success, body) \
+    operation_type, user_id, agent_id, session_id, feature_code, temperature, success, entry) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {

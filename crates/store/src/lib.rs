@@ -5,9 +5,18 @@
 //! - `append` is all-or-nothing per call, and returns only once the records are durable
 //!   (committed and flushed to stable storage).
 //! - Within a tenant, `seq` starts at 0 and is contiguous: no gap, no duplicate, never reused.
+//!   A record's seq is its leaf index; its entry (docs/FORMAT.md) is the leaf's data, and
+//!   the log's hash tiles are updated in the same transaction as the records.
 //! - `list` returns newest first (by commit order) and pages with an opaque [`Cursor`].
+//! - Checkpoints are only added, never changed: one per (tenant, size).
 
-use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord};
+pub mod proofs;
+pub mod verify;
+
+use aitrail_core::entry::{Content, RowColumns};
+use aitrail_core::merkle::Hash;
+use aitrail_core::tiles::{Tile, TileId};
+use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord, TenantId, Timestamp};
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -21,6 +30,44 @@ pub struct Page {
     pub next_cursor: Option<Cursor>,
 }
 
+/// A record's entry as logged, and its content if still kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRecord {
+    pub tenant_id: TenantId,
+    pub seq: u64,
+    pub entry: Vec<u8>,
+    pub content: Option<Content>,
+}
+
+/// A signed checkpoint of a tenant's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    pub tenant_id: TenantId,
+    pub size: u64,
+    pub root: Hash,
+    /// The whole signed note, as published.
+    pub note: String,
+    pub signed_at: Timestamp,
+}
+
+/// A tenant log's size and its latest checkpoint's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHead {
+    pub tenant_id: TenantId,
+    pub size: u64,
+    pub checkpointed: u64,
+}
+
+/// A stored row exactly as found, for verification: nothing here is trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    /// Where the row sits in the backend's own order (for naming and paging).
+    pub pos: i64,
+    pub columns: RowColumns,
+    pub entry: Vec<u8>,
+    pub content: Option<Content>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed (I/O, database, corruption). Nothing of the failed call was kept.
@@ -29,6 +76,12 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
+    /// A checkpoint of that size exists with another root: the log forked.
+    #[error("a different checkpoint of size {size} already exists for tenant {tenant_id}")]
+    CheckpointConflict { tenant_id: TenantId, size: u64 },
+    /// Stored data is not what the log says it should be.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 #[async_trait]
@@ -41,4 +94,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of records matching the query, newest first.
     async fn list(&self, query: &Query) -> Result<Page, StoreError>;
+
+    /// A record's entry and content, by id.
+    async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError>;
+
+    /// The stored hash tiles among `ids` of a tenant's log (missing ones are left out).
+    async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError>;
+
+    /// Every tenant log with its size and latest checkpoint size.
+    async fn logs(&self) -> Result<Vec<LogHead>, StoreError>;
+
+    /// Keep a signed checkpoint. Adding the same one again is a no-op; another root for
+    /// the same size is [`StoreError::CheckpointConflict`].
+    async fn add_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// The checkpoint of a tenant's log at `size`, or the latest when `size` is `None`.
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        size: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Every checkpoint of a tenant's log, smallest first.
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// Rows of a tenant's log ordered by (seq, pos), after the given (seq, pos).
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<RawRow>, StoreError>;
+
+    /// Every tenant id that has rows or a log, even where the two disagree.
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
 }

@@ -1,4 +1,6 @@
+pub mod checkpoint;
 pub mod list;
 pub mod log;
 pub mod serve;
 pub mod show;
+pub mod verify;

@@ -1,11 +1,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES};
+use std::time::Duration;
+
+use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, LogSigner};
+use aitrail_store::Store;
 use aitrail_store_sqlite::SqliteStore;
 use anyhow::Context;
 
-use crate::Global;
+use crate::{Global, keyfile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +18,13 @@ pub struct Args {
     /// Largest request body accepted, in bytes (413 above it).
     #[arg(long, env = "AITRAIL_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// The log's name: checkpoints have origin `<name>/<tenant_id>` and the signing key
+    /// carries it. Use your domain, e.g. audit.example.com.
+    #[arg(long, env = "AITRAIL_LOG_NAME", default_value = "aitrail")]
+    log_name: String,
+    /// Shortest time between two signed checkpoints of a log, in milliseconds.
+    #[arg(long, env = "AITRAIL_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -25,9 +35,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let store = SqliteStore::open(&global.data_dir)?;
-    let app =
-        aitrail_server::router(Arc::new(store), Config { max_body_bytes: args.max_body_bytes });
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&global.data_dir)?);
+    let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
+    let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
+    let log = Arc::new(LogSigner::new(signer, interval));
+    tracing::info!(key = %log.verifier(), "log verifier key (also at GET /v1/log-key)");
+    tokio::spawn(log.clone().run(store.clone()));
+    let app = aitrail_server::router(store, log, Config { max_body_bytes: args.max_body_bytes });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

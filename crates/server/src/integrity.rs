@@ -1,0 +1,225 @@
+//! Integrity routes: the verifier key, checkpoints, inclusion and consistency proofs.
+
+use std::time::Duration;
+
+use aitrail_core::ingest::FieldError;
+use aitrail_core::merkle::{Hash, leaf_hash};
+use aitrail_core::{Receipt, TenantId};
+use aitrail_store::{StoredCheckpoint, proofs};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+/// How long POST /v1/records?wait=checkpoint waits for the signer.
+pub(crate) const WAIT_FOR_CHECKPOINT: Duration = Duration::from_secs(10);
+
+fn b64(h: &[u8]) -> String {
+    B64.encode(h)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))
+}
+
+fn tenant(s: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(s).map_err(|m| ApiError::BadQuery(FieldError::new("tenant_id", m)))
+}
+
+/// GET /v1/log-key: the verifier key, in signed-note form.
+pub(crate) async fn log_key(State(app): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", app.log.verifier()))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantQuery {
+    tenant_id: String,
+}
+
+/// GET /v1/checkpoint?tenant_id=T: the latest signed checkpoint, as a text note.
+pub(crate) async fn checkpoint(
+    State(app): State<AppState>,
+    q: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&query(q)?.tenant_id)?;
+    let cp = app.store.checkpoint(&tenant, None).await?.ok_or(ApiError::NoCheckpoint)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
+}
+
+/// An inclusion proof, with everything needed to check it offline.
+#[derive(Serialize)]
+pub(crate) struct InclusionBody {
+    id: String,
+    tenant_id: String,
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    audit_path: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    checkpoint: String,
+    /// The entry (base64): its SHA-256 with a 0x00 prefix is the leaf hash.
+    entry: String,
+    /// The salt of the content commitments (base64), while content is kept.
+    content_salt: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProofQuery {
+    tree_size: Option<u64>,
+}
+
+/// GET /v1/records/{id}/proof[?tree_size=N]: against the latest checkpoint, or the one of
+/// size N.
+pub(crate) async fn proof(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ProofQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tree_size = query(q)?.tree_size;
+    let id = id.parse().map_err(|_| ApiError::NotFound)?;
+    let entry = app.store.entry(id).await?.ok_or(ApiError::NotFound)?;
+    let cp = app.store.checkpoint(&entry.tenant_id, tree_size).await?;
+    let cp = match (cp, tree_size) {
+        (Some(cp), _) if cp.size > entry.seq => cp,
+        (Some(_), Some(n)) => {
+            return Err(ApiError::BadQuery(FieldError::new(
+                "tree_size",
+                format!("record {id} is at seq {}, not inside a tree of size {n}", entry.seq),
+            )));
+        }
+        (None, Some(n)) => {
+            return Err(ApiError::BadQuery(FieldError::new(
+                "tree_size",
+                format!("no signed checkpoint of size {n}"),
+            )));
+        }
+        (_, None) => return Err(ApiError::NotYetCheckpointed),
+    };
+    let body =
+        inclusion_body(&app, &id.to_string(), &entry.tenant_id, entry.seq, &entry.entry, &cp)
+            .await?;
+    let body = InclusionBody { content_salt: entry.content.map(|c| b64(&c.salt)), ..body };
+    Ok(Json(body).into_response())
+}
+
+async fn inclusion_body(
+    app: &AppState,
+    id: &str,
+    tenant: &TenantId,
+    seq: u64,
+    entry: &[u8],
+    cp: &StoredCheckpoint,
+) -> Result<InclusionBody, ApiError> {
+    let path = proofs::inclusion(app.store.as_ref(), tenant, seq, cp.size).await?;
+    Ok(InclusionBody {
+        id: id.to_owned(),
+        tenant_id: tenant.to_string(),
+        leaf_index: seq,
+        tree_size: cp.size,
+        leaf_hash: b64(&leaf_hash(entry)),
+        audit_path: path.iter().map(|h: &Hash| b64(h)).collect(),
+        checkpoint: cp.note.clone(),
+        entry: b64(entry),
+        content_salt: None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    tenant_id: String,
+    from: u64,
+    to: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ConsistencyBody {
+    tenant_id: String,
+    from: u64,
+    to: u64,
+    proof: Vec<String>,
+    /// The signed checkpoint of size `to`.
+    checkpoint: String,
+}
+
+/// GET /v1/consistency?tenant_id=T&from=M[&to=N]: proof that the log of size N (a signed
+/// checkpoint; the latest by default) extends the log of size M.
+pub(crate) async fn consistency(
+    State(app): State<AppState>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let tenant = tenant(&q.tenant_id)?;
+    if q.from == 0 {
+        return Err(ApiError::BadQuery(FieldError::new(
+            "from",
+            "must be at least 1 (every log extends the empty one)",
+        )));
+    }
+    let cp = app.store.checkpoint(&tenant, q.to).await?.ok_or_else(|| match q.to {
+        Some(n) => {
+            ApiError::BadQuery(FieldError::new("to", format!("no signed checkpoint of size {n}")))
+        }
+        None => ApiError::NoCheckpoint,
+    })?;
+    if q.from > cp.size {
+        return Err(ApiError::BadQuery(FieldError::new(
+            "from",
+            format!("{} is beyond the checkpoint's size {}", q.from, cp.size),
+        )));
+    }
+    let proof = proofs::consistency(app.store.as_ref(), &tenant, q.from, cp.size).await?;
+    Ok(Json(ConsistencyBody {
+        tenant_id: tenant.to_string(),
+        from: q.from,
+        to: cp.size,
+        proof: proof.iter().map(|h| b64(h)).collect(),
+        checkpoint: cp.note,
+    })
+    .into_response())
+}
+
+/// A receipt with its inclusion proof, for POST /v1/records?wait=checkpoint.
+#[derive(Serialize)]
+pub(crate) struct ProvenReceipt {
+    #[serde(flatten)]
+    receipt: Receipt,
+    inclusion: InclusionBody,
+}
+
+/// Wait until every receipt's record is in a signed checkpoint; prove each against it.
+pub(crate) async fn prove_receipts(
+    app: &AppState,
+    receipts: Vec<Receipt>,
+) -> Result<Vec<ProvenReceipt>, ApiError> {
+    let mut out = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        let entry = app.store.entry(receipt.id).await?.ok_or(ApiError::NotFound)?;
+        let cp = app
+            .log
+            .wait_for(app.store.as_ref(), &entry.tenant_id, receipt.seq + 1, WAIT_FOR_CHECKPOINT)
+            .await?
+            .ok_or(ApiError::NotYetCheckpointed)?;
+        let mut inclusion = inclusion_body(
+            app,
+            &receipt.id.to_string(),
+            &entry.tenant_id,
+            receipt.seq,
+            &entry.entry,
+            &cp,
+        )
+        .await?;
+        inclusion.content_salt = entry.content.map(|c| b64(&c.salt));
+        out.push(ProvenReceipt { receipt, inclusion });
+    }
+    Ok(out)
+}

@@ -1,0 +1,313 @@
+//! Reads, each on a connection from the reader pool.
+
+use std::collections::BTreeMap;
+
+use aitrail_core::entry::{Content, Entry, FieldColumns, RowColumns};
+use aitrail_core::query::{Bound, TextField};
+use aitrail_core::tiles::{Tile, TileId};
+use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use uuid::Uuid;
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The columns every record read selects, in this order.
+const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
+    r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
+    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.temperature, \
+    r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+
+const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
+
+fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    let text: [Option<String>; 10] = [
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+        row.get(12)?,
+        row.get(13)?,
+        row.get(14)?,
+        row.get(15)?,
+    ];
+    let columns = RowColumns {
+        id: row.get(1)?,
+        seq: row.get(3)?,
+        recorded_at: row.get(4)?,
+        event_time: row.get(5)?,
+        fields: FieldColumns {
+            tenant_id: row.get(2)?,
+            event_time: None,
+            text,
+            temperature: row.get(16)?,
+            success: row.get(17)?,
+        },
+    };
+    let salt: Option<Vec<u8>> = row.get(19)?;
+    let content = match salt {
+        None => None,
+        Some(salt) => {
+            let mut fields = BTreeMap::new();
+            for (i, name) in [(20, "prompt"), (21, "response"), (22, "prompt_variables")] {
+                if let Some(v) = row.get::<_, Option<String>>(i)? {
+                    fields.insert(name.to_owned(), v);
+                }
+            }
+            let salt = salt.try_into().unwrap_or([0; 32]);
+            Some(Content { salt, fields })
+        }
+    };
+    Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(18)?, content })
+}
+
+/// A row as a record: its entry with its content. A row that does not hold together is
+/// reported as corrupt rather than shown.
+fn to_record(raw: &RawRow) -> Result<StoredRecord, StoreError> {
+    let entry = Entry::decode(&raw.entry)
+        .map_err(|e| StoreError::Corrupt(format!("record {}: {e}", raw.columns.id)))?;
+    entry
+        .to_stored(raw.content.as_ref())
+        .map_err(|e| StoreError::Corrupt(format!("record {}: {e}", raw.columns.id)))
+}
+
+pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
+    let raw = raw_by_id(c, id)?;
+    raw.as_ref().map(to_record).transpose()
+}
+
+fn raw_by_id(c: &Connection, id: Uuid) -> Result<Option<RawRow>, StoreError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.id = ?1");
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    stmt.query_row([id.hyphenated().to_string()], raw_row).optional().map_err(backend)
+}
+
+pub(crate) fn entry(c: &Connection, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
+    let Some(raw) = raw_by_id(c, id)? else { return Ok(None) };
+    let tenant_id = TenantId::parse(&raw.columns.fields.tenant_id)
+        .map_err(|e| StoreError::Corrupt(format!("record {id}: tenant_id {e}")))?;
+    Ok(Some(EntryRecord {
+        tenant_id,
+        seq: raw.columns.seq as u64,
+        entry: raw.entry,
+        content: raw.content,
+    }))
+}
+
+pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
+    let (sql, params) = list_sql(q);
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params_from_iter(params), raw_row)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    // One row more than the page tells whether there is a next page.
+    let limit = q.limit as usize;
+    let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
+    let records = rows.iter().take(limit).map(to_record).collect::<Result<_, _>>()?;
+    Ok(Page { records, next_cursor })
+}
+
+/// The SELECT for a listing, with its parameters. Column names come from a closed enum, so
+/// nothing of the client's reaches the SQL text.
+fn list_sql(q: &Query) -> (String, Vec<Value>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(t) = &q.tenant_id {
+        clauses.push("r.tenant_id = ?".into());
+        params.push(Value::Text(t.as_str().to_owned()));
+    }
+    if let Some(t) = q.since {
+        clauses.push("r.event_time >= ?".into());
+        params.push(Value::Integer(t.unix_nanos()));
+    }
+    if let Some(t) = q.until {
+        clauses.push("r.event_time < ?".into());
+        params.push(Value::Integer(t.unix_nanos()));
+    }
+    for field in TextField::ALL {
+        if let Some(values) = q.text_values(field) {
+            let marks = vec!["?"; values.len()].join(", ");
+            clauses.push(format!("r.{} IN ({marks})", field.name()));
+            params.extend(values.iter().map(|v| Value::Text(v.as_str().to_owned())));
+        }
+    }
+    for bound in &q.temperature {
+        let (op, v) = match *bound {
+            Bound::AtLeast(v) => (">=", v),
+            Bound::AtMost(v) => ("<=", v),
+            Bound::Above(v) => (">", v),
+            Bound::Below(v) => ("<", v),
+        };
+        clauses.push(format!("r.temperature {op} ?"));
+        params.push(Value::Real(v));
+    }
+    if let Some(s) = q.success {
+        clauses.push("r.success = ?".into());
+        params.push(Value::Integer(i64::from(s)));
+    }
+    if let Some(Cursor(pos)) = q.cursor {
+        clauses.push("r.pos < ?".into());
+        params.push(Value::Integer(pos));
+    }
+    let mut sql = format!("SELECT {RECORD_COLUMNS} {FROM}");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(" ORDER BY r.pos DESC LIMIT ?");
+    params.push(Value::Integer(i64::from(q.limit) + 1));
+    (sql, params)
+}
+
+pub(crate) fn tiles(
+    c: &Connection,
+    tenant: &TenantId,
+    ids: &[TileId],
+) -> Result<Vec<Tile>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT hashes FROM tiles WHERE tenant_id = ?1 AND level = ?2 AND idx = ?3")
+        .map_err(backend)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let bytes: Option<Vec<u8>> = stmt
+            .query_row(params![tenant.as_str(), id.level, id.index as i64], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(bytes) = bytes {
+            let tile = Tile::from_bytes(id, &bytes).ok_or_else(|| {
+                StoreError::Corrupt(format!("tenant {tenant}: tile {id:?} is malformed"))
+            })?;
+            out.push(tile);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn logs(c: &Connection) -> Result<Vec<LogHead>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT l.tenant_id, l.size, (SELECT max(size) FROM checkpoints k WHERE k.tenant_id = l.tenant_id)
+             FROM logs l ORDER BY l.tenant_id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
+        })
+        .map_err(backend)?;
+    rows.map(|row| {
+        let (tenant, size, checkpointed) = row.map_err(backend)?;
+        Ok(LogHead {
+            tenant_id: tenant_id(&tenant)?,
+            size: size as u64,
+            checkpointed: checkpointed.unwrap_or(0) as u64,
+        })
+    })
+    .collect()
+}
+
+fn tenant_id(s: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(s).map_err(|e| StoreError::Corrupt(format!("tenant id {s:?}: {e}")))
+}
+
+pub(crate) fn tenants(c: &Connection) -> Result<Vec<TenantId>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT tenant_id FROM logs UNION SELECT DISTINCT tenant_id FROM records ORDER BY 1",
+        )
+        .map_err(backend)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(backend)?;
+    rows.map(|t| tenant_id(&t.map_err(backend)?)).collect()
+}
+
+pub(crate) fn add_checkpoint(c: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO checkpoints (tenant_id, size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant_id, size) DO NOTHING",
+        params![cp.tenant_id.as_str(), cp.size as i64, cp.root.as_slice(), cp.note, cp.signed_at.to_string()],
+    )
+    .map_err(backend)?;
+    // Either ours, or one signed before (by us or another node): it must be the same root.
+    match checkpoint(c, &cp.tenant_id, Some(cp.size))? {
+        Some(existing) if existing.root == cp.root => Ok(()),
+        _ => Err(StoreError::CheckpointConflict { tenant_id: cp.tenant_id.clone(), size: cp.size }),
+    }
+}
+
+const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root, note, signed_at";
+
+fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<(String, i64, Vec<u8>, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_checkpoint(
+    row: (String, i64, Vec<u8>, String, String),
+) -> Result<StoredCheckpoint, StoreError> {
+    let (tenant, size, root, note, signed_at) = row;
+    let bad = |what: &str| StoreError::Corrupt(format!("checkpoint {size} of {tenant}: {what}"));
+    Ok(StoredCheckpoint {
+        tenant_id: tenant_id(&tenant)?,
+        size: size as u64,
+        root: root.try_into().map_err(|_| bad("root is not 32 bytes"))?,
+        note,
+        signed_at: Timestamp::parse_rfc3339(&signed_at).map_err(|_| bad("bad signed_at"))?,
+    })
+}
+
+pub(crate) fn checkpoint(
+    c: &Connection,
+    tenant: &TenantId,
+    size: Option<u64>,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row = match size {
+        Some(size) => c
+            .prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ?1 AND size = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![tenant.as_str(), size as i64], checkpoint_row).optional()),
+        None => c
+            .prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ?1 ORDER BY size DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row(params![tenant.as_str()], checkpoint_row).optional()),
+    };
+    row.map_err(backend)?.map(to_checkpoint).transpose()
+}
+
+pub(crate) fn checkpoints(
+    c: &Connection,
+    tenant: &TenantId,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ?1 ORDER BY size"
+        ))
+        .map_err(backend)?;
+    let rows = stmt.query_map([tenant.as_str()], checkpoint_row).map_err(backend)?;
+    rows.map(|r| to_checkpoint(r.map_err(backend)?)).collect()
+}
+
+pub(crate) fn scan(
+    c: &Connection,
+    tenant: &TenantId,
+    after: Option<(i64, i64)>,
+    limit: u32,
+) -> Result<Vec<RawRow>, StoreError> {
+    let (seq, pos) = after.unwrap_or((i64::MIN, i64::MIN));
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} {FROM} WHERE r.tenant_id = ?1 AND (r.seq, r.pos) > (?2, ?3)
+         ORDER BY r.seq, r.pos LIMIT ?4"
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    stmt.query_map(params![tenant.as_str(), seq, pos, limit], raw_row)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+}
