@@ -20,7 +20,14 @@ struct ServerProcess {
 impl ServerProcess {
     fn start(data_dir: &Path) -> Self {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--checkpoint-interval-ms",
+                "50",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -41,6 +48,13 @@ impl ServerProcess {
     fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and wait for the clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(self.child.wait().unwrap().success());
     }
 }
 
@@ -287,4 +301,208 @@ async fn ingest_until_killed(
         w.await.unwrap();
     }
     acked.lock().unwrap().clone()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tampering: edit the stored log behind the server's back with the sqlite3 tool; `aitrail
+// verify` must name each change.
+
+fn sqlite3(db: &Path, sql: &str) {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect(
+        "the sqlite3 command-line tool is needed for tamper tests (apt-get install sqlite3)",
+    );
+    assert!(out.status.success(), "sqlite3: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// A stopped server's data dir holding 10 records of tenant `tamper` (prompt and response
+/// kept), all in a signed checkpoint; returns (dir, ids by seq, published verifier key).
+fn signed_log() -> (tempfile::TempDir, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (ids, key) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let batch: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"tenant_id": "tamper", "model_name": "gpt-4o", "temperature": "0.5",
+                            "prompt": format!("prompt {i}"), "response": format!("response {i}")})
+            })
+            .collect();
+        let answer: Value = client
+            .post(format!("{}/v1/records?wait=checkpoint", server.base))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<String> = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let key = client
+            .get(format!("{}/v1/log-key", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (ids, key.trim().to_owned())
+    });
+    server.stop();
+    (dir, ids, key)
+}
+
+fn verify(dir: &Path, key: &str, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["--data-dir", dir.to_str().unwrap(), "verify", "--key", key];
+    args.extend(extra);
+    let out = aitrail(&args, None);
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn verify_names_every_kind_of_tampering() {
+    let (dir, ids, key) = signed_log();
+    let (ok, out) = verify(dir.path(), &key, &[]);
+    assert!(ok, "an untouched log verifies: {out}");
+    assert!(out.contains("OK: 10 records in 1 tenant log(s)"), "{out}");
+
+    let db = |d: &Path| d.join("aitrail.db");
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        ("model_name", "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3".into(),
+            vec![format!("MODIFIED  tenant tamper seq 3 id {}: model_name differ from the logged entry", ids[3])]),
+        ("temperature", "UPDATE records SET temperature = 0.1 WHERE seq = 4".into(),
+            vec![format!("MODIFIED  tenant tamper seq 4 id {}: temperature differ from the logged entry", ids[4])]),
+        ("recorded_at", "UPDATE records SET recorded_at = '2020-01-01T00:00:00Z' WHERE seq = 5".into(),
+            vec![format!("MODIFIED  tenant tamper seq 5 id {}: recorded_at differ from the logged entry", ids[5])]),
+        ("entry and column together",
+            "UPDATE records SET model_name = 'gpt-5', entry = CAST(replace(CAST(entry AS TEXT), 'gpt-4o', 'gpt-5') AS BLOB) WHERE seq = 2".into(),
+            vec![format!("MODIFIED  tenant tamper seq 2 id {}: entry differs from the logged leaf hash", ids[2])]),
+        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE id = (SELECT id FROM records WHERE seq = 7)".into(),
+            vec![format!("MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment", ids[7])]),
+        ("deleted row", "DELETE FROM records WHERE seq = 6".into(),
+            vec!["REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into()]),
+        ("swapped seq", "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100".into(),
+            vec![format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
+                 format!("REORDERED tenant tamper seq 8 id {}: this record was logged at seq 1", ids[1])]),
+        ("forged row",
+            "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_name, success, entry) \
+             SELECT '0192b6d8-0000-7000-8000-00000000f0f0', tenant_id, 10, recorded_at, event_time, model_name, success, entry FROM records WHERE seq = 0".into(),
+            vec!["INSERTED  tenant tamper seq 10 id 0192b6d8-0000-7000-8000-00000000f0f0: beyond the end of the log (size 10)".into()]),
+        ("overwritten checkpoint", "UPDATE checkpoints SET note = replace(note, char(10) || '10' || char(10), char(10) || '9' || char(10))".into(),
+            vec!["CHECKPOINT tenant tamper size 10: signature check failed".into()]),
+    ];
+    for (name, sql, expected) in cases {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        sqlite3(&db(copy.path()), &sql);
+        let (ok, out) = verify(copy.path(), &key, &[]);
+        assert!(!ok, "{name}: tampering went unnoticed:\n{out}");
+        for line in expected {
+            assert!(out.contains(&line), "{name}: expected `{line}` in:\n{out}");
+        }
+        assert!(out.contains("verification FAILED"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn verify_against_another_key_fails() {
+    let (dir, _, _) = signed_log();
+    // Same log name, another key: what a forger holding the database but not the key has.
+    let other = aitrail_core::note::NoteSigner::from_seed("aitrail", [9; 32]).unwrap().verifier();
+    let (ok, out) = verify(dir.path(), &other.to_string(), &[]);
+    assert!(!ok);
+    assert!(out.contains("CHECKPOINT tenant tamper size 10: signature check failed"), "{out}");
+}
+
+#[test]
+fn verify_one_record_and_a_saved_checkpoint() {
+    let (dir, ids, key) = signed_log();
+    let (ok, out) = verify(dir.path(), &key, &[&ids[4]]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "OK: record {} (tenant tamper, seq 4) is in the log of size 10",
+            ids[4]
+        )),
+        "{out}"
+    );
+    // The shown record must be the logged one, content included.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    sqlite3(&copy.path().join("aitrail.db"), "UPDATE contents SET response = 'edited'");
+    let (ok, out) = verify(copy.path(), &key, &[&ids[4]]);
+    assert!(!ok && out.contains("does not match its commitment"), "{out}");
+
+    // Save today's checkpoint, grow the log, prove it only grew.
+    let saved = dir.path().join("saved.checkpoint");
+    let cp = ok_stdout(&aitrail(&["--data-dir", dir.path().to_str().unwrap(), "checkpoint"], None));
+    assert!(cp.starts_with("aitrail/tamper\n10\n"), "{cp}");
+    std::fs::write(&saved, &cp).unwrap();
+    let server = ServerProcess::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/records?wait=checkpoint", server.base))
+            .json(&json!([{"tenant_id": "tamper"}, {"tenant_id": "tamper"}]))
+            .send()
+            .await
+            .unwrap();
+    });
+    let (ok, out) = verify(dir.path(), &key, &["--checkpoint", saved.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("at size 12 extends the saved checkpoint of size 10"), "{out}");
+    let remote = aitrail(
+        &[
+            "--server",
+            &server.base,
+            "verify",
+            "--key",
+            &key,
+            "--checkpoint",
+            saved.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
+    server.stop();
+
+    // A log rewritten under the same key (another history of 12 records) is caught.
+    let forged = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("log-key"), forged.path().join("log-key")).unwrap();
+    let server = ServerProcess::start(forged.path());
+    rt.block_on(async {
+        let batch: Vec<Value> = (0..12)
+            .map(|i| json!({"tenant_id": "tamper", "agent_id": format!("forged {i}")}))
+            .collect();
+        reqwest::Client::new()
+            .post(format!("{}/v1/records?wait=checkpoint", server.base))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+    });
+    server.stop();
+    let (ok, out) = verify(forged.path(), &key, &["--checkpoint", saved.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is NOT an extension of the saved checkpoint of size 10"), "{out}");
+}
+
+fn ok_stdout(out: &Output) -> String {
+    ok(out)
 }
