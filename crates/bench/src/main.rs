@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
-use aitrail_core::query::TextField;
 use aitrail_store::Store;
 use aitrail_store_sqlite::{MIGRATIONS, SqliteStore};
 use anyhow::Context;
@@ -37,6 +36,16 @@ enum Which {
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
     },
+    /// Full `aitrail verify` of N stored, checkpointed records.
+    Verify {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
+    /// Inclusion and consistency proofs from the tiles of a log of N leaves.
+    Proofs {
+        #[arg(long, default_value_t = 10_000_000)]
+        leaves: u64,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -47,9 +56,13 @@ fn main() -> anyhow::Result<()> {
     match cli.which {
         Which::Ingest { singles_seconds, batches } => ingest(singles_seconds, batches),
         Which::Query { records } => query(records),
+        Which::Verify { records } => verify(records),
+        Which::Proofs { leaves } => proofs(leaves),
         Which::All => {
             ingest(10, 100)?;
-            query(1_000_000)
+            query(1_000_000)?;
+            verify(1_000_000)?;
+            proofs(10_000_000)
         }
     }
 }
@@ -313,9 +326,15 @@ async fn drive(
     Ok((start.elapsed(), all))
 }
 
+/// The rows the store writes for each record (the record row with its entry, and its
+/// content row), precomputed, inserted with the same schema, indexes, WAL and
+/// `synchronous=FULL`, 1,000 records a transaction. What it leaves out is the store's own
+/// work: parsing, the entry and leaf hash, seq claims and the hash tiles.
 fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
-    let dir =
-        tempfile::tempdir_in(std::env::var("AITRAIL_BENCH_DIR").unwrap_or_else(|_| ".".into()))?;
+    use aitrail_core::Timestamp;
+    use aitrail_core::entry::{self, RowColumns};
+    use rusqlite::types::Value as V;
+    let dir = bench_dir()?;
     let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -323,46 +342,56 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
         conn.execute_batch(m)?;
     }
     // Everything a row needs, computed before the clock starts.
-    let rows: Vec<Vec<rusqlite::types::Value>> = (0..batches * 1000)
+    let at = Timestamp::now();
+    let rows: Vec<(Vec<V>, Vec<V>)> = (0..batches * 1000)
         .map(|i| {
             let body = record(i).to_string();
             let r = parse_body(body.as_bytes(), BodyFormat::Json).unwrap().into_records().remove(0);
-            use rusqlite::types::Value as V;
-            let text = |f: TextField| f.of(&r).map_or(V::Null, |v| V::Text(v.as_str().to_owned()));
-            vec![
-                V::Text(uuid::Uuid::now_v7().to_string()),
-                V::Text(r.tenant_id.to_string()),
-                V::Integer((i / 4) as i64),
-                V::Text("2026-11-22T00:00:00Z".into()),
-                V::Integer(r.event_time.unwrap().unix_nanos()),
-                text(TextField::ModelProvider),
-                text(TextField::ModelName),
-                text(TextField::ModelVersion),
-                text(TextField::DeploymentId),
-                text(TextField::SafetyMode),
-                text(TextField::OperationType),
-                text(TextField::UserId),
-                text(TextField::AgentId),
-                text(TextField::SessionId),
-                text(TextField::FeatureCode),
-                r.temperature.as_ref().map_or(V::Null, |t| V::Real(t.value())),
-                V::Integer(i64::from(r.success)),
-                V::Text(serde_json::to_string(&r).unwrap()),
-            ]
+            let p = entry::prepare(&r, [7; 32]);
+            let id = uuid::Uuid::now_v7();
+            let c = RowColumns::new(&id, (i / 4) as u64, at, p.columns.clone());
+            let text = |t: &Option<String>| t.clone().map_or(V::Null, V::Text);
+            let mut record_row = vec![
+                V::Text(c.id.clone()),
+                V::Text(c.fields.tenant_id.clone()),
+                V::Integer(c.seq),
+                V::Text(c.recorded_at.clone()),
+                V::Integer(c.event_time),
+            ];
+            record_row.extend(c.fields.text.iter().map(text));
+            record_row.push(c.fields.temperature.map_or(V::Null, V::Real));
+            record_row.push(V::Integer(i64::from(c.fields.success)));
+            record_row.push(V::Blob(entry::encode(&id, at, c.seq as u64, &p.record_json)));
+            let content = p.content.expect("bench records have content");
+            let field = |n: &str| content.fields.get(n).cloned().map_or(V::Null, V::Text);
+            let content_row = vec![
+                V::Blob(content.salt.to_vec()),
+                field("prompt"),
+                field("response"),
+                field("prompt_variables"),
+            ];
+            (record_row, content_row)
         })
         .collect();
     let start = Instant::now();
     for chunk in rows.chunks(1000) {
         let tx = conn.unchecked_transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_provider, \
                  model_name, model_version, deployment_id, safety_mode, operation_type, user_id, \
-                 agent_id, session_id, feature_code, temperature, success, body) \
+                 agent_id, session_id, feature_code, temperature, success, entry) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?;
-            for row in chunk {
-                stmt.execute(rusqlite::params_from_iter(row))?;
+            let mut content = tx.prepare_cached(
+                "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (record_row, content_row) in chunk {
+                insert.execute(rusqlite::params_from_iter(record_row))?;
+                let pos = V::Integer(tx.last_insert_rowid());
+                content.execute(rusqlite::params_from_iter(
+                    std::iter::once(&pos).chain(content_row),
+                ))?;
             }
         }
         tx.commit()?;
@@ -370,13 +399,12 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
     Ok(rows.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-fn query(n: usize) -> anyhow::Result<()> {
+/// A data dir holding `n` records loaded straight through the store (the ingest path is
+/// measured above).
+fn loaded_store(n: usize, rt: &tokio::runtime::Runtime) -> anyhow::Result<tempfile::TempDir> {
     let dir = bench_dir()?;
-    let load_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let started = Instant::now();
-    // Loaded straight through the store (the ingest path is measured above), then served
-    // by the real binary.
-    load_rt.block_on(async {
+    rt.block_on(async {
         let store = SqliteStore::open(dir.path())?;
         let mut i = 0;
         while i < n {
@@ -391,8 +419,14 @@ fn query(n: usize) -> anyhow::Result<()> {
         }
         Ok::<_, anyhow::Error>(())
     })?;
-    let server = start_server(dir)?;
     println!("loaded {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(dir)
+}
+
+fn query(n: usize) -> anyhow::Result<()> {
+    let load_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = loaded_store(n, &load_rt)?;
+    let server = start_server(dir)?;
     println!("| (d) first page (50) of | p50 ms | p99 ms | rows |");
     println!("|---|---|---|---|");
     // One client for every query, so connection set-up is not what we measure.
@@ -420,6 +454,116 @@ fn query(n: usize) -> anyhow::Result<()> {
             "| `{q}` | {} | {} | {rows} |",
             ms(percentile(&lat, 0.5)),
             ms(percentile(&lat, 0.99))
+        );
+    }
+    Ok(())
+}
+
+/// Full verification by the real binary, of a store with every tenant log checkpointed.
+fn verify(n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = loaded_store(n, &rt)?;
+    let signer = aitrail_core::note::NoteSigner::from_seed("bench", [1; 32])?;
+    let key = signer.verifier().to_string();
+    rt.block_on(async {
+        let store = SqliteStore::open(dir.path())?;
+        let log = aitrail_server::LogSigner::new(signer, Duration::from_secs(1));
+        log.sign_pending(&store).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let exe = std::env::current_exe()?.with_file_name("aitrail");
+    if std::env::var_os("AITRAIL_BENCH_KEEP").is_some() {
+        println!("keeping {} (key {key})", dir.path().display());
+    }
+    let started = Instant::now();
+    let out = std::process::Command::new(&exe)
+        .args(["verify", "--key", &key, "--data-dir"])
+        .arg(dir.path())
+        .output()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "verify failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    println!(
+        "| full `aitrail verify` | {n} records | {:.1} s | {:.0} records/s |",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    if std::env::var_os("AITRAIL_BENCH_KEEP").is_some() {
+        let _ = dir.keep();
+    }
+    Ok(())
+}
+
+/// Proof latency from tiles alone: a log of `leaves` synthetic leaves is written as tiles
+/// (no records needed), then proofs are read through the store like the API does.
+fn proofs(leaves: u64) -> anyhow::Result<()> {
+    use aitrail_core::merkle::{Hash, leaf_hash};
+    use aitrail_core::tiles::{self, Tile};
+    let dir = bench_dir()?;
+    let tenant = aitrail_core::TenantId::parse("bench").map_err(anyhow::Error::msg)?;
+    // Create the schema, then write tiles in chunks of 65,536 leaves.
+    drop(SqliteStore::open(dir.path())?);
+    let started = Instant::now();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(aitrail_store_sqlite::DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut edge: std::collections::HashMap<tiles::TileId, Tile> =
+            std::collections::HashMap::new();
+        let mut size = 0u64;
+        while size < leaves {
+            let n = (leaves - size).min(65_536);
+            let new: Vec<Hash> = (size..size + n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let have: Vec<Tile> =
+                tiles::partial_edge(size).iter().map(|id| edge[id].clone()).collect();
+            let tx = conn.unchecked_transaction()?;
+            for t in tiles::append(size, &new, &have)? {
+                tx.execute(
+                    "INSERT OR REPLACE INTO tiles (tenant_id, level, idx, hashes) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params!["bench", t.id.level, t.id.index as i64, t.to_bytes()],
+                )?;
+                edge.insert(t.id, t);
+            }
+            tx.commit()?;
+            size += n;
+            edge.retain(|id, _| tiles::partial_edge(size).contains(id));
+        }
+    }
+    println!("wrote the tiles of {leaves} leaves in {:.1} s", started.elapsed().as_secs_f64());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let store = SqliteStore::open(dir.path())?;
+    println!("| proof from tiles, log of {leaves} leaves | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    for kind in ["inclusion", "consistency"] {
+        let mut lat = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64; // a fixed xorshift stream of positions
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = x % leaves;
+            let t = Instant::now();
+            let proof = rt.block_on(async {
+                match kind {
+                    "inclusion" => {
+                        aitrail_store::proofs::inclusion(&store, &tenant, i, leaves).await
+                    }
+                    _ => {
+                        aitrail_store::proofs::consistency(&store, &tenant, i.max(1), leaves).await
+                    }
+                }
+            })?;
+            lat.push(t.elapsed());
+            anyhow::ensure!(!proof.is_empty() || i == leaves - 1);
+        }
+        lat.sort_unstable();
+        println!(
+            "| {kind} (2,000 random) | {} | {} | {} |",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(lat[lat.len() - 1])
         );
     }
     Ok(())

@@ -12,6 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+// Verification and ingest allocate many small values; mimalloc does that faster than glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "aitrail", version, about = "Tamper-evident audit trail for AI/LLM calls")]
 struct Cli {

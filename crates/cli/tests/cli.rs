@@ -393,7 +393,7 @@ fn verify_names_every_kind_of_tampering() {
         ("entry and column together",
             "UPDATE records SET model_name = 'gpt-5', entry = CAST(replace(CAST(entry AS TEXT), 'gpt-4o', 'gpt-5') AS BLOB) WHERE seq = 2".into(),
             vec![format!("MODIFIED  tenant tamper seq 2 id {}: entry differs from the logged leaf hash", ids[2])]),
-        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE id = (SELECT id FROM records WHERE seq = 7)".into(),
+        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE pos = (SELECT pos FROM records WHERE seq = 7)".into(),
             vec![format!("MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment", ids[7])]),
         ("deleted row", "DELETE FROM records WHERE seq = 6".into(),
             vec!["REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into()]),

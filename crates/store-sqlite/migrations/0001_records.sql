@@ -50,7 +50,7 @@ CREATE INDEX records_temperature    ON records (temperature);
 -- Content kept apart from the entry, which holds only salted commitments to it: deleting
 -- a row here (retention, erasure) leaves every leaf and proof intact.
 CREATE TABLE contents (
-    id               TEXT PRIMARY KEY,    -- the record's id
+    pos              INTEGER PRIMARY KEY, -- the record's pos
     salt             BLOB NOT NULL CHECK (length(salt) = 32),
     prompt           TEXT,
     response         TEXT,

@@ -21,7 +21,7 @@ const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.
     r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.temperature, \
     r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
 
-const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
+const FROM: &str = "FROM records r LEFT JOIN contents c ON c.pos = r.pos";
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     let text: [Option<String>; 10] = [
@@ -171,6 +171,14 @@ pub(crate) fn tiles(
     tenant: &TenantId,
     ids: &[TileId],
 ) -> Result<Vec<Tile>, StoreError> {
+    // Consecutive ids of one level (verify's leaf scan) are one range query.
+    if let (Some(first), Some(last)) = (ids.first(), ids.last())
+        && ids.len() > 8
+        && ids.iter().all(|i| i.level == first.level)
+        && last.index - first.index + 1 == ids.len() as u64
+    {
+        return tile_range(c, tenant, first.level, first.index, last.index);
+    }
     let mut stmt = c
         .prepare_cached("SELECT hashes FROM tiles WHERE tenant_id = ?1 AND level = ?2 AND idx = ?3")
         .map_err(backend)?;
@@ -188,6 +196,33 @@ pub(crate) fn tiles(
         }
     }
     Ok(out)
+}
+
+fn tile_range(
+    c: &Connection,
+    tenant: &TenantId,
+    level: u8,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Tile>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT idx, hashes FROM tiles WHERE tenant_id = ?1 AND level = ?2 AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![tenant.as_str(), level, from as i64, to as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(backend)?;
+    rows.map(|row| {
+        let (idx, bytes) = row.map_err(backend)?;
+        let id = TileId { level, index: idx as u64 };
+        Tile::from_bytes(id, &bytes).ok_or_else(|| {
+            StoreError::Corrupt(format!("tenant {tenant}: tile {id:?} is malformed"))
+        })
+    })
+    .collect()
 }
 
 pub(crate) fn logs(c: &Connection) -> Result<Vec<LogHead>, StoreError> {
@@ -296,17 +331,12 @@ pub(crate) fn checkpoints(
 
 pub(crate) fn scan(
     c: &Connection,
-    tenant: &TenantId,
-    after: Option<(i64, i64)>,
+    after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<RawRow>, StoreError> {
-    let (seq, pos) = after.unwrap_or((i64::MIN, i64::MIN));
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} {FROM} WHERE r.tenant_id = ?1 AND (r.seq, r.pos) > (?2, ?3)
-         ORDER BY r.seq, r.pos LIMIT ?4"
-    );
+    let sql = format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos > ?1 ORDER BY r.pos LIMIT ?2");
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-    stmt.query_map(params![tenant.as_str(), seq, pos, limit], raw_row)
+    stmt.query_map(params![after.unwrap_or(i64::MIN), limit], raw_row)
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)

@@ -152,7 +152,7 @@ fn insert_rows(
     }
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
     let mut insert_content = tx.prepare_cached(
-        "INSERT INTO contents (id, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut receipts = Vec::with_capacity(rows.len());
     for r in rows {
@@ -191,7 +191,7 @@ fn insert_rows(
         if let Some(c) = &p.content {
             let field = |name: &str| c.fields.get(name);
             insert_content.execute(params![
-                columns.id,
+                tx.last_insert_rowid(),
                 c.salt.as_slice(),
                 field("prompt"),
                 field("response"),

@@ -118,13 +118,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every checkpoint of a tenant's log, smallest first.
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError>;
 
-    /// Rows of a tenant's log ordered by (seq, pos), after the given (seq, pos).
-    async fn scan(
-        &self,
-        tenant: &TenantId,
-        after: Option<(i64, i64)>,
-        limit: u32,
-    ) -> Result<Vec<RawRow>, StoreError>;
+    /// Every stored row, of every tenant, in the backend's own order (`pos`), after `after`.
+    async fn scan(&self, after: Option<i64>, limit: u32) -> Result<Vec<RawRow>, StoreError>;
 
     /// Every tenant id that has rows or a log, even where the two disagree.
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;

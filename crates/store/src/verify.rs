@@ -1,16 +1,22 @@
 //! Full verification of a store, over the [`Store`] trait (so of any backend): every row is
-//! read as found, its leaf recomputed from its entry, every tenant's tree rebuilt, and
-//! every signed checkpoint checked against the rebuilt roots and the public key alone.
-//! Each problem is named by tenant, seq and id.
+//! read as found and checked against its own entry and the leaf the log holds for its seq;
+//! every tenant's tree is rebuilt from those leaves and every signed checkpoint checked
+//! against it with the public key alone. Each problem is named by tenant, seq and id.
+//!
+//! Two passes, both sequential reads: the rows in storage order (checked in parallel), then
+//! each tenant's leaves in seq order. Together they cover the log: every row's entry hashes
+//! to the leaf at its seq, every leaf below the log's size has exactly one row, and the
+//! leaves give every signed root.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use aitrail_core::TenantId;
-use aitrail_core::entry::{Entry, RowColumns};
+use aitrail_core::entry::EntryView;
 use aitrail_core::merkle::{CompactRange, Hash, leaf_hash};
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
+use rayon::prelude::*;
 
 use crate::{RawRow, Store, StoreError, StoredCheckpoint, proofs};
 
@@ -27,7 +33,7 @@ pub enum Finding {
     /// The log has a leaf at this seq but no row holds it.
     Removed { tenant: TenantId, seq: u64 },
     /// A row the log does not account for.
-    Inserted { tenant: TenantId, seq: i64, id: String, why: String },
+    Inserted { tenant: String, seq: i64, id: String, why: String },
     /// A row stored at another seq than its entry was logged at.
     Reordered { tenant: TenantId, seq: u64, id: String, logged_seq: u64 },
     /// A checkpoint that is not signed by the key, or disagrees with the log.
@@ -42,12 +48,10 @@ impl fmt::Display for Finding {
             Finding::Modified { tenant, seq, id, what } => {
                 write!(f, "MODIFIED  tenant {tenant} seq {seq} id {id}: {what}")
             }
-            Finding::Removed { tenant, seq } => {
-                write!(
-                    f,
-                    "REMOVED   tenant {tenant} seq {seq}: the log has this leaf but no record holds it"
-                )
-            }
+            Finding::Removed { tenant, seq } => write!(
+                f,
+                "REMOVED   tenant {tenant} seq {seq}: the log has this leaf but no record holds it"
+            ),
             Finding::Inserted { tenant, seq, id, why } => {
                 write!(f, "INSERTED  tenant {tenant} seq {seq} id {id}: {why}")
             }
@@ -78,6 +82,32 @@ impl Report {
     }
 }
 
+/// One tenant log while its rows stream past.
+struct TenantLog {
+    size: u64,
+    /// One bit per seq below `size`: a row holds it.
+    held: Vec<u64>,
+    leaves: LeafTiles,
+}
+
+impl TenantLog {
+    fn new(size: u64) -> Self {
+        Self { size, held: vec![0; size.div_ceil(64) as usize], leaves: LeafTiles::default() }
+    }
+
+    /// Mark `seq` held; false if it already was.
+    fn hold(&mut self, seq: u64) -> bool {
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        let fresh = self.held[word] & bit == 0;
+        self.held[word] |= bit;
+        fresh
+    }
+
+    fn is_held(&self, seq: u64) -> bool {
+        self.held[(seq / 64) as usize] & (1 << (seq % 64)) != 0
+    }
+}
+
 /// Verify everything in the store against the log's public key. `progress` is called
 /// with the number of rows read so far.
 pub async fn verify_store(
@@ -85,78 +115,166 @@ pub async fn verify_store(
     verifier: &Verifier,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, StoreError> {
-    let sizes: HashMap<TenantId, u64> =
-        store.logs().await?.into_iter().map(|h| (h.tenant_id, h.size)).collect();
+    let mut logs: BTreeMap<TenantId, TenantLog> =
+        store.logs().await?.into_iter().map(|h| (h.tenant_id, TenantLog::new(h.size))).collect();
     let mut report = Report::default();
-    for tenant in store.tenants().await? {
-        let size = sizes.get(&tenant).copied().unwrap_or(0);
-        verify_tenant(store, verifier, &tenant, size, &mut report, progress).await?;
-        report.tenants += 1;
-    }
-    Ok(report)
-}
-
-async fn verify_tenant(
-    store: &dyn Store,
-    verifier: &Verifier,
-    tenant: &TenantId,
-    size: u64,
-    report: &mut Report,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<(), StoreError> {
-    let checkpoints = store.checkpoints(tenant).await?;
-    let mut pending = checkpoints.iter().peekable();
-    let mut leaves = LeafTiles::default();
-    let mut tree = CompactRange::default();
     let mut findings = Vec::new();
-    let mut after = None;
-    loop {
-        let rows = store.scan(tenant, after, PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after = Some((last.columns.seq, last.pos));
-        for row in &rows {
-            let seq = row.columns.seq;
-            if seq < tree.size() as i64 {
-                findings.push(Finding::Inserted {
-                    tenant: tenant.clone(),
-                    seq,
-                    id: row.columns.id.clone(),
-                    why: "a second record at a seq already taken".into(),
-                });
-                continue;
-            }
-            if seq as u64 >= size {
-                findings.push(Finding::Inserted {
-                    tenant: tenant.clone(),
-                    seq,
-                    id: row.columns.id.clone(),
-                    why: format!("beyond the end of the log (size {size})"),
-                });
-                continue;
-            }
-            while tree.size() < seq as u64 {
-                let missing = tree.size();
-                findings.push(Finding::Removed { tenant: tenant.clone(), seq: missing });
-                // Keep the rebuilt tree aligned with the logged leaf, so one removal does
-                // not also fail every later checkpoint.
-                let logged = leaves.get(store, tenant, missing, size).await?;
-                tree.push(logged.unwrap_or([0; 32]));
-                check_checkpoints(verifier, tenant, &tree, &mut pending, &mut findings);
-            }
-            let logged = leaves.get(store, tenant, seq as u64, size).await?;
-            let leaf = check_row(tenant, row, logged, &mut findings);
-            tree.push(leaf);
-            check_checkpoints(verifier, tenant, &tree, &mut pending, &mut findings);
+
+    // Pass 1: every row, in storage order; the next page is read while this one is checked.
+    let mut next_page = store.scan(None, PAGE).await?;
+    while !next_page.is_empty() {
+        let rows = std::mem::take(&mut next_page);
+        let after = rows.last().map(|r| r.pos);
+        let (page, checks) = tokio::join!(store.scan(after, PAGE), async {
+            rows.par_iter().map(check_row).collect::<Vec<_>>()
+        });
+        next_page = page?;
+        for (row, (leaf, problems)) in rows.iter().zip(checks) {
+            place_row(store, &mut logs, row, leaf, problems, &mut findings).await?;
         }
         report.records += rows.len() as u64;
         progress(report.records);
     }
-    while tree.size() < size {
-        let missing = tree.size();
-        findings.push(Finding::Removed { tenant: tenant.clone(), seq: missing });
-        let logged = leaves.get(store, tenant, missing, size).await?;
-        tree.push(logged.unwrap_or([0; 32]));
-        check_checkpoints(verifier, tenant, &tree, &mut pending, &mut findings);
+
+    // Pass 2: each tenant's leaves in seq order: rows missing, and the signed roots.
+    for (tenant, log) in &logs {
+        for seq in (0..log.size).filter(|&s| !log.is_held(s)) {
+            findings.push(Finding::Removed { tenant: tenant.clone(), seq });
+        }
+        let checkpoints = store.checkpoints(tenant).await?;
+        check_tree(store, verifier, tenant, log.size, &checkpoints, &mut findings).await?;
+        report.checkpoints += checkpoints.len();
+    }
+    report.tenants = logs.len();
+    findings.sort_by_key(order);
+    report.findings = findings;
+    Ok(report)
+}
+
+/// Findings in reading order: by tenant, then seq.
+fn order(f: &Finding) -> (String, i64) {
+    match f {
+        Finding::Modified { tenant, seq, .. }
+        | Finding::Removed { tenant, seq }
+        | Finding::Reordered { tenant, seq, .. } => (tenant.to_string(), *seq as i64),
+        Finding::Inserted { tenant, seq, .. } => (tenant.clone(), *seq),
+        Finding::Checkpoint { tenant, size, .. } => (tenant.to_string(), *size as i64),
+        Finding::Log { tenant, .. } => (tenant.to_string(), i64::MAX),
+    }
+}
+
+/// Account for one row in its tenant's log.
+async fn place_row(
+    store: &dyn Store,
+    logs: &mut BTreeMap<TenantId, TenantLog>,
+    row: &RawRow,
+    leaf: Hash,
+    problems: Vec<Finding>,
+    findings: &mut Vec<Finding>,
+) -> Result<(), StoreError> {
+    let c = &row.columns;
+    let inserted = |why: String| Finding::Inserted {
+        tenant: c.fields.tenant_id.clone(),
+        seq: c.seq,
+        id: c.id.clone(),
+        why,
+    };
+    let log =
+        TenantId::parse(&c.fields.tenant_id).ok().and_then(|t| logs.get_mut(&t).map(|l| (t, l)));
+    let Some((tenant, log)) = log else {
+        findings.push(inserted("a record of a tenant that has no log".into()));
+        return Ok(());
+    };
+    if c.seq < 0 || c.seq as u64 >= log.size {
+        findings.push(inserted(format!("beyond the end of the log (size {})", log.size)));
+        return Ok(());
+    }
+    let seq = c.seq as u64;
+    if !log.hold(seq) {
+        findings.push(inserted("a second record at a seq already taken".into()));
+        return Ok(());
+    }
+    let reordered = problems.iter().any(|p| matches!(p, Finding::Reordered { .. }));
+    findings.extend(problems);
+    if !reordered {
+        let logged = log.leaves.get(store, &tenant, seq, log.size).await?;
+        if logged != Some(leaf) {
+            findings.push(Finding::Modified {
+                tenant,
+                seq,
+                id: c.id.clone(),
+                what: match logged {
+                    Some(_) => "entry differs from the logged leaf hash".into(),
+                    None => "the log has no leaf hash for this seq".into(),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Check one row against its own entry: the leaf its entry hashes to, and what is wrong
+/// with the row. Pure, so rows are checked in parallel.
+fn check_row(row: &RawRow) -> (Hash, Vec<Finding>) {
+    let c = &row.columns;
+    let leaf = leaf_hash(&row.entry);
+    let Ok(tenant) = TenantId::parse(&c.fields.tenant_id) else {
+        return (leaf, Vec::new()); // placed as a row of no log
+    };
+    let seq = c.seq.max(0) as u64;
+    let modified =
+        |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: c.id.clone(), what };
+    let mut findings = Vec::new();
+    match EntryView::parse(&row.entry) {
+        Err(e) => findings.push(modified(format!("entry unreadable: {e}"))),
+        Ok(entry) if entry.seq != seq => findings.push(Finding::Reordered {
+            tenant: tenant.clone(),
+            seq,
+            id: c.id.clone(),
+            logged_seq: entry.seq,
+        }),
+        Ok(entry) => {
+            let diffs = c.differences(&entry);
+            if !diffs.is_empty() {
+                findings
+                    .push(modified(format!("{} differ from the logged entry", diffs.join(", "))));
+            }
+            if let Some(content) = &row.content
+                && let Err(e) = entry.check_content(content)
+            {
+                findings.push(modified(e.to_string()));
+            }
+        }
+    }
+    (leaf, findings)
+}
+
+/// Rebuild a tenant's tree from its logged leaves and check every checkpoint against it.
+async fn check_tree(
+    store: &dyn Store,
+    verifier: &Verifier,
+    tenant: &TenantId,
+    size: u64,
+    checkpoints: &[StoredCheckpoint],
+    findings: &mut Vec<Finding>,
+) -> Result<(), StoreError> {
+    let mut pending = checkpoints.iter().peekable();
+    let mut tree = CompactRange::default();
+    let mut leaves = LeafTiles::default();
+    for seq in 0..size {
+        let Some(leaf) = leaves.get(store, tenant, seq, size).await? else {
+            findings.push(Finding::Log {
+                tenant: tenant.clone(),
+                why: format!("the log has no leaf hash for seq {seq}: its tiles are incomplete"),
+            });
+            return Ok(());
+        };
+        tree.push(leaf);
+        while let Some(cp) = pending.next_if(|cp| cp.size <= tree.size()) {
+            if let Some(why) = checkpoint_problem(verifier, tenant, cp, &tree) {
+                findings.push(Finding::Checkpoint { tenant: tenant.clone(), size: cp.size, why });
+            }
+        }
     }
     for cp in pending {
         findings.push(Finding::Checkpoint {
@@ -166,7 +284,7 @@ async fn verify_tenant(
         });
     }
     // Proofs are served from the stored tiles: they must give the signed root too.
-    if let Some(latest) = checkpoints.last().filter(|c| c.size <= size && c.size > 0) {
+    if let Some(latest) = checkpoints.last().filter(|c| c.size <= size) {
         match proofs::root(store, tenant, latest.size).await {
             Ok(root) if root == latest.root => {}
             Ok(_) => findings.push(Finding::Log {
@@ -179,86 +297,33 @@ async fn verify_tenant(
             Err(e) => findings.push(Finding::Log { tenant: tenant.clone(), why: e.to_string() }),
         }
     }
-    report.checkpoints += checkpoints.len();
-    report.findings.extend(findings);
     Ok(())
 }
 
-/// Check one row against its entry and the logged leaf; returns the leaf its entry hashes to.
-fn check_row(
-    tenant: &TenantId,
-    row: &RawRow,
-    logged: Option<Hash>,
-    findings: &mut Vec<Finding>,
-) -> Hash {
-    let seq = row.columns.seq as u64;
-    let id = row.columns.id.clone();
-    let leaf = leaf_hash(&row.entry);
-    let modified =
-        |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: id.clone(), what };
-    match Entry::decode(&row.entry) {
-        Err(e) => findings.push(modified(format!("entry unreadable: {e}"))),
-        Ok(entry) if entry.seq != seq => {
-            findings.push(Finding::Reordered {
-                tenant: tenant.clone(),
-                seq,
-                id: id.clone(),
-                logged_seq: entry.seq,
-            });
-            return leaf;
-        }
-        Ok(entry) => {
-            let diffs = row.columns.differences(&RowColumns::expected(&entry));
-            if !diffs.is_empty() {
-                findings
-                    .push(modified(format!("{} differ from the logged entry", diffs.join(", "))));
-            }
-            if let Some(content) = &row.content
-                && let Err(e) = entry.check_content(content)
-            {
-                findings.push(modified(e.to_string()));
-            }
-        }
-    }
-    match logged {
-        Some(l) if l == leaf => {}
-        Some(_) => findings.push(modified("entry differs from the logged leaf hash".into())),
-        None => findings.push(modified("the log has no leaf hash for this seq".into())),
-    }
-    leaf
-}
-
-/// Check every checkpoint whose size the rebuilt tree has just reached.
-fn check_checkpoints<'a>(
+/// What is wrong with a checkpoint of the tree's current size, if anything.
+fn checkpoint_problem(
     verifier: &Verifier,
     tenant: &TenantId,
+    cp: &StoredCheckpoint,
     tree: &CompactRange,
-    pending: &mut std::iter::Peekable<impl Iterator<Item = &'a StoredCheckpoint>>,
-    findings: &mut Vec<Finding>,
-) {
-    while let Some(cp) = pending.next_if(|cp| cp.size <= tree.size()) {
-        let bad = |why: String| Finding::Checkpoint { tenant: tenant.clone(), size: cp.size, why };
-        if cp.size < tree.size() {
-            findings.push(bad("out of order".into()));
-            continue;
-        }
-        match Checkpoint::open(&cp.note, verifier) {
-            Err(e) => findings.push(bad(format!("signature check failed: {e}"))),
-            Ok(signed) => {
-                let origin = format!("{}/{tenant}", verifier.name());
-                if signed.origin != origin {
-                    findings.push(bad(format!("origin is {}, expected {origin}", signed.origin)));
-                } else if signed.size != cp.size || signed.root != cp.root {
-                    findings.push(bad("stored size or root differ from the signed note".into()));
-                } else if signed.root != tree.root() {
-                    findings.push(bad("the records do not hash to the signed root".into()));
-                }
-            }
-        }
+) -> Option<String> {
+    let signed = match Checkpoint::open(&cp.note, verifier) {
+        Err(e) => return Some(format!("signature check failed: {e}")),
+        Ok(signed) => signed,
+    };
+    let origin = format!("{}/{tenant}", verifier.name());
+    if signed.origin != origin {
+        Some(format!("origin is {}, expected {origin}", signed.origin))
+    } else if signed.size != cp.size || signed.root != cp.root {
+        Some("stored size or root differ from the signed note".into())
+    } else if signed.root != tree.root() {
+        Some("the logged leaves do not hash to the signed root".into())
+    } else {
+        None
     }
 }
 
-/// Level-0 tiles (the logged leaf hashes), fetched a few at a time as the scan needs them.
+/// Level-0 tiles (the logged leaf hashes), fetched a run at a time as a scan needs them.
 #[derive(Default)]
 struct LeafTiles {
     tiles: HashMap<u64, Vec<Hash>>,
