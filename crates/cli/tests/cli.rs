@@ -506,3 +506,29 @@ fn verify_one_record_and_a_saved_checkpoint() {
 fn ok_stdout(out: &Output) -> String {
     ok(out)
 }
+
+#[test]
+fn the_log_key_is_made_once_private_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    ServerProcess::start(dir.path()).stop();
+    let key_file = dir.path().join("log-key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the signing key must be readable by its owner only");
+    let first = std::fs::read_to_string(&key_file).unwrap();
+    assert!(first.starts_with("PRIVATE+KEY+aitrail+"));
+    ServerProcess::start(dir.path()).stop();
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), first, "a restart keeps the key");
+    // A different log name would orphan every signed checkpoint: refused, clearly.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-name", "other.example", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the log key is named \"aitrail\" but --log-name is \"other.example\""),
+        "{stderr}"
+    );
+}

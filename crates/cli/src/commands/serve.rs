@@ -46,25 +46,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Handlers first: a SIGTERM right after the line below must still stop us cleanly.
+    let shutdown = shutdown_signal()?;
     // Tests and scripts wait for this exact line.
     eprintln!("aitrail listening on http://{addr} (data: {})", global.data_dir.display());
-    aitrail_server::serve(listener, app, shutdown_signal()).await?;
+    aitrail_server::serve(listener, app, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutting down: finishing requests in flight");
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, not when first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
