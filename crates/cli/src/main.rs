@@ -25,21 +25,25 @@ struct Cli {
     command: Command,
 }
 
-/// Where the records live.
+/// Where the records live: a server, PostgreSQL, or the embedded store in a data dir.
 #[derive(Args, Clone, Debug)]
 pub struct Global {
     /// Data directory of the embedded store (used when no --server is given).
     #[arg(long, global = true, env = "AITRAIL_DATA_DIR", default_value = "./aitrail-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://user@host:port/database): store everything there instead
+    /// of in --data-dir's embedded SQLite database. Several servers may share one.
+    #[arg(long, global = true, env = "AITRAIL_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// URL of a running aitrail server, e.g. http://127.0.0.1:8080; without it, commands
-    /// work directly on --data-dir.
+    /// work directly on the store (--database, else --data-dir).
     #[arg(long, global = true, env = "AITRAIL_SERVER")]
     pub server: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API server on the embedded store.
+    /// Run the HTTP API server (on PostgreSQL with --database, else the embedded store).
     Serve(commands::serve::Args),
     /// Append records from a JSON or NDJSON file (or stdin).
     Log(commands::log::Args),
@@ -51,6 +55,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Print the latest signed checkpoint of a tenant's log.
     Checkpoint(commands::checkpoint::Args),
+    /// Bring the store's schema up to this version of aitrail (serve does it at start too).
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
             Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
+            Command::Migrate => commands::migrate::run(&cli.global).await,
         }
     });
     match result {

@@ -1,8 +1,12 @@
-//! Where a command's records are: a running server over HTTP, or the local data dir.
+//! Where a command's records are: a running server over HTTP, or a store it opens itself
+//! (the local data dir, or PostgreSQL).
+
+use std::sync::Arc;
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
 use aitrail_core::{Query, Receipt, StoredRecord, TenantId};
 use aitrail_store::{Store, proofs};
+use aitrail_store_postgres::PostgresStore;
 use aitrail_store_sqlite::SqliteStore;
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -13,7 +17,16 @@ use crate::Global;
 
 pub enum Target {
     Remote { client: reqwest::Client, base: String },
-    Local(SqliteStore),
+    Local(Arc<dyn Store>),
+}
+
+/// The store a command works on directly: PostgreSQL when --database is given, else the
+/// embedded SQLite store in --data-dir. Either way, migrated to this binary's schema.
+pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &global.database {
+        Some(url) => Arc::new(PostgresStore::open(url).await?),
+        None => Arc::new(SqliteStore::open(&global.data_dir)?),
+    })
 }
 
 /// A page as both targets return it.
@@ -62,13 +75,13 @@ pub struct ConsistencyProof {
 }
 
 impl Target {
-    pub fn open(global: &Global) -> anyhow::Result<Self> {
+    pub async fn open(global: &Global) -> anyhow::Result<Self> {
         match &global.server {
             Some(url) => Ok(Target::Remote {
                 client: reqwest::Client::new(),
                 base: url.trim_end_matches('/').to_owned(),
             }),
-            None => Ok(Target::Local(SqliteStore::open(&global.data_dir)?)),
+            None => Ok(Target::Local(open_store(global).await?)),
         }
     }
 
@@ -197,7 +210,8 @@ impl Target {
                         "record {id} is not yet in a signed checkpoint; `aitrail serve` signs one every second"
                     )
                 };
-                let path = proofs::inclusion(store, &entry.tenant_id, entry.seq, cp.size).await?;
+                let path =
+                    proofs::inclusion(store.as_ref(), &entry.tenant_id, entry.seq, cp.size).await?;
                 Ok(InclusionProof {
                     leaf_index: entry.seq,
                     tree_size: cp.size,
@@ -231,7 +245,7 @@ impl Target {
                         cp.size
                     );
                 }
-                let proof = proofs::consistency(store, tenant, from, cp.size).await?;
+                let proof = proofs::consistency(store.as_ref(), tenant, from, cp.size).await?;
                 Ok(ConsistencyProof {
                     to: cp.size,
                     proof: proof.iter().map(|h| B64.encode(h)).collect(),

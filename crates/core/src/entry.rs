@@ -215,6 +215,7 @@ impl Entry {
 pub struct FieldColumns {
     pub tenant_id: String,
     /// The client's event_time in Unix nanoseconds; the row stores recorded_at when absent.
+    /// Backends may keep it to the microsecond (PostgreSQL does).
     pub event_time: Option<i64>,
     pub text: [Option<String>; TextField::ALL.len()],
     pub temperature: Option<f64>,
@@ -380,7 +381,10 @@ impl RowColumns {
         check(a.tenant_id == r.tenant_id, "tenant_id");
         check(self.seq == entry.seq as i64, "seq");
         check(self.recorded_at == entry.recorded_at, "recorded_at");
-        check(Some(self.event_time) == event_time, "event_time");
+        // Microseconds: what every backend's column holds (PostgreSQL's timestamptz); the
+        // entry keeps the client's exact text.
+        let micros = |nanos: i64| nanos.div_euclid(1000);
+        check(Some(micros(self.event_time)) == event_time.map(micros), "event_time");
         for ((f, stored), logged) in TextField::ALL.iter().zip(&a.text).zip(r.text()) {
             check(stored.as_deref() == logged, f.name());
         }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
+use aitrail_store::append::NewRecord;
 use aitrail_store::{EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -59,15 +60,10 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the store in `data_dir`, applying pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        create_private_dir(data_dir)
-            .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
+        Self::migrate(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let db_err = |source| OpenError::Database { path: path.clone(), source };
-        let mut conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
-        let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
-        if found > known {
-            return Err(OpenError::TooNew { path, found, known });
-        }
+        let conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
         // Checkpoints (copying the WAL back into the database) run on a thread of their own,
         // so the writer spends its time on commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
@@ -87,6 +83,20 @@ impl SqliteStore {
         Ok(Self { jobs, readers })
     }
 
+    /// Apply pending migrations only; returns (version found, version now).
+    pub fn migrate(data_dir: &Path) -> Result<(i64, i64), OpenError> {
+        create_private_dir(data_dir)
+            .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
+        let path = data_dir.join(DB_FILE);
+        let db_err = |source| OpenError::Database { path: path.clone(), source };
+        let mut conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
+        let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
+        if found > known {
+            return Err(OpenError::TooNew { path, found, known });
+        }
+        Ok((found, known))
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -101,7 +111,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
-        let rows = records.iter().map(write::Row::new).collect::<Result<_, _>>()?;
+        let rows = records.iter().map(NewRecord::new).collect::<Result<_, _>>()?;
         let (reply, answer) = oneshot::channel();
         self.jobs.send(write::Job { rows, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -154,6 +164,11 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         self.read(read::tenants).await
+    }
+
+    async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
+        let offered = verifier.to_owned();
+        self.read(move |c| read::claim_log_key(c, &offered)).await
     }
 }
 

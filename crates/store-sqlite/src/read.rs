@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use aitrail_core::entry::{Content, Entry, FieldColumns, RowColumns};
-use aitrail_core::query::{Bound, TextField};
+use aitrail_core::entry::{Content, FieldColumns, RowColumns};
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
+use aitrail_store::sql::{self, Param};
 use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -66,19 +66,9 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(18)?, content })
 }
 
-/// A row as a record: its entry with its content. A row that does not hold together is
-/// reported as corrupt rather than shown.
-fn to_record(raw: &RawRow) -> Result<StoredRecord, StoreError> {
-    let entry = Entry::decode(&raw.entry)
-        .map_err(|e| StoreError::Corrupt(format!("record {}: {e}", raw.columns.id)))?;
-    entry
-        .to_stored(raw.content.as_ref())
-        .map_err(|e| StoreError::Corrupt(format!("record {}: {e}", raw.columns.id)))
-}
-
 pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
     let raw = raw_by_id(c, id)?;
-    raw.as_ref().map(to_record).transpose()
+    raw.as_ref().map(RawRow::to_record).transpose()
 }
 
 fn raw_by_id(c: &Connection, id: Uuid) -> Result<Option<RawRow>, StoreError> {
@@ -110,59 +100,23 @@ pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
-    let records = rows.iter().take(limit).map(to_record).collect::<Result<_, _>>()?;
+    let records = rows.iter().take(limit).map(RawRow::to_record).collect::<Result<_, _>>()?;
     Ok(Page { records, next_cursor })
 }
 
-/// The SELECT for a listing, with its parameters. Column names come from a closed enum, so
-/// nothing of the client's reaches the SQL text.
+/// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut params: Vec<Value> = Vec::new();
-    if let Some(t) = &q.tenant_id {
-        clauses.push("r.tenant_id = ?".into());
-        params.push(Value::Text(t.as_str().to_owned()));
-    }
-    if let Some(t) = q.since {
-        clauses.push("r.event_time >= ?".into());
-        params.push(Value::Integer(t.unix_nanos()));
-    }
-    if let Some(t) = q.until {
-        clauses.push("r.event_time < ?".into());
-        params.push(Value::Integer(t.unix_nanos()));
-    }
-    for field in TextField::ALL {
-        if let Some(values) = q.text_values(field) {
-            let marks = vec!["?"; values.len()].join(", ");
-            clauses.push(format!("r.{} IN ({marks})", field.name()));
-            params.extend(values.iter().map(|v| Value::Text(v.as_str().to_owned())));
-        }
-    }
-    for bound in &q.temperature {
-        let (op, v) = match *bound {
-            Bound::AtLeast(v) => (">=", v),
-            Bound::AtMost(v) => ("<=", v),
-            Bound::Above(v) => (">", v),
-            Bound::Below(v) => ("<", v),
-        };
-        clauses.push(format!("r.temperature {op} ?"));
-        params.push(Value::Real(v));
-    }
-    if let Some(s) = q.success {
-        clauses.push("r.success = ?".into());
-        params.push(Value::Integer(i64::from(s)));
-    }
-    if let Some(Cursor(pos)) = q.cursor {
-        clauses.push("r.pos < ?".into());
-        params.push(Value::Integer(pos));
-    }
-    let mut sql = format!("SELECT {RECORD_COLUMNS} {FROM}");
-    if !clauses.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&clauses.join(" AND "));
-    }
-    sql.push_str(" ORDER BY r.pos DESC LIMIT ?");
-    params.push(Value::Integer(i64::from(q.limit) + 1));
+    let (sql, params) = sql::list(q, RECORD_COLUMNS, FROM, |_| "?".to_owned());
+    let params = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Text(s) => Value::Text(s),
+            Param::Int(i) => Value::Integer(i),
+            Param::Real(f) => Value::Real(f),
+            Param::Bool(b) => Value::Integer(i64::from(b)),
+            Param::Time(t) => Value::Integer(t.unix_nanos()),
+        })
+        .collect();
     (sql, params)
 }
 
@@ -340,4 +294,19 @@ pub(crate) fn scan(
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)
+}
+
+pub(crate) fn claim_log_key(c: &Connection, offered: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO log_key (only_one, verifier) VALUES (1, ?1) ON CONFLICT DO NOTHING",
+        [offered],
+    )
+    .map_err(backend)?;
+    let registered: String =
+        c.query_row("SELECT verifier FROM log_key", [], |r| r.get(0)).map_err(backend)?;
+    if registered == offered {
+        Ok(())
+    } else {
+        Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
+    }
 }

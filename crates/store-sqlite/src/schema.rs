@@ -4,7 +4,10 @@
 use rusqlite::Connection;
 
 /// Every migration, in order. Never edit one that has shipped: add the next.
-pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_records.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_records.sql"),
+    include_str!("../migrations/0002_log_key.sql"),
+];
 
 /// Apply pending migrations; returns (version found, version known).
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<(i64, i64)> {

@@ -1,43 +1,19 @@
 //! The writer thread: group commit of every waiting append.
 
-use std::collections::HashMap;
-
-use aitrail_core::entry::{self, Prepared, RowColumns};
-use aitrail_core::merkle::{self, Hash};
 use aitrail_core::tiles::{self, Tile};
-use aitrail_core::{Receipt, Record, Timestamp};
+use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
+use aitrail_store::append::{self, NewLeaves, NewRecord};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 /// Records one commit may carry before the writer answers and starts the next; bounds the
 /// latency a huge group would add for everyone in it.
 const MAX_GROUP_RECORDS: usize = 50_000;
 
 pub(crate) struct Job {
-    pub rows: Vec<Row>,
+    pub rows: Vec<NewRecord>,
     pub reply: oneshot::Sender<Result<Vec<Receipt>, StoreError>>,
-}
-
-/// A record made ready for the writer: everything that does not depend on the commit
-/// (its canonical JSON, content commitments, index columns) is computed by the caller,
-/// off the writer thread.
-pub(crate) struct Row {
-    prepared: Prepared,
-}
-
-impl Row {
-    pub(crate) fn new(r: &Record) -> Result<Self, StoreError> {
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt)
-            .map_err(|e| backend(format!("no randomness for a salt: {e}")))?;
-        Ok(Self { prepared: entry::prepare(r, salt) })
-    }
-
-    fn tenant(&self) -> &str {
-        &self.prepared.columns.tenant_id
-    }
 }
 
 /// Runs until every sender is gone, then returns (the last group is committed first).
@@ -124,49 +100,29 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
     }
 }
 
-/// Leaves appended in one group, per tenant: the log size before them, then the leaves.
-type NewLeaves = HashMap<String, (u64, Vec<Hash>)>;
-
 fn insert_rows(
     tx: &Transaction<'_>,
-    rows: &[Row],
+    rows: &[NewRecord],
     leaves: &mut NewLeaves,
 ) -> rusqlite::Result<Vec<Receipt>> {
-    let recorded_at = Timestamp::now();
-    // Claim each tenant's seq range with one statement, in the order tenants first appear.
-    let mut next_seq: Vec<(&str, i64)> = Vec::new();
-    for r in rows {
-        match next_seq.iter_mut().find(|(t, _)| *t == r.tenant()) {
-            Some((_, n)) => *n += 1,
-            None => next_seq.push((r.tenant(), 1)),
-        }
-    }
+    // Claim each tenant's seq range with one statement.
     let mut claim = tx.prepare_cached(
         "INSERT INTO logs (tenant_id, size) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO UPDATE SET size = size + excluded.size
          RETURNING size",
     )?;
-    for (tenant, n) in &mut next_seq {
-        let size: i64 = claim.query_row(params![*tenant, *n], |row| row.get(0))?;
-        *n = size - *n;
+    let mut starts = append::counts(rows);
+    for (tenant, n) in &mut starts {
+        let size: i64 = claim.query_row(params![tenant, *n as i64], |row| row.get(0))?;
+        *n = size as u64 - *n;
     }
+    let (placed, receipts) = append::place(rows, &starts, Timestamp::now(), leaves);
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
     let mut insert_content = tx.prepare_cached(
         "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut receipts = Vec::with_capacity(rows.len());
-    for r in rows {
-        let slot = next_seq.iter_mut().find(|(t, _)| *t == r.tenant()).map(|(_, s)| s);
-        let seq = slot.map(|s| {
-            *s += 1;
-            *s - 1
-        });
-        let seq = seq.expect("every tenant's range was claimed above") as u64;
-        let id = Uuid::now_v7();
-        let p = &r.prepared;
-        let entry = entry::encode(&id, recorded_at, seq, &p.record_json);
-        let columns = RowColumns::new(&id, seq, recorded_at, p.columns.clone());
-        let f = &columns.fields;
+    for row in placed {
+        let (columns, f) = (&row.columns, &row.columns.fields);
         let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9] = &f.text;
         insert.execute(params![
             columns.id,
@@ -186,9 +142,9 @@ fn insert_rows(
             t9,
             f.temperature,
             f.success,
-            entry,
+            row.entry,
         ])?;
-        if let Some(c) = &p.content {
+        if let Some(c) = row.content {
             let field = |name: &str| c.fields.get(name);
             insert_content.execute(params![
                 tx.last_insert_rowid(),
@@ -198,12 +154,6 @@ fn insert_rows(
                 field("prompt_variables"),
             ])?;
         }
-        leaves
-            .entry(f.tenant_id.clone())
-            .or_insert((seq, Vec::new()))
-            .1
-            .push(merkle::leaf_hash(&entry));
-        receipts.push(Receipt { id, seq, recorded_at });
     }
     Ok(receipts)
 }
@@ -245,6 +195,6 @@ pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, re
     operation_type, user_id, agent_id, session_id, feature_code, temperature, success, entry) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+fn backend(e: &rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }

@@ -10,10 +10,12 @@
 //! - `list` returns newest first (by commit order) and pages with an opaque [`Cursor`].
 //! - Checkpoints are only added, never changed: one per (tenant, size).
 
+pub mod append;
 pub mod proofs;
+pub mod sql;
 pub mod verify;
 
-use aitrail_core::entry::{Content, RowColumns};
+use aitrail_core::entry::{Content, Entry, EntryError, RowColumns};
 use aitrail_core::merkle::Hash;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord, TenantId, Timestamp};
@@ -68,6 +70,16 @@ pub struct RawRow {
     pub content: Option<Content>,
 }
 
+impl RawRow {
+    /// The row as a record: its entry with its content. A row that does not hold together
+    /// is reported as corrupt rather than shown.
+    pub fn to_record(&self) -> Result<StoredRecord, StoreError> {
+        let corrupt =
+            |e: EntryError| StoreError::Corrupt(format!("record {}: {e}", self.columns.id));
+        Entry::decode(&self.entry).and_then(|e| e.to_stored(self.content.as_ref())).map_err(corrupt)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed (I/O, database, corruption). Nothing of the failed call was kept.
@@ -82,6 +94,11 @@ pub enum StoreError {
     /// Stored data is not what the log says it should be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store's checkpoints are signed with another key than the one offered.
+    #[error(
+        "this store's checkpoints are signed with the key {registered}, not {offered}: give every node the same log key (AITRAIL_LOG_KEY)"
+    )]
+    OtherLogKey { registered: String, offered: String },
 }
 
 #[async_trait]
@@ -123,4 +140,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every tenant id that has rows or a log, even where the two disagree.
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// Register `verifier` as the key this store's checkpoints are signed with, or check
+    /// that it is the one registered ([`StoreError::OtherLogKey`] if not), so that nodes
+    /// with different keys never sign one log.
+    async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError>;
 }

@@ -1,5 +1,4 @@
 use aitrail_core::TenantId;
-use aitrail_store::Store;
 use anyhow::bail;
 
 use crate::Global;
@@ -15,7 +14,7 @@ pub struct Args {
 /// Prints the latest signed checkpoint (a C2SP signed note). Save it: `aitrail verify
 /// --checkpoint FILE` later proves the log only grew since.
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let target = Target::open(global)?;
+    let target = Target::open(global).await?;
     let tenant = tenant_or_only(&target, args.tenant_id.as_deref()).await?;
     print!("{}", target.checkpoint(&tenant).await?);
     Ok(())

@@ -108,7 +108,7 @@ impl Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let target = Target::open(global)?;
+    let target = Target::open(global).await?;
     let mut pairs = args.pairs();
     let mut records = Vec::new();
     let next = loop {

@@ -1,6 +1,7 @@
 pub mod checkpoint;
 pub mod list;
 pub mod log;
+pub mod migrate;
 pub mod serve;
 pub mod show;
 pub mod verify;

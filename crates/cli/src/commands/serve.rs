@@ -4,11 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, LogSigner};
-use aitrail_store::Store;
-use aitrail_store_sqlite::SqliteStore;
 use anyhow::Context;
 
-use crate::{Global, keyfile};
+use crate::{Global, keyfile, target};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,8 +33,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&global.data_dir)?);
+    let store = target::open_store(global).await?;
     let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
+    // Every node of one database must sign with one key: refuse before signing anything.
+    store.claim_log_key(&signer.verifier().to_string()).await?;
     let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
     let log = Arc::new(LogSigner::new(signer, interval));
     tracing::info!(key = %log.verifier(), "log verifier key (also at GET /v1/log-key)");
@@ -49,7 +49,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM right after the line below must still stop us cleanly.
     let shutdown = shutdown_signal()?;
     // Tests and scripts wait for this exact line.
-    eprintln!("aitrail listening on http://{addr} (data: {})", global.data_dir.display());
+    let data = match &global.database {
+        Some(_) => "PostgreSQL".to_owned(),
+        None => global.data_dir.display().to_string(),
+    };
+    eprintln!("aitrail listening on http://{addr} (data: {data})");
     aitrail_server::serve(listener, app, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    match Target::open(global)?.get(&args.id).await? {
+    match Target::open(global).await?.get(&args.id).await? {
         Some(record) => {
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())

@@ -4,7 +4,6 @@ use aitrail_core::TenantId;
 use aitrail_core::entry::{Content, Entry};
 use aitrail_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use aitrail_core::note::{Checkpoint, Verifier};
-use aitrail_store::Store;
 use aitrail_store::verify::verify_store;
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -30,7 +29,7 @@ pub struct Args {
 
 /// Exit 0 when everything verifies; otherwise each problem is printed and the exit is 1.
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let target = Target::open(global)?;
+    let target = Target::open(global).await?;
     let verifier = match (&args.key, &target) {
         (Some(k), _) => {
             Verifier::parse(k).context("--key is not a verifier key (name+keyid+base64)")?
@@ -54,7 +53,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()> {
     let Target::Local(store) = target else {
         bail!(
-            "full verification reads the store itself: run it where the data dir is, without --server"
+            "full verification reads the store itself: run it with --data-dir or --database, without --server"
         )
     };
     let total: u64 = store.logs().await?.iter().map(|h| h.size).sum();
@@ -62,7 +61,7 @@ async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()>
         ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records {per_sec} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = verify_store(store, verifier, &|n| bar.set_position(n)).await?;
+    let report = verify_store(store.as_ref(), verifier, &|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     for f in &report.findings {
         println!("{f}");

@@ -1,0 +1,782 @@
+// The behaviour tests of the HTTP API, included once per storage backend by tests/api.rs
+// (`BACKEND` says which).
+
+
+
+#[tokio::test]
+async fn single_record_round_trips_with_server_fields() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    // Raw text: a JSON number literal 0.70 must come back as "0.70".
+    let body = r#"{"tenant_id": "org-1", "model_provider": "openai", "temperature": 0.70,
+                   "cost_amount": "0.0031", "cost_currency": "CHF", "tokens_input": 12}"#;
+    let (status, receipt) = s.post("/v1/records", "application/json", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    assert_eq!(receipt["seq"], 0);
+    let id = receipt["id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    let (status, record) = s.get(&format!("/v1/records/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["id"], receipt["id"]);
+    assert_eq!(record["recorded_at"], receipt["recorded_at"]);
+    // The literal the client sent, not a float's rendering of it.
+    assert_eq!(record["temperature"], "0.70");
+    assert_eq!(record["cost_amount"], "0.0031");
+    assert_eq!(record["cost_currency"], "CHF");
+    assert_eq!(record["tokens_input"], 12);
+    assert_eq!(record["success"], true);
+}
+
+#[tokio::test]
+async fn batches_answer_in_order_with_contiguous_seq() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let batch: Vec<Value> =
+        (0..5).map(|i| json!({"tenant_id": "t", "agent_id": format!("a{i}")})).collect();
+    let (status, body) = s.post_json(&Value::Array(batch)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let seqs: Vec<u64> =
+        body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    let ndjson = "{\"tenant_id\":\"t\"}\n{\"tenant_id\":\"u\"}\n{\"tenant_id\":\"t\"}\n";
+    let (status, body) = s.post("/v1/records", "application/x-ndjson", ndjson).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let seqs: Vec<u64> =
+        body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [5, 0, 6], "seq is per tenant");
+    let first = body["results"][0]["id"].as_str().unwrap();
+    let (_, record) = s.get(&format!("/v1/records/{first}")).await;
+    assert_eq!(record["tenant_id"], "t");
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_seq_contiguous_and_unique() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let s = Arc::new(s);
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let body = if i % 2 == 0 {
+                    json!({"tenant_id": "busy", "agent_id": format!("w{w}")})
+                } else {
+                    json!([{"tenant_id": "busy"}, {"tenant_id": "busy"}])
+                };
+                let (status, answer) = s.post_json(&body).await;
+                assert_eq!(status, StatusCode::CREATED, "{answer}");
+                match answer.get("results") {
+                    Some(rs) => seqs
+                        .extend(rs.as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap())),
+                    None => seqs.push(answer["seq"].as_u64().unwrap()),
+                }
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (0..32 * 15).collect();
+    assert_eq!(all, expected);
+}
+
+#[tokio::test]
+async fn seed_000_payload_is_accepted_exactly_as_documented() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    // conversation-audit-log-model-metadata.md, "Create Audit Log (POST /audit/log)".
+    let payload = r#"{
+  "tenant_id": "org-123",
+  "agent_id": "agent-001",
+  "session_id": "sess-abc",
+  "channel": "api",
+  "prompt": "What is AI?",
+  "response": "AI is...",
+  "model_info": "gpt-4-turbo",
+  "model_provider": "openai",
+  "model_name": "gpt-4-turbo",
+  "model_version": "2024-04-09",
+  "deployment_id": null,
+  "temperature": "0.7",
+  "safety_mode": "strict",
+  "model_config": {"top_p": 0.9}
+}"#;
+    let (status, stored) = s.post("/audit/log", "application/json", payload).await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let sent: Value = serde_json::from_str(payload).unwrap();
+    for (k, v) in sent.as_object().unwrap() {
+        if v.is_null() {
+            assert!(stored.get(k).is_none(), "{k} should be absent");
+        } else {
+            assert_eq!(&stored[k], v, "{k}");
+        }
+    }
+    let (_, again) = s.get(&format!("/v1/records/{}", stored["id"].as_str().unwrap())).await;
+    assert_eq!(again, stored);
+    let (status, body) = s.post("/audit/log", "application/json", "[]").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Filters: one fixture, and for each filter the expected answer computed from the fixture
+// by a predicate written here, not by the code under test.
+
+struct Row {
+    tenant: &'static str,
+    provider: &'static str,
+    model: &'static str,
+    version: &'static str,
+    deployment: Option<&'static str>,
+    safety: &'static str,
+    temperature: Option<&'static str>,
+    op: &'static str,
+    user: &'static str,
+    agent: &'static str,
+    session: &'static str,
+    feature: &'static str,
+    success: bool,
+    day: u32,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        tenant: "org-1",
+        provider: "openai",
+        model: "gpt-4o",
+        version: "2024-08-06",
+        deployment: None,
+        safety: "strict",
+        temperature: Some("0.7"),
+        op: "chat",
+        user: "u1",
+        agent: "a1",
+        session: "s1",
+        feature: "workspace",
+        success: true,
+        day: 1,
+    },
+    Row {
+        tenant: "org-1",
+        provider: "anthropic",
+        model: "claude-3-sonnet",
+        version: "20240229",
+        deployment: None,
+        safety: "balanced",
+        temperature: Some("0.9"),
+        op: "chat",
+        user: "u2",
+        agent: "a1",
+        session: "s2",
+        feature: "trustee",
+        success: true,
+        day: 5,
+    },
+    Row {
+        tenant: "org-1",
+        provider: "azure",
+        model: "gpt-35-turbo",
+        version: "0613",
+        deployment: Some("prod-east"),
+        safety: "relaxed",
+        temperature: Some("0.80"),
+        op: "completion",
+        user: "u1",
+        agent: "a2",
+        session: "s1",
+        feature: "workspace",
+        success: false,
+        day: 12,
+    },
+    Row {
+        tenant: "org-2",
+        provider: "azure",
+        model: "gpt-4o",
+        version: "2024-08-06",
+        deployment: Some("prod-west"),
+        safety: "strict",
+        temperature: Some("1.2"),
+        op: "embedding",
+        user: "u3",
+        agent: "a3",
+        session: "s3",
+        feature: "search",
+        success: true,
+        day: 20,
+    },
+    Row {
+        tenant: "org-2",
+        provider: "openai",
+        model: "text-embedding-3",
+        version: "1",
+        deployment: None,
+        safety: "strict",
+        temperature: None,
+        op: "embedding",
+        user: "u3",
+        agent: "a3",
+        session: "s4",
+        feature: "search",
+        success: true,
+        day: 28,
+    },
+    Row {
+        tenant: "org-1",
+        provider: "anthropic",
+        model: "claude-3-haiku",
+        version: "20240307",
+        deployment: None,
+        safety: "strict",
+        temperature: Some("0.0"),
+        op: "chat",
+        user: "u2",
+        agent: "a2",
+        session: "s2",
+        feature: "trustee",
+        success: false,
+        day: 30,
+    },
+];
+
+fn temp(r: &Row) -> Option<f64> {
+    r.temperature.map(|t| t.parse().unwrap())
+}
+
+async fn filter_case(query: &str, expect: impl Fn(&Row) -> bool) {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let mut ids = Vec::new();
+    for r in ROWS {
+        let mut v = json!({
+            "tenant_id": r.tenant, "model_provider": r.provider, "model_name": r.model,
+            "model_version": r.version, "deployment_id": r.deployment, "safety_mode": r.safety,
+            "operation_type": r.op, "user_id": r.user, "agent_id": r.agent, "session_id": r.session,
+            "feature_code": r.feature, "success": r.success,
+            "event_time": format!("2026-10-{:02}T12:00:00Z", r.day),
+        });
+        if let Some(t) = r.temperature {
+            v["temperature"] = Value::String(t.into());
+        }
+        let (status, receipt) = s.post_json(&v).await;
+        assert_eq!(status, StatusCode::CREATED, "{receipt}");
+        ids.push(receipt["id"].as_str().unwrap().to_owned());
+    }
+    let (status, page) = s.get(&format!("/v1/records?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {page}");
+    let got: Vec<String> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    // Newest first: the fixture in reverse order of insertion.
+    let want: Vec<String> =
+        ROWS.iter().zip(&ids).filter(|(r, _)| expect(r)).map(|(_, id)| id.clone()).rev().collect();
+    assert!(
+        !want.is_empty() && want.len() < ROWS.len(),
+        "fixture should make {query} discriminate"
+    );
+    assert_eq!(got, want, "{query}");
+}
+
+macro_rules! filter_tests {
+    ($($name:ident: $query:expr => $pred:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            filter_case($query, $pred).await;
+        }
+    )*};
+}
+
+filter_tests! {
+    filter_tenant_id: "tenant_id=org-2" => |r| r.tenant == "org-2";
+    filter_since_date: "since=2026-10-12" => |r| r.day >= 12;
+    filter_since_rfc3339: "since=2026-10-12T12:00:01Z" => |r| r.day > 12;
+    filter_until: "until=2026-10-12" => |r| r.day < 12;
+    filter_model_provider: "model_provider=anthropic" => |r| r.provider == "anthropic";
+    filter_model_provider_any_of: "model_provider=anthropic&model_provider=openai" => |r| r.provider != "azure";
+    filter_model_name: "model_name=gpt-4o" => |r| r.model == "gpt-4o";
+    filter_model_version: "model_version=2024-08-06" => |r| r.version == "2024-08-06";
+    filter_deployment_id: "deployment_id=prod-east" => |r| r.deployment == Some("prod-east");
+    filter_safety_mode: "safety_mode=strict" => |r| r.safety == "strict";
+    filter_temperature_min: "temperature_min=0.8" => |r| temp(r).is_some_and(|t| t >= 0.8);
+    filter_temperature_max: "temperature_max=0.8" => |r| temp(r).is_some_and(|t| t <= 0.8);
+    filter_temperature_gt: "temperature_gt=0.8" => |r| temp(r).is_some_and(|t| t > 0.8);
+    filter_temperature_lt: "temperature_lt=0.8" => |r| temp(r).is_some_and(|t| t < 0.8);
+    filter_operation_type: "operation_type=embedding" => |r| r.op == "embedding";
+    filter_user_id: "user_id=u1" => |r| r.user == "u1";
+    filter_agent_id: "agent_id=a2" => |r| r.agent == "a2";
+    filter_session_id: "session_id=s2" => |r| r.session == "s2";
+    filter_feature_code: "feature_code=search" => |r| r.feature == "search";
+    filter_success: "success=false" => |r| !r.success;
+    // The auditor questions of seed 000, one call each.
+    question_temperature_above_0_8: "temperature_gt=0.8" => |r| temp(r).is_some_and(|t| t > 0.8);
+    question_claude_vs_gpt: "model_provider=anthropic&model_provider=openai&operation_type=chat" => |r| r.provider != "azure" && r.op == "chat";
+    question_azure_last_month: "model_provider=azure&since=2026-10-01&until=2026-10-15" => |r| r.provider == "azure" && r.day < 15;
+}
+
+#[tokio::test]
+async fn pagination_walks_every_record_once_newest_first() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let batch: Vec<Value> = (0..7).map(|_| json!({"tenant_id": "p"})).collect();
+    let (_, body) = s.post_json(&Value::Array(batch)).await;
+    let inserted: Vec<String> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut seen = Vec::new();
+    let mut q = "/v1/records?limit=3".to_owned();
+    loop {
+        let (status, page) = s.get(&q).await;
+        assert_eq!(status, StatusCode::OK);
+        let records = page["records"].as_array().unwrap();
+        assert!(records.len() <= 3);
+        seen.extend(records.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => q = format!("/v1/records?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, inserted);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: a clear problem naming the field, and nothing stored.
+
+async fn refused(
+    s: &Server,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, Value) {
+    let before = s.all_ids().await.len();
+    let (status, problem) = s.post("/v1/records", content_type, body).await;
+    assert!(status.is_client_error(), "{status}: {problem}");
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["type"].as_str().unwrap().starts_with("urn:aitrail:problem:"));
+    assert_eq!(s.all_ids().await.len(), before, "a refused request stored something");
+    (status, problem)
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_record_stores_nothing() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let mut batch: Vec<Value> = (0..10).map(|_| json!({"tenant_id": "t"})).collect();
+    batch[3]["temperature"] = json!("abc");
+    let (status, problem) = refused(&s, "application/json", Value::Array(batch).to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "records[3].temperature: not a decimal number");
+    assert!(s.all_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn every_bad_record_in_a_batch_is_named() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let batch = json!([{"tenant_id": "t", "tokens_input": -1}, {"tenant_id": "t"}, {"tenant_id": "t", "success": "yes"}]);
+    let (_, problem) = refused(&s, "application/json", batch.to_string()).await;
+    assert_eq!(problem_fields(&problem), ["records[0].tokens_input", "records[2].success"]);
+}
+
+#[tokio::test]
+async fn invalid_json_is_400() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, problem) = refused(&s, "application/json", r#"{"tenant_id": "t",}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("body: malformed JSON at line 1"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_types_are_422_naming_the_field() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for (body, field) in [
+        (json!({"tenant_id": 5}), "tenant_id"),
+        (json!({"tenant_id": "t", "model_name": 4}), "model_name"),
+        (json!({"tenant_id": "t", "model_config": [1]}), "model_config"),
+        (json!({"tenant_id": "t", "tokens_output": "12"}), "tokens_output"),
+        (json!({"tenant_id": "t", "event_time": "yesterday"}), "event_time"),
+        (json!({"tenant_id": "t", "input": {"record_count": true}}), "input.record_count"),
+        (json!({"tenant_id": "t", "cost_currency": "chf"}), "cost_currency"),
+        (json!({"tenant_id": "t", "model_name": ""}), "model_name"),
+        (json!("just a string"), "record"),
+    ] {
+        let (status, problem) = refused(&s, "application/json", body.to_string()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(problem_fields(&problem), [field], "{body}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn negative_token_counts_are_refused() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","tokens_input":-5}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "tokens_input: must not be negative");
+}
+
+#[tokio::test]
+async fn temperature_abc_is_refused() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","temperature":"abc"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "temperature: not a decimal number");
+}
+
+#[tokio::test]
+async fn unknown_fields_are_listed() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (_, problem) =
+        refused(&s, "application/json", r#"{"tenant_id":"t","modelName":"x","priceCHF":1}"#).await;
+    assert_eq!(
+        problem["detail"],
+        "record: unknown fields: modelName, priceCHF (extensions go in `attributes`)"
+    );
+}
+
+#[tokio::test]
+async fn body_one_byte_over_the_limit_is_413() {
+    let limit = 4096;
+    let Some(s) = Server::with_config(BACKEND, Config { max_body_bytes: limit }).await else {
+        return;
+    };
+    let record = |len: usize| {
+        let base = r#"{"tenant_id":"t","prompt":""}"#.len();
+        format!(r#"{{"tenant_id":"t","prompt":"{}"}}"#, "x".repeat(len - base))
+    };
+    let (status, body) = s.post("/v1/records", "application/json", record(limit)).await;
+    assert_eq!(status, StatusCode::CREATED, "exactly at the limit is fine: {body}");
+    let (status, problem) = refused(&s, "application/json", record(limit + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem["detail"], format!("body larger than the limit of {limit} bytes"));
+    // Without a Content-Length the limit holds too (a chunked upload, written by hand).
+    let head = chunked_post(&s.base, &record(limit + 1)).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert_eq!(s.all_ids().await.len(), 1);
+}
+
+/// POST a body with Transfer-Encoding: chunked; returns the raw response.
+async fn chunked_post(base: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST /v1/records HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for chunk in body.as_bytes().chunks(1000) {
+        req.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), std::str::from_utf8(chunk).unwrap()));
+    }
+    req.push_str("0\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_400() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let mut body = br#"{"tenant_id":"t","prompt":""#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(br#""}"#);
+    let (status, problem) = refused(&s, "application/json", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["detail"], "body: invalid UTF-8 at byte 27");
+}
+
+#[tokio::test]
+async fn model_config_nested_10000_deep_is_refused() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let deep = format!(
+        r#"{{"tenant_id":"t","model_config":{}1{}}}"#,
+        r#"{"a":"#.repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let (status, problem) = refused(&s, "application/json", deep).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "model_config: JSON nested deeper than 128 levels");
+}
+
+#[tokio::test]
+async fn a_1_mib_prompt_is_stored_whole() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let prompt: String = "Ω".repeat(512 * 1024); // 1 MiB of two-byte characters
+    let (status, receipt) = s.post_json(&json!({"tenant_id": "t", "prompt": prompt})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, record) = s.get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap())).await;
+    assert_eq!(record["prompt"].as_str().unwrap(), prompt);
+}
+
+#[tokio::test]
+async fn empty_batches_are_refused() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, problem) = refused(&s, "application/json", "[]").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "records: empty batch: send at least one record");
+    let (status, _) = refused(&s, "application/x-ndjson", "\n\n").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn over_10000_records_are_refused() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let batch = format!("[{}]", vec![r#"{"tenant_id":"t"}"#; 10_001].join(","));
+    let (status, problem) = refused(&s, "application/json", batch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "records: 10001 records in one batch; at most 10000");
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, _) = refused(&s, "text/plain", r#"{"tenant_id":"t"}"#).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400_naming_them() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for (q, field) in [
+        ("temprature_min=0.8", "query"),
+        ("since=last-month", "since"),
+        ("temperature_min=abc", "temperature_min"),
+        ("limit=1001", "limit"),
+        ("cursor=xyz", "cursor"),
+    ] {
+        let (status, problem) = s.get(&format!("/v1/records?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(problem_fields(&problem), [field], "{q}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_records_are_404_and_nothing_updates_or_deletes() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (_, receipt) = s.post_json(&json!({"tenant_id": "t"})).await;
+    let id = receipt["id"].as_str().unwrap();
+    for missing in ["/v1/records/0192b6d8-0000-7000-8000-000000000000", "/v1/records/not-a-uuid"] {
+        let (status, problem) = s.get(missing).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(problem["title"], "Not found");
+    }
+    for method in [reqwest::Method::PUT, reqwest::Method::PATCH, reqwest::Method::DELETE] {
+        let r = s
+            .client
+            .request(method.clone(), format!("{}/v1/records/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(r.headers()["allow"], "GET, HEAD");
+        let r = s
+            .client
+            .request(method.clone(), format!("{}/v1/records", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} on the collection");
+    }
+    let (status, _) = s.get(&format!("/v1/records/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "still there");
+}
+
+#[tokio::test]
+async fn healthz() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    assert_eq!(s.get("/healthz").await, (StatusCode::OK, json!({"status": "ok"})));
+}
+
+/// The OpenAPI document and the router agree: every documented operation is served, and
+/// every method a documented path serves is documented.
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let (_, receipt) = s.post_json(&json!({"tenant_id": "t"})).await;
+    let id = receipt["id"].as_str().unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    let served: BTreeSet<&str> = aitrail_server::PATHS.iter().copied().collect();
+    assert_eq!(documented, served, "every served path documented, and no other");
+    // The checkpoint and consistency routes need a signed checkpoint to answer 200.
+    wait_for_checkpoint(&s, "t", 1).await;
+    for (path, ops) in paths {
+        let query = match path.as_str() {
+            "/v1/checkpoint" => "?tenant_id=t",
+            "/v1/consistency" => "?tenant_id=t&from=1",
+            _ => "",
+        };
+        let url = format!("{}{}{query}", s.base, path.replace("{id}", id));
+        let documented: BTreeSet<String> = ops.as_object().unwrap().keys().cloned().collect();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = s
+                .client
+                .request(m, &url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let served = r.status() != StatusCode::METHOD_NOT_ALLOWED
+                && r.status() != StatusCode::NOT_FOUND
+                || (r.status() == StatusCode::NOT_FOUND
+                    && r.text().await.unwrap().contains("problem:not-found"));
+            assert_eq!(served, documented.contains(method), "{method} {path}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Integrity: checkpoints and proofs, checked here with the core's verifiers and the
+// published key alone.
+
+
+async fn text(s: &Server, path: &str) -> (StatusCode, String) {
+    let r = s.client.get(format!("{}{path}", s.base)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn published_key(s: &Server) -> Verifier {
+    let (status, key) = text(s, "/v1/log-key").await;
+    assert_eq!(status, StatusCode::OK);
+    Verifier::parse(&key).unwrap()
+}
+
+/// Poll until the tenant's latest checkpoint covers `size` records (bounded: 10 s).
+async fn wait_for_checkpoint(s: &Server, tenant: &str, size: u64) -> Checkpoint {
+    let key = published_key(s).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, note) = text(s, &format!("/v1/checkpoint?tenant_id={tenant}")).await;
+        if status == StatusCode::OK {
+            let cp = Checkpoint::open(&note, &key).unwrap();
+            if cp.size >= size {
+                return cp;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint of size {size} within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn b64s(v: &Value) -> Vec<Vec<u8>> {
+    v.as_array().unwrap().iter().map(|h| B64.decode(h.as_str().unwrap()).unwrap()).collect()
+}
+
+/// Check an inclusion body the way an auditor would, with the key alone.
+fn check_inclusion(inclusion: &Value, key: &Verifier, id: &str) -> Checkpoint {
+    let cp = Checkpoint::open(inclusion["checkpoint"].as_str().unwrap(), key).unwrap();
+    let entry = B64.decode(inclusion["entry"].as_str().unwrap()).unwrap();
+    let decoded = Entry::decode(&entry).unwrap();
+    assert_eq!(decoded.id.to_string(), id);
+    let index = inclusion["leaf_index"].as_u64().unwrap();
+    assert_eq!(decoded.seq, index);
+    assert_eq!(B64.decode(inclusion["leaf_hash"].as_str().unwrap()).unwrap(), leaf_hash(&entry));
+    assert_eq!(inclusion["tree_size"].as_u64().unwrap(), cp.size);
+    verify_inclusion(&leaf_hash(&entry), index, cp.size, &b64s(&inclusion["audit_path"]), &cp.root)
+        .unwrap();
+    cp
+}
+
+#[tokio::test]
+async fn wait_checkpoint_answers_with_proofs_that_verify() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let key = published_key(&s).await;
+    assert_eq!(key.name(), "test.aitrail");
+    let (status, one) = s
+        .post(
+            "/v1/records?wait=checkpoint",
+            "application/json",
+            r#"{"tenant_id":"w","prompt":"secret plan"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    let cp = check_inclusion(&one["inclusion"], &key, one["id"].as_str().unwrap());
+    assert_eq!(cp.origin, "test.aitrail/w");
+    assert!(!one["inclusion"]["entry"].as_str().unwrap().is_empty());
+    // The entry commits to the prompt without containing it.
+    let entry = B64.decode(one["inclusion"]["entry"].as_str().unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&entry).contains("secret plan"));
+
+    let batch = json!([{"tenant_id": "w"}, {"tenant_id": "w"}, {"tenant_id": "other"}]);
+    let (status, many) =
+        s.post("/v1/records?wait=checkpoint", "application/json", batch.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{many}");
+    for r in many["results"].as_array().unwrap() {
+        check_inclusion(&r["inclusion"], &key, r["id"].as_str().unwrap());
+    }
+    let (status, problem) = s.post("/v1/records?wait=forever", "application/json", "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+}
+
+#[tokio::test]
+async fn proofs_and_consistency_verify_with_the_published_key() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let key = published_key(&s).await;
+    let (_, first) =
+        s.post_json(&json!([{"tenant_id": "p"}, {"tenant_id": "p"}, {"tenant_id": "p"}])).await;
+    let old = wait_for_checkpoint(&s, "p", 3).await;
+    let batch: Vec<Value> = (0..20).map(|_| json!({"tenant_id": "p"})).collect();
+    s.post_json(&Value::Array(batch)).await;
+    let new = wait_for_checkpoint(&s, "p", 23).await;
+
+    let id = first["results"][1]["id"].as_str().unwrap();
+    let (status, proof) = s.get(&format!("/v1/records/{id}/proof")).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert_eq!(check_inclusion(&proof, &key, id).size, new.size);
+    let (status, proof) = s.get(&format!("/v1/records/{id}/proof?tree_size=3")).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert_eq!(check_inclusion(&proof, &key, id), old);
+
+    let (status, c) = s.get("/v1/consistency?tenant_id=p&from=3").await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let signed_new = Checkpoint::open(c["checkpoint"].as_str().unwrap(), &key).unwrap();
+    assert_eq!(c["to"].as_u64().unwrap(), signed_new.size);
+    verify_consistency(3, signed_new.size, &b64s(&c["proof"]), &old.root, &signed_new.root)
+        .unwrap();
+    // A proof is not a proof of anything else.
+    assert!(
+        verify_consistency(3, signed_new.size, &b64s(&c["proof"]), &[7; 32], &signed_new.root)
+            .is_err()
+    );
+
+    for (q, field) in [
+        ("/v1/consistency?tenant_id=p&from=0", "from"),
+        ("/v1/consistency?tenant_id=p&from=3&to=4", "to"),
+        ("/v1/consistency?tenant_id=p&from=999", "from"),
+        (&format!("/v1/records/{id}/proof?tree_size=4") as &str, "tree_size"),
+    ] {
+        let (status, problem) = s.get(q).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {problem}");
+        assert_eq!(problem_fields(&problem), [field], "{q}");
+    }
+    let (status, _) = s.get("/v1/records/0192b6d8-0000-7000-8000-000000000000/proof").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = text(&s, "/v1/checkpoint?tenant_id=nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_record_not_yet_checkpointed_says_when_to_retry() {
+    // The signer's first round is an hour away.
+    let Some(s) = Server::with(BACKEND, Config::default(), Duration::from_secs(3600)).await
+    else {
+        return;
+    };
+    let (_, receipt) = s.post_json(&json!({"tenant_id": "late"})).await;
+    let r = s
+        .client
+        .get(format!("{}/v1/records/{}/proof", s.base, receipt["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["retry-after"], "1");
+}

@@ -1,0 +1,192 @@
+//! The PostgreSQL backend: every node is stateless, the database holds everything, so
+//! several `aitrail serve` processes can share one database (and its replicas).
+//!
+//! Writes go through one writer task per process that group-commits, as the SQLite
+//! backend does: every append waiting in its queue goes into one transaction. That
+//! transaction claims each tenant's seq range by bumping the tenant's `logs` row, which
+//! row-locks it until commit, so writers of one tenant on any node take turns: seq stays
+//! contiguous and the hash tiles (updated in the same transaction) have one history.
+//! Tenants are claimed in sorted order, the same on every node, so two groups never wait
+//! for each other in a cycle. Reads use a pool of connections.
+
+mod read;
+mod schema;
+pub mod testing;
+mod write;
+
+use std::str::FromStr;
+
+use aitrail_core::tiles::{Tile, TileId};
+use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
+use aitrail_store::append::NewRecord;
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub use schema::MIGRATIONS;
+
+/// How many appends may wait for the writer before callers are made to wait.
+const QUEUE_DEPTH: usize = 4096;
+/// Connections per process: the writer's, and the readers'.
+const POOL_SIZE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("not a PostgreSQL URL (postgres://user@host:port/database): {0}")]
+    Url(tokio_postgres::Error),
+    #[error("cannot use PostgreSQL at {at}: {source}")]
+    Database { at: String, source: tokio_postgres::Error },
+    #[error("cannot connect to PostgreSQL at {at}: {source}")]
+    Pool { at: String, source: deadpool_postgres::PoolError },
+    #[error(
+        "database at {at} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
+    )]
+    TooNew { at: String, found: i64, known: i64 },
+}
+
+/// A handle on the store; cheap to clone, all clones share the writer and the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    jobs: mpsc::Sender<write::Job>,
+    pool: Pool,
+    at: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("at", &self.at).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url`, apply pending migrations, and start the writer task (on the
+    /// current Tokio runtime).
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let (pool, at) = pool(url)?;
+        let (found, known) = migrate_pool(&pool, &at).await?;
+        if found > known {
+            return Err(OpenError::TooNew { at, found, known });
+        }
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(write::run(pool.clone(), queue));
+        Ok(Self { jobs, pool, at })
+    }
+
+    /// Apply pending migrations only; returns (version found, version now).
+    pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
+        let (pool, at) = pool(url)?;
+        let (found, known) = migrate_pool(&pool, &at).await?;
+        if found > known {
+            return Err(OpenError::TooNew { at, found, known });
+        }
+        Ok((found, known))
+    }
+
+    /// Where the database is, without credentials (for messages).
+    pub fn location(&self) -> &str {
+        &self.at
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Backend(format!("PostgreSQL: {e}")))
+    }
+}
+
+fn pool(url: &str) -> Result<(Pool, String), OpenError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(OpenError::Url)?;
+    let at = location(&config);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .expect("a pool with a runtime builds");
+    Ok((pool, at))
+}
+
+async fn migrate_pool(pool: &Pool, at: &str) -> Result<(i64, i64), OpenError> {
+    let mut client =
+        pool.get().await.map_err(|source| OpenError::Pool { at: at.to_owned(), source })?;
+    schema::migrate(&mut client)
+        .await
+        .map_err(|source| OpenError::Database { at: at.to_owned(), source })
+}
+
+/// `user@host:port/database`: enough to tell which database, never the password.
+fn location(c: &tokio_postgres::Config) -> String {
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let user = c.get_user().unwrap_or("");
+    let db = c.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{db}")
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
+        let records = records.iter().map(NewRecord::new).collect::<Result<_, _>>()?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(write::Job { records, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
+        let raw = read::raw_by_id(&self.client().await?, id).await?;
+        raw.as_ref().map(RawRow::to_record).transpose()
+    }
+
+    async fn list(&self, query: &Query) -> Result<Page, StoreError> {
+        read::list(&self.client().await?, query).await
+    }
+
+    async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
+        read::entry(&self.client().await?, id).await
+    }
+
+    async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError> {
+        read::tiles(&self.client().await?, tenant.as_str(), ids).await.map_err(read::backend)?
+    }
+
+    async fn logs(&self) -> Result<Vec<LogHead>, StoreError> {
+        read::logs(&self.client().await?).await
+    }
+
+    async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        read::add_checkpoint(&self.client().await?, cp).await
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        size: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        read::checkpoint(&self.client().await?, tenant, size).await
+    }
+
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        read::checkpoints(&self.client().await?, tenant).await
+    }
+
+    async fn scan(&self, after: Option<i64>, limit: u32) -> Result<Vec<RawRow>, StoreError> {
+        read::scan(&self.client().await?, after, limit).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        read::tenants(&self.client().await?).await
+    }
+
+    async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
+        read::claim_log_key(&self.client().await?, verifier).await
+    }
+}

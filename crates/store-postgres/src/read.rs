@@ -1,0 +1,304 @@
+//! Reads, on a pooled connection (or the writer's transaction), with cached statements.
+
+use std::collections::BTreeMap;
+
+use aitrail_core::entry::{Content, FieldColumns, RowColumns};
+use aitrail_core::tiles::{Tile, TileId};
+use aitrail_core::{Cursor, Query, TenantId, Timestamp};
+use aitrail_store::sql::{self, Param};
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint};
+use deadpool_postgres::GenericClient;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(format!("PostgreSQL: {e}"))
+}
+
+/// The columns every record read selects, in this order.
+const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
+    r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
+    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.temperature, \
+    r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+
+const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
+
+/// A timestamp column as the text the entry holds, however it was edited.
+fn rfc3339(t: OffsetDateTime) -> String {
+    Timestamp::from_datetime(t).map_or_else(|_| t.to_string(), |t| t.to_string())
+}
+
+fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
+    let mut text: [Option<String>; 10] = Default::default();
+    for (i, t) in text.iter_mut().enumerate() {
+        *t = row.try_get(6 + i)?;
+    }
+    let event_time: OffsetDateTime = row.try_get(5)?;
+    let columns = RowColumns {
+        id: row.try_get::<_, Uuid>(1)?.hyphenated().to_string(),
+        seq: row.try_get(3)?,
+        recorded_at: rfc3339(row.try_get(4)?),
+        event_time: i64::try_from(event_time.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        fields: FieldColumns {
+            tenant_id: row.try_get(2)?,
+            event_time: None,
+            text,
+            temperature: row.try_get(16)?,
+            success: row.try_get(17)?,
+        },
+    };
+    let salt: Option<Vec<u8>> = row.try_get(19)?;
+    let content = match salt {
+        None => None,
+        Some(salt) => {
+            let mut fields = BTreeMap::new();
+            for (i, name) in [(20, "prompt"), (21, "response"), (22, "prompt_variables")] {
+                if let Some(v) = row.try_get::<_, Option<String>>(i)? {
+                    fields.insert(name.to_owned(), v);
+                }
+            }
+            let salt = salt.try_into().unwrap_or([0; 32]);
+            Some(Content { salt, fields })
+        }
+    };
+    Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(18)?, content })
+}
+
+pub(crate) async fn raw_by_id(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<RawRow>, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.id = $1"))
+        .await
+        .map_err(backend)?;
+    let row = c.query_opt(&stmt, &[&id]).await.map_err(backend)?;
+    row.as_ref().map(raw_row).transpose().map_err(backend)
+}
+
+pub(crate) async fn entry(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<EntryRecord>, StoreError> {
+    let Some(raw) = raw_by_id(c, id).await? else { return Ok(None) };
+    let tenant_id = TenantId::parse(&raw.columns.fields.tenant_id)
+        .map_err(|e| StoreError::Corrupt(format!("record {id}: tenant_id {e}")))?;
+    Ok(Some(EntryRecord {
+        tenant_id,
+        seq: raw.columns.seq as u64,
+        entry: raw.entry,
+        content: raw.content,
+    }))
+}
+
+/// A listing parameter as a PostgreSQL value.
+fn value(p: Param) -> Box<dyn ToSql + Sync + Send> {
+    match p {
+        Param::Text(s) => Box::new(s),
+        Param::Int(i) => Box::new(i),
+        Param::Real(f) => Box::new(f),
+        Param::Bool(b) => Box::new(b),
+        Param::Time(t) => Box::new(t.datetime()),
+    }
+}
+
+pub(crate) async fn list(c: &impl GenericClient, q: &Query) -> Result<Page, StoreError> {
+    let (sql, params) = sql::list(q, RECORD_COLUMNS, FROM, |i| format!("${i}"));
+    let params: Vec<_> = params.into_iter().map(value).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let stmt = c.prepare_cached(&sql).await.map_err(backend)?;
+    let rows = c.query(&stmt, &refs).await.map_err(backend)?;
+    let rows = rows.iter().map(raw_row).collect::<Result<Vec<_>, _>>().map_err(backend)?;
+    // One row more than the page tells whether there is a next page.
+    let limit = q.limit as usize;
+    let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
+    let records = rows.iter().take(limit).map(RawRow::to_record).collect::<Result<_, _>>()?;
+    Ok(Page { records, next_cursor })
+}
+
+/// The stored tiles among `ids`, in one round trip.
+pub(crate) async fn tiles(
+    c: &impl GenericClient,
+    tenant: &str,
+    ids: &[TileId],
+) -> Result<Result<Vec<Tile>, StoreError>, tokio_postgres::Error> {
+    let levels: Vec<i16> = ids.iter().map(|i| i16::from(i.level)).collect();
+    let indexes: Vec<i64> = ids.iter().map(|i| i.index as i64).collect();
+    let stmt = c
+        .prepare_cached(
+            "SELECT t.level, t.idx, t.hashes FROM tiles t
+             JOIN unnest($2::smallint[], $3::bigint[]) AS want (level, idx)
+               ON t.level = want.level AND t.idx = want.idx
+             WHERE t.tenant_id = $1",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&tenant, &levels, &indexes]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let level: i16 = row.try_get(0)?;
+        let index: i64 = row.try_get(1)?;
+        let bytes: Vec<u8> = row.try_get(2)?;
+        let id = TileId { level: level as u8, index: index as u64 };
+        match Tile::from_bytes(id, &bytes) {
+            Some(tile) => out.push(tile),
+            None => {
+                let why = format!("tenant {tenant}: tile {id:?} is malformed");
+                return Ok(Err(StoreError::Corrupt(why)));
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn tenant_id(s: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(s).map_err(|e| StoreError::Corrupt(format!("tenant id {s:?}: {e}")))
+}
+
+pub(crate) async fn logs(c: &impl GenericClient) -> Result<Vec<LogHead>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT l.tenant_id, l.size, (SELECT max(size) FROM checkpoints k WHERE k.tenant_id = l.tenant_id)
+             FROM logs l ORDER BY l.tenant_id",
+        )
+        .await
+        .map_err(backend)?;
+    let rows = c.query(&stmt, &[]).await.map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            let checkpointed: Option<i64> = r.try_get(2).map_err(backend)?;
+            Ok(LogHead {
+                tenant_id: tenant_id(r.try_get(0).map_err(backend)?)?,
+                size: r.try_get::<_, i64>(1).map_err(backend)? as u64,
+                checkpointed: checkpointed.unwrap_or(0) as u64,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn tenants(c: &impl GenericClient) -> Result<Vec<TenantId>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT tenant_id FROM logs UNION SELECT DISTINCT tenant_id FROM records ORDER BY 1",
+        )
+        .await
+        .map_err(backend)?;
+    let rows = c.query(&stmt, &[]).await.map_err(backend)?;
+    rows.iter().map(|r| tenant_id(r.try_get(0).map_err(backend)?)).collect()
+}
+
+pub(crate) async fn add_checkpoint(
+    c: &impl GenericClient,
+    cp: &StoredCheckpoint,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO checkpoints (tenant_id, size, root, note, signed_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, size) DO NOTHING",
+        )
+        .await
+        .map_err(backend)?;
+    let params: [&(dyn ToSql + Sync); 5] = [
+        &cp.tenant_id.as_str(),
+        &(cp.size as i64),
+        &cp.root.as_slice(),
+        &cp.note,
+        &cp.signed_at.datetime(),
+    ];
+    c.execute(&stmt, &params).await.map_err(backend)?;
+    // Either ours, or one signed before (by this node or another): it must be the same root.
+    match checkpoint(c, &cp.tenant_id, Some(cp.size)).await? {
+        Some(existing) if existing.root == cp.root => Ok(()),
+        _ => Err(StoreError::CheckpointConflict { tenant_id: cp.tenant_id.clone(), size: cp.size }),
+    }
+}
+
+const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root, note, signed_at";
+
+fn to_checkpoint(r: &Row) -> Result<StoredCheckpoint, StoreError> {
+    let tenant: String = r.try_get(0).map_err(backend)?;
+    let size: i64 = r.try_get(1).map_err(backend)?;
+    let root: Vec<u8> = r.try_get(2).map_err(backend)?;
+    let signed_at: OffsetDateTime = r.try_get(4).map_err(backend)?;
+    let bad = |what: &str| StoreError::Corrupt(format!("checkpoint {size} of {tenant}: {what}"));
+    Ok(StoredCheckpoint {
+        tenant_id: tenant_id(&tenant)?,
+        size: size as u64,
+        root: root.try_into().map_err(|_| bad("root is not 32 bytes"))?,
+        note: r.try_get(3).map_err(backend)?,
+        signed_at: Timestamp::from_datetime(signed_at).map_err(|_| bad("bad signed_at"))?,
+    })
+}
+
+pub(crate) async fn checkpoint(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    size: Option<u64>,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row = match size {
+        Some(size) => {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = $1 AND size = $2"
+                ))
+                .await
+                .map_err(backend)?;
+            c.query_opt(&stmt, &[&tenant.as_str(), &(size as i64)]).await
+        }
+        None => {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1"
+                ))
+                .await
+                .map_err(backend)?;
+            c.query_opt(&stmt, &[&tenant.as_str()]).await
+        }
+    };
+    row.map_err(backend)?.as_ref().map(to_checkpoint).transpose()
+}
+
+pub(crate) async fn checkpoints(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = $1 ORDER BY size"
+        ))
+        .await
+        .map_err(backend)?;
+    let rows = c.query(&stmt, &[&tenant.as_str()]).await.map_err(backend)?;
+    rows.iter().map(to_checkpoint).collect()
+}
+
+pub(crate) async fn scan(
+    c: &impl GenericClient,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<RawRow>, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos > $1 ORDER BY r.pos LIMIT $2"
+        ))
+        .await
+        .map_err(backend)?;
+    let rows =
+        c.query(&stmt, &[&after.unwrap_or(i64::MIN), &i64::from(limit)]).await.map_err(backend)?;
+    rows.iter().map(raw_row).collect::<Result<_, _>>().map_err(backend)
+}
+
+pub(crate) async fn claim_log_key(c: &impl GenericClient, offered: &str) -> Result<(), StoreError> {
+    // Two statements, so the second sees a key another node registered meanwhile.
+    let claim = "INSERT INTO log_key (verifier) VALUES ($1) ON CONFLICT DO NOTHING";
+    c.execute(claim, &[&offered]).await.map_err(backend)?;
+    let row = c.query_one("SELECT verifier FROM log_key", &[]).await.map_err(backend)?;
+    let registered: String = row.try_get(0).map_err(backend)?;
+    if registered == offered {
+        Ok(())
+    } else {
+        Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
+    }
+}

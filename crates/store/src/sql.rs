@@ -1,0 +1,95 @@
+//! The SQL every relational backend shares: the listing query, built once with the
+//! backend's placeholder style and mapped to its own value types. Column names come from
+//! a closed enum, so nothing of the client's reaches the SQL text.
+
+use aitrail_core::query::{Bound, TextField};
+use aitrail_core::{Cursor, Query, Timestamp};
+
+/// A query parameter, before the backend turns it into its own value type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    Real(f64),
+    Bool(bool),
+    /// Compared with `event_time` (SQLite: Unix nanoseconds; PostgreSQL: timestamptz).
+    Time(Timestamp),
+}
+
+/// `SELECT {columns} {from} WHERE … ORDER BY r.pos DESC LIMIT n+1` for a listing, with
+/// its parameters; `mark(i)` is the backend's placeholder for the i-th (1-based).
+pub fn list(
+    q: &Query,
+    columns: &str,
+    from: &str,
+    mark: impl Fn(usize) -> String,
+) -> (String, Vec<Param>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    let mut add = |clause: &str, values: Vec<Param>| {
+        let marks: Vec<String> = (0..values.len()).map(|i| mark(params.len() + i + 1)).collect();
+        clauses.push(clause.replace("{}", &marks.join(", ")));
+        params.extend(values);
+    };
+    if let Some(t) = &q.tenant_id {
+        add("r.tenant_id = {}", vec![Param::Text(t.as_str().to_owned())]);
+    }
+    if let Some(t) = q.since {
+        add("r.event_time >= {}", vec![Param::Time(t)]);
+    }
+    if let Some(t) = q.until {
+        add("r.event_time < {}", vec![Param::Time(t)]);
+    }
+    for field in TextField::ALL {
+        if let Some(values) = q.text_values(field) {
+            let values = values.iter().map(|v| Param::Text(v.as_str().to_owned())).collect();
+            add(&format!("r.{} IN ({{}})", field.name()), values);
+        }
+    }
+    for bound in &q.temperature {
+        let (op, v) = match *bound {
+            Bound::AtLeast(v) => (">=", v),
+            Bound::AtMost(v) => ("<=", v),
+            Bound::Above(v) => (">", v),
+            Bound::Below(v) => ("<", v),
+        };
+        add(&format!("r.temperature {op} {{}}"), vec![Param::Real(v)]);
+    }
+    if let Some(s) = q.success {
+        add("r.success = {}", vec![Param::Bool(s)]);
+    }
+    if let Some(Cursor(pos)) = q.cursor {
+        add("r.pos < {}", vec![Param::Int(pos)]);
+    }
+    let mut sql = format!("SELECT {columns} {from}");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY r.pos DESC LIMIT {}", mark(params.len() + 1)));
+    params.push(Param::Int(i64::from(q.limit) + 1));
+    (sql, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_parameter_in_order() {
+        let q = Query::from_pairs([
+            ("model_provider", "openai"),
+            ("model_provider", "anthropic"),
+            ("temperature_gt", "0.8"),
+            ("success", "true"),
+        ])
+        .unwrap();
+        let (sql, params) = list(&q, "r.pos", "FROM records r", |i| format!("${i}"));
+        assert!(sql.contains("r.model_provider IN ($1, $2)"), "{sql}");
+        assert!(sql.contains("r.temperature > $3 AND r.success = $4"), "{sql}");
+        assert!(sql.ends_with("ORDER BY r.pos DESC LIMIT $5"), "{sql}");
+        assert_eq!(params.len(), 5);
+        assert_eq!(params[0], Param::Text("openai".into()));
+        assert_eq!(params[4], Param::Int(51));
+    }
+}
