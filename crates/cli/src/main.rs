@@ -55,6 +55,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Print the latest signed checkpoint of a tenant's log.
     Checkpoint(commands::checkpoint::Args),
+    /// Bring in logs from seed 000's system: its PostgreSQL table or its compliance CSV.
+    Import(commands::import::Args),
     /// Bring the store's schema up to this version of aitrail (serve does it at start too).
     Migrate,
 }
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
             Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
+            Command::Import(args) => commands::import::run(&cli.global, args).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
         }
     });

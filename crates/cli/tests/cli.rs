@@ -1,6 +1,7 @@
 //! The `aitrail` binary, end to end: commands on a local data dir and against a running
 //! server, and the durability promise under kill -9.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -19,26 +20,31 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(&["--data-dir", data_dir.to_str().unwrap()], &[])
+    }
+
+    /// `aitrail serve` with these extra arguments and environment variables.
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--checkpoint-interval-ms",
-                "50",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "50"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("AITRAIL_DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut said = Vec::new();
         let base = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let Some(line) = lines.next() else {
+                panic!("server exited before listening:\n{}", said.join("\n"))
+            };
+            let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("aitrail listening on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            said.push(line);
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
@@ -531,4 +537,417 @@ fn the_log_key_is_made_once_private_and_kept() {
         stderr.contains("the log key is named \"aitrail\" but --log-name is \"other.example\""),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: the same commands on --database, several nodes on one database, kill -9 of
+// a node under load, and tampering with psql. Each test has a fresh database of its own;
+// without AITRAIL_TEST_POSTGRES they are skipped, loudly (and fail in CI).
+
+use aitrail_store_postgres::testing::TestDatabase;
+
+/// A fresh database for this test, or `None` when PostgreSQL is not configured here.
+fn postgres(test: &str) -> Option<(TestDatabase, tokio::runtime::Runtime)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(TestDatabase::create(test))?;
+    Some((db, runtime))
+}
+
+fn psql(db: &TestDatabase, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([db.url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("the psql command-line tool is needed for PostgreSQL tests (apt-get install postgresql-client)");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One log key for every node of a test (a fixed seed: it signs nothing that leaves it).
+fn shared_key() -> (String, String) {
+    let signer = aitrail_core::note::NoteSigner::from_seed("aitrail", [7; 32]).unwrap();
+    (signer.to_private_string(), signer.verifier().to_string())
+}
+
+fn node(db: &TestDatabase, private_key: &str) -> ServerProcess {
+    ServerProcess::start_with(&["--database", &db.url], &[("AITRAIL_LOG_KEY", private_key)])
+}
+
+fn verify_database(db: &TestDatabase, key: &str) -> (bool, String) {
+    let out = aitrail(&["--database", &db.url, "verify", "--key", key], None);
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn postgres_commands_work_on_the_database() {
+    let Some((db, _rt)) = postgres("postgres_commands_work_on_the_database") else { return };
+    log_list_show(&["--database", &db.url]);
+    let out = ok(&aitrail(&["--database", &db.url, "migrate"], None));
+    assert!(out.contains("schema is at version 1, nothing to do"), "{out}");
+    // The same records through a server on that database.
+    let (private, _) = shared_key();
+    let server = node(&db, &private);
+    let listed = ok(&aitrail(&["--server", &server.base, "list", "--format", "json"], None));
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
+}
+
+#[test]
+fn postgres_nodes_with_different_keys_are_refused() {
+    let Some((db, _rt)) = postgres("postgres_nodes_with_different_keys_are_refused") else {
+        return;
+    };
+    let (private, verifier) = shared_key();
+    let first = node(&db, &private);
+    let other = aitrail_core::note::NoteSigner::from_seed("aitrail", [8; 32]).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
+        .env("AITRAIL_LOG_KEY", other.to_private_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("this store's checkpoints are signed with the key {verifier}")),
+        "{stderr}"
+    );
+    first.stop();
+}
+
+/// Writers spread over `nodes` post to one shared tenant (and one of their own) until each
+/// has made `requests` requests or its node is gone; returns the acknowledged (tenant, id).
+async fn write_through(
+    bases: Vec<String>,
+    writers_per_node: usize,
+    requests: usize,
+) -> Vec<(String, String)> {
+    let mut tasks = Vec::new();
+    for (n, base) in bases.into_iter().enumerate() {
+        for w in 0..writers_per_node {
+            let base = base.clone();
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acked = Vec::new();
+                for i in 0..requests {
+                    let tenant = if i % 4 == 3 { format!("node-{n}") } else { "shared".into() };
+                    let one = json!({"tenant_id": tenant, "agent_id": format!("n{n}w{w}i{i}"), "prompt": "p"});
+                    let body = if i % 5 == 0 { json!([one.clone(), one]) } else { one };
+                    let sent = client.post(format!("{base}/v1/records")).json(&body).send().await;
+                    let Ok(response) = sent else { break };
+                    if response.status() != 201 {
+                        break;
+                    }
+                    let Ok(answer) = response.json::<Value>().await else { break };
+                    let ids: Vec<String> = match answer.get("results") {
+                        Some(rs) => rs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect(),
+                        None => vec![answer["id"].as_str().unwrap().to_owned()],
+                    };
+                    acked.extend(ids.into_iter().map(|id| (tenant.clone(), id)));
+                }
+                acked
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Every acknowledged record is stored exactly once, every tenant's seq is contiguous from
+/// 0 with nothing unacknowledged beyond what failed requests may have left, and the
+/// checkpoints form one history that `aitrail verify` accepts.
+fn assert_one_log(db: &TestDatabase, acked: &[(String, String)], key: &str) {
+    let stored: std::collections::HashMap<String, usize> =
+        psql(db, "SELECT id, count(*) FROM records GROUP BY id")
+            .lines()
+            .map(|l| {
+                let (id, n) = l.split_once('|').unwrap();
+                (id.to_owned(), n.parse().unwrap())
+            })
+            .collect();
+    for (_, id) in acked {
+        assert_eq!(
+            stored.get(id),
+            Some(&1),
+            "acknowledged record {id} must be stored exactly once"
+        );
+    }
+    for line in psql(db, "SELECT tenant_id, count(*), min(seq), max(seq), count(DISTINCT seq) FROM records GROUP BY tenant_id").lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let (n, min, max, distinct): (i64, i64, i64, i64) =
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].parse().unwrap());
+        assert_eq!((min, max, distinct), (0, n - 1, n), "tenant {}: seq must be 0..{n} without gap or duplicate", f[0]);
+        let size = psql(db, &format!("SELECT size FROM logs WHERE tenant_id = '{}'", f[0]));
+        assert_eq!(size.trim(), n.to_string(), "tenant {}: log size", f[0]);
+    }
+    let (ok, out) = verify_database(db, key);
+    assert!(ok, "verify must pass:\n{out}");
+}
+
+#[test]
+fn postgres_three_nodes_write_one_log() {
+    let Some((db, runtime)) = postgres("postgres_three_nodes_write_one_log") else { return };
+    let (private, verifier) = shared_key();
+    let nodes: Vec<ServerProcess> = (0..3).map(|_| node(&db, &private)).collect();
+    let bases = nodes.iter().map(|n| n.base.clone()).collect();
+    let acked = runtime.block_on(write_through(bases, 6, 40));
+    // 3 nodes x 6 writers x 40 requests, a fifth of them batches of two.
+    assert_eq!(acked.len(), 3 * 6 * (40 + 8), "every request is acknowledged");
+    // Let every node sign what it has seen, then stop them all.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for n in nodes {
+        n.stop();
+    }
+    assert_one_log(&db, &acked, &verifier);
+    // Every node signed; one history: the checkpoints of the shared log grow with size and
+    // each size has one root (the primary key refuses a second, and verify checked each).
+    let sizes = psql(&db, "SELECT count(*) FROM checkpoints WHERE tenant_id = 'shared'");
+    assert!(sizes.trim().parse::<u32>().unwrap() >= 1);
+}
+
+#[test]
+fn postgres_kill_9_of_one_node_under_load() {
+    let Some((db, runtime)) = postgres("postgres_kill_9_of_one_node_under_load") else { return };
+    let (private, verifier) = shared_key();
+    let victim = node(&db, &private);
+    let survivors: Vec<ServerProcess> = (0..2).map(|_| node(&db, &private)).collect();
+    let victim_base = victim.base.clone();
+    let acked = runtime.block_on(async {
+        let killed = tokio::spawn(ingest_until_killed(victim_base, 0, victim));
+        let carried_on =
+            write_through(survivors.iter().map(|n| n.base.clone()).collect(), 4, 60).await;
+        let mut acked = killed.await.unwrap();
+        assert_eq!(carried_on.len(), 2 * 4 * (60 + 12), "the other nodes carry on");
+        acked.extend(carried_on);
+        acked
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for n in survivors {
+        n.stop();
+    }
+    assert_one_log(&db, &acked, &verifier);
+}
+
+#[test]
+fn postgres_verify_names_tampering_done_with_psql() {
+    let Some((db, runtime)) = postgres("postgres_verify_names_tampering_done_with_psql") else {
+        return;
+    };
+    let (private, verifier) = shared_key();
+    let server = node(&db, &private);
+    let ids: Vec<String> = runtime.block_on(async {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"tenant_id": "tamper", "model_name": "gpt-4o", "temperature": "0.5",
+                            "prompt": format!("prompt {i}")})
+            })
+            .collect();
+        let answer: Value = reqwest::Client::new()
+            .post(format!("{}/v1/records?wait=checkpoint", server.base))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    });
+    server.stop();
+    let (ok, out) = verify_database(&db, &verifier);
+    assert!(ok, "an untouched log verifies: {out}");
+    // Each edit is made, checked and undone inside one transaction-free sequence.
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3",
+            "UPDATE records SET model_name = 'gpt-4o' WHERE seq = 3",
+            format!(
+                "MODIFIED  tenant tamper seq 3 id {}: model_name differ from the logged entry",
+                ids[3]
+            ),
+        ),
+        (
+            "UPDATE records SET temperature = 0.1 WHERE seq = 4",
+            "UPDATE records SET temperature = 0.5 WHERE seq = 4",
+            format!(
+                "MODIFIED  tenant tamper seq 4 id {}: temperature differ from the logged entry",
+                ids[4]
+            ),
+        ),
+        (
+            "UPDATE records SET recorded_at = '2020-01-01T00:00:00Z' WHERE seq = 5",
+            "",
+            format!(
+                "MODIFIED  tenant tamper seq 5 id {}: recorded_at differ from the logged entry",
+                ids[5]
+            ),
+        ),
+        (
+            "UPDATE contents SET prompt = 'another' WHERE id = (SELECT id FROM records WHERE seq = 7)",
+            "",
+            format!(
+                "MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment",
+                ids[7]
+            ),
+        ),
+        (
+            "DELETE FROM contents WHERE id = (SELECT id FROM records WHERE seq = 6); DELETE FROM records WHERE seq = 6",
+            "",
+            "REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into(),
+        ),
+        (
+            "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100",
+            "",
+            format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
+        ),
+        (
+            "UPDATE checkpoints SET note = replace(note, E'\\n10\\n', E'\\n9\\n')",
+            "",
+            "CHECKPOINT tenant tamper size 10: signature check failed".into(),
+        ),
+    ];
+    // The edits accumulate; each one's finding must appear once it is made.
+    for (edit, undo, expected) in cases {
+        psql(&db, edit);
+        let (ok, out) = verify_database(&db, &verifier);
+        assert!(!ok, "`{edit}` went unnoticed:\n{out}");
+        assert!(out.contains(&expected), "`{edit}`: expected `{expected}` in:\n{out}");
+        if !undo.is_empty() {
+            psql(&db, undo);
+        }
+    }
+    // The generated JSONB columns cannot be edited apart from the entry.
+    let out = Command::new("psql")
+        .args([db.url.as_str(), "-Atc", "UPDATE records SET model_config = '{}'"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can only be updated to DEFAULT"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Moving in from seed 000's system.
+
+/// seed 000's compliance export, as its document shows it, with RFC 4180 quoting.
+const SEED_000_CSV: &str = "Log ID,Timestamp,Agent ID,Session ID,Channel,Prompt,Response,Model Info,Model Provider,Model Name,Model Version,Deployment ID,Temperature,Safety Mode,Model Config
+log-123,2026-01-30T10:30:00Z,agent-001,sess-abc,api,What is AI?,\"AI is, briefly, \"\"software\"\"...\",gpt-4-turbo,openai,gpt-4-turbo,2024-04-09,,0.7,strict,\"{\"\"top_p\"\": 0.9}\"
+log-124,2026-01-30T10:31:00Z,agent-002,sess-abc,web,Hi,Hello,,azure,gpt-35-turbo,,my-gpt-deployment,0.2,balanced,
+log-122,2026-01-29T09:00:00Z,agent-001,sess-xyz,api,Old,Older,,anthropic,claude-3-sonnet,,,0.90,relaxed,
+";
+
+fn listed(location: &[&str]) -> Vec<Value> {
+    let mut args = location.to_vec();
+    args.extend(["list", "--format", "json", "--limit", "1000"]);
+    serde_json::from_str(&ok(&aitrail(&args, None))).unwrap()
+}
+
+#[test]
+fn import_of_seed_000_csv_is_exact_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_file = dir.path().join("conversation_logs.csv");
+    std::fs::write(&csv_file, SEED_000_CSV).unwrap();
+    let data = dir.path().join("data");
+    let at = ["--data-dir", data.to_str().unwrap()];
+    let import = |extra: &[&str]| {
+        let mut args = at.to_vec();
+        args.extend(["import", "--csv", csv_file.to_str().unwrap()]);
+        args.extend(extra);
+        aitrail(&args, None)
+    };
+    // Without a tenant the CSV's rows belong to nobody: refused, nothing stored.
+    let out = import(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("row 1: tenant_id"), "{out:?}");
+    assert!(listed(&at).is_empty());
+
+    let out = ok(&import(&["--tenant-id", "org-123"]));
+    assert!(out.contains("imported 3 record(s)"), "{out}");
+    let records = listed(&at);
+    // Logged in the old system's time order; original timestamps kept as event_time.
+    let by_seq: BTreeSet<(u64, String, String)> = records
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (r["seq"].as_u64().unwrap(), s("external_id"), s("event_time"))
+        })
+        .collect();
+    let expected: BTreeSet<(u64, String, String)> = [
+        (0, "log-122", "2026-01-29T09:00:00Z"),
+        (1, "log-123", "2026-01-30T10:30:00Z"),
+        (2, "log-124", "2026-01-30T10:31:00Z"),
+    ]
+    .iter()
+    .map(|(s, i, t)| (*s, (*i).to_owned(), (*t).to_owned()))
+    .collect();
+    assert_eq!(by_seq, expected);
+    let first = records.iter().find(|r| r["external_id"] == "log-123").unwrap();
+    assert_eq!(first["response"], "AI is, briefly, \"software\"...");
+    assert_eq!(first["model_info"], "gpt-4-turbo");
+    assert_eq!(first["temperature"], "0.7");
+    assert_eq!(first["model_config"]["top_p"].to_string(), "0.9");
+    assert_eq!(first["channel"], "api");
+    assert!(first.get("deployment_id").is_none());
+    let older = records.iter().find(|r| r["external_id"] == "log-122").unwrap();
+    assert_eq!(older["temperature"], "0.90", "the literal is kept");
+
+    // A re-run imports nothing twice.
+    let out = ok(&import(&["--tenant-id", "org-123"]));
+    assert!(
+        out.contains("imported 0 record(s)") && out.contains("3 of 3 were imported before"),
+        "{out}"
+    );
+    assert_eq!(listed(&at).len(), 3);
+}
+
+#[test]
+fn import_from_seed_000_postgres_table_into_postgres() {
+    let Some((db, _rt)) = postgres("import_from_seed_000_postgres_table_into_postgres") else {
+        return;
+    };
+    // seed 000's table: its base columns and the seven of its model-metadata migration.
+    psql(
+        &db,
+        "CREATE TABLE conversation_audit_logs (
+        id SERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, agent_id TEXT, session_id TEXT,
+        channel TEXT, prompt TEXT, response TEXT, model_info TEXT,
+        timestamp TIMESTAMP NOT NULL DEFAULT now(),
+        model_provider TEXT, model_name TEXT, model_version TEXT, deployment_id TEXT,
+        temperature TEXT, safety_mode TEXT, model_config JSONB)",
+    );
+    psql(&db, "INSERT INTO conversation_audit_logs (tenant_id, agent_id, session_id, channel, prompt, response, timestamp, model_provider, model_name, temperature, safety_mode, model_config) VALUES
+        ('org-123', 'agent-001', 'sess-abc', 'api', 'What is AI?', 'AI is...', '2026-01-30 10:30:00', 'openai', 'gpt-4-turbo', '0.7', 'strict', '{\"top_p\": 0.9}'),
+        ('org-123', 'agent-002', 'sess-def', 'web', 'Hi', 'Hello', '2026-01-30 10:31:00.25', 'anthropic', 'claude-3-sonnet', '0.95', 'relaxed', NULL),
+        ('org-456', 'agent-009', 'sess-ghi', 'api', 'Q', 'A', '2026-01-29 08:00:00', 'azure', 'gpt-35-turbo', NULL, NULL, NULL)");
+    let at = ["--database", db.url.as_str()];
+    let import = || {
+        let mut args = at.to_vec();
+        args.extend(["import", "--from-postgres", &db.url, "--table", "conversation_audit_logs"]);
+        ok(&aitrail(&args, None))
+    };
+    let out = import();
+    assert!(out.contains("imported 3 record(s) from table conversation_audit_logs"), "{out}");
+    let records = listed(&at);
+    assert_eq!(records.len(), 3);
+    let r = records.iter().find(|r| r["external_id"] == "2").unwrap();
+    assert_eq!(r["tenant_id"], "org-123");
+    assert_eq!(r["event_time"], "2026-01-30T10:31:00.25Z");
+    assert_eq!(r["model_provider"], "anthropic");
+    assert_eq!(r["temperature"], "0.95");
+    let other = records.iter().find(|r| r["tenant_id"] == "org-456").unwrap();
+    assert_eq!(other["seq"], 0, "each tenant's log starts at 0");
+    // The auditor's question works on what was imported.
+    let hot = aitrail(&[at[0], at[1], "list", "--format", "json", "--temperature-gt", "0.8"], None);
+    let hot: Vec<Value> = serde_json::from_str(&ok(&hot)).unwrap();
+    assert_eq!(hot.len(), 1);
+    // Re-run: nothing twice.
+    let out = import();
+    assert!(out.contains("imported 0 record(s)"), "{out}");
+    assert_eq!(listed(&at).len(), 3);
 }

@@ -264,6 +264,8 @@ pub struct RecordView<'a> {
     #[serde(borrow, default)]
     pub feature_code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    pub external_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     pub temperature: Option<Cow<'a, str>>,
     #[serde(default = "yes")]
     pub success: bool,
@@ -299,6 +301,7 @@ impl RecordView<'_> {
                 TextField::AgentId => &self.agent_id,
                 TextField::SessionId => &self.session_id,
                 TextField::FeatureCode => &self.feature_code,
+                TextField::ExternalId => &self.external_id,
             }
             .as_deref()
         })

@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod entry;
 pub mod ingest;
+pub mod legacy;
 pub mod merkle;
 pub mod note;
 pub mod query;

@@ -29,10 +29,11 @@ pub enum TextField {
     AgentId,
     SessionId,
     FeatureCode,
+    ExternalId,
 }
 
 impl TextField {
-    pub const ALL: [TextField; 10] = [
+    pub const ALL: [TextField; 11] = [
         Self::ModelProvider,
         Self::ModelName,
         Self::ModelVersion,
@@ -43,6 +44,7 @@ impl TextField {
         Self::AgentId,
         Self::SessionId,
         Self::FeatureCode,
+        Self::ExternalId,
     ];
 
     /// The record field's name, which is also the query parameter's and the column's.
@@ -58,6 +60,7 @@ impl TextField {
             Self::AgentId => "agent_id",
             Self::SessionId => "session_id",
             Self::FeatureCode => "feature_code",
+            Self::ExternalId => "external_id",
         }
     }
 
@@ -74,6 +77,7 @@ impl TextField {
             Self::AgentId => r.agent_id.as_ref(),
             Self::SessionId => r.session_id.as_ref(),
             Self::FeatureCode => r.feature_code.as_ref(),
+            Self::ExternalId => r.external_id.as_ref(),
         }
     }
 }
@@ -154,6 +158,7 @@ pub const QUERY_PARAMS: &[&str] = &[
     "agent_id",
     "session_id",
     "feature_code",
+    "external_id",
     "success",
     "limit",
     "cursor",

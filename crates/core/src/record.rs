@@ -19,6 +19,11 @@ use crate::value::{
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub tenant_id: TenantId,
+    /// The caller's own id for this call (seed 000's Log ID, a provider request id). Unique
+    /// within the tenant: a second record with the same one is refused, so retries and
+    /// re-imports never log a call twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<ShortText>,
 
     // Who
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +124,7 @@ pub struct Record {
 /// Every top-level field a client may send, in documentation order.
 pub const RECORD_FIELDS: &[&str] = &[
     "tenant_id",
+    "external_id",
     "user_id",
     "username",
     "agent_id",

@@ -33,10 +33,21 @@ pub enum ApiError {
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
     NotYetCheckpointed,
+    #[error("{}; nothing of this request was stored", StoreError::DuplicateExternalId)]
+    DuplicateExternalId,
     #[error("storage failed; nothing of this request was stored")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     #[error("internal error; nothing of this request was stored")]
     Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DuplicateExternalId => ApiError::DuplicateExternalId,
+            e => ApiError::Storage(e),
+        }
+    }
 }
 
 impl From<BodyError> for ApiError {
@@ -86,6 +97,9 @@ impl ApiError {
             }
             MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+            }
+            DuplicateExternalId => {
+                (StatusCode::CONFLICT, "duplicate-external-id", "Duplicate external_id")
             }
             Storage(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable")

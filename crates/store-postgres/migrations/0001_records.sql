@@ -37,12 +37,15 @@ CREATE TABLE records (
     agent_id        text,
     session_id      text,
     feature_code    text,
+    external_id     text,                 -- the caller's own id; unique in its tenant
     temperature     double precision,     -- numeric copy of the literal in the entry
     success         boolean NOT NULL,
     entry           bytea NOT NULL,
     model_config    jsonb GENERATED ALWAYS AS (aitrail_entry_json(entry) -> 'record' -> 'model_config') STORED,
     attributes      jsonb GENERATED ALWAYS AS (aitrail_entry_json(entry) -> 'record' -> 'attributes') STORED,
-    UNIQUE (tenant_id, seq)
+    UNIQUE (tenant_id, seq),
+    -- NULLs are distinct: only records that carry an external_id are held to it.
+    CONSTRAINT records_external_id UNIQUE (tenant_id, external_id)
 );
 
 -- Each filter column with pos: "filter, newest first" walks one index backwards and

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use aitrail_core::entry::{Content, FieldColumns, RowColumns};
+use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
@@ -20,8 +21,12 @@ pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
 /// The columns every record read selects, in this order.
 const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
     r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
-    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.temperature, \
-    r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
+    r.temperature, r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+
+/// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
+const TEXT_AT: usize = 6;
+const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
 const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
 
@@ -31,9 +36,9 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
-    let mut text: [Option<String>; 10] = Default::default();
+    let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
     for (i, t) in text.iter_mut().enumerate() {
-        *t = row.try_get(6 + i)?;
+        *t = row.try_get(TEXT_AT + i)?;
     }
     let event_time: OffsetDateTime = row.try_get(5)?;
     let columns = RowColumns {
@@ -45,17 +50,17 @@ fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
             tenant_id: row.try_get(2)?,
             event_time: None,
             text,
-            temperature: row.try_get(16)?,
-            success: row.try_get(17)?,
+            temperature: row.try_get(AFTER_TEXT)?,
+            success: row.try_get(AFTER_TEXT + 1)?,
         },
     };
-    let salt: Option<Vec<u8>> = row.try_get(19)?;
+    let salt: Option<Vec<u8>> = row.try_get(AFTER_TEXT + 3)?;
     let content = match salt {
         None => None,
         Some(salt) => {
             let mut fields = BTreeMap::new();
-            for (i, name) in [(20, "prompt"), (21, "response"), (22, "prompt_variables")] {
-                if let Some(v) = row.try_get::<_, Option<String>>(i)? {
+            for (i, name) in [(4, "prompt"), (5, "response"), (6, "prompt_variables")] {
+                if let Some(v) = row.try_get::<_, Option<String>>(AFTER_TEXT + i)? {
                     fields.insert(name.to_owned(), v);
                 }
             }
@@ -63,7 +68,7 @@ fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
             Some(Content { salt, fields })
         }
     };
-    Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(18)?, content })
+    Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(AFTER_TEXT + 2)?, content })
 }
 
 pub(crate) async fn raw_by_id(

@@ -2,6 +2,7 @@
 
 use std::pin::pin;
 
+use aitrail_core::query::TextField;
 use aitrail_core::tiles::{self, TileId};
 use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
@@ -54,7 +55,9 @@ async fn commit_group(pool: &Pool, group: Vec<Job>) {
             }
         }
         Err(e) if group.len() == 1 => {
-            tracing::error!(error = %e, "append failed");
+            if !matches!(e, WriteError::DuplicateExternalId) {
+                tracing::error!(error = %e, "append failed");
+            }
             for job in group {
                 let _ = job.reply.send(Err(e.clone().into()));
             }
@@ -75,10 +78,15 @@ enum WriteError {
     Database(String, Option<SqlState>),
     #[error("stored log is corrupt: {0}")]
     Corrupt(String),
+    #[error("duplicate external_id")]
+    DuplicateExternalId,
 }
 
 impl From<tokio_postgres::Error> for WriteError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if e.as_db_error().and_then(|d| d.constraint()) == Some("records_external_id") {
+            return WriteError::DuplicateExternalId;
+        }
         WriteError::Database(e.to_string(), e.code().cloned())
     }
 }
@@ -94,6 +102,7 @@ impl From<WriteError> for StoreError {
         match e {
             WriteError::Database(..) => StoreError::Backend(e.to_string()),
             WriteError::Corrupt(what) => StoreError::Corrupt(what),
+            WriteError::DuplicateExternalId => StoreError::DuplicateExternalId,
         }
     }
 }
@@ -162,11 +171,12 @@ async fn copy_records(tx: &Transaction<'_>, rows: &[Placed<'_>]) -> Result<(), W
         .copy_in(
             "COPY records (id, tenant_id, seq, recorded_at, event_time, model_provider, \
              model_name, model_version, deployment_id, safety_mode, operation_type, user_id, \
-             agent_id, session_id, feature_code, temperature, success, entry) FROM STDIN BINARY",
+             agent_id, session_id, feature_code, external_id, temperature, success, entry) \
+             FROM STDIN BINARY",
         )
         .await?;
     let mut types = vec![Type::UUID, Type::TEXT, Type::INT8, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ];
-    types.extend([Type::TEXT; 10]);
+    types.extend([Type::TEXT; TextField::ALL.len()]);
     types.extend([Type::FLOAT8, Type::BOOL, Type::BYTEA]);
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for row in rows {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use aitrail_core::entry::{Content, FieldColumns, RowColumns};
+use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
@@ -18,24 +19,20 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
 /// The columns every record read selects, in this order.
 const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
     r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
-    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.temperature, \
-    r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
+    r.temperature, r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+
+/// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
+const TEXT_AT: usize = 6;
+const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
 const FROM: &str = "FROM records r LEFT JOIN contents c ON c.pos = r.pos";
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
-    let text: [Option<String>; 10] = [
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-        row.get(10)?,
-        row.get(11)?,
-        row.get(12)?,
-        row.get(13)?,
-        row.get(14)?,
-        row.get(15)?,
-    ];
+    let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
+    for (i, t) in text.iter_mut().enumerate() {
+        *t = row.get(TEXT_AT + i)?;
+    }
     let columns = RowColumns {
         id: row.get(1)?,
         seq: row.get(3)?,
@@ -45,17 +42,17 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
             tenant_id: row.get(2)?,
             event_time: None,
             text,
-            temperature: row.get(16)?,
-            success: row.get(17)?,
+            temperature: row.get(AFTER_TEXT)?,
+            success: row.get(AFTER_TEXT + 1)?,
         },
     };
-    let salt: Option<Vec<u8>> = row.get(19)?;
+    let salt: Option<Vec<u8>> = row.get(AFTER_TEXT + 3)?;
     let content = match salt {
         None => None,
         Some(salt) => {
             let mut fields = BTreeMap::new();
-            for (i, name) in [(20, "prompt"), (21, "response"), (22, "prompt_variables")] {
-                if let Some(v) = row.get::<_, Option<String>>(i)? {
+            for (i, name) in [(4, "prompt"), (5, "response"), (6, "prompt_variables")] {
+                if let Some(v) = row.get::<_, Option<String>>(AFTER_TEXT + i)? {
                     fields.insert(name.to_owned(), v);
                 }
             }
@@ -63,7 +60,7 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
             Some(Content { salt, fields })
         }
     };
-    Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(18)?, content })
+    Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(AFTER_TEXT + 2)?, content })
 }
 
 pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_records.sql"),
     include_str!("../migrations/0002_log_key.sql"),
+    include_str!("../migrations/0003_external_id.sql"),
 ];
 
 /// Apply pending migrations; returns (version found, version known).

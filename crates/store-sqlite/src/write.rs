@@ -86,9 +86,11 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
             }
         }
         Err(e) if group.len() == 1 => {
-            tracing::error!(error = %e, "append failed");
+            if !matches!(refused(&e), StoreError::DuplicateExternalId) {
+                tracing::error!(error = %e, "append failed");
+            }
             for job in group {
-                let _ = job.reply.send(Err(backend(&e)));
+                let _ = job.reply.send(Err(refused(&e)));
             }
         }
         Err(e) => {
@@ -123,7 +125,7 @@ fn insert_rows(
     )?;
     for row in placed {
         let (columns, f) = (&row.columns, &row.columns.fields);
-        let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9] = &f.text;
+        let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10] = &f.text;
         insert.execute(params![
             columns.id,
             f.tenant_id,
@@ -140,6 +142,7 @@ fn insert_rows(
             t7,
             t8,
             t9,
+            t10,
             f.temperature,
             f.success,
             row.entry,
@@ -192,9 +195,19 @@ fn corrupt(what: String) -> rusqlite::Error {
 /// Column order matches `TextField::ALL` (the text columns).
 pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, recorded_at, \
     event_time, model_provider, model_name, model_version, deployment_id, safety_mode, \
-    operation_type, user_id, agent_id, session_id, feature_code, temperature, success, entry) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    operation_type, user_id, agent_id, session_id, feature_code, external_id, temperature, \
+    success, entry) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
-fn backend(e: &rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// Why an append was refused: a duplicate external_id, or the backend failing.
+fn refused(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && msg.contains("records.external_id") =>
+        {
+            StoreError::DuplicateExternalId
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }

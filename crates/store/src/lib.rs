@@ -94,6 +94,12 @@ pub enum StoreError {
     /// Stored data is not what the log says it should be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A record carries an external_id its tenant already has (or the append repeats one).
+    /// Nothing of the append was kept.
+    #[error(
+        "external_id already logged: the tenant has a record with that external_id, or the batch repeats one"
+    )]
+    DuplicateExternalId,
     /// The store's checkpoints are signed with another key than the one offered.
     #[error(
         "this store's checkpoints are signed with the key {registered}, not {offered}: give every node the same log key (AITRAIL_LOG_KEY)"

@@ -44,6 +44,9 @@ pub struct Args {
     session_id: Vec<String>,
     #[arg(long)]
     feature_code: Vec<String>,
+    /// The caller's own id of a call (e.g. an imported Log ID).
+    #[arg(long)]
+    external_id: Vec<String>,
     /// temperature >= this.
     #[arg(long)]
     temperature_min: Option<String>,
@@ -100,6 +103,7 @@ impl Args {
             ("agent_id", &self.agent_id),
             ("session_id", &self.session_id),
             ("feature_code", &self.feature_code),
+            ("external_id", &self.external_id),
         ] {
             pairs.extend(values.iter().map(|v| (k.to_owned(), v.clone())));
         }

@@ -1,4 +1,5 @@
 pub mod checkpoint;
+pub mod import;
 pub mod list;
 pub mod log;
 pub mod migrate;

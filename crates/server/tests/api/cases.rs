@@ -780,3 +780,36 @@ async fn a_record_not_yet_checkpointed_says_when_to_retry() {
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.headers()["retry-after"], "1");
 }
+
+#[tokio::test]
+async fn an_external_id_is_logged_once_per_tenant() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let one = json!({"tenant_id": "t", "external_id": "log-123", "agent_id": "first"});
+    let (status, receipt) = s.post_json(&one).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    // Again, alone, in a batch with a fresh one, or twice in one batch: refused whole.
+    for body in [
+        json!({"tenant_id": "t", "external_id": "log-123", "agent_id": "again"}),
+        json!([{"tenant_id": "t", "external_id": "log-124"}, {"tenant_id": "t", "external_id": "log-123"}]),
+        json!([{"tenant_id": "t", "external_id": "log-9"}, {"tenant_id": "t", "external_id": "log-9"}]),
+    ] {
+        let (status, problem) = s.post_json(&body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}: {problem}");
+        assert_eq!(problem["type"], "urn:aitrail:problem:duplicate-external-id");
+        assert!(problem["detail"].as_str().unwrap().contains("external_id already logged"));
+    }
+    // Another tenant may use the same one; records without one are never held to it.
+    let (status, _) = s.post_json(&json!({"tenant_id": "u", "external_id": "log-123"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = s.post_json(&json!([{"tenant_id": "t"}, {"tenant_id": "t"}])).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, page) = s.get("/v1/records?tenant_id=t&external_id=log-123").await;
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["agent_id"], "first");
+    // Nothing of the refused requests was stored, and the log has no gap.
+    let (_, page) = s.get("/v1/records?tenant_id=t").await;
+    let seqs: Vec<u64> =
+        page["records"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 1, 0]);
+}
