@@ -90,6 +90,12 @@ impl PostgresStore {
         &self.at
     }
 
+    /// The plan PostgreSQL chooses for a listing (`EXPLAIN`), to check that the auditor
+    /// queries are served by indexes.
+    pub async fn explain(&self, query: &Query) -> Result<String, StoreError> {
+        read::explain(&self.client().await?, query).await
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Backend(format!("PostgreSQL: {e}")))
     }

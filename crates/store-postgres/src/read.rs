@@ -28,6 +28,8 @@ const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.
 const TEXT_AT: usize = 6;
 const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
+/// How a record row finds its content.
+const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id";
 const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
 
 /// A timestamp column as the text the entry holds, however it was edited.
@@ -109,13 +111,27 @@ fn value(p: Param) -> Box<dyn ToSql + Sync + Send> {
     }
 }
 
+/// A listing's SQL (prefixed) and its parameters as PostgreSQL values.
+fn list_sql(q: &Query, prefix: &str) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let (sql, params) = sql::list(q, RECORD_COLUMNS, JOIN, |i| format!("${i}"));
+    (format!("{prefix}{sql}"), params.into_iter().map(value).collect())
+}
+
+fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+pub(crate) async fn explain(c: &impl GenericClient, q: &Query) -> Result<String, StoreError> {
+    let (sql, params) = list_sql(q, "EXPLAIN ");
+    let rows = c.query(&sql, &refs(&params)).await.map_err(backend)?;
+    let lines: Result<Vec<String>, _> = rows.iter().map(|r| r.try_get(0)).collect();
+    Ok(lines.map_err(backend)?.join("\n"))
+}
+
 pub(crate) async fn list(c: &impl GenericClient, q: &Query) -> Result<Page, StoreError> {
-    let (sql, params) = sql::list(q, RECORD_COLUMNS, FROM, |i| format!("${i}"));
-    let params: Vec<_> = params.into_iter().map(value).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> =
-        params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let (sql, params) = list_sql(q, "");
     let stmt = c.prepare_cached(&sql).await.map_err(backend)?;
-    let rows = c.query(&stmt, &refs).await.map_err(backend)?;
+    let rows = c.query(&stmt, &refs(&params)).await.map_err(backend)?;
     let rows = rows.iter().map(raw_row).collect::<Result<Vec<_>, _>>().map_err(backend)?;
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;

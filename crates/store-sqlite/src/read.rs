@@ -26,6 +26,8 @@ const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.
 const TEXT_AT: usize = 6;
 const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
+/// How a record row finds its content.
+const JOIN: &str = "LEFT JOIN contents c ON c.pos = r.pos";
 const FROM: &str = "FROM records r LEFT JOIN contents c ON c.pos = r.pos";
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -103,7 +105,7 @@ pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
 
 /// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {
-    let (sql, params) = sql::list(q, RECORD_COLUMNS, FROM, |_| "?".to_owned());
+    let (sql, params) = sql::list(q, RECORD_COLUMNS, JOIN, |_| "?".to_owned());
     let params = params
         .into_iter()
         .map(|p| match p {

@@ -16,12 +16,16 @@ pub enum Param {
     Time(Timestamp),
 }
 
-/// `SELECT {columns} {from} WHERE … ORDER BY r.pos DESC LIMIT n+1` for a listing, with
-/// its parameters; `mark(i)` is the backend's placeholder for the i-th (1-based).
+/// The SQL of a listing, with its parameters; `mark(i)` is the backend's placeholder for
+/// the i-th (1-based). The page (n+1 rows, newest first) is cut from `records r` first and
+/// only then joined (`join`, e.g. to the contents), so a join never runs over every match:
+///
+/// `SELECT {columns} FROM (SELECT * FROM records r WHERE … ORDER BY r.pos DESC LIMIT n+1)
+/// r {join} ORDER BY r.pos DESC`
 pub fn list(
     q: &Query,
     columns: &str,
-    from: &str,
+    join: &str,
     mark: impl Fn(usize) -> String,
 ) -> (String, Vec<Param>) {
     let mut clauses: Vec<String> = Vec::new();
@@ -61,14 +65,14 @@ pub fn list(
     if let Some(Cursor(pos)) = q.cursor {
         add("r.pos < {}", vec![Param::Int(pos)]);
     }
-    let mut sql = format!("SELECT {columns} {from}");
+    let mut page = "SELECT * FROM records r".to_owned();
     if !clauses.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&clauses.join(" AND "));
+        page.push_str(" WHERE ");
+        page.push_str(&clauses.join(" AND "));
     }
-    sql.push_str(&format!(" ORDER BY r.pos DESC LIMIT {}", mark(params.len() + 1)));
+    page.push_str(&format!(" ORDER BY r.pos DESC LIMIT {}", mark(params.len() + 1)));
     params.push(Param::Int(i64::from(q.limit) + 1));
-    (sql, params)
+    (format!("SELECT {columns} FROM ({page}) r {join} ORDER BY r.pos DESC"), params)
 }
 
 #[cfg(test)]
@@ -84,10 +88,10 @@ mod tests {
             ("success", "true"),
         ])
         .unwrap();
-        let (sql, params) = list(&q, "r.pos", "FROM records r", |i| format!("${i}"));
+        let (sql, params) = list(&q, "r.pos", "", |i| format!("${i}"));
         assert!(sql.contains("r.model_provider IN ($1, $2)"), "{sql}");
         assert!(sql.contains("r.temperature > $3 AND r.success = $4"), "{sql}");
-        assert!(sql.ends_with("ORDER BY r.pos DESC LIMIT $5"), "{sql}");
+        assert!(sql.contains("ORDER BY r.pos DESC LIMIT $5) r"), "{sql}");
         assert_eq!(params.len(), 5);
         assert_eq!(params[0], Param::Text("openai".into()));
         assert_eq!(params[4], Param::Int(51));
