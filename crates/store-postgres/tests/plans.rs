@@ -24,7 +24,7 @@ fn record(i: usize) -> Record {
         "temperature": format!("{:.2}", (i % 101) as f64 / 100.0),
         "event_time": format!("2026-{:02}-{:02}T12:00:00Z", 1 + (i / 28) % 12, 1 + i % 28),
     });
-    if i % 4 != 0 {
+    if !i.is_multiple_of(4) {
         body["prompt"] = json!(format!("prompt {i}"));
     }
     parse_body(body.to_string().as_bytes(), BodyFormat::Json).unwrap().into_records().remove(0)
