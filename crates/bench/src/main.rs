@@ -4,6 +4,8 @@
 //! temporary directory, and is driven over loopback HTTP by reqwest clients on another
 //! runtime. Figures are printed as Markdown rows.
 
+mod postgres;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,21 @@ enum Which {
         #[arg(long, default_value_t = 10_000_000)]
         leaves: u64,
     },
+    /// PostgreSQL: (e) batch ingest through a node, (f) binary COPY of the same rows into
+    /// plain tables, (g) one node against two on one database.
+    Postgres {
+        /// The server, without a database name; each measurement gets a fresh database.
+        #[arg(
+            long,
+            env = "AITRAIL_TEST_POSTGRES",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        url: String,
+        #[arg(long, default_value_t = 100)]
+        batches: usize,
+        #[arg(long, default_value_t = 10)]
+        singles_seconds: u32,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -58,6 +75,9 @@ fn main() -> anyhow::Result<()> {
         Which::Query { records } => query(records),
         Which::Verify { records } => verify(records),
         Which::Proofs { leaves } => proofs(leaves),
+        Which::Postgres { url, batches, singles_seconds } => {
+            postgres::run(&url, batches, singles_seconds)
+        }
         Which::All => {
             ingest(10, 100)?;
             query(1_000_000)?;
@@ -125,11 +145,12 @@ fn record(i: usize) -> Value {
     })
 }
 
-/// The real `aitrail serve` binary (built beside this one) on a fresh data dir.
+/// The real `aitrail serve` binary (built beside this one) on a fresh data dir, or on a
+/// PostgreSQL database.
 struct Server {
     base: String,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -144,23 +165,42 @@ fn bench_dir() -> anyhow::Result<tempfile::TempDir> {
 }
 
 fn start_server(dir: tempfile::TempDir) -> anyhow::Result<Server> {
+    let args = ["--data-dir".to_owned(), dir.path().display().to_string()];
+    let mut server = spawn_server(&args, &[])?;
+    server._dir = Some(dir);
+    Ok(server)
+}
+
+/// A node on a PostgreSQL database; every node of a database gets the same log key.
+fn start_node(url: &str) -> anyhow::Result<Server> {
+    let key = aitrail_core::note::NoteSigner::from_seed("aitrail", [3; 32])?.to_private_string();
+    spawn_server(&["--database".to_owned(), url.to_owned()], &[("AITRAIL_LOG_KEY", &key)])
+}
+
+fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server> {
     use std::io::BufRead;
     let exe = std::env::current_exe()?.with_file_name("aitrail");
     let mut child = std::process::Command::new(&exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} (cargo build --release first)", exe.display()))?;
     let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut said = Vec::new();
     let base = loop {
-        let line = lines.next().context("server exited before listening")??;
+        let Some(line) = lines.next() else {
+            anyhow::bail!("server exited before listening: {}", said.join("\n"))
+        };
+        let line = line?;
         if let Some(rest) = line.strip_prefix("aitrail listening on ") {
             break rest.split_whitespace().next().unwrap_or_default().to_owned();
         }
+        said.push(line);
     };
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(Server { base, child, _dir: dir })
+    Ok(Server { base, child, _dir: None })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -181,14 +221,7 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
 
     // (a) single-record POSTs, driven by wrk: a load generator in C costs this 2-core
     // machine far less CPU than one in Rust on the same cores would.
-    let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
-            serde_json::to_string(&record(1).to_string())?
-        ),
-    )?;
+    let script = wrk_script()?;
     for concurrency in [1usize, 16, 64] {
         let server = start_server(bench_dir()?)?;
         let w = wrk(&server.base, concurrency, singles_seconds, script.path())?;
@@ -203,7 +236,7 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
     for concurrency in [1usize, 4] {
         let server = start_server(bench_dir()?)?;
         let (elapsed, mut lat) =
-            client_rt.block_on(drive(&server.base, concurrency, batches, 1000))?;
+            client_rt.block_on(drive(&[server.base.clone()], concurrency, batches, 1000))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         if concurrency == 1 {
@@ -221,6 +254,19 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
     println!("| (c) raw SQLite INSERT, 1,000 a transaction | 1 | {raw_rate:.0} | | |");
     println!("\n(b)/(c) at concurrency 1 = {:.2}", batch_rate / raw_rate);
     Ok(())
+}
+
+/// The wrk script that POSTs one ~1.1 KiB record.
+fn wrk_script() -> anyhow::Result<tempfile::NamedTempFile> {
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
+            serde_json::to_string(&record(1).to_string())?
+        ),
+    )?;
+    Ok(script)
 }
 
 struct WrkResult {
@@ -273,9 +319,10 @@ fn wrk_ms(v: &str) -> anyhow::Result<String> {
     Ok(format!("{:.2}", num.parse::<f64>()? * factor))
 }
 
-/// `total` POSTs of `per_request` records from `concurrency` clients; latency per request.
+/// `total` POSTs of `per_request` records from `concurrency` clients, each client on one
+/// of `bases` in turn; latency per request.
 async fn drive(
-    base: &str,
+    bases: &[String],
     concurrency: usize,
     total: usize,
     per_request: usize,
@@ -292,12 +339,12 @@ async fn drive(
             })
             .collect(),
     );
-    let url = format!("{base}/v1/records");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (url, next, bodies) = (url.clone(), next.clone(), bodies.clone());
+    for c in 0..concurrency {
+        let url = format!("{}/v1/records", bases[c % bases.len()]);
+        let (next, bodies) = (next.clone(), bodies.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut lat = Vec::new();
@@ -380,8 +427,8 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_provider, \
                  model_name, model_version, deployment_id, safety_mode, operation_type, user_id, \
-                 agent_id, session_id, feature_code, temperature, success, entry) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                 agent_id, session_id, feature_code, external_id, temperature, success, entry) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut content = tx.prepare_cached(
                 "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -2,7 +2,7 @@
 //! given whole in AITRAIL_LOG_KEY. Never printed, never logged.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aitrail_core::note::{NoteSigner, Verifier};
@@ -26,6 +26,12 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> anyhow::Result<NoteSigner>
                 format!("--log-name {name:?} cannot name a key (no spaces or '+')")
             })?;
             let file = path(data_dir);
+            // With --database nothing else lives in the data dir, which may not exist yet.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

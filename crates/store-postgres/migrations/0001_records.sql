@@ -2,8 +2,8 @@
 -- with PostgreSQL's own types: uuid, timestamptz, boolean, jsonb, bytea.
 
 -- The entry's JSON (docs/FORMAT.md: a fixed 17-byte prefix, then UTF-8 JSON). The database
--- encoding is UTF8 and never changes, so this is immutable in fact, which generated
--- columns need.
+-- encoding is UTF8 and never changes, so this is immutable in fact, which expression
+-- indexes need.
 CREATE FUNCTION aitrail_entry_json(entry bytea) RETURNS jsonb
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN convert_from(substr(entry, 18), 'UTF8')::jsonb;
@@ -18,8 +18,8 @@ CREATE TABLE logs (
 
 -- One row per record. `entry` is the record's log entry: the bytes its Merkle leaf hashes.
 -- The other columns are copies of what the auditor queries filter and sort on; `aitrail
--- verify` checks them against the entry. model_config and attributes are generated from
--- the entry, for ad-hoc SQL (`model_config->>'top_p'`): nobody can UPDATE them apart.
+-- verify` checks them against the entry. model_config and attributes, as JSONB, are read
+-- from the entry by the view records_json below.
 CREATE TABLE records (
     pos             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- page cursor
     id              uuid NOT NULL UNIQUE,                           -- UUIDv7
@@ -41,8 +41,6 @@ CREATE TABLE records (
     temperature     double precision,     -- numeric copy of the literal in the entry
     success         boolean NOT NULL,
     entry           bytea NOT NULL,
-    model_config    jsonb GENERATED ALWAYS AS (aitrail_entry_json(entry) -> 'record' -> 'model_config') STORED,
-    attributes      jsonb GENERATED ALWAYS AS (aitrail_entry_json(entry) -> 'record' -> 'attributes') STORED,
     UNIQUE (tenant_id, seq),
     -- NULLs are distinct: only records that carry an external_id are held to it.
     CONSTRAINT records_external_id UNIQUE (tenant_id, external_id)
@@ -63,6 +61,17 @@ CREATE INDEX records_agent_id       ON records (agent_id, pos);
 CREATE INDEX records_session_id     ON records (session_id, pos);
 CREATE INDEX records_feature_code   ON records (feature_code, pos);
 CREATE INDEX records_temperature    ON records (temperature, pos);
+
+-- The records with model_config and attributes as JSONB, for ad-hoc SQL
+-- (`WHERE model_config->>'top_p' = '0.9'`). Read from the entry, so they can never disagree
+-- with the log, and cost nothing at ingest (stored generated columns parse every entry
+-- twice: 20-45% of batch ingest throughput, BENCHMARKS.md). Index a key you query often
+-- with an expression index on aitrail_entry_json(entry).
+CREATE VIEW records_json AS
+    SELECT r.*,
+           aitrail_entry_json(r.entry) -> 'record' -> 'model_config' AS model_config,
+           aitrail_entry_json(r.entry) -> 'record' -> 'attributes' AS attributes
+    FROM records r;
 
 -- Content kept apart from the entry, which holds only salted commitments to it: deleting
 -- a row here (retention, erasure) leaves every leaf and proof intact.

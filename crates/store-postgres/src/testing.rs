@@ -24,14 +24,19 @@ impl TestDatabase {
     /// A new empty database, or `None` (after a loud line on stderr) where no PostgreSQL
     /// is configured. Panics when one is configured but cannot be used, and in CI.
     pub async fn create(test: &str) -> Option<Self> {
-        let server = server(test)?;
+        Some(Self::on(&server(test)?).await)
+    }
+
+    /// A new empty database on the server at `server` (a URL without a database name).
+    pub async fn on(server: &str) -> Self {
+        let server = server.trim_end_matches('/').to_owned();
         let name = format!("aitrail_test_{}", uuid::Uuid::now_v7().simple());
         let admin = admin_client(&server).await;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create a test database on {server}: {e}"));
-        Some(Self { url: format!("{server}/{name}"), server, name })
+        Self { url: format!("{server}/{name}"), server, name }
     }
 
     /// Its name, for psql.

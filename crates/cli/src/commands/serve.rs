@@ -29,7 +29,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AITRAIL_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // PostgreSQL's notices ("already exists, skipping") are not ours to show.
+                .unwrap_or_else(|_| "info,tokio_postgres=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
