@@ -235,8 +235,12 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
     let mut batch_rate = 0.0;
     for concurrency in [1usize, 4] {
         let server = start_server(bench_dir()?)?;
-        let (elapsed, mut lat) =
-            client_rt.block_on(drive(&[server.base.clone()], concurrency, batches, 1000))?;
+        let (elapsed, mut lat) = client_rt.block_on(drive(
+            std::slice::from_ref(&server.base),
+            concurrency,
+            batches,
+            1000,
+        ))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         if concurrency == 1 {

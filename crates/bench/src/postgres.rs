@@ -22,7 +22,7 @@ pub fn run(server_url: &str, batches: usize, singles_seconds: u32) -> anyhow::Re
         let db = rt.block_on(TestDatabase::on(server_url));
         let node = start_node(&db.url)?;
         let (elapsed, mut lat) =
-            rt.block_on(drive(&[node.base.clone()], concurrency, batches, 1000))?;
+            rt.block_on(drive(std::slice::from_ref(&node.base), concurrency, batches, 1000))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         if concurrency == 1 {
