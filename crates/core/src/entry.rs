@@ -335,10 +335,12 @@ impl<'a> EntryView<'a> {
                 .commitments
                 .get(field.as_str())
                 .ok_or_else(|| EntryError::UncommittedContent(field.clone()))?;
-            let mut logged = [0u8; 32];
-            let same = hex::decode_to_slice(want.as_bytes(), &mut logged).is_ok()
-                && commitment(&content.salt, field, text) == logged;
-            if !same {
+            // Encoding ours (a table lookup) is much cheaper than decoding theirs, and the
+            // canonical entry holds lower-case hex, so the texts must be equal.
+            let mut ours = [0u8; 64];
+            hex::encode_to_slice(commitment(&content.salt, field, text), &mut ours)
+                .expect("64 bytes hold 32 as hex");
+            if ours != want.as_bytes() {
                 return Err(EntryError::ContentMismatch(field.clone()));
             }
         }

@@ -184,8 +184,12 @@ impl Store for PostgresStore {
         read::checkpoints(&self.client().await?, tenant).await
     }
 
-    async fn scan(&self, after: Option<i64>, limit: u32) -> Result<Vec<RawRow>, StoreError> {
-        read::scan(&self.client().await?, after, limit).await
+    async fn pos_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        read::pos_span(&self.client().await?).await
+    }
+
+    async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
+        read::scan(&self.client().await?, from, to).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {

@@ -295,19 +295,25 @@ pub(crate) async fn checkpoints(
     rows.iter().map(to_checkpoint).collect()
 }
 
+pub(crate) async fn pos_span(c: &impl GenericClient) -> Result<Option<(i64, i64)>, StoreError> {
+    let row = c.query_one("SELECT min(pos), max(pos) FROM records", &[]).await.map_err(backend)?;
+    let first: Option<i64> = row.try_get(0).map_err(backend)?;
+    let last: Option<i64> = row.try_get(1).map_err(backend)?;
+    Ok(first.zip(last))
+}
+
 pub(crate) async fn scan(
     c: &impl GenericClient,
-    after: Option<i64>,
-    limit: u32,
+    from: i64,
+    to: i64,
 ) -> Result<Vec<RawRow>, StoreError> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos > $1 ORDER BY r.pos LIMIT $2"
+            "SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= $1 AND r.pos < $2 ORDER BY r.pos"
         ))
         .await
         .map_err(backend)?;
-    let rows =
-        c.query(&stmt, &[&after.unwrap_or(i64::MIN), &i64::from(limit)]).await.map_err(backend)?;
+    let rows = c.query(&stmt, &[&from, &to]).await.map_err(backend)?;
     rows.iter().map(raw_row).collect::<Result<_, _>>().map_err(backend)
 }
 

@@ -158,8 +158,12 @@ impl Store for SqliteStore {
         self.read(move |c| read::checkpoints(c, &tenant)).await
     }
 
-    async fn scan(&self, after: Option<i64>, limit: u32) -> Result<Vec<RawRow>, StoreError> {
-        self.read(move |c| read::scan(c, after, limit)).await
+    async fn pos_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        self.read(read::pos_span).await
+    }
+
+    async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
+        self.read(move |c| read::scan(c, from, to)).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {

@@ -282,14 +282,21 @@ pub(crate) fn checkpoints(
     rows.map(|r| to_checkpoint(r.map_err(backend)?)).collect()
 }
 
-pub(crate) fn scan(
-    c: &Connection,
-    after: Option<i64>,
-    limit: u32,
-) -> Result<Vec<RawRow>, StoreError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos > ?1 ORDER BY r.pos LIMIT ?2");
+pub(crate) fn pos_span(c: &Connection) -> Result<Option<(i64, i64)>, StoreError> {
+    let span = c.query_row("SELECT min(pos), max(pos) FROM records", [], |r| {
+        Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+    });
+    Ok(match span.map_err(backend)? {
+        (Some(first), Some(last)) => Some((first, last)),
+        _ => None,
+    })
+}
+
+pub(crate) fn scan(c: &Connection, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
+    let sql =
+        format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos");
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-    stmt.query_map(params![after.unwrap_or(i64::MIN), limit], raw_row)
+    stmt.query_map(params![from, to], raw_row)
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)

@@ -141,8 +141,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every checkpoint of a tenant's log, smallest first.
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError>;
 
-    /// Every stored row, of every tenant, in the backend's own order (`pos`), after `after`.
-    async fn scan(&self, after: Option<i64>, limit: u32) -> Result<Vec<RawRow>, StoreError>;
+    /// The smallest and largest `pos` of the stored rows; `None` when there is none.
+    async fn pos_span(&self) -> Result<Option<(i64, i64)>, StoreError>;
+
+    /// Every stored row, of every tenant, with `from <= pos < to`, in `pos` order.
+    async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError>;
 
     /// Every tenant id that has rows or a log, even where the two disagree.
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;

@@ -3,25 +3,27 @@
 //! every tenant's tree is rebuilt from those leaves and every signed checkpoint checked
 //! against it with the public key alone. Each problem is named by tenant, seq and id.
 //!
-//! Two passes, both sequential reads: the rows in storage order (checked in parallel), then
-//! each tenant's leaves in seq order. Together they cover the log: every row's entry hashes
-//! to the leaf at its seq, every leaf below the log's size has exactly one row, and the
-//! leaves give every signed root.
+//! Two passes, both sequential reads. Pass 1 reads the rows in storage order, in ranges of
+//! positions read and checked on every core at once, and notes each row's leaf hash by its
+//! seq (48 bytes a record). Pass 2 walks each tenant's logged leaves in seq order: rows
+//! missing or not matching their leaf, and the signed roots. Together they cover the log:
+//! every row's entry hashes to the leaf at its seq, every leaf below the log's size has
+//! exactly one row, and the leaves give every signed root.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 use aitrail_core::TenantId;
 use aitrail_core::entry::EntryView;
 use aitrail_core::merkle::{CompactRange, Hash, leaf_hash};
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
-use rayon::prelude::*;
 
 use crate::{RawRow, Store, StoreError, StoredCheckpoint, proofs};
 
-/// Rows read per call.
-const PAGE: u32 = 10_000;
+/// Positions per range read by one task.
+const RANGE: i64 = 5_000;
 /// Leaf tiles fetched per call.
 const TILES_PER_FETCH: u64 = 64;
 
@@ -82,36 +84,70 @@ impl Report {
     }
 }
 
-/// One tenant log while its rows stream past.
+/// One tenant log while its rows stream past: which seqs a row holds, and the leaf hash
+/// and id of that row, to compare with the logged leaf in pass 2.
 struct TenantLog {
     size: u64,
     /// One bit per seq below `size`: a row holds it.
     held: Vec<u64>,
-    leaves: LeafTiles,
+    /// One bit per seq: the row's leaf is to be compared (not when it is misplaced, which
+    /// is its own finding).
+    compare: Vec<u64>,
+    leaves: Vec<Hash>,
+    ids: Vec<String>,
+}
+
+fn bit(bits: &[u64], seq: u64) -> bool {
+    bits[(seq / 64) as usize] & (1 << (seq % 64)) != 0
+}
+
+fn set(bits: &mut [u64], seq: u64) {
+    bits[(seq / 64) as usize] |= 1 << (seq % 64);
 }
 
 impl TenantLog {
     fn new(size: u64) -> Self {
-        Self { size, held: vec![0; size.div_ceil(64) as usize], leaves: LeafTiles::default() }
+        let words = size.div_ceil(64) as usize;
+        Self {
+            size,
+            held: vec![0; words],
+            compare: vec![0; words],
+            leaves: vec![[0; 32]; size as usize],
+            ids: vec![String::new(); size as usize],
+        }
     }
+}
 
-    /// Mark `seq` held; false if it already was.
-    fn hold(&mut self, seq: u64) -> bool {
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        let fresh = self.held[word] & bit == 0;
-        self.held[word] |= bit;
-        fresh
-    }
+/// A row as pass 1 keeps it, once checked against its own entry.
+struct Checked {
+    tenant: String,
+    seq: i64,
+    id: String,
+    leaf: Hash,
+    findings: Vec<Finding>,
+}
 
-    fn is_held(&self, seq: u64) -> bool {
-        self.held[(seq / 64) as usize] & (1 << (seq % 64)) != 0
-    }
+/// Read and check the rows with positions in `from..to`, on a blocking thread.
+async fn read_range(store: Arc<dyn Store>, from: i64, to: i64) -> Result<Vec<Checked>, StoreError> {
+    let rows = store.scan(from, to).await?;
+    let check = move || {
+        rows.into_iter()
+            .map(|row| {
+                let (leaf, findings) = check_row(&row);
+                let c = row.columns;
+                Checked { tenant: c.fields.tenant_id, seq: c.seq, id: c.id, leaf, findings }
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(check)
+        .await
+        .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))
 }
 
 /// Verify everything in the store against the log's public key. `progress` is called
 /// with the number of rows read so far.
 pub async fn verify_store(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     verifier: &Verifier,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, StoreError> {
@@ -120,29 +156,34 @@ pub async fn verify_store(
     let mut report = Report::default();
     let mut findings = Vec::new();
 
-    // Pass 1: every row, in storage order; the next page is read while this one is checked.
-    let mut next_page = store.scan(None, PAGE).await?;
-    while !next_page.is_empty() {
-        let rows = std::mem::take(&mut next_page);
-        let after = rows.last().map(|r| r.pos);
-        let (page, checks) = tokio::join!(store.scan(after, PAGE), async {
-            rows.par_iter().map(check_row).collect::<Vec<_>>()
-        });
-        next_page = page?;
-        for (row, (leaf, problems)) in rows.iter().zip(checks) {
-            place_row(store, &mut logs, row, leaf, problems, &mut findings).await?;
+    // Pass 1: every row, by ranges of positions, several read and checked at once.
+    if let Some((first, last)) = store.pos_span().await? {
+        let in_flight = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut ranges = (first..=last).step_by(RANGE as usize).map(|from| (from, from + RANGE));
+        let mut running = VecDeque::new();
+        loop {
+            while running.len() < in_flight
+                && let Some((from, to)) = ranges.next()
+            {
+                running.push_back(tokio::spawn(read_range(store.clone(), from, to)));
+            }
+            let Some(next) = running.pop_front() else { break };
+            let rows = next
+                .await
+                .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))??;
+            report.records += rows.len() as u64;
+            for row in rows {
+                place_row(&mut logs, row, &mut findings);
+            }
+            progress(report.records);
         }
-        report.records += rows.len() as u64;
-        progress(report.records);
     }
 
-    // Pass 2: each tenant's leaves in seq order: rows missing, and the signed roots.
+    // Pass 2: each tenant's leaves in seq order: rows missing or not matching, and the
+    // signed roots.
     for (tenant, log) in &logs {
-        for seq in (0..log.size).filter(|&s| !log.is_held(s)) {
-            findings.push(Finding::Removed { tenant: tenant.clone(), seq });
-        }
         let checkpoints = store.checkpoints(tenant).await?;
-        check_tree(store, verifier, tenant, log.size, &checkpoints, &mut findings).await?;
+        check_tree(store.as_ref(), verifier, tenant, log, &checkpoints, &mut findings).await?;
         report.checkpoints += checkpoints.len();
     }
     report.tenants = logs.len();
@@ -164,53 +205,35 @@ fn order(f: &Finding) -> (String, i64) {
 }
 
 /// Account for one row in its tenant's log.
-async fn place_row(
-    store: &dyn Store,
-    logs: &mut BTreeMap<TenantId, TenantLog>,
-    row: &RawRow,
-    leaf: Hash,
-    problems: Vec<Finding>,
-    findings: &mut Vec<Finding>,
-) -> Result<(), StoreError> {
-    let c = &row.columns;
-    let inserted = |why: String| Finding::Inserted {
-        tenant: c.fields.tenant_id.clone(),
-        seq: c.seq,
-        id: c.id.clone(),
+fn place_row(logs: &mut BTreeMap<TenantId, TenantLog>, row: Checked, findings: &mut Vec<Finding>) {
+    let inserted = |row: &Checked, why: String| Finding::Inserted {
+        tenant: row.tenant.clone(),
+        seq: row.seq,
+        id: row.id.clone(),
         why,
     };
-    let log =
-        TenantId::parse(&c.fields.tenant_id).ok().and_then(|t| logs.get_mut(&t).map(|l| (t, l)));
-    let Some((tenant, log)) = log else {
-        findings.push(inserted("a record of a tenant that has no log".into()));
-        return Ok(());
+    let log = TenantId::parse(&row.tenant).ok().and_then(|t| logs.get_mut(&t));
+    let Some(log) = log else {
+        findings.push(inserted(&row, "a record of a tenant that has no log".into()));
+        return;
     };
-    if c.seq < 0 || c.seq as u64 >= log.size {
-        findings.push(inserted(format!("beyond the end of the log (size {})", log.size)));
-        return Ok(());
+    if row.seq < 0 || row.seq as u64 >= log.size {
+        findings.push(inserted(&row, format!("beyond the end of the log (size {})", log.size)));
+        return;
     }
-    let seq = c.seq as u64;
-    if !log.hold(seq) {
-        findings.push(inserted("a second record at a seq already taken".into()));
-        return Ok(());
+    let seq = row.seq as u64;
+    if bit(&log.held, seq) {
+        findings.push(inserted(&row, "a second record at a seq already taken".into()));
+        return;
     }
-    let reordered = problems.iter().any(|p| matches!(p, Finding::Reordered { .. }));
-    findings.extend(problems);
+    set(&mut log.held, seq);
+    let reordered = row.findings.iter().any(|p| matches!(p, Finding::Reordered { .. }));
     if !reordered {
-        let logged = log.leaves.get(store, &tenant, seq, log.size).await?;
-        if logged != Some(leaf) {
-            findings.push(Finding::Modified {
-                tenant,
-                seq,
-                id: c.id.clone(),
-                what: match logged {
-                    Some(_) => "entry differs from the logged leaf hash".into(),
-                    None => "the log has no leaf hash for this seq".into(),
-                },
-            });
-        }
+        set(&mut log.compare, seq);
+        log.leaves[seq as usize] = row.leaf;
+        log.ids[seq as usize] = row.id;
     }
-    Ok(())
+    findings.extend(row.findings);
 }
 
 /// Check one row against its own entry: the leaf its entry hashes to, and what is wrong
@@ -249,15 +272,17 @@ fn check_row(row: &RawRow) -> (Hash, Vec<Finding>) {
     (leaf, findings)
 }
 
-/// Rebuild a tenant's tree from its logged leaves and check every checkpoint against it.
+/// Walk a tenant's logged leaves: each seq's row must be there and hash to its leaf; the
+/// tree rebuilt from them must give every checkpoint's signed root.
 async fn check_tree(
     store: &dyn Store,
     verifier: &Verifier,
     tenant: &TenantId,
-    size: u64,
+    log: &TenantLog,
     checkpoints: &[StoredCheckpoint],
     findings: &mut Vec<Finding>,
 ) -> Result<(), StoreError> {
+    let size = log.size;
     let mut pending = checkpoints.iter().peekable();
     let mut tree = CompactRange::default();
     let mut leaves = LeafTiles::default();
@@ -267,8 +292,20 @@ async fn check_tree(
                 tenant: tenant.clone(),
                 why: format!("the log has no leaf hash for seq {seq}: its tiles are incomplete"),
             });
+            let removed = (seq..size).filter(|&s| !bit(&log.held, s));
+            findings.extend(removed.map(|seq| Finding::Removed { tenant: tenant.clone(), seq }));
             return Ok(());
         };
+        if !bit(&log.held, seq) {
+            findings.push(Finding::Removed { tenant: tenant.clone(), seq });
+        } else if bit(&log.compare, seq) && log.leaves[seq as usize] != leaf {
+            findings.push(Finding::Modified {
+                tenant: tenant.clone(),
+                seq,
+                id: log.ids[seq as usize].clone(),
+                what: "entry differs from the logged leaf hash".into(),
+            });
+        }
         tree.push(leaf);
         while let Some(cp) = pending.next_if(|cp| cp.size <= tree.size()) {
             if let Some(why) = checkpoint_problem(verifier, tenant, cp, &tree) {

@@ -61,7 +61,7 @@ async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()>
         ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records {per_sec} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = verify_store(store.as_ref(), verifier, &|n| bar.set_position(n)).await?;
+    let report = verify_store(store.clone(), verifier, &|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     for f in &report.findings {
         println!("{f}");
