@@ -63,6 +63,12 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         singles_seconds: u32,
     },
+    /// What authentication costs a request: GET /healthz (no key) against GET /v1/log-key
+    /// (a key checked), next to single-record ingest, all at 64 connections.
+    Auth {
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -75,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Which::Query { records } => query(records),
         Which::Verify { records } => verify(records),
         Which::Proofs { leaves } => proofs(leaves),
+        Which::Auth { seconds } => auth(seconds),
         Which::Postgres { url, batches, singles_seconds } => {
             postgres::run(&url, batches, singles_seconds)
         }
@@ -149,8 +156,17 @@ fn record(i: usize) -> Value {
 /// PostgreSQL database.
 struct Server {
     base: String,
+    /// A global admin key, made on the store before the server started.
+    key: String,
     child: std::process::Child,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Where and as whom to send requests.
+    fn target(&self) -> (String, String) {
+        (self.base.clone(), self.key.clone())
+    }
 }
 
 impl Drop for Server {
@@ -180,6 +196,14 @@ fn start_node(url: &str) -> anyhow::Result<Server> {
 fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server> {
     use std::io::BufRead;
     let exe = std::env::current_exe()?.with_file_name("aitrail");
+    let made = std::process::Command::new(&exe)
+        .args(args)
+        .args(["keys", "create", "--role", "admin"])
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("running {} (cargo build --release first)", exe.display()))?;
+    anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key = String::from_utf8(made.stdout)?.trim().to_owned();
     let mut child = std::process::Command::new(&exe)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -200,7 +224,7 @@ fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server>
         said.push(line);
     };
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(Server { base, child, _dir: None })
+    Ok(Server { base, key, child, _dir: None })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -221,10 +245,10 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
 
     // (a) single-record POSTs, driven by wrk: a load generator in C costs this 2-core
     // machine far less CPU than one in Rust on the same cores would.
-    let script = wrk_script()?;
     for concurrency in [1usize, 16, 64] {
         let server = start_server(bench_dir()?)?;
-        let w = wrk(&server.base, concurrency, singles_seconds, script.path())?;
+        let script = wrk_script(&server.key, Some(&record(1).to_string()))?;
+        let w = wrk(&server.base, "/v1/records", concurrency, singles_seconds, script.path())?;
         println!(
             "| (a) single POST (wrk, {singles_seconds} s) | {concurrency} | {:.0} | {} | {} |",
             w.rate, w.p50, w.p99
@@ -235,12 +259,8 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
     let mut batch_rate = 0.0;
     for concurrency in [1usize, 4] {
         let server = start_server(bench_dir()?)?;
-        let (elapsed, mut lat) = client_rt.block_on(drive(
-            std::slice::from_ref(&server.base),
-            concurrency,
-            batches,
-            1000,
-        ))?;
+        let (elapsed, mut lat) =
+            client_rt.block_on(drive(&[server.target()], concurrency, batches, 1000))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         if concurrency == 1 {
@@ -260,17 +280,64 @@ fn ingest(singles_seconds: u32, batches: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The wrk script that POSTs one ~1.1 KiB record.
-fn wrk_script() -> anyhow::Result<tempfile::NamedTempFile> {
+/// A wrk script that sends `key`, and POSTs `body` (JSON) when there is one.
+fn wrk_script(key: &str, body: Option<&str>) -> anyhow::Result<tempfile::NamedTempFile> {
     let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
-            serde_json::to_string(&record(1).to_string())?
-        ),
-    )?;
+    let mut lua = format!("wrk.headers[\"Authorization\"] = \"Bearer {key}\"\n");
+    if let Some(body) = body {
+        lua.push_str(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        );
+        lua.push_str(&format!("wrk.body = {}\n", serde_json::to_string(body)?));
+    }
+    std::fs::write(script.path(), lua)?;
     Ok(script)
+}
+
+/// Authentication's cost per request, from three wrk runs at 64 connections against one
+/// server: the same trivial answer without a key (/healthz) and with one (/v1/log-key),
+/// and single-record ingest for scale.
+fn auth(seconds: u32) -> anyhow::Result<()> {
+    let server = start_server(bench_dir()?)?;
+    // The server's own CPU time per request (wrk shares the cores, so rates alone would
+    // measure wrk as much as the server).
+    let cpu_seconds = || -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id()))?;
+        let after_name = stat.rsplit_once(')').context("/proc stat")?.1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?; // utime, stime
+        Ok(ticks / 100.0)
+    };
+    let run = |path: &str, body: Option<&str>| -> anyhow::Result<(WrkResult, f64)> {
+        let script = wrk_script(&server.key, body)?;
+        let before = cpu_seconds()?;
+        let w = wrk(&server.base, path, 64, seconds, script.path())?;
+        let per_request = (cpu_seconds()? - before) / (w.rate * f64::from(seconds));
+        Ok((w, per_request))
+    };
+    let plain = run("/healthz", None)?;
+    let keyed = run("/v1/log-key", None)?;
+    let body = record(1).to_string();
+    let ingest = run("/v1/records", Some(&body))?;
+    println!(
+        "| request (wrk, 64 connections, {seconds} s) | requests/s | server CPU µs a request | p99 ms |"
+    );
+    println!("|---|---|---|---|");
+    for (what, (w, cpu)) in [
+        ("GET /healthz (no key)", &plain),
+        ("GET /v1/log-key (key checked)", &keyed),
+        ("POST /v1/records, one record (key checked)", &ingest),
+    ] {
+        println!("| {what} | {:.0} | {:.1} | {} |", w.rate, cpu * 1e6, w.p99);
+    }
+    let auth = (keyed.1 - plain.1).max(0.0);
+    println!(
+        "\nauthentication: {:.1} µs of server CPU a request = {:.1}% of a single-record ingest's {:.1} µs",
+        auth * 1e6,
+        100.0 * auth / ingest.1,
+        ingest.1 * 1e6
+    );
+    Ok(())
 }
 
 struct WrkResult {
@@ -282,6 +349,7 @@ struct WrkResult {
 /// Run wrk (Debian package `wrk`) with one thread and `connections` connections.
 fn wrk(
     base: &str,
+    path: &str,
     connections: usize,
     seconds: u32,
     script: &std::path::Path,
@@ -289,7 +357,7 @@ fn wrk(
     let out = std::process::Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(script)
-        .arg(format!("{base}/v1/records"))
+        .arg(format!("{base}{path}"))
         .output()
         .context("running wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -324,9 +392,9 @@ fn wrk_ms(v: &str) -> anyhow::Result<String> {
 }
 
 /// `total` POSTs of `per_request` records from `concurrency` clients, each client on one
-/// of `bases` in turn; latency per request.
+/// of `targets` (base URL, API key) in turn; latency per request.
 async fn drive(
-    bases: &[String],
+    targets: &[(String, String)],
     concurrency: usize,
     total: usize,
     per_request: usize,
@@ -347,7 +415,9 @@ async fn drive(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..concurrency {
-        let url = format!("{}/v1/records", bases[c % bases.len()]);
+        let (base, key) = &targets[c % targets.len()];
+        let url = format!("{base}/v1/records");
+        let auth = format!("Bearer {key}");
         let (next, bodies) = (next.clone(), bodies.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -360,6 +430,7 @@ async fn drive(
                 let t = Instant::now();
                 let r = client
                     .post(&url)
+                    .header("authorization", &auth)
                     .header("content-type", "application/json")
                     .body(bodies[k % bodies.len()].clone())
                     .send()
@@ -495,8 +566,9 @@ fn query(n: usize) -> anyhow::Result<()> {
         let mut rows = 0;
         for _ in 0..200 {
             let t = Instant::now();
-            let page: Value =
-                load_rt.block_on(async { client.get(&url).send().await?.json().await })?;
+            let page: Value = load_rt.block_on(async {
+                client.get(&url).bearer_auth(&server.key).send().await?.json().await
+            })?;
             lat.push(t.elapsed());
             rows = page["records"].as_array().map_or(0, Vec::len);
         }

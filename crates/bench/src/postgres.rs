@@ -22,7 +22,7 @@ pub fn run(server_url: &str, batches: usize, singles_seconds: u32) -> anyhow::Re
         let db = rt.block_on(TestDatabase::on(server_url));
         let node = start_node(&db.url)?;
         let (elapsed, mut lat) =
-            rt.block_on(drive(std::slice::from_ref(&node.base), concurrency, batches, 1000))?;
+            rt.block_on(drive(&[node.target()], concurrency, batches, 1000))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         if concurrency == 1 {
@@ -50,8 +50,8 @@ pub fn run(server_url: &str, batches: usize, singles_seconds: u32) -> anyhow::Re
         let db = rt.block_on(TestDatabase::on(server_url));
         let servers: Vec<Server> =
             (0..nodes).map(|_| start_node(&db.url)).collect::<anyhow::Result<_>>()?;
-        let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-        let (elapsed, mut lat) = rt.block_on(drive(&bases, 4, batches, 1000))?;
+        let targets: Vec<(String, String)> = servers.iter().map(Server::target).collect();
+        let (elapsed, mut lat) = rt.block_on(drive(&targets, 4, batches, 1000))?;
         lat.sort_unstable();
         let rate = (batches * 1000) as f64 / elapsed.as_secs_f64();
         println!(
@@ -60,12 +60,16 @@ pub fn run(server_url: &str, batches: usize, singles_seconds: u32) -> anyhow::Re
             ms(percentile(&lat, 0.99))
         );
         // Single records at 64 connections in all, wrk per node.
-        let script = wrk_script()?;
-        let runs: Vec<_> = bases
+        let body = record(1).to_string();
+        let runs: Vec<_> = targets
             .iter()
-            .map(|b| {
-                let (b, path) = (b.clone(), script.path().to_owned());
-                std::thread::spawn(move || wrk(&b, 64 / nodes, singles_seconds, &path))
+            .map(|(base, key)| {
+                let script = wrk_script(key, Some(&body));
+                let base = base.clone();
+                std::thread::spawn(move || {
+                    let script = script?;
+                    wrk(&base, "/v1/records", 64 / nodes, singles_seconds, script.path())
+                })
             })
             .collect();
         let mut singles = 0.0;

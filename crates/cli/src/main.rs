@@ -39,6 +39,9 @@ pub struct Global {
     /// work directly on the store (--database, else --data-dir).
     #[arg(long, global = true, env = "AITRAIL_SERVER")]
     pub server: Option<String>,
+    /// API key for --server (`ait_…`), sent as `Authorization: Bearer`.
+    #[arg(long, global = true, env = "AITRAIL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +60,9 @@ enum Command {
     Checkpoint(commands::checkpoint::Args),
     /// Bring in logs from seed 000's system: its PostgreSQL table or its compliance CSV.
     Import(commands::import::Args),
+    /// Make, list and revoke API keys (on the store directly, or through --server).
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
     /// Bring the store's schema up to this version of aitrail (serve does it at start too).
     Migrate,
 }
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
             Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
+            Command::Keys(command) => commands::keys::run(&cli.global, command).await,
             Command::Import(args) => commands::import::run(&cli.global, args).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
         }

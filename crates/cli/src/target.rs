@@ -78,7 +78,7 @@ impl Target {
     pub async fn open(global: &Global) -> anyhow::Result<Self> {
         match &global.server {
             Some(url) => Ok(Target::Remote {
-                client: reqwest::Client::new(),
+                client: client(global.api_key.as_deref())?,
                 base: url.trim_end_matches('/').to_owned(),
             }),
             None => Ok(Target::Local(open_store(global).await?)),
@@ -259,6 +259,33 @@ impl Target {
     pub async fn log_key(&self) -> anyhow::Result<String> {
         text_answer(self.get_remote("/v1/log-key", &[]).await?).await.map(|k| k.trim().to_owned())
     }
+}
+
+/// An HTTP client that sends the API key with every request.
+fn client(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .context("--api-key is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+}
+
+impl Target {
+    /// A request to the server (remote only), for commands that have no store call.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let Target::Remote { client, base } = self else { unreachable!("remote only") };
+        client.request(method, format!("{base}{path}"))
+    }
+}
+
+/// The body of a successful answer, or the server's problem as one error line.
+pub async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> anyhow::Result<T> {
+    answer(response).await
 }
 
 async fn text_answer(response: reqwest::Response) -> anyhow::Result<String> {

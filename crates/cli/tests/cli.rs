@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aitrail");
 
-/// A running `aitrail serve` on 127.0.0.1:0.
+/// A running `aitrail serve` on 127.0.0.1:0, and an admin key for it.
 struct ServerProcess {
     child: Child,
     base: String,
+    key: String,
 }
 
 impl ServerProcess {
@@ -23,8 +24,14 @@ impl ServerProcess {
         Self::start_with(&["--data-dir", data_dir.to_str().unwrap()], &[])
     }
 
-    /// `aitrail serve` with these extra arguments and environment variables.
-    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// `aitrail serve` on the store at `location` (`--data-dir D` or `--database URL`), with
+    /// these environment variables. A global admin key is made on the store first, offline.
+    fn start_with(location: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut make_key = Command::new(BIN);
+        make_key.args(location).args(["keys", "create", "--role", "admin"]);
+        let made = make_key.envs(env.iter().copied()).env_remove("AITRAIL_DATABASE_URL").output();
+        let key = ok(&made.unwrap()).trim().to_owned();
+        let args = location;
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "50"])
             .args(args)
@@ -48,7 +55,17 @@ impl ServerProcess {
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
+        Self { child, base, key }
+    }
+
+    /// An HTTP client that sends this server's admin key.
+    fn client(&self) -> reqwest::Client {
+        http(&self.key)
+    }
+
+    /// The global flags that point a command at this server.
+    fn remote(&self) -> [&str; 4] {
+        ["--server", &self.base, "--api-key", &self.key]
     }
 
     fn kill9(mut self) {
@@ -69,6 +86,13 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP client that sends `key` as its bearer.
+fn http(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 fn aitrail(args: &[&str], stdin: Option<&str>) -> Output {
@@ -175,7 +199,7 @@ fn commands_work_on_the_local_data_dir() {
 fn commands_work_against_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    log_list_show(&["--server", &server.base]);
+    log_list_show(&server.remote());
 }
 
 #[test]
@@ -184,7 +208,7 @@ fn bad_input_is_one_clear_line_and_a_failure_exit() {
     let server = ServerProcess::start(&dir.path().join("srv"));
     let local = dir.path().join("local");
     let bad = "{\"tenant_id\":\"t\"}\n{\"tenant_id\":\"t\",\"temperature\":\"abc\"}\n";
-    for location in [["--server", server.base.as_str()], ["--data-dir", local.to_str().unwrap()]] {
+    for location in [server.remote().to_vec(), vec!["--data-dir", local.to_str().unwrap()]] {
         let mut args = location.to_vec();
         args.extend(["log", "-"]);
         let out = aitrail(&args, Some(bad));
@@ -196,7 +220,9 @@ fn bad_input_is_one_clear_line_and_a_failure_exit() {
         list.extend(["list", "--format", "json"]);
         assert_eq!(ok(&aitrail(&list, None)).trim(), "[]", "nothing stored");
     }
-    let out = aitrail(&["--server", &server.base, "list", "--since", "someday"], None);
+    let mut args = server.remote().to_vec();
+    args.extend(["list", "--since", "someday"]);
+    let out = aitrail(&args, None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("since: not an RFC 3339 timestamp"));
     let out = aitrail(&["--data-dir", local.to_str().unwrap(), "log", "/no/such/file"], None);
     assert!(
@@ -222,8 +248,7 @@ fn kill_9_during_concurrent_ingest_loses_no_acknowledged_record() {
     let mut acknowledged: Vec<(String, String)> = Vec::new(); // (tenant, id)
     for round in 0..5 {
         let server = ServerProcess::start(dir.path());
-        let base = server.base.clone();
-        let acked = runtime.block_on(ingest_until_killed(base, round, server));
+        let acked = runtime.block_on(ingest_until_killed(round, server));
         assert!(
             acked.len() >= 200,
             "round {round}: only {} acknowledged before the kill",
@@ -234,7 +259,7 @@ fn kill_9_during_concurrent_ingest_loses_no_acknowledged_record() {
     // Restart once more and check every acknowledged id and every tenant's seq.
     let server = ServerProcess::start(dir.path());
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = server.client();
         for (_, id) in &acknowledged {
             let r = client.get(format!("{}/v1/records/{id}", server.base)).send().await.unwrap();
             assert_eq!(r.status(), 200, "acknowledged record {id} lost");
@@ -263,18 +288,15 @@ fn kill_9_during_concurrent_ingest_loses_no_acknowledged_record() {
 
 /// 16 writers post singles and small batches; once 200 are acknowledged the server gets
 /// SIGKILL while they are still writing. Returns what was acknowledged.
-async fn ingest_until_killed(
-    base: String,
-    round: usize,
-    server: ServerProcess,
-) -> Vec<(String, String)> {
+async fn ingest_until_killed(round: usize, server: ServerProcess) -> Vec<(String, String)> {
+    let base = server.base.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for w in 0..16 {
         let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+        let client = server.client();
         writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             let tenant = if w % 2 == 0 { "kill-a" } else { "kill-b" };
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -335,7 +357,7 @@ fn signed_log() -> (tempfile::TempDir, Vec<String>, String) {
     let server = ServerProcess::start(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (ids, key) = runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = server.client();
         let batch: Vec<Value> = (0..10)
             .map(|i| {
                 json!({"tenant_id": "tamper", "model_name": "gpt-4o", "temperature": "0.5",
@@ -463,7 +485,8 @@ fn verify_one_record_and_a_saved_checkpoint() {
     let server = ServerProcess::start(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        reqwest::Client::new()
+        server
+            .client()
             .post(format!("{}/v1/records?wait=checkpoint", server.base))
             .json(&json!([{"tenant_id": "tamper"}, {"tenant_id": "tamper"}]))
             .send()
@@ -477,6 +500,8 @@ fn verify_one_record_and_a_saved_checkpoint() {
         &[
             "--server",
             &server.base,
+            "--api-key",
+            &server.key,
             "verify",
             "--key",
             &key,
@@ -496,7 +521,8 @@ fn verify_one_record_and_a_saved_checkpoint() {
         let batch: Vec<Value> = (0..12)
             .map(|i| json!({"tenant_id": "tamper", "agent_id": format!("forged {i}")}))
             .collect();
-        reqwest::Client::new()
+        server
+            .client()
             .post(format!("{}/v1/records?wait=checkpoint", server.base))
             .json(&batch)
             .send()
@@ -585,11 +611,14 @@ fn postgres_commands_work_on_the_database() {
     let Some((db, _rt)) = postgres("postgres_commands_work_on_the_database") else { return };
     log_list_show(&["--database", &db.url]);
     let out = ok(&aitrail(&["--database", &db.url, "migrate"], None));
-    assert!(out.contains("schema is at version 1, nothing to do"), "{out}");
+    let version = aitrail_store_postgres::MIGRATIONS.len();
+    assert!(out.contains(&format!("schema is at version {version}, nothing to do")), "{out}");
     // The same records through a server on that database.
     let (private, _) = shared_key();
     let server = node(&db, &private);
-    let listed = ok(&aitrail(&["--server", &server.base, "list", "--format", "json"], None));
+    let mut args = server.remote().to_vec();
+    args.extend(["list", "--format", "json"]);
+    let listed = ok(&aitrail(&args, None));
     assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
 }
 
@@ -618,16 +647,15 @@ fn postgres_nodes_with_different_keys_are_refused() {
 /// Writers spread over `nodes` post to one shared tenant (and one of their own) until each
 /// has made `requests` requests or its node is gone; returns the acknowledged (tenant, id).
 async fn write_through(
-    bases: Vec<String>,
+    nodes: Vec<(String, String)>,
     writers_per_node: usize,
     requests: usize,
 ) -> Vec<(String, String)> {
     let mut tasks = Vec::new();
-    for (n, base) in bases.into_iter().enumerate() {
+    for (n, (base, key)) in nodes.into_iter().enumerate() {
         for w in 0..writers_per_node {
-            let base = base.clone();
+            let (base, client) = (base.clone(), http(&key));
             tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 let mut acked = Vec::new();
                 for i in 0..requests {
                     let tenant = if i % 4 == 3 { format!("node-{n}") } else { "shared".into() };
@@ -692,7 +720,7 @@ fn postgres_three_nodes_write_one_log() {
     let Some((db, runtime)) = postgres("postgres_three_nodes_write_one_log") else { return };
     let (private, verifier) = shared_key();
     let nodes: Vec<ServerProcess> = (0..3).map(|_| node(&db, &private)).collect();
-    let bases = nodes.iter().map(|n| n.base.clone()).collect();
+    let bases = nodes.iter().map(|n| (n.base.clone(), n.key.clone())).collect();
     let acked = runtime.block_on(write_through(bases, 6, 40));
     // 3 nodes x 6 writers x 40 requests, a fifth of them batches of two.
     assert_eq!(acked.len(), 3 * 6 * (40 + 8), "every request is acknowledged");
@@ -714,11 +742,14 @@ fn postgres_kill_9_of_one_node_under_load() {
     let (private, verifier) = shared_key();
     let victim = node(&db, &private);
     let survivors: Vec<ServerProcess> = (0..2).map(|_| node(&db, &private)).collect();
-    let victim_base = victim.base.clone();
     let acked = runtime.block_on(async {
-        let killed = tokio::spawn(ingest_until_killed(victim_base, 0, victim));
-        let carried_on =
-            write_through(survivors.iter().map(|n| n.base.clone()).collect(), 4, 60).await;
+        let killed = tokio::spawn(ingest_until_killed(0, victim));
+        let carried_on = write_through(
+            survivors.iter().map(|n| (n.base.clone(), n.key.clone())).collect(),
+            4,
+            60,
+        )
+        .await;
         let mut acked = killed.await.unwrap();
         assert_eq!(carried_on.len(), 2 * 4 * (60 + 12), "the other nodes carry on");
         acked.extend(carried_on);
@@ -745,7 +776,8 @@ fn postgres_verify_names_tampering_done_with_psql() {
                        "model_config": {"top_p": 0.9}, "prompt": format!("prompt {i}")})
             })
             .collect();
-        let answer: Value = reqwest::Client::new()
+        let answer: Value = server
+            .client()
             .post(format!("{}/v1/records?wait=checkpoint", server.base))
             .json(&batch)
             .send()

@@ -1,6 +1,7 @@
 //! aitrail's pure core: the audit record, how it is parsed and validated, and the query
 //! over it. No I/O, no async, no SQL, no HTTP: everything here is plain data and functions.
 
+pub mod access;
 pub mod csv;
 pub mod entry;
 pub mod ingest;

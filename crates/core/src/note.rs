@@ -211,6 +211,17 @@ impl NoteSigner {
         format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.key_id, B64.encode(raw))
     }
 
+    /// A secret for `purpose`, derived from this key: every node that holds the log key
+    /// has it, and nobody else, so there is one secret to hand the nodes, not two.
+    pub fn derive_secret(&self, purpose: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"aitrail.derived-secret.v1\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.key.as_bytes());
+        h.finalize().into()
+    }
+
     pub fn verifier(&self) -> Verifier {
         Verifier { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
     }

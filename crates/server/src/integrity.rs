@@ -15,6 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
+use aitrail_core::access::Action;
+
+use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// How long POST /v1/records?wait=checkpoint waits for the signer.
@@ -32,24 +35,53 @@ fn tenant(s: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(s).map_err(|m| ApiError::BadQuery(FieldError::new("tenant_id", m)))
 }
 
+/// The caller, unless the log is public (then nobody need be).
+fn unless_public(
+    app: &AppState,
+    caller: Result<Caller, ApiError>,
+) -> Result<Option<Caller>, ApiError> {
+    match caller {
+        Ok(c) => Ok(Some(c)),
+        Err(_) if app.config.public_log => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// GET /v1/log-key: the verifier key, in signed-note form.
-pub(crate) async fn log_key(State(app): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", app.log.verifier()))
-        .into_response()
+pub(crate) async fn log_key(
+    State(app): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> Result<Response, ApiError> {
+    unless_public(&app, caller)?;
+    let key = format!("{}\n", app.log.verifier());
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], key).into_response())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TenantQuery {
-    tenant_id: String,
+    tenant_id: Option<String>,
 }
 
-/// GET /v1/checkpoint?tenant_id=T: the latest signed checkpoint, as a text note.
+/// The tenant whose log a request is about: the one named (which the caller must be
+/// allowed to read), else the caller's own.
+fn log_tenant(caller: Option<&Caller>, named: Option<&str>) -> Result<TenantId, ApiError> {
+    let named = named.map(tenant).transpose()?;
+    let tenant = match caller {
+        Some(c) => c.tenant_for(Action::Read, named)?,
+        None => named,
+    };
+    tenant.ok_or_else(|| ApiError::BadQuery(FieldError::new("tenant_id", "say whose log")))
+}
+
+/// GET /v1/checkpoint[?tenant_id=T]: the latest signed checkpoint, as a text note.
 pub(crate) async fn checkpoint(
     State(app): State<AppState>,
+    caller: Result<Caller, ApiError>,
     q: Result<Query<TenantQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&query(q)?.tenant_id)?;
+    let caller = unless_public(&app, caller)?;
+    let tenant = log_tenant(caller.as_ref(), query(q)?.tenant_id.as_deref())?;
     let cp = app.store.checkpoint(&tenant, None).await?.ok_or(ApiError::NoCheckpoint)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
 }
@@ -81,12 +113,15 @@ pub(crate) struct ProofQuery {
 /// size N.
 pub(crate) async fn proof(
     State(app): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ProofQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let tree_size = query(q)?.tree_size;
+    caller.may(Action::Read, None)?; // the role first: no oracle of which ids exist
     let id = id.parse().map_err(|_| ApiError::NotFound)?;
     let entry = app.store.entry(id).await?.ok_or(ApiError::NotFound)?;
+    caller.may(Action::Read, Some(&entry.tenant_id))?;
     let cp = app.store.checkpoint(&entry.tenant_id, tree_size).await?;
     let cp = match (cp, tree_size) {
         (Some(cp), _) if cp.size > entry.seq => cp,
@@ -107,7 +142,9 @@ pub(crate) async fn proof(
     let body =
         inclusion_body(&app, &id.to_string(), &entry.tenant_id, entry.seq, &entry.entry, &cp)
             .await?;
-    let body = InclusionBody { content_salt: entry.content.map(|c| b64(&c.salt)), ..body };
+    // The salt lets whoever holds it confirm a guessed prompt: only for who sees content.
+    let salt = entry.content.filter(|_| caller.sees_content(&entry.tenant_id));
+    let body = InclusionBody { content_salt: salt.map(|c| b64(&c.salt)), ..body };
     Ok(Json(body).into_response())
 }
 
@@ -136,7 +173,7 @@ async fn inclusion_body(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsistencyQuery {
-    tenant_id: String,
+    tenant_id: Option<String>,
     from: u64,
     to: Option<u64>,
 }
@@ -155,10 +192,11 @@ struct ConsistencyBody {
 /// checkpoint; the latest by default) extends the log of size M.
 pub(crate) async fn consistency(
     State(app): State<AppState>,
+    caller: Caller,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let tenant = tenant(&q.tenant_id)?;
+    let tenant = log_tenant(Some(&caller), q.tenant_id.as_deref())?;
     if q.from == 0 {
         return Err(ApiError::BadQuery(FieldError::new(
             "from",

@@ -1,7 +1,9 @@
 //! The aitrail HTTP API. Thin: parse the request, call core and the store, render. Every
 //! error leaves through [`problem::ApiError`] as problem+json.
 
+mod auth;
 mod integrity;
+mod keys;
 mod log;
 mod problem;
 mod records;
@@ -14,6 +16,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 
+pub use auth::KeyRing;
 pub use log::LogSigner;
 pub use problem::ApiError;
 
@@ -27,11 +30,14 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Config {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Serve GET /v1/log-key and GET /v1/checkpoint without a key, so anyone may check
+    /// the log's signatures.
+    pub public_log: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, public_log: false }
     }
 }
 
@@ -40,6 +46,7 @@ pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub log: Arc<LogSigner>,
+    pub keys: Arc<KeyRing>,
 }
 
 /// Every path the router serves; the OpenAPI document must describe exactly these (a test
@@ -53,12 +60,15 @@ pub const PATHS: &[&str] = &[
     "/v1/checkpoint",
     "/v1/consistency",
     "/v1/log-key",
+    "/v1/keys",
+    "/v1/keys/{id}/revoke",
     "/audit/log",
 ];
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
-    let state = AppState { store, config: Arc::new(config), log };
+    let keys = Arc::new(KeyRing::new(log.api_key_secret()));
+    let state = AppState { store, config: Arc::new(config), log, keys };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
@@ -68,6 +78,8 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/v1/checkpoint", only(get(integrity::checkpoint), "GET, HEAD"))
         .route("/v1/consistency", only(get(integrity::consistency), "GET, HEAD"))
         .route("/v1/log-key", only(get(integrity::log_key), "GET, HEAD"))
+        .route("/v1/keys", only(post(keys::create).get(keys::list), "GET, HEAD, POST"))
+        .route("/v1/keys/{id}/revoke", only(post(keys::revoke), "POST"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
@@ -83,7 +95,7 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn openapi() -> impl IntoResponse {
+async fn openapi(_: auth::Caller) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 

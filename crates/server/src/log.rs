@@ -27,6 +27,12 @@ impl LogSigner {
         self.signer.verifier()
     }
 
+    /// The secret API key digests are made with: derived from the log key, so the nodes
+    /// that share one share the other.
+    pub fn api_key_secret(&self) -> [u8; 32] {
+        self.signer.derive_secret("api-keys")
+    }
+
     pub fn origin(&self, tenant: &TenantId) -> String {
         format!("{}/{tenant}", self.signer.verifier().name())
     }

@@ -33,6 +33,12 @@ pub enum ApiError {
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
     NotYetCheckpointed,
+    /// No key, or not a live one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The key may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{}; nothing of this request was stored", StoreError::DuplicateExternalId)]
     DuplicateExternalId,
     #[error("storage failed; nothing of this request was stored")]
@@ -98,6 +104,8 @@ impl ApiError {
             MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             DuplicateExternalId => {
                 (StatusCode::CONFLICT, "duplicate-external-id", "Duplicate external_id")
             }
@@ -143,6 +151,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotYetCheckpointed => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"aitrail\""),
+                );
             }
             _ => {}
         }

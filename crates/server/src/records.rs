@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 
+use aitrail_core::access::Action;
+
+use crate::auth::Caller;
 use crate::{ApiError, AppState, integrity};
 
 /// Bodies above this are parsed off the async workers, so a 10 MiB batch never stalls
@@ -44,6 +47,7 @@ enum Wait {
 /// POST /v1/records: one record, or a batch (JSON array or NDJSON), all or nothing.
 pub(crate) async fn append(
     State(app): State<AppState>,
+    caller: Caller,
     q: Result<axum::extract::Query<AppendQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
@@ -54,6 +58,9 @@ pub(crate) async fn append(
         Parsed::One(record) => (true, vec![*record]),
         Parsed::Batch(records) => (false, records),
     };
+    for r in &records {
+        caller.may(Action::Write, Some(&r.tenant_id))?;
+    }
     let receipts = app.store.append(records).await?;
     let location = one.then(|| format!("/v1/records/{}", receipts[0].id));
     let body = if q.wait == Some(Wait::Checkpoint) {
@@ -79,6 +86,7 @@ pub(crate) async fn append(
 /// POST /audit/log: seed 000's payload (one record); answers with the stored record.
 pub(crate) async fn audit_log(
     State(app): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -88,6 +96,7 @@ pub(crate) async fn audit_log(
             "POST /audit/log takes one record object; send batches to POST /v1/records",
         )]));
     };
+    caller.may(Action::Write, Some(&record.tenant_id))?;
     let receipt = app.store.append(vec![(*record).clone()]).await?.remove(0);
     let stored = StoredRecord {
         id: receipt.id,
@@ -102,24 +111,32 @@ pub(crate) async fn audit_log(
 /// GET /v1/records: filtered, newest first, cursor-paged.
 pub(crate) async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     pairs: Result<axum::extract::Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = pairs.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
-    let query = Query::from_pairs(pairs).map_err(ApiError::BadQuery)?;
+    let mut query = Query::from_pairs(pairs).map_err(ApiError::BadQuery)?;
+    // A key bound to a tenant lists that tenant only.
+    query.tenant_id = caller.tenant_for(Action::Read, query.tenant_id.take())?;
     let page = app.store.list(&query).await?;
-    let body =
-        PageBody { records: page.records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
+    let records = page.records.into_iter().map(|r| caller.redact(r)).collect();
+    let body = PageBody { records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
     Ok(Json(body).into_response())
 }
 
 /// GET /v1/records/{id}: 404 for an unknown id, and for anything that is not an id.
 pub(crate) async fn get_one(
     State(app): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // The role first, so a key that may not read learns nothing of which ids exist.
+    caller.may(Action::Read, None)?;
     let id = id.parse().map_err(|_| ApiError::NotFound)?;
     let record = app.store.get(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(record).into_response())
+    // Another tenant's record answers exactly as a missing one.
+    caller.may(Action::Read, Some(&record.record.tenant_id))?;
+    Ok(Json(caller.redact(record)).into_response())
 }
 
 async fn read_records(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Parsed, ApiError> {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use aitrail_core::access::Role;
 use aitrail_core::entry::Entry;
 use aitrail_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use aitrail_core::note::NoteSigner;
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_server::{Config, LogSigner};
 use aitrail_store::Store;
+use aitrail_store::keys::{KeyRequest, issue};
 use aitrail_store_postgres::PostgresStore;
 use aitrail_store_postgres::testing::TestDatabase;
 use aitrail_store_sqlite::SqliteStore;
@@ -57,9 +59,21 @@ impl Storage {
     }
 }
 
+/// An HTTP client that sends `key` as its bearer.
+fn http(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 struct Server {
     base: String,
     client: reqwest::Client,
+    /// The global admin key the client sends.
+    key: String,
+    store: Arc<dyn Store>,
+    /// What key digests are made with.
+    secret: [u8; 32],
     _storage: Storage,
 }
 
@@ -75,12 +89,17 @@ impl Server {
     async fn with(backend: Backend, config: Config, checkpoint_interval: Duration) -> Option<Self> {
         let (store, storage) = Storage::open(backend).await?;
         let log = Arc::new(LogSigner::new(test_signer(), checkpoint_interval));
+        let admin = KeyRequest { role: Role::Admin, tenant: None, expires_at: None, label: None };
+        let secret = log.api_key_secret();
+        let (key, _) = issue(store.as_ref(), &secret, admin).await.unwrap();
+        let kept = store.clone();
         tokio::spawn(log.clone().run(store.clone()));
         let app = aitrail_server::router(store, log, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(aitrail_server::serve(listener, app, std::future::pending()));
-        Some(Self { base, client: reqwest::Client::new(), _storage: storage })
+        let key = key.reveal();
+        Some(Self { base, client: http(&key), key, store: kept, secret, _storage: storage })
     }
 
     async fn post(

@@ -16,10 +16,14 @@ mod write;
 
 use std::str::FromStr;
 
+use aitrail_core::Timestamp;
+use aitrail_core::access::KeyId;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint};
+use aitrail_store::{
+    EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint, StoredKey,
+};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
@@ -198,5 +202,21 @@ impl Store for PostgresStore {
 
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
         read::claim_log_key(&self.client().await?, verifier).await
+    }
+
+    async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        read::add_key(&self.client().await?, key).await
+    }
+
+    async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        read::keys(&self.client().await?, Some(id)).await.map(|mut k| k.pop())
+    }
+
+    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        read::keys(&self.client().await?, None).await
+    }
+
+    async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+        read::revoke_key(&self.client().await?, id, at).await
     }
 }

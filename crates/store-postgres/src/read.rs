@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use aitrail_core::access::KeyId;
 use aitrail_core::entry::{Content, FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint};
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey};
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -328,4 +329,69 @@ pub(crate) async fn claim_log_key(c: &impl GenericClient, offered: &str) -> Resu
     } else {
         Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
     }
+}
+
+pub(crate) async fn add_key(c: &impl GenericClient, k: &StoredKey) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO api_keys (id, role, tenant_id, digest, label, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .map_err(backend)?;
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &k.id.as_str(),
+        &k.role.name(),
+        &k.tenant.as_ref().map(TenantId::as_str),
+        &k.digest.as_slice(),
+        &k.label,
+        &k.created_at.datetime(),
+        &k.expires_at.map(Timestamp::datetime),
+        &k.revoked_at.map(Timestamp::datetime),
+    ];
+    c.execute(&stmt, &params).await.map_err(backend)?;
+    Ok(())
+}
+
+/// One key (`Some(id)`) or all of them, oldest first.
+pub(crate) async fn keys(
+    c: &impl GenericClient,
+    id: Option<&KeyId>,
+) -> Result<Vec<StoredKey>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT id, role, tenant_id, digest, label, created_at, expires_at, revoked_at
+             FROM api_keys WHERE $1::text IS NULL OR id = $1 ORDER BY created_at, id",
+        )
+        .await
+        .map_err(backend)?;
+    let rows = c.query(&stmt, &[&id.map(KeyId::as_str)]).await.map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
+                let t: Option<OffsetDateTime> = r.try_get(i).map_err(backend)?;
+                Ok(t.and_then(|t| Timestamp::from_datetime(t).ok()))
+            };
+            let text =
+                |i: usize| -> Result<Option<String>, StoreError> { r.try_get(i).map_err(backend) };
+            let id: String = r.try_get(0).map_err(backend)?;
+            let role: String = r.try_get(1).map_err(backend)?;
+            let digest: Vec<u8> = r.try_get(3).map_err(backend)?;
+            let times = [time(5)?, time(6)?, time(7)?];
+            StoredKey::from_columns(&id, &role, text(2)?.as_deref(), &digest, text(4)?, times)
+        })
+        .collect()
+}
+
+pub(crate) async fn revoke_key(
+    c: &impl GenericClient,
+    id: &KeyId,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let stmt = c
+        .prepare_cached("UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1")
+        .await
+        .map_err(backend)?;
+    let n = c.execute(&stmt, &[&id.as_str(), &at.datetime()]).await.map_err(backend)?;
+    Ok(n > 0)
 }

@@ -6,7 +6,10 @@
 use tokio_postgres::Client;
 
 /// Every migration, in order. Never edit one that has shipped: add the next.
-pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_records.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_records.sql"),
+    include_str!("../migrations/0002_api_keys.sql"),
+];
 
 /// Key of the advisory lock that serialises migrations ("aitrail" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_6974_7261_696c;

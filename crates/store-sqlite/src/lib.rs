@@ -15,10 +15,14 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use aitrail_core::Timestamp;
+use aitrail_core::access::KeyId;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint};
+use aitrail_store::{
+    EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint, StoredKey,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
@@ -173,6 +177,25 @@ impl Store for SqliteStore {
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
         let offered = verifier.to_owned();
         self.read(move |c| read::claim_log_key(c, &offered)).await
+    }
+
+    async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.read(move |c| read::add_key(c, &key)).await
+    }
+
+    async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| read::keys(c, Some(&id)).map(|mut k| k.pop())).await
+    }
+
+    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.read(|c| read::keys(c, None)).await
+    }
+
+    async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.read(move |c| read::revoke_key(c, &id, at)).await
     }
 }
 

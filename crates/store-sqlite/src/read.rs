@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use aitrail_core::access::KeyId;
 use aitrail_core::entry::{Content, FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint};
+use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
@@ -315,4 +316,61 @@ pub(crate) fn claim_log_key(c: &Connection, offered: &str) -> Result<(), StoreEr
     } else {
         Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
     }
+}
+
+pub(crate) fn add_key(c: &Connection, k: &StoredKey) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO api_keys (id, role, tenant_id, digest, label, created_at, expires_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            k.id.as_str(),
+            k.role.name(),
+            k.tenant.as_ref().map(TenantId::as_str),
+            k.digest.as_slice(),
+            k.label,
+            k.created_at.to_string(),
+            k.expires_at.map(|t| t.to_string()),
+            k.revoked_at.map(|t| t.to_string()),
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// One key (`Some(id)`) or all of them, oldest first.
+pub(crate) fn keys(c: &Connection, id: Option<&KeyId>) -> Result<Vec<StoredKey>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT id, role, tenant_id, digest, label, created_at, expires_at, revoked_at
+             FROM api_keys WHERE ?1 IS NULL OR id = ?1 ORDER BY created_at, id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([id.map(KeyId::as_str)], |r| {
+            let time = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                [time(5)?, time(6)?, time(7)?],
+            ))
+        })
+        .map_err(backend)?;
+    rows.map(|row| {
+        let (id, role, tenant, digest, label, times) = row.map_err(backend)?;
+        let times = times.map(|t| t.and_then(|t| Timestamp::parse_rfc3339(&t).ok()));
+        StoredKey::from_columns(&id, &role, tenant.as_deref(), &digest, label, times)
+    })
+    .collect()
+}
+
+pub(crate) fn revoke_key(c: &Connection, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+    c.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+        params![id.as_str(), at.to_string()],
+    )
+    .map(|n| n > 0)
+    .map_err(backend)
 }

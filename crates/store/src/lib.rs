@@ -11,10 +11,12 @@
 //! - Checkpoints are only added, never changed: one per (tenant, size).
 
 pub mod append;
+pub mod keys;
 pub mod proofs;
 pub mod sql;
 pub mod verify;
 
+use aitrail_core::access::{KeyId, Role};
 use aitrail_core::entry::{Content, Entry, EntryError, RowColumns};
 use aitrail_core::merkle::Hash;
 use aitrail_core::tiles::{Tile, TileId};
@@ -60,6 +62,50 @@ pub struct LogHead {
     pub checkpointed: u64,
 }
 
+/// An API key as stored: never its secret, only its digest (aitrail_core::access).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    pub id: KeyId,
+    pub role: Role,
+    /// `None`: a global admin, acting across tenants.
+    pub tenant: Option<TenantId>,
+    pub digest: [u8; 32],
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl StoredKey {
+    /// A key from a backend's columns; what does not parse is corrupt.
+    pub fn from_columns(
+        id: &str,
+        role: &str,
+        tenant: Option<&str>,
+        digest: &[u8],
+        label: Option<String>,
+        times: [Option<Timestamp>; 3],
+    ) -> Result<Self, StoreError> {
+        let bad = |what: String| StoreError::Corrupt(format!("API key {id}: {what}"));
+        let [created_at, expires_at, revoked_at] = times;
+        Ok(Self {
+            id: KeyId::parse(id).ok_or_else(|| bad("not a key id".into()))?,
+            role: role.parse().map_err(bad)?,
+            tenant: tenant.map(TenantId::parse).transpose().map_err(|e| bad(e.to_string()))?,
+            digest: digest.try_into().map_err(|_| bad("digest is not 32 bytes".into()))?,
+            label,
+            created_at: created_at.ok_or_else(|| bad("no created_at".into()))?,
+            expires_at,
+            revoked_at,
+        })
+    }
+
+    /// Usable at `now`: not revoked, not expired.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
 /// A stored row exactly as found, for verification: nothing here is trusted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {
@@ -94,6 +140,9 @@ pub enum StoreError {
     /// Stored data is not what the log says it should be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The request is not one the store can carry out, for the reason given.
+    #[error("{0}")]
+    Refused(String),
     /// A record carries an external_id its tenant already has (or the append repeats one).
     /// Nothing of the append was kept.
     #[error(
@@ -154,4 +203,17 @@ pub trait Store: Send + Sync + 'static {
     /// that it is the one registered ([`StoreError::OtherLogKey`] if not), so that nodes
     /// with different keys never sign one log.
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError>;
+
+    /// Keep a new API key.
+    async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    /// One API key by id, live or not.
+    async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
+
+    /// Every API key, oldest first.
+    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Revoke a key from `at` on; false when there is no such key. Revoking again keeps
+    /// the first time.
+    async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError>;
 }

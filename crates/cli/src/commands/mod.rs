@@ -1,5 +1,6 @@
 pub mod checkpoint;
 pub mod import;
+pub mod keys;
 pub mod list;
 pub mod log;
 pub mod migrate;

@@ -3,7 +3,10 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use aitrail_core::access::Role;
 use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, LogSigner};
+use aitrail_store::Store;
+use aitrail_store::keys::{self, KeyRequest};
 use anyhow::Context;
 
 use crate::{Global, keyfile, target};
@@ -20,6 +23,10 @@ pub struct Args {
     /// carries it. Use your domain, e.g. audit.example.com.
     #[arg(long, env = "AITRAIL_LOG_NAME", default_value = "aitrail")]
     log_name: String,
+    /// Serve GET /v1/log-key and GET /v1/checkpoint without an API key, so anyone can
+    /// check the log's signatures.
+    #[arg(long, env = "AITRAIL_PUBLIC_LOG")]
+    public_log: bool,
     /// Shortest time between two signed checkpoints of a log, in milliseconds.
     #[arg(long, env = "AITRAIL_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
@@ -40,9 +47,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     store.claim_log_key(&signer.verifier().to_string()).await?;
     let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
     let log = Arc::new(LogSigner::new(signer, interval));
+    first_admin_key(store.as_ref(), &log).await?;
     tracing::info!(key = %log.verifier(), "log verifier key (also at GET /v1/log-key)");
     tokio::spawn(log.clone().run(store.clone()));
-    let app = aitrail_server::router(store, log, Config { max_body_bytes: args.max_body_bytes });
+    let config = Config { max_body_bytes: args.max_body_bytes, public_log: args.public_log };
+    let app = aitrail_server::router(store, log, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -57,6 +66,27 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     eprintln!("aitrail listening on http://{addr} (data: {data})");
     aitrail_server::serve(listener, app, shutdown).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// A store with no API key at all gets one global admin key, shown this once on stderr.
+async fn first_admin_key(store: &dyn Store, log: &LogSigner) -> anyhow::Result<()> {
+    if !store.keys().await?.is_empty() {
+        return Ok(());
+    }
+    let request = KeyRequest {
+        role: Role::Admin,
+        tenant: None,
+        expires_at: None,
+        label: Some("made at first start".into()),
+    };
+    let (key, _) = keys::issue(store, &log.api_key_secret(), request).await?;
+    eprintln!(
+        "aitrail: no API keys yet, so here is a global admin key, shown this once:\n\
+         aitrail admin key: {}\n\
+         aitrail: keep it secret; make the others with it (aitrail keys create --role R --tenant-id T)",
+        key.reveal()
+    );
     Ok(())
 }
 

@@ -441,7 +441,7 @@ async fn unknown_fields_are_listed() {
 #[tokio::test]
 async fn body_one_byte_over_the_limit_is_413() {
     let limit = 4096;
-    let Some(s) = Server::with_config(BACKEND, Config { max_body_bytes: limit }).await else {
+    let Some(s) = Server::with_config(BACKEND, Config { max_body_bytes: limit, ..Config::default() }).await else {
         return;
     };
     let record = |len: usize| {
@@ -454,18 +454,18 @@ async fn body_one_byte_over_the_limit_is_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(problem["detail"], format!("body larger than the limit of {limit} bytes"));
     // Without a Content-Length the limit holds too (a chunked upload, written by hand).
-    let head = chunked_post(&s.base, &record(limit + 1)).await;
+    let head = chunked_post(&s.base, &s.key, &record(limit + 1)).await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert_eq!(s.all_ids().await.len(), 1);
 }
 
 /// POST a body with Transfer-Encoding: chunked; returns the raw response.
-async fn chunked_post(base: &str, body: &str) -> String {
+async fn chunked_post(base: &str, key: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "POST /v1/records HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST /v1/records HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     for chunk in body.as_bytes().chunks(1000) {
         req.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), std::str::from_utf8(chunk).unwrap()));
@@ -812,4 +812,186 @@ async fn an_external_id_is_logged_once_per_tenant() {
     let seqs: Vec<u64> =
         page["records"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [2, 1, 0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Access control: every route x every role x own and foreign tenant, exact statuses.
+
+/// A request as the matrix sends it: method, path, JSON body.
+type Call = (reqwest::Method, String, Option<Value>);
+
+async fn send(client: &reqwest::Client, base: &str, (method, path, body): &Call) -> (StatusCode, Value) {
+    let mut request = client.request(method.clone(), format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Make a key through the admin API and answer it whole.
+async fn make_key(s: &Server, role: &str, tenant: Option<&str>) -> (String, String) {
+    let mut body = json!({"role": role});
+    if let Some(t) = tenant {
+        body["tenant_id"] = json!(t);
+    }
+    let (status, key) = s.post("/v1/keys", "application/json", body.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn every_route_answers_every_role_exactly() {
+    use reqwest::Method;
+    let Some(s) = Server::start(BACKEND).await else { return };
+    // One checkpointed record with content in each tenant.
+    let mut ids = std::collections::HashMap::new();
+    for t in ["own", "other"] {
+        let body = json!({"tenant_id": t, "prompt": "secret prompt"}).to_string();
+        let (status, r) = s.post("/v1/records?wait=checkpoint", "application/json", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        ids.insert(t, r["id"].as_str().unwrap().to_owned());
+    }
+    let (other_key_id, _) = make_key(&s, "viewer", Some("other")).await;
+    let mut keys = Vec::new();
+    for role in ["ingest", "viewer", "auditor", "admin"] {
+        keys.push((role, make_key(&s, role, Some("own")).await.1));
+    }
+    keys.push(("global admin", s.key.clone()));
+
+    // (call for the own tenant, call for the foreign one, expected statuses by role in
+    // the order ingest, viewer, auditor, admin, global admin: own then foreign).
+    let record = |t: &str| Some(json!({"tenant_id": t}));
+    let get = |p: String| (Method::GET, p, None);
+    let cases: Vec<(Call, Call, [u16; 5], [u16; 5])> = vec![
+        ((Method::POST, "/v1/records".into(), record("own")), (Method::POST, "/v1/records".into(), record("other")),
+            [201, 403, 403, 201, 201], [403, 403, 403, 403, 201]),
+        ((Method::POST, "/audit/log".into(), record("own")), (Method::POST, "/audit/log".into(), record("other")),
+            [201, 403, 403, 201, 201], [403, 403, 403, 403, 201]),
+        (get("/v1/records?tenant_id=own".into()), get("/v1/records?tenant_id=other".into()),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        (get(format!("/v1/records/{}", ids["own"])), get(format!("/v1/records/{}", ids["other"])),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        (get(format!("/v1/records/{}/proof", ids["own"])), get(format!("/v1/records/{}/proof", ids["other"])),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        (get("/v1/checkpoint?tenant_id=own".into()), get("/v1/checkpoint?tenant_id=other".into()),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        (get("/v1/consistency?tenant_id=own&from=1".into()), get("/v1/consistency?tenant_id=other&from=1".into()),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        (get("/v1/log-key".into()), get("/v1/log-key".into()),
+            [200, 200, 200, 200, 200], [200, 200, 200, 200, 200]),
+        (get("/openapi.json".into()), get("/openapi.json".into()),
+            [200, 200, 200, 200, 200], [200, 200, 200, 200, 200]),
+        (get("/v1/keys".into()), get("/v1/keys".into()),
+            [403, 403, 403, 200, 200], [403, 403, 403, 200, 200]),
+        ((Method::POST, "/v1/keys".into(), Some(json!({"role": "viewer", "tenant_id": "own"}))),
+         (Method::POST, "/v1/keys".into(), Some(json!({"role": "viewer", "tenant_id": "other"}))),
+            [403, 403, 403, 201, 201], [403, 403, 403, 403, 201]),
+        ((Method::POST, "/v1/keys".into(), Some(json!({"role": "admin"}))),
+         (Method::POST, "/v1/keys".into(), Some(json!({"role": "admin"}))),
+            [403, 403, 403, 403, 201], [403, 403, 403, 403, 201]),
+        ((Method::POST, format!("/v1/keys/{other_key_id}/revoke"), None),
+         (Method::POST, format!("/v1/keys/{other_key_id}/revoke"), None),
+            [403, 403, 403, 404, 200], [403, 403, 403, 404, 200]),
+        (get("/healthz".into()), get("/healthz".into()),
+            [200, 200, 200, 200, 200], [200, 200, 200, 200, 200]),
+    ];
+    for (own, foreign, want_own, want_foreign) in &cases {
+        for (i, (role, key)) in keys.iter().enumerate() {
+            let client = http(key);
+            for (call, want) in [(own, want_own[i]), (foreign, want_foreign[i])] {
+                let (status, body) = send(&client, &s.base, call).await;
+                assert_eq!(status.as_u16(), want, "{role} {} {}: {body}", call.0, call.1);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_record_is_answered_as_a_missing_one() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let body = json!({"tenant_id": "other", "prompt": "p"}).to_string();
+    let (_, r) = s.post("/v1/records?wait=checkpoint", "application/json", body).await;
+    let other = r["id"].as_str().unwrap().to_owned();
+    let missing = uuid::Uuid::now_v7().to_string();
+    let viewer = http(&make_key(&s, "viewer", Some("own")).await.1);
+    for suffix in ["", "/proof"] {
+        let (a, body_a) = send(&viewer, &s.base, &(reqwest::Method::GET, format!("/v1/records/{other}{suffix}"), None)).await;
+        let (b, body_b) = send(&viewer, &s.base, &(reqwest::Method::GET, format!("/v1/records/{missing}{suffix}"), None)).await;
+        assert_eq!((a, &body_a), (b, &body_b), "the same status and body");
+        assert_eq!(a, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn viewers_see_records_without_content_and_proofs_without_salt() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let body = json!({"tenant_id": "own", "prompt": "p", "response": "r", "model_name": "m"}).to_string();
+    let (_, r) = s.post("/v1/records?wait=checkpoint", "application/json", body).await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    for (role, sees) in [("viewer", false), ("auditor", true)] {
+        let client = http(&make_key(&s, role, Some("own")).await.1);
+        let get = |p: String| (reqwest::Method::GET, p, None);
+        let (_, record) = send(&client, &s.base, &get(format!("/v1/records/{id}"))).await;
+        assert_eq!(record["model_name"], "m");
+        assert_eq!(record.get("prompt").is_some(), sees, "{role}: {record}");
+        assert_eq!(record.get("response").is_some(), sees, "{role}: {record}");
+        let (_, page) = send(&client, &s.base, &get("/v1/records".into())).await;
+        assert_eq!(page["records"][0].get("prompt").is_some(), sees, "{role}: {page}");
+        let (_, proof) = send(&client, &s.base, &get(format!("/v1/records/{id}/proof"))).await;
+        assert_eq!(proof["content_salt"].is_string(), sees, "{role}: {proof}");
+    }
+}
+
+#[tokio::test]
+async fn missing_malformed_unknown_revoked_and_expired_keys_get_401() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (id, key) = make_key(&s, "viewer", Some("own")).await;
+    let list = (reqwest::Method::GET, "/v1/records".to_owned(), None);
+    assert_eq!(send(&http(&key), &s.base, &list).await.0, StatusCode::OK);
+    let unknown = aitrail_core::access::ApiKey::generate([9; 40]).reveal();
+    let wrong_secret = format!("{}{}", &key[..key.len() - 1], if key.ends_with('A') { 'B' } else { 'A' });
+    let expired = {
+        let k = aitrail_core::access::ApiKey::generate([5; 40]);
+        let mut stored = aitrail_store::StoredKey {
+            id: k.id().clone(),
+            role: Role::Admin,
+            tenant: None,
+            digest: k.digest(&s.secret),
+            label: None,
+            created_at: aitrail_core::Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        stored.expires_at = Some(aitrail_core::Timestamp::parse_rfc3339("2026-01-02T00:00:00Z").unwrap());
+        s.store.add_key(&stored).await.unwrap();
+        k.reveal()
+    };
+    let no_key = reqwest::Client::new();
+    let (status, problem) = send(&no_key, &s.base, &list).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem["detail"], "no Authorization: Bearer key");
+    for (what, presented, detail) in [
+        ("malformed", "ait_nope".to_owned(), "malformed API key"),
+        ("unknown", unknown, "invalid API key"),
+        ("wrong secret", wrong_secret, "invalid API key"),
+        ("expired", expired, "this API key has expired"),
+    ] {
+        let (status, problem) = send(&http(&presented), &s.base, &list).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(problem["detail"], detail, "{what}");
+    }
+    let revoke = (reqwest::Method::POST, format!("/v1/keys/{id}/revoke"), None);
+    let (status, revoked) = send(&s.client, &s.base, &revoke).await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revoked_at"].is_string());
+    let (status, problem) = send(&http(&key), &s.base, &list).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stops working at once");
+    assert_eq!(problem["detail"], "this API key was revoked");
+    // The admin API lists keys without their secrets or digests.
+    let (_, keys) = s.get("/v1/keys").await;
+    let text = keys.to_string();
+    assert!(!text.contains(&key[key.len() - 20..]) && !text.contains("digest"), "{text}");
 }

@@ -1,0 +1,138 @@
+//! Authentication: every route but /healthz takes `Authorization: Bearer ait_…`. The key
+//! is looked up by its public id and its secret checked against the stored HMAC in
+//! constant time. Lookups are cached for a second, so a key revoked on another node stops
+//! working within a second (on this node, at once).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aitrail_core::Timestamp;
+use aitrail_core::access::{Action, ApiKey, Denied, KeyId, Principal};
+use aitrail_core::{StoredRecord, TenantId};
+use aitrail_store::{Store, StoredKey};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::{ApiError, AppState};
+
+/// How long a looked-up key is trusted before it is read again.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The server's keys: the secret their digests are made with, and a short cache.
+pub struct KeyRing {
+    secret: [u8; 32],
+    cache: Mutex<HashMap<KeyId, (Instant, Option<StoredKey>)>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRing(<secret>)")
+    }
+}
+
+impl KeyRing {
+    pub fn new(secret: [u8; 32]) -> Self {
+        Self { secret, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Forget what is cached of a key (after revoking it here).
+    pub(crate) fn forget(&self, id: &KeyId) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    async fn lookup(&self, store: &dyn Store, id: &KeyId) -> Result<Option<StoredKey>, ApiError> {
+        let now = Instant::now();
+        if let Some((at, key)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id)
+            && now.duration_since(*at) < CACHE_FOR
+        {
+            return Ok(key.clone());
+        }
+        let key = store.key(id).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear(); // made-up ids must not grow it without bound
+        }
+        cache.insert(id.clone(), (now, key.clone()));
+        Ok(key)
+    }
+
+    /// Who presents `header` (an `Authorization` value), or why nobody.
+    pub(crate) async fn authenticate(
+        &self,
+        store: &dyn Store,
+        header: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let header = header.ok_or(ApiError::Unauthorized("no Authorization: Bearer key"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or(ApiError::Unauthorized("Authorization is not a Bearer key"))?;
+        let key = ApiKey::parse(token.trim()).ok_or(ApiError::Unauthorized("malformed API key"))?;
+        // An unknown id and a wrong secret answer alike: no oracle for which ids exist.
+        let stored = self.lookup(store, key.id()).await?;
+        let stored = stored
+            .filter(|s| key.matches(&self.secret, &s.digest))
+            .ok_or(ApiError::Unauthorized("invalid API key"))?;
+        if stored.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized("this API key was revoked"));
+        }
+        if !stored.is_live(Timestamp::now()) {
+            return Err(ApiError::Unauthorized("this API key has expired"));
+        }
+        Ok(Principal { key_id: stored.id, role: stored.role, tenant: stored.tenant })
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        app.keys.authenticate(app.store.as_ref(), header).await.map(Caller)
+    }
+}
+
+impl Caller {
+    /// May this caller do `action` in `tenant`? Hidden tenants answer 404.
+    pub(crate) fn may(&self, action: Action, tenant: Option<&TenantId>) -> Result<(), ApiError> {
+        self.0.may(action, tenant).map_err(|d| match d {
+            Denied::Forbidden(why) => ApiError::Forbidden(why),
+            Denied::Hidden => ApiError::NotFound,
+        })
+    }
+
+    /// The tenant a request is about: the one named, which the caller must be allowed
+    /// to `action` in, or else the caller's own.
+    pub(crate) fn tenant_for(
+        &self,
+        action: Action,
+        named: Option<TenantId>,
+    ) -> Result<Option<TenantId>, ApiError> {
+        self.may(action, named.as_ref())?;
+        Ok(named.or_else(|| self.0.tenant.clone()))
+    }
+
+    /// Whether content (prompt, response, prompt variables) may be shown to this caller.
+    pub(crate) fn sees_content(&self, tenant: &TenantId) -> bool {
+        self.0.may(Action::ReadContent, Some(tenant)).is_ok()
+    }
+
+    /// The record as this caller may see it: without content unless allowed.
+    pub(crate) fn redact(&self, mut r: StoredRecord) -> StoredRecord {
+        if !self.sees_content(&r.record.tenant_id) {
+            r.record.prompt = None;
+            r.record.response = None;
+            r.record.prompt_variables = None;
+        }
+        r
+    }
+}
