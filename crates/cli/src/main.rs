@@ -60,6 +60,8 @@ enum Command {
     Checkpoint(commands::checkpoint::Args),
     /// Bring in logs from seed 000's system: its PostgreSQL table or its compliance CSV.
     Import(commands::import::Args),
+    /// Who read what, when: the access log (auditors and admins).
+    AccessLog(commands::access_log::Args),
     /// Make, list and revoke API keys (on the store directly, or through --server).
     #[command(subcommand)]
     Keys(commands::keys::Command),
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
             Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
+            Command::AccessLog(args) => commands::access_log::run(&cli.global, args).await,
             Command::Keys(command) => commands::keys::run(&cli.global, command).await,
             Command::Import(args) => commands::import::run(&cli.global, args).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,

@@ -13,6 +13,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::ingest::FieldError;
+use crate::query::Query;
+use crate::record::Record;
 use crate::value::TenantId;
 
 /// What a key may do, in its tenant (or, for an admin key without a tenant, in all).
@@ -213,6 +216,97 @@ impl Action {
             Action::Administer => "manage keys or policies",
         }
     }
+}
+
+/// One access to the store, as a record of the access log (tenant `aitrail.access`):
+/// who (`user_id`: the key id; `agent_id`: its role), what (`operation_type`, and
+/// `feature_code`: the route), about which tenant (`session_id`; `*` for all), how many
+/// records, the filters and the answer's status (under `attributes`).
+#[derive(Clone, Debug)]
+pub struct AccessEvent<'a> {
+    pub principal: &'a Principal,
+    /// `read`, `verify`, `export`, `access-log.read`, `keys.list`, `key.create`, ...
+    pub operation: &'a str,
+    /// `GET /v1/records/{id}`: method and route template.
+    pub route: &'a str,
+    /// The tenant read or changed; `None` when across tenants.
+    pub tenant: Option<&'a TenantId>,
+    /// The request's query parameters, as sent.
+    pub query: &'a [(String, String)],
+    pub records: Option<u64>,
+    pub status: u16,
+}
+
+impl AccessEvent<'_> {
+    pub fn to_record(&self) -> Record {
+        let mut query = serde_json::Map::new();
+        for (k, v) in self.query {
+            let values = query.entry(k.clone()).or_insert_with(|| serde_json::json!([]));
+            if let serde_json::Value::Array(a) = values {
+                a.push(serde_json::Value::String(v.clone()));
+            }
+        }
+        let mut attributes = serde_json::json!({"status": self.status, "query": query});
+        if let Some(n) = self.records {
+            attributes["records"] = n.into();
+        }
+        let record = serde_json::json!({
+            "tenant_id": TenantId::access_log(),
+            "user_id": self.principal.key_id.as_str(),
+            "agent_id": self.principal.role.name(),
+            "operation_type": self.operation,
+            "feature_code": self.route,
+            "session_id": self.tenant.map_or("*", TenantId::as_str),
+            "success": self.status < 400,
+            "attributes": attributes,
+        });
+        serde_json::from_value(record).expect("an access event is a valid record")
+    }
+}
+
+/// The listing query of the access log from request parameters: `tenant_id` names the
+/// tenant accessed (the events' `session_id`), `key_id` the key (`user_id`), `operation`
+/// the operation; the others are the listing's own (since, until, limit, cursor). A key
+/// bound to a tenant (`scope`) sees the events about its tenant only.
+pub fn access_log_query(
+    pairs: &[(String, String)],
+    scope: Option<&TenantId>,
+) -> Result<Query, AccessLogRefusal> {
+    let mut rest = Vec::new();
+    let mut tenant = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "tenant_id" => tenant = Some(v.clone()),
+            "key_id" => rest.push(("user_id".to_owned(), v.clone())),
+            "operation" => rest.push(("operation_type".to_owned(), v.clone())),
+            "since" | "until" | "limit" | "cursor" => rest.push((k.clone(), v.clone())),
+            other => {
+                return Err(AccessLogRefusal::BadQuery(FieldError::new(
+                    other,
+                    "unknown parameter: the access log takes tenant_id, key_id, operation, since, until, limit, cursor",
+                )));
+            }
+        }
+    }
+    let tenant = match (scope, tenant) {
+        (Some(own), Some(t)) if t != own.as_str() => return Err(AccessLogRefusal::Hidden),
+        (Some(own), _) => Some(own.as_str().to_owned()),
+        (None, t) => t,
+    };
+    if let Some(t) = tenant {
+        rest.push(("session_id".to_owned(), t));
+    }
+    let mut query = Query::from_pairs(rest).map_err(AccessLogRefusal::BadQuery)?;
+    query.tenant_id = Some(TenantId::access_log());
+    Ok(query)
+}
+
+/// Why an access-log query is refused.
+#[derive(Debug)]
+pub enum AccessLogRefusal {
+    BadQuery(FieldError),
+    /// Another tenant's events: answered as nothing there.
+    Hidden,
 }
 
 #[cfg(test)]

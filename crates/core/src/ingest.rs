@@ -137,15 +137,21 @@ pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Parsed, BodyError> 
 pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let result: Result<Record, _> = serde_path_to_error::deserialize(&mut de);
-    let err = match result {
-        Ok(record) => return Ok(record),
-        Err(err) => err,
-    };
     let join = |field: &str| match (prefix.is_empty(), field.is_empty()) {
         (true, true) => "record".to_owned(),
         (true, false) => field.to_owned(),
         (false, true) => prefix.to_owned(),
         (false, false) => format!("{prefix}.{field}"),
+    };
+    let err = match result {
+        Ok(record) if record.tenant_id.is_reserved() => {
+            return Err(FieldError::new(
+                join("tenant_id"),
+                "tenant ids beginning with `aitrail.` are reserved for aitrail's own logs",
+            ));
+        }
+        Ok(record) => return Ok(record),
+        Err(err) => err,
     };
     let path = err.path().to_string();
     let message = bare_message(err.inner());

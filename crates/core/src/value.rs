@@ -36,6 +36,17 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// aitrail's own logs (the access log) have ids beginning with `aitrail.`; no client
+    /// record may name one.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with("aitrail.")
+    }
+
+    /// The access log's tenant id.
+    pub fn access_log() -> Self {
+        Self("aitrail.access".to_owned())
+    }
 }
 
 impl fmt::Display for TenantId {

@@ -97,7 +97,11 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        app.keys.authenticate(app.store.as_ref(), header).await.map(Caller)
+        let principal = app.keys.authenticate(app.store.as_ref(), header).await?;
+        if let Some(seen) = parts.extensions.get::<crate::access::Seen>() {
+            seen.set(&principal);
+        }
+        Ok(Caller(principal))
     }
 }
 

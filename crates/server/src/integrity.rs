@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use aitrail_core::access::Action;
 
+use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -145,7 +146,8 @@ pub(crate) async fn proof(
     // The salt lets whoever holds it confirm a guessed prompt: only for who sees content.
     let salt = entry.content.filter(|_| caller.sees_content(&entry.tenant_id));
     let body = InclusionBody { content_salt: salt.map(|c| b64(&c.salt)), ..body };
-    Ok(Json(body).into_response())
+    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1 };
+    Ok(accessed.on(Json(body).into_response()))
 }
 
 async fn inclusion_body(

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -97,7 +98,8 @@ pub(crate) async fn create(
     let request = KeyRequest { role, tenant, expires_at, label: new.label };
     let (key, stored) = issue(app.store.as_ref(), app.keys.secret(), request).await?;
     let body = KeyBody { key: Some(key.reveal()), ..KeyBody::from(&stored) };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let accessed = Accessed { tenant: stored.tenant.clone(), records: 0 };
+    Ok(accessed.on((StatusCode::CREATED, Json(body)).into_response()))
 }
 
 /// GET /v1/keys: the keys this admin manages, oldest first.
@@ -128,5 +130,6 @@ pub(crate) async fn revoke(
     app.store.revoke_key(&id, Timestamp::now()).await?;
     app.keys.forget(&id);
     let key = app.store.key(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(KeyBody::from(&key)).into_response())
+    let accessed = Accessed { tenant: key.tenant.clone(), records: 0 };
+    Ok(accessed.on(Json(KeyBody::from(&key)).into_response()))
 }

@@ -1,6 +1,7 @@
 //! The aitrail HTTP API. Thin: parse the request, call core and the store, render. Every
 //! error leaves through [`problem::ApiError`] as problem+json.
 
+mod access;
 mod auth;
 mod integrity;
 mod keys;
@@ -62,6 +63,7 @@ pub const PATHS: &[&str] = &[
     "/v1/log-key",
     "/v1/keys",
     "/v1/keys/{id}/revoke",
+    "/v1/access-log",
     "/audit/log",
 ];
 
@@ -80,7 +82,9 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/v1/log-key", only(get(integrity::log_key), "GET, HEAD"))
         .route("/v1/keys", only(post(keys::create).get(keys::list), "GET, HEAD, POST"))
         .route("/v1/keys/{id}/revoke", only(post(keys::revoke), "POST"))
+        .route("/v1/access-log", only(get(access::list), "GET, HEAD"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
 }

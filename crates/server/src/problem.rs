@@ -33,6 +33,9 @@ pub enum ApiError {
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
     NotYetCheckpointed,
+    /// The access log could not be written, so the answer is withheld.
+    #[error("the access log could not be written; the answer is withheld")]
+    AccessLogUnavailable,
     /// No key, or not a live one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -105,6 +108,11 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            AccessLogUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "access-log-unavailable",
+                "Access log unavailable",
+            ),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             DuplicateExternalId => {
                 (StatusCode::CONFLICT, "duplicate-external-id", "Duplicate external_id")

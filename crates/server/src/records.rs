@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use aitrail_core::access::Action;
 
+use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState, integrity};
 
@@ -119,9 +120,10 @@ pub(crate) async fn list(
     // A key bound to a tenant lists that tenant only.
     query.tenant_id = caller.tenant_for(Action::Read, query.tenant_id.take())?;
     let page = app.store.list(&query).await?;
-    let records = page.records.into_iter().map(|r| caller.redact(r)).collect();
+    let records: Vec<_> = page.records.into_iter().map(|r| caller.redact(r)).collect();
+    let accessed = Accessed { tenant: query.tenant_id.clone(), records: records.len() as u64 };
     let body = PageBody { records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
-    Ok(Json(body).into_response())
+    Ok(accessed.on(Json(body).into_response()))
 }
 
 /// GET /v1/records/{id}: 404 for an unknown id, and for anything that is not an id.
@@ -136,7 +138,8 @@ pub(crate) async fn get_one(
     let record = app.store.get(id).await?.ok_or(ApiError::NotFound)?;
     // Another tenant's record answers exactly as a missing one.
     caller.may(Action::Read, Some(&record.record.tenant_id))?;
-    Ok(Json(caller.redact(record)).into_response())
+    let accessed = Accessed { tenant: Some(record.record.tenant_id.clone()), records: 1 };
+    Ok(accessed.on(Json(caller.redact(record)).into_response()))
 }
 
 async fn read_records(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Parsed, ApiError> {

@@ -35,8 +35,10 @@ pub fn list(
         clauses.push(clause.replace("{}", &marks.join(", ")));
         params.extend(values);
     };
-    if let Some(t) = &q.tenant_id {
-        add("r.tenant_id = {}", vec![Param::Text(t.as_str().to_owned())]);
+    match &q.tenant_id {
+        Some(t) => add("r.tenant_id = {}", vec![Param::Text(t.as_str().to_owned())]),
+        // aitrail's own logs (the access log) are listed only when named.
+        None => add("r.tenant_id NOT LIKE 'aitrail.%'", Vec::new()),
     }
     if let Some(t) = q.since {
         add("r.event_time >= {}", vec![Param::Time(t)]);

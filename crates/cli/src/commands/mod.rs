@@ -1,3 +1,4 @@
+pub mod access_log;
 pub mod checkpoint;
 pub mod import;
 pub mod keys;

@@ -895,6 +895,8 @@ async fn every_route_answers_every_role_exactly() {
         ((Method::POST, format!("/v1/keys/{other_key_id}/revoke"), None),
          (Method::POST, format!("/v1/keys/{other_key_id}/revoke"), None),
             [403, 403, 403, 404, 200], [403, 403, 403, 404, 200]),
+        (get("/v1/access-log".into()), get("/v1/access-log?tenant_id=other".into()),
+            [403, 403, 200, 200, 200], [403, 403, 404, 404, 200]),
         (get("/healthz".into()), get("/healthz".into()),
             [200, 200, 200, 200, 200], [200, 200, 200, 200, 200]),
     ];
@@ -994,4 +996,58 @@ async fn missing_malformed_unknown_revoked_and_expired_keys_get_401() {
     let (_, keys) = s.get("/v1/keys").await;
     let text = keys.to_string();
     assert!(!text.contains(&key[key.len() - 20..]) && !text.contains("digest"), "{text}");
+}
+
+#[tokio::test]
+async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for t in ["own", "other"] {
+        let body = json!({"tenant_id": t, "prompt": "p"}).to_string();
+        let (status, _) = s.post("/v1/records?wait=checkpoint", "application/json", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (viewer_id, viewer) = make_key(&s, "viewer", Some("own")).await;
+    let (auditor_id, auditor) = make_key(&s, "auditor", Some("own")).await;
+    let viewer = http(&viewer);
+    let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
+    let (_, page) = send(&viewer, &s.base, &get("/v1/records?model_name=x&model_name=y")).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    let (_, page) = send(&viewer, &s.base, &get("/v1/records")).await;
+    let id = page["records"][0]["id"].as_str().unwrap().to_owned();
+    send(&viewer, &s.base, &get(&format!("/v1/records/{id}/proof"))).await;
+    // The global admin reads the other tenant; that is not the own tenant's auditor's to see.
+    s.get("/v1/records?tenant_id=other").await;
+    let auditor = http(&auditor);
+    let (status, log) = send(&auditor, &s.base, &get("/v1/access-log?limit=1000")).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let events = log["records"].as_array().unwrap();
+    let by = |key: &str| -> Vec<&Value> { events.iter().filter(|e| e["user_id"] == key).collect() };
+    let viewer_events = by(&viewer_id);
+    assert_eq!(viewer_events.len(), 3, "{events:?}");
+    // Newest first: the proof, the listing, the filtered listing.
+    let proof = viewer_events[0];
+    assert_eq!(proof["operation_type"], "verify");
+    assert_eq!(proof["feature_code"], "GET /v1/records/{id}/proof");
+    assert_eq!(proof["agent_id"], "viewer");
+    assert_eq!(proof["session_id"], "own");
+    assert_eq!(proof["attributes"]["status"], 200);
+    let filtered = viewer_events[2];
+    assert_eq!(filtered["operation_type"], "read");
+    assert_eq!(filtered["attributes"]["query"]["model_name"], json!(["x", "y"]));
+    assert_eq!(filtered["attributes"]["records"], 0);
+    assert_eq!(viewer_events[1]["attributes"]["records"], 1);
+    // The admin's making of those keys is there too (tenant own); its read of other is not.
+    let made = events.iter().filter(|e| e["operation_type"] == "key.create").count();
+    assert_eq!(made, 2, "{events:?}");
+    assert!(events.iter().all(|e| e["session_id"] == "own"), "only its tenant's accesses");
+    assert!(by(&auditor_id).is_empty(), "this read is logged after it answers");
+    // The global admin sees every tenant's, its own read of other included.
+    let (_, all) = s.get("/v1/access-log?tenant_id=other&operation=read").await;
+    let all = all["records"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["session_id"], "other");
+    // The access log is a log like any other: checkpointed, and no client may write to it.
+    let (status, problem) = s.post_json(&json!({"tenant_id": "aitrail.access"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("reserved"), "{problem}");
 }

@@ -1,0 +1,130 @@
+//! The access log: every read of records, verification, key change and read of the access
+//! log itself is appended to the log `aitrail.access`, a tenant log like any other
+//! (Merkle tree, signed checkpoints, `aitrail verify`), before the answer goes out. If
+//! that append fails, the answer is 503 instead: no access goes unrecorded.
+
+use std::sync::{Arc, Mutex};
+
+use aitrail_core::TenantId;
+use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, Principal, access_log_query};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use aitrail_core::StoredRecord;
+use aitrail_core::ingest::FieldError;
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// Where the [`Caller`] extractor leaves who the request authenticated as.
+#[derive(Clone, Default)]
+pub(crate) struct Seen(Arc<Mutex<Option<Principal>>>);
+
+impl Seen {
+    pub(crate) fn set(&self, p: &Principal) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+    }
+
+    fn take(&self) -> Option<Principal> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// What a handler tells the access log about its answer: the tenant it was about and
+/// how many records it held.
+#[derive(Clone, Debug)]
+pub(crate) struct Accessed {
+    pub tenant: Option<TenantId>,
+    pub records: u64,
+}
+
+impl Accessed {
+    /// `response`, noted for the access log.
+    pub(crate) fn on(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The operation a route is, for the access log; `None` for routes not logged (writes are
+/// their own record; the key and the API description are public facts).
+fn operation(method: &Method, route: &str) -> Option<&'static str> {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    Some(match (read, route) {
+        (true, "/v1/records" | "/v1/records/{id}") => "read",
+        (true, "/v1/records/{id}/proof" | "/v1/checkpoint" | "/v1/consistency") => "verify",
+        (true, "/v1/access-log") => "access-log.read",
+        (true, "/v1/keys") => "keys.list",
+        (false, "/v1/keys") => "key.create",
+        (false, "/v1/keys/{id}/revoke") => "key.revoke",
+        _ => return None,
+    })
+}
+
+/// Middleware (after routing): append the access to the access log before answering.
+pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let Some(operation) = route.as_deref().and_then(|r| operation(req.method(), r)) else {
+        return next.run(req).await;
+    };
+    let route = format!("{} {}", req.method(), route.unwrap_or_default());
+    let query: Vec<(String, String)> =
+        axum::extract::Query::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
+    let seen = Seen::default();
+    req.extensions_mut().insert(seen.clone());
+    let response = next.run(req).await;
+    // Requests without a valid key are not recorded: anyone could fill the log with them.
+    let Some(principal) = seen.take() else { return response };
+    let accessed = response.extensions().get::<Accessed>().cloned();
+    let named =
+        query.iter().find(|(k, _)| k == "tenant_id").and_then(|(_, v)| TenantId::parse(v).ok());
+    let tenant =
+        accessed.as_ref().and_then(|a| a.tenant.clone()).or(named).or(principal.tenant.clone());
+    let event = AccessEvent {
+        principal: &principal,
+        operation,
+        route: &route,
+        tenant: tenant.as_ref(),
+        query: &query,
+        records: accessed.map(|a| a.records),
+        status: response.status().as_u16(),
+    };
+    match app.store.append(vec![event.to_record()]).await {
+        Ok(_) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "the access log could not be written; refusing the answer");
+            ApiError::AccessLogUnavailable.into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PageBody {
+    records: Vec<StoredRecord>,
+    next_cursor: Option<String>,
+}
+
+/// GET /v1/access-log: the accesses of the caller's tenant (a global key: of every
+/// tenant), newest first; filters tenant_id, key_id, operation, since, until.
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    pairs: Result<axum::extract::Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.may(Action::Audit, None)?;
+    let pairs = pairs.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
+    let query = access_log_query(&pairs, caller.0.tenant.as_ref()).map_err(|r| match r {
+        AccessLogRefusal::BadQuery(e) => ApiError::BadQuery(e),
+        AccessLogRefusal::Hidden => ApiError::NotFound,
+    })?;
+    let page = app.store.list(&query).await?;
+    let accessed = Accessed { tenant: caller.0.tenant.clone(), records: page.records.len() as u64 };
+    let body =
+        PageBody { records: page.records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
+    Ok(accessed.on(Json(body).into_response()))
+}
