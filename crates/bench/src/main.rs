@@ -205,7 +205,8 @@ fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server>
     anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let key = String::from_utf8(made.stdout)?.trim().to_owned();
     let mut child = std::process::Command::new(&exe)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        // One key drives all the load here: no per-key limit.
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
         .args(args)
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())

@@ -33,7 +33,9 @@ impl ServerProcess {
         let key = ok(&made.unwrap()).trim().to_owned();
         let args = location;
         let mut child = Command::new(BIN)
+            // Durability under load is what these tests load for: no rate limit.
             .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "50"])
+            .args(["--rate-limit", "0"])
             .args(args)
             .envs(env.iter().copied())
             .env_remove("AITRAIL_DATABASE_URL")

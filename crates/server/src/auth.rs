@@ -20,10 +20,21 @@ use crate::{ApiError, AppState};
 /// How long a looked-up key is trusted before it is read again.
 const CACHE_FOR: Duration = Duration::from_secs(1);
 
-/// The server's keys: the secret their digests are made with, and a short cache.
+/// The server's keys: the secret their digests are made with, a short cache, and each
+/// key's request budget.
 pub struct KeyRing {
     secret: [u8; 32],
     cache: Mutex<HashMap<KeyId, (Instant, Option<StoredKey>)>>,
+    /// Requests a second each key may make on this node (0: no limit), and its buckets.
+    rate: f64,
+    buckets: Mutex<HashMap<KeyId, Bucket>>,
+}
+
+/// A token bucket: `tokens` left as of `at`, refilled at the key's rate up to one
+/// second's worth.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -33,8 +44,33 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    pub fn new(secret: [u8; 32]) -> Self {
-        Self { secret, cache: Mutex::new(HashMap::new()) }
+    /// `rate`: requests a second each key may make on this node; 0 for no limit.
+    pub fn new(secret: [u8; 32], rate: u32) -> Self {
+        Self {
+            secret,
+            cache: Mutex::new(HashMap::new()),
+            rate: f64::from(rate),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one request from the key's budget, or say when to retry.
+    fn spend(&self, id: &KeyId) -> Result<(), ApiError> {
+        if self.rate == 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(id.clone()).or_insert(Bucket { tokens: self.rate, at: now });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.rate;
+        bucket.tokens = (bucket.tokens + refill).min(self.rate);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
+        Err(ApiError::TooManyRequests { retry_after: wait })
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -84,6 +120,7 @@ impl KeyRing {
         if !stored.is_live(Timestamp::now()) {
             return Err(ApiError::Unauthorized("this API key has expired"));
         }
+        self.spend(&stored.id)?;
         Ok(Principal { key_id: stored.id, role: stored.role, tenant: stored.tenant })
     }
 }

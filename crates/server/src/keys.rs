@@ -66,8 +66,10 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<NewKey>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(new) =
-        body.map_err(|e| ApiError::Malformed(FieldError::new("body", e.body_text())))?;
+    let Json(new) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit: crate::SMALL_BODY_BYTES },
+        _ => ApiError::Malformed(FieldError::new("body", e.body_text())),
+    })?;
     let role: Role = new.role.parse().map_err(|m: String| invalid("role", m))?;
     let tenant = new
         .tenant_id

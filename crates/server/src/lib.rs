@@ -34,11 +34,24 @@ pub struct Config {
     /// Serve GET /v1/log-key and GET /v1/checkpoint without a key, so anyone may check
     /// the log's signatures.
     pub public_log: bool,
+    /// Requests a second each API key may make on this node (0: no limit); a key over it
+    /// gets 429 with Retry-After.
+    pub rate_limit: u32,
 }
+
+/// Default per-key request rate: batch above it.
+pub const DEFAULT_RATE_LIMIT: u32 = 5_000;
+
+/// Body limit of the routes that take small JSON (keys).
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES, public_log: false }
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_log: false,
+            rate_limit: DEFAULT_RATE_LIMIT,
+        }
     }
 }
 
@@ -69,7 +82,7 @@ pub const PATHS: &[&str] = &[
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
-    let keys = Arc::new(KeyRing::new(log.api_key_secret()));
+    let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
     let state = AppState { store, config: Arc::new(config), log, keys };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
@@ -80,7 +93,11 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/v1/checkpoint", only(get(integrity::checkpoint), "GET, HEAD"))
         .route("/v1/consistency", only(get(integrity::consistency), "GET, HEAD"))
         .route("/v1/log-key", only(get(integrity::log_key), "GET, HEAD"))
-        .route("/v1/keys", only(post(keys::create).get(keys::list), "GET, HEAD, POST"))
+        .route(
+            "/v1/keys",
+            only(post(keys::create).get(keys::list), "GET, HEAD, POST")
+                .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY_BYTES)),
+        )
         .route("/v1/keys/{id}/revoke", only(post(keys::revoke), "POST"))
         .route("/v1/access-log", only(get(access::list), "GET, HEAD"))
         .route("/audit/log", only(post(records::audit_log), "POST"))

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The access log could not be written, so the answer is withheld.
     #[error("the access log could not be written; the answer is withheld")]
     AccessLogUnavailable,
+    /// The key spent its request budget; retry after that many seconds.
+    #[error("this API key made more requests than its limit; retry after {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     /// No key, or not a live one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -108,6 +111,9 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
             }
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            }
             AccessLogUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "access-log-unavailable",
@@ -159,6 +165,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotYetCheckpointed => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             ApiError::Unauthorized(_) => {
                 headers.insert(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aitrail_core::access::Role;
-use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, LogSigner};
+use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, LogSigner};
 use aitrail_store::Store;
 use aitrail_store::keys::{self, KeyRequest};
 use anyhow::Context;
@@ -27,6 +27,9 @@ pub struct Args {
     /// check the log's signatures.
     #[arg(long, env = "AITRAIL_PUBLIC_LOG")]
     public_log: bool,
+    /// Requests a second each API key may make on this node (0: no limit).
+    #[arg(long, env = "AITRAIL_RATE_LIMIT", default_value_t = DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
     /// Shortest time between two signed checkpoints of a log, in milliseconds.
     #[arg(long, env = "AITRAIL_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
@@ -50,7 +53,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     first_admin_key(store.as_ref(), &log).await?;
     tracing::info!(key = %log.verifier(), "log verifier key (also at GET /v1/log-key)");
     tokio::spawn(log.clone().run(store.clone()));
-    let config = Config { max_body_bytes: args.max_body_bytes, public_log: args.public_log };
+    let config = Config {
+        max_body_bytes: args.max_body_bytes,
+        public_log: args.public_log,
+        rate_limit: args.rate_limit,
+    };
     let app = aitrail_server::router(store, log, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1051,3 +1051,59 @@ async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("reserved"), "{problem}");
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on() {
+    let config = Config { rate_limit: 5, ..Config::default() };
+    let Some(s) = Server::with_config(BACKEND, config).await else { return };
+    let (_, key) = make_key(&s, "viewer", Some("own")).await;
+    let (_, other) = make_key(&s, "viewer", Some("own")).await;
+    let list = (reqwest::Method::GET, "/v1/records".to_owned(), None);
+    let client = http(&key);
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = client.get(format!("{}/v1/records", s.base)).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS && limited.is_none() {
+            let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            limited = Some((retry, r.json::<Value>().await.unwrap()));
+        }
+    }
+    // A budget of 5 a second: the first 5 pass, 20 in a row cannot all.
+    assert!(statuses[..5].iter().all(|&c| c == 200), "{statuses:?}");
+    let (retry, problem) = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    assert!(retry >= 1);
+    assert_eq!(problem["type"], "urn:aitrail:problem:rate-limited");
+    assert_eq!(send(&http(&other), &s.base, &list).await.0, StatusCode::OK, "per key");
+}
+
+#[tokio::test]
+async fn the_log_key_and_checkpoints_may_be_public_and_nothing_else() {
+    let config = Config { public_log: true, ..Config::default() };
+    let Some(s) = Server::with_config(BACKEND, config).await else { return };
+    let body = json!({"tenant_id": "t"}).to_string();
+    s.post("/v1/records?wait=checkpoint", "application/json", body).await;
+    let anyone = reqwest::Client::new();
+    let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
+    assert_eq!(send(&anyone, &s.base, &get("/v1/log-key")).await.0, StatusCode::OK);
+    let (status, note) = send(&anyone, &s.base, &get("/v1/checkpoint?tenant_id=t")).await;
+    assert_eq!(status, StatusCode::OK, "{note}");
+    assert!(note.as_str().unwrap().starts_with("test.aitrail/t\n1\n"), "{note}");
+    for path in ["/v1/records", "/v1/consistency?tenant_id=t&from=1", "/v1/access-log", "/openapi.json"] {
+        assert_eq!(send(&anyone, &s.base, &get(path)).await.0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // Without the setting, the log key too needs a key.
+    let Some(closed) = Server::start(BACKEND).await else { return };
+    assert_eq!(send(&anyone, &closed.base, &get("/v1/log-key")).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn key_routes_take_small_bodies_only() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let body = json!({"role": "viewer", "tenant_id": "t", "label": "x".repeat(100_000)});
+    let (status, problem) = s.post("/v1/keys", "application/json", body.to_string()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    let (_, keys) = s.get("/v1/keys").await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "nothing made: only the test's own key");
+}
