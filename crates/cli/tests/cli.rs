@@ -288,6 +288,21 @@ fn kill_9_during_concurrent_ingest_loses_no_acknowledged_record() {
     });
 }
 
+/// POST a record or a batch; the ids acknowledged, or `None` when the server did not
+/// acknowledge (it may be gone).
+async fn post_records(client: &reqwest::Client, base: &str, body: &Value) -> Option<Vec<String>> {
+    let response = client.post(format!("{base}/v1/records")).json(body).send().await.ok()?;
+    if response.status() != 201 {
+        return None;
+    }
+    let answer = response.json::<Value>().await.ok()?;
+    let id = |r: &Value| r["id"].as_str().unwrap().to_owned();
+    Some(match answer.get("results") {
+        Some(rs) => rs.as_array().unwrap().iter().map(id).collect(),
+        None => vec![id(&answer)],
+    })
+}
+
 /// 16 writers post singles and small batches; once 200 are acknowledged the server gets
 /// SIGKILL while they are still writing. Returns what was acknowledged.
 async fn ingest_until_killed(round: usize, server: ServerProcess) -> Vec<(String, String)> {
@@ -305,16 +320,7 @@ async fn ingest_until_killed(round: usize, server: ServerProcess) -> Vec<(String
                 i += 1;
                 let one = json!({"tenant_id": tenant, "agent_id": format!("r{round}w{w}i{i}"), "prompt": "x".repeat(512)});
                 let body = if i % 3 == 0 { json!([one.clone(), one.clone(), one]) } else { one };
-                let sent = client.post(format!("{base}/v1/records")).json(&body).send().await;
-                let Ok(response) = sent else { break };
-                if response.status() != 201 {
-                    break;
-                }
-                let Ok(answer) = response.json::<Value>().await else { break };
-                let ids: Vec<String> = match answer.get("results") {
-                    Some(rs) => rs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect(),
-                    None => vec![answer["id"].as_str().unwrap().to_owned()],
-                };
+                let Some(ids) = post_records(&client, &base, &body).await else { break };
                 acked.lock().unwrap().extend(ids.into_iter().map(|id| (tenant.to_owned(), id)));
             }
         }));
@@ -663,16 +669,7 @@ async fn write_through(
                     let tenant = if i % 4 == 3 { format!("node-{n}") } else { "shared".into() };
                     let one = json!({"tenant_id": tenant, "agent_id": format!("n{n}w{w}i{i}"), "prompt": "p"});
                     let body = if i % 5 == 0 { json!([one.clone(), one]) } else { one };
-                    let sent = client.post(format!("{base}/v1/records")).json(&body).send().await;
-                    let Ok(response) = sent else { break };
-                    if response.status() != 201 {
-                        break;
-                    }
-                    let Ok(answer) = response.json::<Value>().await else { break };
-                    let ids: Vec<String> = match answer.get("results") {
-                        Some(rs) => rs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect(),
-                        None => vec![answer["id"].as_str().unwrap().to_owned()],
-                    };
+                    let Some(ids) = post_records(&client, &base, &body).await else { break };
                     acked.extend(ids.into_iter().map(|id| (tenant.clone(), id)));
                 }
                 acked

@@ -4,14 +4,13 @@
 use aitrail_core::access::{Action, KeyId, Role};
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_store::StoredKey;
-use aitrail_store::keys::{KeyRequest, issue};
+use aitrail_store::keys::{KeyInfo, KeyRequest, issue};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::access::Accessed;
 use crate::auth::Caller;
@@ -24,36 +23,6 @@ pub(crate) struct NewKey {
     tenant_id: Option<String>,
     expires_at: Option<String>,
     label: Option<String>,
-}
-
-/// A key as listed: never its secret, nor its digest.
-#[derive(Serialize)]
-pub(crate) struct KeyBody {
-    id: String,
-    role: String,
-    tenant_id: Option<String>,
-    label: Option<String>,
-    created_at: Timestamp,
-    expires_at: Option<Timestamp>,
-    revoked_at: Option<Timestamp>,
-    /// The whole key: only in the answer that made it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-}
-
-impl From<&StoredKey> for KeyBody {
-    fn from(k: &StoredKey) -> Self {
-        Self {
-            id: k.id.to_string(),
-            role: k.role.to_string(),
-            tenant_id: k.tenant.as_ref().map(ToString::to_string),
-            label: k.label.clone(),
-            created_at: k.created_at,
-            expires_at: k.expires_at,
-            revoked_at: k.revoked_at,
-            key: None,
-        }
-    }
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -99,7 +68,7 @@ pub(crate) async fn create(
     }
     let request = KeyRequest { role, tenant, expires_at, label: new.label };
     let (key, stored) = issue(app.store.as_ref(), app.keys.secret(), request).await?;
-    let body = KeyBody { key: Some(key.reveal()), ..KeyBody::from(&stored) };
+    let body = KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) };
     let accessed = Accessed { tenant: stored.tenant.clone(), records: 0 };
     Ok(accessed.on((StatusCode::CREATED, Json(body)).into_response()))
 }
@@ -112,7 +81,7 @@ pub(crate) async fn list(
     caller.may(Action::Administer, None)?;
     let keys = app.store.keys().await?;
     let mine = keys.iter().filter(|k| caller.0.tenant.is_none() || k.tenant == caller.0.tenant);
-    Ok(Json(mine.map(KeyBody::from).collect::<Vec<_>>()).into_response())
+    Ok(Json(mine.map(KeyInfo::from).collect::<Vec<_>>()).into_response())
 }
 
 /// POST /v1/keys/{id}/revoke: the key stops working at once on this node, within a
@@ -133,5 +102,5 @@ pub(crate) async fn revoke(
     app.keys.forget(&id);
     let key = app.store.key(&id).await?.ok_or(ApiError::NotFound)?;
     let accessed = Accessed { tenant: key.tenant.clone(), records: 0 };
-    Ok(accessed.on(Json(KeyBody::from(&key)).into_response()))
+    Ok(accessed.on(Json(KeyInfo::from(&key)).into_response()))
 }

@@ -1,14 +1,15 @@
 //! Reads, on a pooled connection (or the writer's transaction), with cached statements.
 
-use std::collections::BTreeMap;
-
 use aitrail_core::access::KeyId;
-use aitrail_core::entry::{Content, FieldColumns, RowColumns};
+use aitrail_core::entry::{FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey};
+use aitrail_store::{
+    EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
+    content_from_columns,
+};
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -57,20 +58,10 @@ fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
             success: row.try_get(AFTER_TEXT + 1)?,
         },
     };
-    let salt: Option<Vec<u8>> = row.try_get(AFTER_TEXT + 3)?;
-    let content = match salt {
-        None => None,
-        Some(salt) => {
-            let mut fields = BTreeMap::new();
-            for (i, name) in [(4, "prompt"), (5, "response"), (6, "prompt_variables")] {
-                if let Some(v) = row.try_get::<_, Option<String>>(AFTER_TEXT + i)? {
-                    fields.insert(name.to_owned(), v);
-                }
-            }
-            let salt = salt.try_into().unwrap_or([0; 32]);
-            Some(Content { salt, fields })
-        }
-    };
+    let content = content_from_columns(
+        row.try_get(AFTER_TEXT + 3)?,
+        [row.try_get(AFTER_TEXT + 4)?, row.try_get(AFTER_TEXT + 5)?, row.try_get(AFTER_TEXT + 6)?],
+    );
     Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(AFTER_TEXT + 2)?, content })
 }
 

@@ -1,14 +1,15 @@
 //! Reads, each on a connection from the reader pool.
 
-use std::collections::BTreeMap;
-
 use aitrail_core::access::KeyId;
-use aitrail_core::entry::{Content, FieldColumns, RowColumns};
+use aitrail_core::entry::{FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
-use aitrail_store::{EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey};
+use aitrail_store::{
+    EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
+    content_from_columns,
+};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
@@ -49,20 +50,10 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
             success: row.get(AFTER_TEXT + 1)?,
         },
     };
-    let salt: Option<Vec<u8>> = row.get(AFTER_TEXT + 3)?;
-    let content = match salt {
-        None => None,
-        Some(salt) => {
-            let mut fields = BTreeMap::new();
-            for (i, name) in [(4, "prompt"), (5, "response"), (6, "prompt_variables")] {
-                if let Some(v) = row.get::<_, Option<String>>(AFTER_TEXT + i)? {
-                    fields.insert(name.to_owned(), v);
-                }
-            }
-            let salt = salt.try_into().unwrap_or([0; 32]);
-            Some(Content { salt, fields })
-        }
-    };
+    let content = content_from_columns(
+        row.get(AFTER_TEXT + 3)?,
+        [row.get(AFTER_TEXT + 4)?, row.get(AFTER_TEXT + 5)?, row.get(AFTER_TEXT + 6)?],
+    );
     Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(AFTER_TEXT + 2)?, content })
 }
 

@@ -16,6 +16,36 @@ pub struct KeyRequest {
     pub label: Option<String>,
 }
 
+/// A key as the admin API shows it (and `aitrail keys` reads it): never its secret nor its
+/// digest, but the whole key once, in the answer that made it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub role: String,
+    pub tenant_id: Option<String>,
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<&StoredKey> for KeyInfo {
+    fn from(k: &StoredKey) -> Self {
+        Self {
+            id: k.id.to_string(),
+            role: k.role.to_string(),
+            tenant_id: k.tenant.as_ref().map(ToString::to_string),
+            label: k.label.clone(),
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            key: None,
+        }
+    }
+}
+
 /// Make a key, keep its digest, and return it whole: the only time its secret is seen.
 pub async fn issue(
     store: &dyn Store,

@@ -116,6 +116,18 @@ pub struct RawRow {
     pub content: Option<Content>,
 }
 
+/// A record's content as a backend reads it: its salt (none once purged) and the
+/// prompt, response and prompt variables columns.
+pub fn content_from_columns(salt: Option<Vec<u8>>, fields: [Option<String>; 3]) -> Option<Content> {
+    let salt = salt?;
+    let names = ["prompt", "response", "prompt_variables"];
+    let fields =
+        names.into_iter().zip(fields).filter_map(|(n, v)| Some((n.to_owned(), v?))).collect();
+    // A salt of another length is kept zeroed: its commitments will not match, and
+    // verify says so.
+    Some(Content { salt: salt.try_into().unwrap_or([0; 32]), fields })
+}
+
 impl RawRow {
     /// The row as a record: its entry with its content. A row that does not hold together
     /// is reported as corrupt rather than shown.

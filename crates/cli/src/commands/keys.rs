@@ -6,10 +6,8 @@ use std::time::Duration;
 use aitrail_core::access::{KeyId, Role};
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_server::LogSigner;
-use aitrail_store::StoredKey;
-use aitrail_store::keys::{KeyRequest, issue};
+use aitrail_store::keys::{KeyInfo, KeyRequest, issue};
 use anyhow::{Context, bail};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::target::{Target, json_answer};
@@ -47,34 +45,6 @@ pub struct CreateArgs {
     log_name: String,
 }
 
-/// A key as the admin API answers it.
-#[derive(Deserialize)]
-struct KeyBody {
-    id: String,
-    role: String,
-    tenant_id: Option<String>,
-    label: Option<String>,
-    created_at: String,
-    expires_at: Option<String>,
-    revoked_at: Option<String>,
-    key: Option<String>,
-}
-
-impl From<&StoredKey> for KeyBody {
-    fn from(k: &StoredKey) -> Self {
-        Self {
-            id: k.id.to_string(),
-            role: k.role.to_string(),
-            tenant_id: k.tenant.as_ref().map(ToString::to_string),
-            label: k.label.clone(),
-            created_at: k.created_at.to_string(),
-            expires_at: k.expires_at.map(|t| t.to_string()),
-            revoked_at: k.revoked_at.map(|t| t.to_string()),
-            key: None,
-        }
-    }
-}
-
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Create(args) => create(global, args).await,
@@ -101,7 +71,7 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
             let secret = LogSigner::new(signer, Duration::from_secs(1)).api_key_secret();
             let request = KeyRequest { role: args.role, tenant, expires_at, label: args.label };
             let (key, stored) = issue(store.as_ref(), &secret, request).await?;
-            KeyBody { key: Some(key.reveal()), ..KeyBody::from(&stored) }
+            KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) }
         }
         remote => {
             let body = json!({
@@ -126,8 +96,8 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn list(global: &Global) -> anyhow::Result<()> {
-    let keys: Vec<KeyBody> = match Target::open(global).await? {
-        Target::Local(store) => store.keys().await?.iter().map(KeyBody::from).collect(),
+    let keys: Vec<KeyInfo> = match Target::open(global).await? {
+        Target::Local(store) => store.keys().await?.iter().map(KeyInfo::from).collect(),
         remote => {
             let response = remote.request(reqwest::Method::GET, "/v1/keys").send();
             json_answer(response.await.context("cannot reach the server")?).await?
@@ -143,9 +113,9 @@ async fn list(global: &Global) -> anyhow::Result<()> {
             k.role,
             k.tenant_id.unwrap_or_else(|| "*".into()),
             dash(k.label),
-            k.created_at,
-            dash(k.expires_at),
-            dash(k.revoked_at),
+            k.created_at.to_string(),
+            dash(k.expires_at.map(|t| t.to_string())),
+            dash(k.revoked_at.map(|t| t.to_string())),
         ]);
     }
     println!("{table}");
