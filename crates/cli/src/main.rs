@@ -4,13 +4,14 @@
 //! to a running server (`--server`) or works directly on the local data dir.
 
 mod commands;
+mod config;
 mod keyfile;
 mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // Verification and ingest allocate many small values; mimalloc does that faster than glibc.
 #[global_allocator]
@@ -28,6 +29,10 @@ struct Cli {
 /// Where the records live: a server, PostgreSQL, or the embedded store in a data dir.
 #[derive(Args, Clone, Debug)]
 pub struct Global {
+    /// A TOML file of option defaults (`database = "postgres://…"`, `listen = "…"`); the
+    /// command line and the environment override it.
+    #[arg(long, global = true, env = "AITRAIL_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Data directory of the embedded store (used when no --server is given).
     #[arg(long, global = true, env = "AITRAIL_DATA_DIR", default_value = "./aitrail-data")]
     pub data_dir: PathBuf,
@@ -70,7 +75,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::anyhow!("cannot start runtime: {e}")),
@@ -93,6 +101,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// The command line, with the config file's settings as defaults.
+fn parse() -> anyhow::Result<Cli> {
+    let args: Vec<String> = std::env::args().collect();
+    let mut command = Cli::command();
+    if let Some(file) = config::path(&args) {
+        command = config::apply(command, &file)?;
+    }
+    let matches = command.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches)?)
 }
 
 /// One clear line on stderr, non-zero exit.

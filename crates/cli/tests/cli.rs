@@ -621,6 +621,14 @@ fn postgres_commands_work_on_the_database() {
     let out = ok(&aitrail(&["--database", &db.url, "migrate"], None));
     let version = aitrail_store_postgres::MIGRATIONS.len();
     assert!(out.contains(&format!("schema is at version {version}, nothing to do")), "{out}");
+    // The database may come from a config file too.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("database = {:?}\n", db.url)).unwrap();
+    let listed = ok(&aitrail(
+        &["--config", config.path().to_str().unwrap(), "list", "--format", "json"],
+        None,
+    ));
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
     // The same records through a server on that database.
     let (private, _) = shared_key();
     let server = node(&db, &private);
@@ -1093,4 +1101,41 @@ fn the_first_start_shows_one_admin_key_and_the_cli_manages_keys() {
     let out = aitrail(&["--data-dir", data, "keys", "create", "--role", "viewer"], None);
     assert!(!out.status.success(), "a viewer key needs a tenant");
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a tenant"));
+}
+
+#[test]
+fn a_config_file_sets_defaults_that_the_environment_and_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_file, from_env, from_flag) =
+        (dir.path().join("file"), dir.path().join("env"), dir.path().join("flag"));
+    let config = dir.path().join("aitrail.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\nlog-name = \"cfg.example\"\n", from_file.to_str().unwrap()),
+    )
+    .unwrap();
+    let run = |env: Option<&Path>, flag: Option<&Path>| {
+        let mut c = Command::new(BIN);
+        c.env_remove("AITRAIL_DATA_DIR").env_remove("AITRAIL_LOG_NAME");
+        c.args(["--config", config.to_str().unwrap()]);
+        if let Some(e) = env {
+            c.env("AITRAIL_DATA_DIR", e);
+        }
+        if let Some(f) = flag {
+            c.arg("--data-dir").arg(f);
+        }
+        ok(&c.args(["keys", "create", "--role", "admin"]).output().unwrap())
+    };
+    run(None, None);
+    let key = std::fs::read_to_string(from_file.join("log-key")).unwrap();
+    assert!(key.starts_with("PRIVATE+KEY+cfg.example+"), "a subcommand's option from the file");
+    run(Some(&from_env), None);
+    assert!(from_env.join("log-key").exists(), "the environment beats the file");
+    run(Some(&from_env), Some(&from_flag));
+    assert!(from_flag.join("log-key").exists(), "the command line beats the environment");
+    std::fs::write(&config, "data_dri = \"typo\"\n").unwrap();
+    let out = aitrail(&["--config", config.to_str().unwrap(), "list"], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("data_dri is not an aitrail option"), "{stderr}");
 }
