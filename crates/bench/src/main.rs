@@ -449,7 +449,7 @@ async fn drive(
     Ok((start.elapsed(), all))
 }
 
-/// The rows the store writes for each record (the record row with its entry, and its
+/// The rows the store writes for each record (the record row, its entry and its
 /// content row), precomputed, inserted with the same schema, indexes, WAL and
 /// `synchronous=FULL`, 1,000 records a transaction. What it leaves out is the store's own
 /// work: parsing, the entry and leaf hash, seq claims and the hash tiles.
@@ -484,10 +484,10 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
             record_row.extend(c.fields.text.iter().map(text));
             record_row.push(c.fields.temperature.map_or(V::Null, V::Real));
             record_row.push(V::Integer(i64::from(c.fields.success)));
-            record_row.push(V::Blob(entry::encode(&id, at, c.seq as u64, &p.record_json)));
             let content = p.content.expect("bench records have content");
             let field = |n: &str| content.fields.get(n).cloned().map_or(V::Null, V::Text);
             let content_row = vec![
+                V::Blob(entry::encode(&id, at, c.seq as u64, &p.record_json)),
                 V::Blob(content.salt.to_vec()),
                 field("prompt"),
                 field("response"),
@@ -503,15 +503,19 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_provider, \
                  model_name, model_version, deployment_id, safety_mode, operation_type, user_id, \
-                 agent_id, session_id, feature_code, external_id, temperature, success, entry) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                 agent_id, session_id, feature_code, external_id, temperature, success) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?;
+            let mut entry =
+                tx.prepare_cached("INSERT INTO entries (pos, entry) VALUES (?1, ?2)")?;
             let mut content = tx.prepare_cached(
                 "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (record_row, content_row) in chunk {
+            for (record_row, entry_and_content) in chunk {
                 insert.execute(rusqlite::params_from_iter(record_row))?;
                 let pos = V::Integer(tx.last_insert_rowid());
+                let (entry_bytes, content_row) = entry_and_content.split_first().expect("entry");
+                entry.execute(rusqlite::params![&pos, entry_bytes])?;
                 content.execute(rusqlite::params_from_iter(
                     std::iter::once(&pos).chain(content_row),
                 ))?;

@@ -22,15 +22,18 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
 const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
     r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
     r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
-    r.temperature, r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+    r.temperature, r.success, coalesce(e.entry, x''), c.salt, c.prompt, c.response, \
+    c.prompt_variables";
 
 /// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
 const TEXT_AT: usize = 6;
 const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
-/// How a record row finds its content.
-const JOIN: &str = "LEFT JOIN contents c ON c.pos = r.pos";
-const FROM: &str = "FROM records r LEFT JOIN contents c ON c.pos = r.pos";
+/// How a record row finds its entry and content. A row whose entry is gone reads as an
+/// empty entry, which verify names, rather than vanishing from the answer.
+const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
+const FROM: &str =
+    "FROM records r LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();

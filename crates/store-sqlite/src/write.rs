@@ -120,6 +120,7 @@ fn insert_rows(
     }
     let (placed, receipts) = append::place(rows, &starts, Timestamp::now(), leaves);
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
+    let mut insert_entry = tx.prepare_cached("INSERT INTO entries (pos, entry) VALUES (?1, ?2)")?;
     let mut insert_content = tx.prepare_cached(
         "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -145,12 +146,13 @@ fn insert_rows(
             t10,
             f.temperature,
             f.success,
-            row.entry,
         ])?;
+        let pos = tx.last_insert_rowid();
+        insert_entry.execute(params![pos, row.entry])?;
         if let Some(c) = row.content {
             let field = |name: &str| c.fields.get(name);
             insert_content.execute(params![
-                tx.last_insert_rowid(),
+                pos,
                 c.salt.as_slice(),
                 field("prompt"),
                 field("response"),
@@ -196,8 +198,8 @@ fn corrupt(what: String) -> rusqlite::Error {
 pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, recorded_at, \
     event_time, model_provider, model_name, model_version, deployment_id, safety_mode, \
     operation_type, user_id, agent_id, session_id, feature_code, external_id, temperature, \
-    success, entry) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    success) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// Why an append was refused: a duplicate external_id, or the backend failing.
 fn refused(e: &rusqlite::Error) -> StoreError {
