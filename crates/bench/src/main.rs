@@ -338,7 +338,64 @@ fn auth(seconds: u32) -> anyhow::Result<()> {
         100.0 * auth / ingest.1,
         ingest.1 * 1e6
     );
-    Ok(())
+    not_found_timing(&server)
+}
+
+/// Another tenant's record and a missing one, asked for alternately by a viewer key of
+/// tenant-0: the two 404s' latency, which must not tell them apart.
+fn not_found_timing(server: &Server) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let exe = std::env::current_exe()?.with_file_name("aitrail");
+    let made = std::process::Command::new(&exe)
+        .args(["--server", &server.base, "--api-key", &server.key])
+        .args(["keys", "create", "--role", "viewer", "--tenant-id", "tenant-0"])
+        .output()?;
+    let viewer = String::from_utf8(made.stdout)?.trim().to_owned();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        // tenant-1's record (records 0..4 go to tenant-0..3).
+        let body = Value::Array((0..4).map(record).collect()).to_string();
+        let answer: Value = client
+            .post(format!("{}/v1/records", server.base))
+            .bearer_auth(&server.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let foreign = answer["results"][1]["id"].as_str().context("a receipt")?.to_owned();
+        let missing = uuid::Uuid::now_v7().to_string();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for i in 0..2_000 {
+            // Alternating, in both orders, so neither rides on the other's wake.
+            let first = (i / 2) % 2 == 0;
+            let (id, lat) =
+                if (i % 2 == 0) == first { (&foreign, &mut a) } else { (&missing, &mut b) };
+            let t = Instant::now();
+            let r = client
+                .get(format!("{}/v1/records/{id}", server.base))
+                .bearer_auth(&viewer)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 404, "expected 404, got {}", r.status());
+            r.bytes().await?;
+            lat.push(t.elapsed());
+        }
+        a.sort_unstable();
+        b.sort_unstable();
+        println!("\n| 404 for (1,000 each, alternating) | p50 ms | p90 ms | p99 ms |");
+        println!("|---|---|---|---|");
+        for (what, lat) in [("another tenant's record", &a), ("a missing record", &b)] {
+            println!(
+                "| {what} | {} | {} | {} |",
+                ms(percentile(lat, 0.5)),
+                ms(percentile(lat, 0.9)),
+                ms(percentile(lat, 0.99))
+            );
+        }
+        Ok(())
+    })
 }
 
 struct WrkResult {

@@ -135,10 +135,12 @@ pub(crate) async fn get_one(
     // The role first, so a key that may not read learns nothing of which ids exist.
     caller.may(Action::Read, None)?;
     let id = id.parse().map_err(|_| ApiError::NotFound)?;
-    let record = app.store.get(id).await?.ok_or(ApiError::NotFound)?;
-    // Another tenant's record answers exactly as a missing one.
-    caller.may(Action::Read, Some(&record.record.tenant_id))?;
-    let accessed = Accessed { tenant: Some(record.record.tenant_id.clone()), records: 1 };
+    // Another tenant's record answers exactly as a missing one, and as soon: its tenant is
+    // checked before anything of it is decoded.
+    let entry = app.store.entry(id).await?.ok_or(ApiError::NotFound)?;
+    caller.may(Action::Read, Some(&entry.tenant_id))?;
+    let record = entry.to_record()?;
+    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1 };
     Ok(accessed.on(Json(caller.redact(record)).into_response()))
 }
 

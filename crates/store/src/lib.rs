@@ -43,6 +43,16 @@ pub struct EntryRecord {
     pub content: Option<Content>,
 }
 
+impl EntryRecord {
+    /// The record: its entry with its content; corrupt if they do not hold together.
+    pub fn to_record(&self) -> Result<StoredRecord, StoreError> {
+        let corrupt = |e: EntryError| {
+            StoreError::Corrupt(format!("record {} seq {}: {e}", self.tenant_id, self.seq))
+        };
+        Entry::decode(&self.entry).and_then(|e| e.to_stored(self.content.as_ref())).map_err(corrupt)
+    }
+}
+
 /// A signed checkpoint of a tenant's log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCheckpoint {
