@@ -7,18 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use aitrail_core::TenantId;
 use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, Principal, access_log_query};
+use aitrail_core::ingest::FieldError;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-use aitrail_core::StoredRecord;
-use aitrail_core::ingest::FieldError;
 
 use crate::auth::Caller;
+use crate::records::PageBody;
 use crate::{ApiError, AppState};
 
 /// Where the [`Caller`] extractor leaves who the request authenticated as.
@@ -101,12 +99,6 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
             ApiError::AccessLogUnavailable.into_response()
         }
     }
-}
-
-#[derive(Serialize)]
-struct PageBody {
-    records: Vec<StoredRecord>,
-    next_cursor: Option<String>,
 }
 
 /// GET /v1/access-log: the accesses of the caller's tenant (a global key: of every

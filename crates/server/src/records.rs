@@ -26,10 +26,11 @@ struct BatchReceipts<T> {
     results: Vec<T>,
 }
 
+/// A page of records, as listings answer it.
 #[derive(Serialize)]
-struct PageBody {
-    records: Vec<StoredRecord>,
-    next_cursor: Option<String>,
+pub(crate) struct PageBody {
+    pub records: Vec<StoredRecord>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
