@@ -680,7 +680,8 @@ fn verify(n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let conn = rusqlite::Connection::open(dir.path().join(aitrail_store_sqlite::DB_FILE))?;
     let mut stmt = conn.prepare(
-        "SELECT r.*, c.salt, c.prompt, c.response FROM records r LEFT JOIN contents c ON c.pos = r.pos",
+        "SELECT r.*, e.entry, c.salt, c.prompt, c.response FROM records r \
+         LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos",
     )?;
     let columns = stmt.column_count();
     let mut rows = stmt.query([])?;

@@ -42,12 +42,17 @@ pub struct Content {
 
 /// SHA-256(tag ‖ salt ‖ field ‖ 0x00 ‖ content).
 pub fn commitment(salt: &[u8; 32], field: &str, content: &str) -> Hash {
+    commitment_of_bytes(salt, field, content.as_bytes())
+}
+
+/// [`commitment`] of content as stored bytes.
+pub fn commitment_of_bytes(salt: &[u8], field: &str, content: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update(COMMITMENT_TAG);
     h.update(salt);
     h.update(field.as_bytes());
     h.update([0u8]);
-    h.update(content.as_bytes());
+    h.update(content);
     h.finalize().into()
 }
 
@@ -329,19 +334,30 @@ impl<'a> EntryView<'a> {
 
     /// Check content against the entry's commitments.
     pub fn check_content(&self, content: &Content) -> Result<(), EntryError> {
-        for (field, text) in &content.fields {
+        let fields = content.fields.iter().map(|(f, t)| (f.as_str(), t.as_bytes()));
+        self.check_stored_content(&content.salt, fields)
+    }
+
+    /// Check content as stored (the salt's bytes, each field's bytes) against the entry's
+    /// commitments.
+    pub fn check_stored_content<'c>(
+        &self,
+        salt: &[u8],
+        fields: impl IntoIterator<Item = (&'c str, &'c [u8])>,
+    ) -> Result<(), EntryError> {
+        for (field, text) in fields {
             let want = self
                 .record
                 .commitments
-                .get(field.as_str())
-                .ok_or_else(|| EntryError::UncommittedContent(field.clone()))?;
+                .get(field)
+                .ok_or_else(|| EntryError::UncommittedContent(field.to_owned()))?;
             // Encoding ours (a table lookup) is much cheaper than decoding theirs, and the
             // canonical entry holds lower-case hex, so the texts must be equal.
             let mut ours = [0u8; 64];
-            hex::encode_to_slice(commitment(&content.salt, field, text), &mut ours)
+            hex::encode_to_slice(commitment_of_bytes(salt, field, text), &mut ours)
                 .expect("64 bytes hold 32 as hex");
             if ours != want.as_bytes() {
-                return Err(EntryError::ContentMismatch(field.clone()));
+                return Err(EntryError::ContentMismatch(field.to_owned()));
             }
         }
         Ok(())
@@ -369,10 +385,46 @@ impl RowColumns {
         }
     }
 
+    /// The columns, borrowed.
+    pub fn borrow(&self) -> ColumnsRef<'_> {
+        ColumnsRef {
+            id: &self.id,
+            seq: self.seq,
+            recorded_at: &self.recorded_at,
+            event_time: self.event_time,
+            tenant_id: &self.fields.tenant_id,
+            text: self.fields.text.each_ref().map(|t| t.as_deref()),
+            temperature: self.fields.temperature,
+            success: self.fields.success,
+        }
+    }
+
+    /// Names of the columns where this stored row differs from what its entry says they
+    /// must hold.
+    pub fn differences(&self, entry: &EntryView<'_>) -> Vec<&'static str> {
+        self.borrow().differences(entry)
+    }
+}
+
+/// A stored row's columns, borrowed from a backend's buffers (verify reads millions of
+/// rows without copying them) or from a [`RowColumns`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnsRef<'a> {
+    pub id: &'a str,
+    pub seq: i64,
+    pub recorded_at: &'a str,
+    pub event_time: i64,
+    pub tenant_id: &'a str,
+    pub text: [Option<&'a str>; TextField::ALL.len()],
+    pub temperature: Option<f64>,
+    pub success: bool,
+}
+
+impl ColumnsRef<'_> {
     /// Names of the columns where this stored row differs from what its entry says they
     /// must hold (computed with the same functions the writer used).
     pub fn differences(&self, entry: &EntryView<'_>) -> Vec<&'static str> {
-        let (a, r) = (&self.fields, &entry.record);
+        let r = &entry.record;
         let mut diff = Vec::new();
         let mut check = |same: bool, name| {
             if !same {
@@ -383,18 +435,18 @@ impl RowColumns {
             Timestamp::parse_rfc3339(&entry.recorded_at).ok().map(Timestamp::unix_nanos)
         });
         check(self.id == entry.id, "id");
-        check(a.tenant_id == r.tenant_id, "tenant_id");
+        check(self.tenant_id == r.tenant_id, "tenant_id");
         check(self.seq == entry.seq as i64, "seq");
         check(self.recorded_at == entry.recorded_at, "recorded_at");
         // Microseconds: what every backend's column holds (PostgreSQL's timestamptz); the
         // entry keeps the client's exact text.
         let micros = |nanos: i64| nanos.div_euclid(1000);
         check(Some(micros(self.event_time)) == event_time.map(micros), "event_time");
-        for ((f, stored), logged) in TextField::ALL.iter().zip(&a.text).zip(r.text()) {
-            check(stored.as_deref() == logged, f.name());
+        for ((f, stored), logged) in TextField::ALL.iter().zip(self.text).zip(r.text()) {
+            check(stored == logged, f.name());
         }
-        check(a.temperature == r.temperature_value(), "temperature");
-        check(a.success == r.success, "success");
+        check(self.temperature == r.temperature_value(), "temperature");
+        check(self.success == r.success, "success");
         diff
     }
 }

@@ -19,7 +19,9 @@ use aitrail_core::Timestamp;
 use aitrail_core::access::KeyId;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
+use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
+use aitrail_store::verify::Checked;
 use aitrail_store::{
     EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint, StoredKey,
 };
@@ -168,6 +170,15 @@ impl Store for SqliteStore {
 
     async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
         self.read(move |c| read::scan(c, from, to)).await
+    }
+
+    async fn check_rows(
+        &self,
+        from: i64,
+        to: i64,
+        check: RowCheck,
+    ) -> Result<Vec<Checked>, StoreError> {
+        self.read(move |c| read::check_rows(c, from, to, check)).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {

@@ -1,16 +1,18 @@
 //! Reads, each on a connection from the reader pool.
 
 use aitrail_core::access::KeyId;
-use aitrail_core::entry::{FieldColumns, RowColumns};
+use aitrail_core::entry::{ColumnsRef, FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::sql::{self, Param};
+use aitrail_store::verify::Checked;
+use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
     EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
     content_from_columns,
 };
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
 
@@ -22,8 +24,7 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
 const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
     r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
     r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
-    r.temperature, r.success, coalesce(e.entry, x''), c.salt, c.prompt, c.response, \
-    c.prompt_variables";
+    r.temperature, r.success, e.entry, c.salt, c.prompt, c.response, c.prompt_variables";
 
 /// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
 const TEXT_AT: usize = 6;
@@ -57,7 +58,8 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
         row.get(AFTER_TEXT + 3)?,
         [row.get(AFTER_TEXT + 4)?, row.get(AFTER_TEXT + 5)?, row.get(AFTER_TEXT + 6)?],
     );
-    Ok(RawRow { pos: row.get(0)?, columns, entry: row.get(AFTER_TEXT + 2)?, content })
+    let entry: Option<Vec<u8>> = row.get(AFTER_TEXT + 2)?;
+    Ok(RawRow { pos: row.get(0)?, columns, entry: entry.unwrap_or_default(), content })
 }
 
 pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
@@ -285,6 +287,64 @@ pub(crate) fn pos_span(c: &Connection) -> Result<Option<(i64, i64)>, StoreError>
         (Some(first), Some(last)) => Some((first, last)),
         _ => None,
     })
+}
+
+/// `check` of every row with `from <= pos < to`, on the row as SQLite holds it: nothing is
+/// copied. A text column that is not UTF-8 reads as U+FFFD, which matches nothing logged.
+pub(crate) fn check_rows(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    check: RowCheck,
+) -> Result<Vec<Checked>, StoreError> {
+    fn text<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+        Ok(match row.get_ref(i)? {
+            ValueRef::Null => None,
+            ValueRef::Text(t) => Some(std::str::from_utf8(t).unwrap_or("\u{FFFD}")),
+            _ => Some("\u{FFFD}"),
+        })
+    }
+    fn bytes<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
+        Ok(match row.get_ref(i)? {
+            ValueRef::Null => None,
+            ValueRef::Text(b) | ValueRef::Blob(b) => Some(b),
+            _ => Some(&[]),
+        })
+    }
+    let one = |row: &Row<'_>| -> rusqlite::Result<Checked> {
+        let mut texts: [Option<&str>; TextField::ALL.len()] = [None; TextField::ALL.len()];
+        for (i, t) in texts.iter_mut().enumerate() {
+            *t = text(row, TEXT_AT + i)?;
+        }
+        let columns = ColumnsRef {
+            id: text(row, 1)?.unwrap_or_default(),
+            tenant_id: text(row, 2)?.unwrap_or_default(),
+            seq: row.get(3)?,
+            recorded_at: text(row, 4)?.unwrap_or_default(),
+            event_time: row.get(5)?,
+            text: texts,
+            temperature: row.get(AFTER_TEXT)?,
+            success: row.get(AFTER_TEXT + 1)?,
+        };
+        let content = match bytes(row, AFTER_TEXT + 3)? {
+            None => None,
+            Some(salt) => {
+                let field = |i| bytes(row, AFTER_TEXT + i);
+                Some(ContentRef { salt, fields: [field(4)?, field(5)?, field(6)?] })
+            }
+        };
+        let entry = bytes(row, AFTER_TEXT + 2)?.unwrap_or_default();
+        Ok(check(&RowRef { pos: row.get(0)?, columns, entry, content }))
+    };
+    let sql =
+        format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos");
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let mut rows = stmt.query(params![from, to]).map_err(backend)?;
+    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0).min(1 << 16));
+    while let Some(row) = rows.next().map_err(backend)? {
+        out.push(one(row).map_err(backend)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn scan(c: &Connection, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {

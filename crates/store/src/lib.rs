@@ -17,7 +17,7 @@ pub mod sql;
 pub mod verify;
 
 use aitrail_core::access::{KeyId, Role};
-use aitrail_core::entry::{Content, Entry, EntryError, RowColumns};
+use aitrail_core::entry::{ColumnsRef, Content, Entry, EntryError, RowColumns};
 use aitrail_core::merkle::Hash;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord, TenantId, Timestamp};
@@ -138,7 +138,39 @@ pub fn content_from_columns(salt: Option<Vec<u8>>, fields: [Option<String>; 3]) 
     Some(Content { salt: salt.try_into().unwrap_or([0; 32]), fields })
 }
 
+/// A stored row borrowed from wherever it is read (a backend's buffers, a [`RawRow`]),
+/// for verification, which must not copy millions of rows to check them.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub pos: i64,
+    pub columns: ColumnsRef<'a>,
+    pub entry: &'a [u8],
+    /// `None` once purged.
+    pub content: Option<ContentRef<'a>>,
+}
+
+/// A record's content as stored: its salt, and its fields in [`CONTENT_COLUMNS`] order.
+#[derive(Debug, Clone, Copy)]
+pub struct ContentRef<'a> {
+    pub salt: &'a [u8],
+    pub fields: [Option<&'a [u8]>; 3],
+}
+
+/// What verification does with each row, where the row is read.
+pub type RowCheck = for<'a, 'b> fn(&'a RowRef<'b>) -> verify::Checked;
+
+/// The content fields in the order [`RowRef::content`] holds them.
+pub const CONTENT_COLUMNS: [&str; 3] = ["prompt", "response", "prompt_variables"];
+
 impl RawRow {
+    pub fn borrow(&self) -> RowRef<'_> {
+        let content = self.content.as_ref().map(|c| {
+            let field = |name: &str| c.fields.get(name).map(|v| v.as_bytes());
+            ContentRef { salt: c.salt.as_slice(), fields: CONTENT_COLUMNS.map(field) }
+        });
+        RowRef { pos: self.pos, columns: self.columns.borrow(), entry: &self.entry, content }
+    }
+
     /// The row as a record: its entry with its content. A row that does not hold together
     /// is reported as corrupt rather than shown.
     pub fn to_record(&self) -> Result<StoredRecord, StoreError> {
@@ -217,6 +249,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored row, of every tenant, with `from <= pos < to`, in `pos` order.
     async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError>;
+
+    /// `check` of every row [`Store::scan`] gives, in order. A backend may run it where it
+    /// reads, on borrowed data, which is what makes verifying millions of rows fast.
+    async fn check_rows(
+        &self,
+        from: i64,
+        to: i64,
+        check: RowCheck,
+    ) -> Result<Vec<verify::Checked>, StoreError> {
+        let rows = self.scan(from, to).await?;
+        let checked = move || rows.iter().map(|r| check(&r.borrow())).collect();
+        tokio::task::spawn_blocking(checked)
+            .await
+            .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))
+    }
 
     /// Every tenant id that has rows or a log, even where the two disagree.
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;

@@ -20,7 +20,7 @@ use aitrail_core::merkle::{CompactRange, Hash, leaf_hash};
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 
-use crate::{RawRow, Store, StoreError, StoredCheckpoint, proofs};
+use crate::{CONTENT_COLUMNS, RowRef, Store, StoreError, StoredCheckpoint, proofs};
 
 /// Positions per range read by one task.
 const RANGE: i64 = 5_000;
@@ -119,7 +119,8 @@ impl TenantLog {
 }
 
 /// A row as pass 1 keeps it, once checked against its own entry.
-struct Checked {
+#[derive(Debug)]
+pub struct Checked {
     tenant: String,
     seq: i64,
     id: String,
@@ -127,21 +128,9 @@ struct Checked {
     findings: Vec<Finding>,
 }
 
-/// Read and check the rows with positions in `from..to`, on a blocking thread.
+/// Read and check the rows with positions in `from..to`.
 async fn read_range(store: Arc<dyn Store>, from: i64, to: i64) -> Result<Vec<Checked>, StoreError> {
-    let rows = store.scan(from, to).await?;
-    let check = move || {
-        rows.into_iter()
-            .map(|row| {
-                let (leaf, findings) = check_row(&row);
-                let c = row.columns;
-                Checked { tenant: c.fields.tenant_id, seq: c.seq, id: c.id, leaf, findings }
-            })
-            .collect()
-    };
-    tokio::task::spawn_blocking(check)
-        .await
-        .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))
+    store.check_rows(from, to, check_row).await
 }
 
 /// Verify everything in the store against the log's public key. `progress` is called
@@ -237,23 +226,30 @@ fn place_row(logs: &mut BTreeMap<TenantId, TenantLog>, row: Checked, findings: &
 }
 
 /// Check one row against its own entry: the leaf its entry hashes to, and what is wrong
-/// with the row. Pure, so rows are checked in parallel.
-fn check_row(row: &RawRow) -> (Hash, Vec<Finding>) {
+/// with the row. Pure, so rows are checked in parallel, where they are read.
+fn check_row(row: &RowRef<'_>) -> Checked {
     let c = &row.columns;
-    let leaf = leaf_hash(&row.entry);
-    let Ok(tenant) = TenantId::parse(&c.fields.tenant_id) else {
-        return (leaf, Vec::new()); // placed as a row of no log
+    let leaf = leaf_hash(row.entry);
+    let checked = |findings| Checked {
+        tenant: c.tenant_id.to_owned(),
+        seq: c.seq,
+        id: c.id.to_owned(),
+        leaf,
+        findings,
+    };
+    let Ok(tenant) = TenantId::parse(c.tenant_id) else {
+        return checked(Vec::new()); // placed as a row of no log
     };
     let seq = c.seq.max(0) as u64;
-    let modified =
-        |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: c.id.clone(), what };
+    let id = || c.id.to_owned();
+    let modified = |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: id(), what };
     let mut findings = Vec::new();
-    match EntryView::parse(&row.entry) {
+    match EntryView::parse(row.entry) {
         Err(e) => findings.push(modified(format!("entry unreadable: {e}"))),
         Ok(entry) if entry.seq != seq => findings.push(Finding::Reordered {
             tenant: tenant.clone(),
             seq,
-            id: c.id.clone(),
+            id: id(),
             logged_seq: entry.seq,
         }),
         Ok(entry) => {
@@ -262,14 +258,16 @@ fn check_row(row: &RawRow) -> (Hash, Vec<Finding>) {
                 findings
                     .push(modified(format!("{} differ from the logged entry", diffs.join(", "))));
             }
-            if let Some(content) = &row.content
-                && let Err(e) = entry.check_content(content)
-            {
-                findings.push(modified(e.to_string()));
+            if let Some(content) = row.content {
+                let present = CONTENT_COLUMNS.into_iter().zip(content.fields);
+                let fields = present.filter_map(|(name, v)| Some((name, v?)));
+                if let Err(e) = entry.check_stored_content(content.salt, fields) {
+                    findings.push(modified(e.to_string()));
+                }
             }
         }
     }
-    (leaf, findings)
+    checked(findings)
 }
 
 /// Walk a tenant's logged leaves: each seq's row must be there and hash to its leaf; the
