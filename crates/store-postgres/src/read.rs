@@ -1,11 +1,13 @@
 //! Reads, on a pooled connection (or the writer's transaction), with cached statements.
 
+use std::sync::LazyLock;
+
 use aitrail_core::access::KeyId;
 use aitrail_core::entry::{FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
-use aitrail_store::sql::{self, Param};
+use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::{
     EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
     content_from_columns,
@@ -20,19 +22,14 @@ pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {e}"))
 }
 
-/// The columns every record read selects, in this order.
-const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
-    r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
-    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
-    r.temperature, r.success, r.entry, c.salt, c.prompt, c.response, c.prompt_variables";
-
-/// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
-const TEXT_AT: usize = 6;
-const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
+/// The columns every record read selects ([`sql::record_columns`]).
+fn columns() -> &'static str {
+    static COLUMNS: LazyLock<String> = LazyLock::new(|| sql::record_columns("r.entry"));
+    &COLUMNS
+}
 
 /// How a record row finds its content.
 const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id";
-const FROM: &str = "FROM records r LEFT JOIN contents c ON c.id = r.id";
 
 /// A timestamp column as the text the entry holds, however it was edited.
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -70,7 +67,7 @@ pub(crate) async fn raw_by_id(
     id: Uuid,
 ) -> Result<Option<RawRow>, StoreError> {
     let stmt = c
-        .prepare_cached(&format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.id = $1"))
+        .prepare_cached(&format!("SELECT {} FROM records r {JOIN} WHERE r.id = $1", columns()))
         .await
         .map_err(backend)?;
     let row = c.query_opt(&stmt, &[&id]).await.map_err(backend)?;
@@ -105,7 +102,7 @@ fn value(p: Param) -> Box<dyn ToSql + Sync + Send> {
 
 /// A listing's SQL (prefixed) and its parameters as PostgreSQL values.
 fn list_sql(q: &Query, prefix: &str) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let (sql, params) = sql::list(q, RECORD_COLUMNS, JOIN, |i| format!("${i}"));
+    let (sql, params) = sql::list(q, columns(), JOIN, |i| format!("${i}"));
     (format!("{prefix}{sql}"), params.into_iter().map(value).collect())
 }
 
@@ -301,7 +298,8 @@ pub(crate) async fn scan(
 ) -> Result<Vec<RawRow>, StoreError> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= $1 AND r.pos < $2 ORDER BY r.pos"
+            "SELECT {} FROM records r {JOIN} WHERE r.pos >= $1 AND r.pos < $2 ORDER BY r.pos",
+            columns()
         ))
         .await
         .map_err(backend)?;

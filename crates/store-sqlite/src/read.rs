@@ -1,11 +1,13 @@
 //! Reads, each on a connection from the reader pool.
 
+use std::sync::LazyLock;
+
 use aitrail_core::access::KeyId;
 use aitrail_core::entry::{ColumnsRef, FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
-use aitrail_store::sql::{self, Param};
+use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::verify::Checked;
 use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
@@ -20,21 +22,15 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// The columns every record read selects, in this order.
-const RECORD_COLUMNS: &str = "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, \
-    r.model_provider, r.model_name, r.model_version, r.deployment_id, r.safety_mode, \
-    r.operation_type, r.user_id, r.agent_id, r.session_id, r.feature_code, r.external_id, \
-    r.temperature, r.success, e.entry, c.salt, c.prompt, c.response, c.prompt_variables";
-
-/// Where the text columns start in [`RECORD_COLUMNS`], and the column after them.
-const TEXT_AT: usize = 6;
-const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
+/// The columns every record read selects ([`sql::record_columns`]).
+fn columns() -> &'static str {
+    static COLUMNS: LazyLock<String> = LazyLock::new(|| sql::record_columns("e.entry"));
+    &COLUMNS
+}
 
 /// How a record row finds its entry and content. A row whose entry is gone reads as an
 /// empty entry, which verify names, rather than vanishing from the answer.
 const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
-const FROM: &str =
-    "FROM records r LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
@@ -68,7 +64,7 @@ pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, Stor
 }
 
 fn raw_by_id(c: &Connection, id: Uuid) -> Result<Option<RawRow>, StoreError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.id = ?1");
+    let sql = format!("SELECT {} FROM records r {JOIN} WHERE r.id = ?1", columns());
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     stmt.query_row([id.hyphenated().to_string()], raw_row).optional().map_err(backend)
 }
@@ -102,7 +98,7 @@ pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
 
 /// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {
-    let (sql, params) = sql::list(q, RECORD_COLUMNS, JOIN, |_| "?".to_owned());
+    let (sql, params) = sql::list(q, columns(), JOIN, |_| "?".to_owned());
     let params = params
         .into_iter()
         .map(|p| match p {
@@ -336,8 +332,10 @@ pub(crate) fn check_rows(
         let entry = bytes(row, AFTER_TEXT + 2)?.unwrap_or_default();
         Ok(check(&RowRef { pos: row.get(0)?, columns, entry, content }))
     };
-    let sql =
-        format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos");
+    let sql = format!(
+        "SELECT {} FROM records r {JOIN} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos",
+        columns()
+    );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let mut rows = stmt.query(params![from, to]).map_err(backend)?;
     let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0).min(1 << 16));
@@ -348,8 +346,10 @@ pub(crate) fn check_rows(
 }
 
 pub(crate) fn scan(c: &Connection, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
-    let sql =
-        format!("SELECT {RECORD_COLUMNS} {FROM} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos");
+    let sql = format!(
+        "SELECT {} FROM records r {JOIN} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos",
+        columns()
+    );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     stmt.query_map(params![from, to], raw_row)
         .map_err(backend)?

@@ -5,6 +5,23 @@
 use aitrail_core::query::{Bound, TextField};
 use aitrail_core::{Cursor, Query, Timestamp};
 
+/// Where the text columns start in [`record_columns`], and the column after them; then
+/// come temperature, success, the entry, the salt, prompt, response and prompt variables.
+pub const TEXT_AT: usize = 6;
+pub const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
+
+/// The columns every record read selects, in this order, over `records r` and `contents
+/// c`; `entry` names where the backend keeps the entry (`r.entry`, `e.entry`). The text
+/// columns come from [`TextField::ALL`], so their order cannot drift from the reader's.
+pub fn record_columns(entry: &str) -> String {
+    let text: Vec<String> = TextField::ALL.iter().map(|f| format!("r.{}", f.name())).collect();
+    format!(
+        "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, {}, r.temperature, \
+         r.success, {entry}, c.salt, c.prompt, c.response, c.prompt_variables",
+        text.join(", ")
+    )
+}
+
 /// A query parameter, before the backend turns it into its own value type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
