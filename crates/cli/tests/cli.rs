@@ -443,6 +443,19 @@ fn verify_names_every_kind_of_tampering() {
              SELECT '0192b6d8-0000-7000-8000-00000000f0f0', tenant_id, 10, recorded_at, event_time, model_name, success FROM records WHERE seq = 0; \
              INSERT INTO entries (pos, entry) SELECT last_insert_rowid(), entry FROM entries WHERE pos = (SELECT pos FROM records WHERE seq = 0)".into(),
             vec!["INSERTED  tenant tamper seq 10 id 0192b6d8-0000-7000-8000-00000000f0f0: beyond the end of the log (size 10)".into()]),
+        ("row of a tenant without a log",
+            "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, success) \
+             SELECT '0192b6d8-0000-7000-8000-00000000e0e0', 'ghost', 0, recorded_at, event_time, success FROM records WHERE seq = 0".into(),
+            vec!["INSERTED  tenant ghost seq 0 id 0192b6d8-0000-7000-8000-00000000e0e0: a record of a tenant that has no log".into()]),
+        // The UNIQUE (tenant_id, seq) constraint goes with the table rebuilt without it.
+        ("second row at a seq",
+            "CREATE TABLE plain AS SELECT * FROM records; DROP TABLE records; ALTER TABLE plain RENAME TO records; \
+             INSERT INTO records SELECT * FROM records WHERE seq = 3; \
+             UPDATE records SET pos = 1000, id = '0192b6d8-0000-7000-8000-00000000d0d0' WHERE rowid = last_insert_rowid(); \
+             INSERT INTO entries (pos, entry) SELECT 1000, entry FROM entries WHERE pos = (SELECT min(pos) FROM records WHERE seq = 3)".into(),
+            vec!["INSERTED  tenant tamper seq 3 id 0192b6d8-0000-7000-8000-00000000d0d0: a second record at a seq already taken".into()]),
+        ("deleted leaf tile", "DELETE FROM tiles WHERE level = 0".into(),
+            vec!["LOG       tenant tamper: the log has no leaf hash for seq 0: its tiles are incomplete".into()]),
         ("overwritten checkpoint", "UPDATE checkpoints SET note = replace(note, char(10) || '10' || char(10), char(10) || '9' || char(10))".into(),
             vec!["CHECKPOINT tenant tamper size 10: signature check failed".into()]),
     ];

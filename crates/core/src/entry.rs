@@ -275,7 +275,31 @@ pub struct RecordView<'a> {
     #[serde(default = "yes")]
     pub success: bool,
     #[serde(borrow, default)]
-    pub commitments: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    pub commitments: Commitments<'a>,
+}
+
+/// The content commitments an entry holds, as lower-case hex. A struct, not a map: one
+/// allocation fewer for every entry `verify` reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct Commitments<'a> {
+    #[serde(borrow, default)]
+    pub prompt: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub response: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub prompt_variables: Option<Cow<'a, str>>,
+}
+
+impl Commitments<'_> {
+    /// The commitment to a content field, if the entry holds one.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        match field {
+            "prompt" => self.prompt.as_deref(),
+            "response" => self.response.as_deref(),
+            "prompt_variables" => self.prompt_variables.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -329,7 +353,10 @@ pub struct EntryView<'a> {
 impl<'a> EntryView<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EntryError> {
         let json = bytes.strip_prefix(ENTRY_PREFIX).ok_or(EntryError::UnknownVersion)?;
-        serde_json::from_slice(json).map_err(|e| EntryError::NotJson(e.to_string()))
+        // UTF-8 checked once for the whole entry: from bytes, serde_json would check every
+        // string it borrows, one by one, at several times the cost.
+        let json = std::str::from_utf8(json).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        serde_json::from_str(json).map_err(|e| EntryError::NotJson(e.to_string()))
     }
 
     /// Check content against the entry's commitments.

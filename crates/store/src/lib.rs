@@ -157,7 +157,8 @@ pub struct ContentRef<'a> {
 }
 
 /// What verification does with each row, where the row is read.
-pub type RowCheck = for<'a, 'b> fn(&'a RowRef<'b>) -> verify::Checked;
+pub type RowCheck =
+    std::sync::Arc<dyn for<'a, 'b> Fn(&'a RowRef<'b>) -> verify::Checked + Send + Sync>;
 
 /// The content fields in the order [`RowRef::content`] holds them.
 pub const CONTENT_COLUMNS: [&str; 3] = ["prompt", "response", "prompt_variables"];

@@ -3,14 +3,14 @@
 //! every tenant's tree is rebuilt from those leaves and every signed checkpoint checked
 //! against it with the public key alone. Each problem is named by tenant, seq and id.
 //!
-//! Two passes, both sequential reads. Pass 1 reads the rows in storage order, in ranges of
-//! positions read and checked on every core at once, and notes each row's leaf hash by its
-//! seq (48 bytes a record). Pass 2 walks each tenant's logged leaves in seq order: rows
-//! missing or not matching their leaf, and the signed roots. Together they cover the log:
-//! every row's entry hashes to the leaf at its seq, every leaf below the log's size has
-//! exactly one row, and the leaves give every signed root.
+//! First each tenant's logged leaves are read from its tiles (32 bytes a record). The tree
+//! they make is then checked against every signed checkpoint on one thread while the rows
+//! are read in storage order, in ranges of positions read and checked on every other core
+//! at once, each row against the logged leaf at its seq where it is read. Together they
+//! cover the log: every row's entry hashes to the leaf at its seq, every leaf below the
+//! log's size has exactly one row, and the leaves give every signed root.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use aitrail_core::merkle::{CompactRange, Hash, leaf_hash};
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 
-use crate::{CONTENT_COLUMNS, RowRef, Store, StoreError, StoredCheckpoint, proofs};
+use crate::{CONTENT_COLUMNS, RowCheck, RowRef, Store, StoreError, StoredCheckpoint, proofs};
 
 /// Positions per range read by one task.
 const RANGE: i64 = 5_000;
@@ -84,53 +84,34 @@ impl Report {
     }
 }
 
-/// One tenant log while its rows stream past: which seqs a row holds, and the leaf hash
-/// and id of that row, to compare with the logged leaf in pass 2.
-struct TenantLog {
+/// One tenant's log as its tiles hold it.
+struct Logged {
+    tenant: TenantId,
     size: u64,
-    /// One bit per seq below `size`: a row holds it.
-    held: Vec<u64>,
-    /// One bit per seq: the row's leaf is to be compared (not when it is misplaced, which
-    /// is its own finding).
-    compare: Vec<u64>,
+    /// The logged leaf hashes from seq 0; shorter than `size` when tiles are missing.
     leaves: Vec<Hash>,
-    ids: Vec<String>,
+    checkpoints: Vec<StoredCheckpoint>,
 }
 
-fn bit(bits: &[u64], seq: u64) -> bool {
-    bits[(seq / 64) as usize] & (1 << (seq % 64)) != 0
-}
+/// What each row is checked against: every tenant's logged leaves, by tenant id.
+pub struct Logs(Vec<Logged>);
 
-fn set(bits: &mut [u64], seq: u64) {
-    bits[(seq / 64) as usize] |= 1 << (seq % 64);
-}
-
-impl TenantLog {
-    fn new(size: u64) -> Self {
-        let words = size.div_ceil(64) as usize;
-        Self {
-            size,
-            held: vec![0; words],
-            compare: vec![0; words],
-            leaves: vec![[0; 32]; size as usize],
-            ids: vec![String::new(); size as usize],
-        }
+impl Logs {
+    fn find(&self, tenant: &str) -> Option<usize> {
+        self.0.binary_search_by(|l| l.tenant.as_str().cmp(tenant)).ok()
     }
 }
 
-/// A row as pass 1 keeps it, once checked against its own entry.
+/// A row once checked where it was read: where it sits, and what is wrong with it. Small
+/// and without allocations unless something is wrong, as millions pass through.
 #[derive(Debug)]
 pub struct Checked {
-    tenant: String,
-    seq: i64,
-    id: String,
-    leaf: Hash,
+    pos: i64,
+    /// Index of its tenant's log; `None` when its tenant has no log or its seq lies
+    /// outside it (a finding already says so).
+    log: Option<usize>,
+    seq: u64,
     findings: Vec<Finding>,
-}
-
-/// Read and check the rows with positions in `from..to`.
-async fn read_range(store: Arc<dyn Store>, from: i64, to: i64) -> Result<Vec<Checked>, StoreError> {
-    store.check_rows(from, to, check_row).await
 }
 
 /// Verify everything in the store against the log's public key. `progress` is called
@@ -140,21 +121,51 @@ pub async fn verify_store(
     verifier: &Verifier,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, StoreError> {
-    let mut logs: BTreeMap<TenantId, TenantLog> =
-        store.logs().await?.into_iter().map(|h| (h.tenant_id, TenantLog::new(h.size))).collect();
     let mut report = Report::default();
     let mut findings = Vec::new();
+    let mut logs = Vec::new();
+    for head in store.logs().await? {
+        let leaves = logged_leaves(store.as_ref(), &head.tenant_id, head.size).await?;
+        let checkpoints = store.checkpoints(&head.tenant_id).await?;
+        logs.push(Logged { tenant: head.tenant_id, size: head.size, leaves, checkpoints });
+    }
+    logs.sort_by(|a, b| a.tenant.as_str().cmp(b.tenant.as_str()));
+    let logs = Arc::new(Logs(logs));
+    report.tenants = logs.0.len();
+    report.checkpoints = logs.0.iter().map(|l| l.checkpoints.len()).sum();
 
-    // Pass 1: every row, by ranges of positions, several read and checked at once.
+    // The trees, on one thread while the rows are read.
+    let trees = tokio::task::spawn_blocking({
+        let (logs, verifier) = (logs.clone(), verifier.clone());
+        move || {
+            let mut findings = Vec::new();
+            for log in &logs.0 {
+                check_tree(&verifier, log, &mut findings);
+            }
+            findings
+        }
+    });
+
+    // Every row, by ranges of positions, several read and checked at once.
+    let mut held: Vec<Vec<u64>> =
+        logs.0.iter().map(|l| vec![0; l.size.div_ceil(64) as usize]).collect();
+    let mut duplicates = Vec::new();
     if let Some((first, last)) = store.pos_span().await? {
         let in_flight = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+        let check: RowCheck = {
+            let logs = logs.clone();
+            Arc::new(move |row| check_row(&logs, row))
+        };
         let mut ranges = (first..=last).step_by(RANGE as usize).map(|from| (from, from + RANGE));
         let mut running = VecDeque::new();
         loop {
             while running.len() < in_flight
                 && let Some((from, to)) = ranges.next()
             {
-                running.push_back(tokio::spawn(read_range(store.clone(), from, to)));
+                let (store, check) = (store.clone(), check.clone());
+                running.push_back(tokio::spawn(
+                    async move { store.check_rows(from, to, check).await },
+                ));
             }
             let Some(next) = running.pop_front() else { break };
             let rows = next
@@ -162,23 +173,62 @@ pub async fn verify_store(
                 .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))??;
             report.records += rows.len() as u64;
             for row in rows {
-                place_row(&mut logs, row, &mut findings);
+                let Some(log) = row.log else {
+                    findings.extend(row.findings);
+                    continue;
+                };
+                let bits = &mut held[log];
+                if bit(bits, row.seq) {
+                    duplicates.push((log, row.seq, row.pos));
+                } else {
+                    set(bits, row.seq);
+                    findings.extend(row.findings);
+                }
             }
             progress(report.records);
         }
     }
-
-    // Pass 2: each tenant's leaves in seq order: rows missing or not matching, and the
-    // signed roots.
-    for (tenant, log) in &logs {
-        let checkpoints = store.checkpoints(tenant).await?;
-        check_tree(store.as_ref(), verifier, tenant, log, &checkpoints, &mut findings).await?;
-        report.checkpoints += checkpoints.len();
+    for (log, seq, pos) in duplicates {
+        let id = store.scan(pos, pos + 1).await?.pop().map(|r| r.columns.id).unwrap_or_default();
+        let tenant = logs.0[log].tenant.to_string();
+        let why = "a second record at a seq already taken".into();
+        findings.push(Finding::Inserted { tenant, seq: seq as i64, id, why });
     }
-    report.tenants = logs.len();
+    for (log, held) in logs.0.iter().zip(&held) {
+        let removed = (0..log.size).filter(|&seq| !bit(held, seq));
+        findings.extend(removed.map(|seq| Finding::Removed { tenant: log.tenant.clone(), seq }));
+    }
+    findings.extend(
+        trees.await.map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))?,
+    );
+
+    // Proofs are served from the stored tiles: they must give the signed root too.
+    for log in &logs.0 {
+        let Some(latest) = log.checkpoints.last().filter(|c| c.size <= log.size) else { continue };
+        let tenant = log.tenant.clone();
+        match proofs::root(store.as_ref(), &log.tenant, latest.size).await {
+            Ok(root) if root == latest.root => {}
+            Ok(_) => findings.push(Finding::Log {
+                tenant,
+                why: format!(
+                    "stored tree hashes give another root than checkpoint {}; proofs would fail",
+                    latest.size
+                ),
+            }),
+            Err(e) => findings.push(Finding::Log { tenant, why: e.to_string() }),
+        }
+    }
     findings.sort_by_key(order);
     report.findings = findings;
     Ok(report)
+}
+
+fn bit(bits: &[u64], seq: u64) -> bool {
+    bits[(seq / 64) as usize] & (1 << (seq % 64)) != 0
+}
+
+fn set(bits: &mut [u64], seq: u64) {
+    bits[(seq / 64) as usize] |= 1 << (seq % 64);
 }
 
 /// Findings in reading order: by tenant, then seq.
@@ -193,63 +243,40 @@ fn order(f: &Finding) -> (String, i64) {
     }
 }
 
-/// Account for one row in its tenant's log.
-fn place_row(logs: &mut BTreeMap<TenantId, TenantLog>, row: Checked, findings: &mut Vec<Finding>) {
-    let inserted = |row: &Checked, why: String| Finding::Inserted {
-        tenant: row.tenant.clone(),
-        seq: row.seq,
-        id: row.id.clone(),
-        why,
-    };
-    let log = TenantId::parse(&row.tenant).ok().and_then(|t| logs.get_mut(&t));
-    let Some(log) = log else {
-        findings.push(inserted(&row, "a record of a tenant that has no log".into()));
-        return;
-    };
-    if row.seq < 0 || row.seq as u64 >= log.size {
-        findings.push(inserted(&row, format!("beyond the end of the log (size {})", log.size)));
-        return;
-    }
-    let seq = row.seq as u64;
-    if bit(&log.held, seq) {
-        findings.push(inserted(&row, "a second record at a seq already taken".into()));
-        return;
-    }
-    set(&mut log.held, seq);
-    let reordered = row.findings.iter().any(|p| matches!(p, Finding::Reordered { .. }));
-    if !reordered {
-        set(&mut log.compare, seq);
-        log.leaves[seq as usize] = row.leaf;
-        log.ids[seq as usize] = row.id;
-    }
-    findings.extend(row.findings);
-}
-
-/// Check one row against its own entry: the leaf its entry hashes to, and what is wrong
-/// with the row. Pure, so rows are checked in parallel, where they are read.
-fn check_row(row: &RowRef<'_>) -> Checked {
+/// Check one row against its own entry and the leaf logged at its seq. Pure, so rows are
+/// checked in parallel, where they are read.
+fn check_row(logs: &Logs, row: &RowRef<'_>) -> Checked {
     let c = &row.columns;
-    let leaf = leaf_hash(row.entry);
-    let checked = |findings| Checked {
-        tenant: c.tenant_id.to_owned(),
-        seq: c.seq,
-        id: c.id.to_owned(),
-        leaf,
-        findings,
+    let inserted = |why: String| Checked {
+        pos: row.pos,
+        log: None,
+        seq: 0,
+        findings: vec![Finding::Inserted {
+            tenant: c.tenant_id.to_owned(),
+            seq: c.seq,
+            id: c.id.to_owned(),
+            why,
+        }],
     };
-    let Ok(tenant) = TenantId::parse(c.tenant_id) else {
-        return checked(Vec::new()); // placed as a row of no log
+    let Some(index) = logs.find(c.tenant_id) else {
+        return inserted("a record of a tenant that has no log".into());
     };
-    let seq = c.seq.max(0) as u64;
-    let id = || c.id.to_owned();
-    let modified = |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: id(), what };
+    let log = &logs.0[index];
+    let seq = match u64::try_from(c.seq) {
+        Ok(seq) if seq < log.size => seq,
+        _ => return inserted(format!("beyond the end of the log (size {})", log.size)),
+    };
+    let tenant = &log.tenant;
+    let modified =
+        |what: String| Finding::Modified { tenant: tenant.clone(), seq, id: c.id.to_owned(), what };
     let mut findings = Vec::new();
     match EntryView::parse(row.entry) {
         Err(e) => findings.push(modified(format!("entry unreadable: {e}"))),
+        // In the wrong place: its leaf is another seq's, which is the finding.
         Ok(entry) if entry.seq != seq => findings.push(Finding::Reordered {
             tenant: tenant.clone(),
             seq,
-            id: id(),
+            id: c.id.to_owned(),
             logged_seq: entry.seq,
         }),
         Ok(entry) => {
@@ -265,74 +292,72 @@ fn check_row(row: &RowRef<'_>) -> Checked {
                     findings.push(modified(e.to_string()));
                 }
             }
+            let logged = log.leaves.get(seq as usize);
+            if logged.is_some_and(|logged| *logged != leaf_hash(row.entry)) {
+                findings.push(modified("entry differs from the logged leaf hash".into()));
+            }
         }
     }
-    checked(findings)
+    Checked { pos: row.pos, log: Some(index), seq, findings }
 }
 
-/// Walk a tenant's logged leaves: each seq's row must be there and hash to its leaf; the
-/// tree rebuilt from them must give every checkpoint's signed root.
-async fn check_tree(
+/// A tenant's logged leaves from seq 0, as far as its tiles hold them.
+async fn logged_leaves(
     store: &dyn Store,
-    verifier: &Verifier,
     tenant: &TenantId,
-    log: &TenantLog,
-    checkpoints: &[StoredCheckpoint],
-    findings: &mut Vec<Finding>,
-) -> Result<(), StoreError> {
-    let size = log.size;
-    let mut pending = checkpoints.iter().peekable();
-    let mut tree = CompactRange::default();
-    let mut leaves = LeafTiles::default();
-    for seq in 0..size {
-        let Some(leaf) = leaves.get(store, tenant, seq, size).await? else {
-            findings.push(Finding::Log {
-                tenant: tenant.clone(),
-                why: format!("the log has no leaf hash for seq {seq}: its tiles are incomplete"),
-            });
-            let removed = (seq..size).filter(|&s| !bit(&log.held, s));
-            findings.extend(removed.map(|seq| Finding::Removed { tenant: tenant.clone(), seq }));
-            return Ok(());
-        };
-        if !bit(&log.held, seq) {
-            findings.push(Finding::Removed { tenant: tenant.clone(), seq });
-        } else if bit(&log.compare, seq) && log.leaves[seq as usize] != leaf {
-            findings.push(Finding::Modified {
-                tenant: tenant.clone(),
-                seq,
-                id: log.ids[seq as usize].clone(),
-                what: "entry differs from the logged leaf hash".into(),
-            });
+    size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut leaves = Vec::with_capacity(size as usize);
+    let tiles = size.div_ceil(TILE_WIDTH);
+    for first in (0..tiles).step_by(TILES_PER_FETCH as usize) {
+        let ids: Vec<TileId> = (first..(first + TILES_PER_FETCH).min(tiles))
+            .map(|index| TileId { level: 0, index })
+            .collect();
+        let mut fetched = store.tiles(tenant, &ids).await?;
+        fetched.sort_by_key(|t| t.id.index);
+        for (want, tile) in ids.iter().zip(&fetched) {
+            let full = TILE_WIDTH.min(size - want.index * TILE_WIDTH) as usize;
+            if tile.id != *want || tile.hashes.len() < full {
+                return Ok(leaves);
+            }
+            leaves.extend_from_slice(&tile.hashes[..full]);
         }
-        tree.push(leaf);
+        if fetched.len() < ids.len() {
+            return Ok(leaves);
+        }
+    }
+    Ok(leaves)
+}
+
+/// Rebuild a tenant's tree from its logged leaves: it must give every checkpoint's signed
+/// root.
+fn check_tree(verifier: &Verifier, log: &Logged, findings: &mut Vec<Finding>) {
+    let tenant = &log.tenant;
+    let mut pending = log.checkpoints.iter().peekable();
+    let mut tree = CompactRange::default();
+    for leaf in &log.leaves {
+        tree.push(*leaf);
         while let Some(cp) = pending.next_if(|cp| cp.size <= tree.size()) {
             if let Some(why) = checkpoint_problem(verifier, tenant, cp, &tree) {
                 findings.push(Finding::Checkpoint { tenant: tenant.clone(), size: cp.size, why });
             }
         }
     }
+    if (log.leaves.len() as u64) < log.size {
+        let seq = log.leaves.len();
+        findings.push(Finding::Log {
+            tenant: tenant.clone(),
+            why: format!("the log has no leaf hash for seq {seq}: its tiles are incomplete"),
+        });
+        return;
+    }
     for cp in pending {
         findings.push(Finding::Checkpoint {
             tenant: tenant.clone(),
             size: cp.size,
-            why: format!("signed for a size the log never reached (log size {size})"),
+            why: format!("signed for a size the log never reached (log size {})", log.size),
         });
     }
-    // Proofs are served from the stored tiles: they must give the signed root too.
-    if let Some(latest) = checkpoints.last().filter(|c| c.size <= size) {
-        match proofs::root(store, tenant, latest.size).await {
-            Ok(root) if root == latest.root => {}
-            Ok(_) => findings.push(Finding::Log {
-                tenant: tenant.clone(),
-                why: format!(
-                    "stored tree hashes give another root than checkpoint {}; proofs would fail",
-                    latest.size
-                ),
-            }),
-            Err(e) => findings.push(Finding::Log { tenant: tenant.clone(), why: e.to_string() }),
-        }
-    }
-    Ok(())
 }
 
 /// What is wrong with a checkpoint of the tree's current size, if anything.
@@ -355,35 +380,5 @@ fn checkpoint_problem(
         Some("the logged leaves do not hash to the signed root".into())
     } else {
         None
-    }
-}
-
-/// Level-0 tiles (the logged leaf hashes), fetched a run at a time as a scan needs them.
-#[derive(Default)]
-struct LeafTiles {
-    tiles: HashMap<u64, Vec<Hash>>,
-}
-
-impl LeafTiles {
-    async fn get(
-        &mut self,
-        store: &dyn Store,
-        tenant: &TenantId,
-        seq: u64,
-        size: u64,
-    ) -> Result<Option<Hash>, StoreError> {
-        let index = seq / TILE_WIDTH;
-        if !self.tiles.contains_key(&index) {
-            self.tiles.clear();
-            let last = size.saturating_sub(1) / TILE_WIDTH;
-            let ids: Vec<TileId> = (index..=(index + TILES_PER_FETCH - 1).min(last))
-                .map(|i| TileId { level: 0, index: i })
-                .collect();
-            for t in store.tiles(tenant, &ids).await? {
-                self.tiles.insert(t.id.index, t.hashes);
-            }
-            self.tiles.entry(index).or_default();
-        }
-        Ok(self.tiles[&index].get((seq % TILE_WIDTH) as usize).copied())
     }
 }
