@@ -59,8 +59,11 @@ enum Command {
     List(Box<commands::list::Args>),
     /// Show one record by id.
     Show(commands::show::Args),
-    /// Check the log: the whole store, one record, or that it extends a saved checkpoint.
+    /// Check the log: the whole store, one record, that it extends a saved checkpoint, or
+    /// an export bundle (offline).
     Verify(commands::verify::Args),
+    /// Write a compliance export (zip bundle, CSV, JSON Lines or JSON) of a tenant's records.
+    Export(Box<commands::export::Args>),
     /// Print the latest signed checkpoint of a tenant's log.
     Checkpoint(commands::checkpoint::Args),
     /// Bring in logs from seed 000's system: its PostgreSQL table or its compliance CSV.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::List(args) => commands::list::run(&cli.global, *args).await,
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
+            Command::Export(args) => commands::export::run(&cli.global, *args).await,
             Command::Checkpoint(args) => commands::checkpoint::run(&cli.global, args).await,
             Command::AccessLog(args) => commands::access_log::run(&cli.global, args).await,
             Command::Keys(command) => commands::keys::run(&cli.global, command).await,

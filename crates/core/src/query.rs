@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, Time};
+use uuid::Uuid;
 
 use crate::ingest::FieldError;
 use crate::record::Record;
@@ -120,8 +121,15 @@ pub struct Query {
     pub text: Vec<(TextField, Vec<ShortText>)>,
     pub temperature: Vec<Bound>,
     pub success: Option<bool>,
+    /// Only these records (`id=` given once or more).
+    pub ids: Vec<Uuid>,
     pub limit: u32,
     pub cursor: Option<Cursor>,
+    /// Oldest first (the cursor then moves forward): how exports read a log in seq order.
+    /// Not a query parameter.
+    pub oldest_first: bool,
+    /// Only records below this seq (an export's checkpoint size). Not a query parameter.
+    pub seq_below: Option<u64>,
 }
 
 impl Default for Query {
@@ -133,8 +141,11 @@ impl Default for Query {
             text: Vec::new(),
             temperature: Vec::new(),
             success: None,
+            ids: Vec::new(),
             limit: DEFAULT_LIMIT,
             cursor: None,
+            oldest_first: false,
+            seq_below: None,
         }
     }
 }
@@ -160,6 +171,7 @@ pub const QUERY_PARAMS: &[&str] = &[
     "feature_code",
     "external_id",
     "success",
+    "id",
     "limit",
     "cursor",
 ];
@@ -202,6 +214,9 @@ impl Query {
                         )?
                 }
                 "cursor" => q.cursor = Some(value.parse().map_err(err)?),
+                "id" => q.ids.push(
+                    Uuid::parse_str(value).map_err(|_| err("not a record id (a UUID)".into()))?,
+                ),
                 _ => match TextField::ALL.iter().find(|f| f.name() == key) {
                     Some(&field) => {
                         let v = ShortText::parse(value.to_owned()).map_err(err)?;

@@ -57,6 +57,7 @@ fn operation(method: &Method, route: &str) -> Option<&'static str> {
         (true, "/v1/records" | "/v1/records/{id}") => "read",
         (true, "/v1/records/{id}/proof" | "/v1/checkpoint" | "/v1/consistency") => "verify",
         (true, "/v1/access-log") => "access-log.read",
+        (true, "/v1/export") => "export",
         (true, "/v1/keys") => "keys.list",
         (false, "/v1/keys") => "key.create",
         (false, "/v1/keys/{id}/revoke") => "key.revoke",

@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod export;
 mod integrity;
 mod keys;
 mod log;
@@ -77,6 +78,7 @@ pub const PATHS: &[&str] = &[
     "/v1/keys",
     "/v1/keys/{id}/revoke",
     "/v1/access-log",
+    "/v1/export",
     "/audit/log",
 ];
 
@@ -100,6 +102,7 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         )
         .route("/v1/keys/{id}/revoke", only(post(keys::revoke), "POST"))
         .route("/v1/access-log", only(get(access::list), "GET, HEAD"))
+        .route("/v1/export", only(get(export::export), "GET, HEAD"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
         .fallback(|| async { ApiError::NoRoute })

@@ -27,6 +27,11 @@ impl LogSigner {
         self.signer.verifier()
     }
 
+    /// The log key, for what else it signs (export manifests).
+    pub fn signer(&self) -> &NoteSigner {
+        &self.signer
+    }
+
     /// The secret API key digests are made with: derived from the log key, so the nodes
     /// that share one share the other.
     pub fn api_key_secret(&self) -> [u8; 32] {

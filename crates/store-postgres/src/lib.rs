@@ -22,7 +22,7 @@ use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
 use aitrail_store::{
-    EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint, StoredKey,
+    EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -156,8 +156,8 @@ impl Store for PostgresStore {
         raw.as_ref().map(RawRow::to_record).transpose()
     }
 
-    async fn list(&self, query: &Query) -> Result<Page, StoreError> {
-        read::list(&self.client().await?, query).await
+    async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
+        read::list_rows(&self.client().await?, query).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {

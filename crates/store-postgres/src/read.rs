@@ -9,7 +9,7 @@ use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::{
-    EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
+    EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
     content_from_columns,
 };
 use deadpool_postgres::GenericClient;
@@ -97,6 +97,7 @@ fn value(p: Param) -> Box<dyn ToSql + Sync + Send> {
         Param::Real(f) => Box::new(f),
         Param::Bool(b) => Box::new(b),
         Param::Time(t) => Box::new(t.datetime()),
+        Param::Uuid(u) => Box::new(u),
     }
 }
 
@@ -117,16 +118,16 @@ pub(crate) async fn explain(c: &impl GenericClient, q: &Query) -> Result<String,
     Ok(lines.map_err(backend)?.join("\n"))
 }
 
-pub(crate) async fn list(c: &impl GenericClient, q: &Query) -> Result<Page, StoreError> {
+pub(crate) async fn list_rows(c: &impl GenericClient, q: &Query) -> Result<RowPage, StoreError> {
     let (sql, params) = list_sql(q, "");
     let stmt = c.prepare_cached(&sql).await.map_err(backend)?;
     let rows = c.query(&stmt, &refs(&params)).await.map_err(backend)?;
-    let rows = rows.iter().map(raw_row).collect::<Result<Vec<_>, _>>().map_err(backend)?;
+    let mut rows = rows.iter().map(raw_row).collect::<Result<Vec<_>, _>>().map_err(backend)?;
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
-    let records = rows.iter().take(limit).map(RawRow::to_record).collect::<Result<_, _>>()?;
-    Ok(Page { records, next_cursor })
+    rows.truncate(limit);
+    Ok(RowPage { rows, next_cursor })
 }
 
 /// The stored tiles among `ids`, in one round trip.

@@ -23,7 +23,7 @@ use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
 use aitrail_store::verify::Checked;
 use aitrail_store::{
-    EntryRecord, LogHead, Page, RawRow, Store, StoreError, StoredCheckpoint, StoredKey,
+    EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -127,9 +127,9 @@ impl Store for SqliteStore {
         self.read(move |c| read::get(c, id)).await
     }
 
-    async fn list(&self, query: &Query) -> Result<Page, StoreError> {
+    async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
         let query = query.clone();
-        self.read(move |c| read::list(c, &query)).await
+        self.read(move |c| read::list_rows(c, &query)).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {

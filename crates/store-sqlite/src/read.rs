@@ -11,7 +11,7 @@ use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::verify::Checked;
 use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
-    EntryRecord, LogHead, Page, RawRow, StoreError, StoredCheckpoint, StoredKey,
+    EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
     content_from_columns,
 };
 use rusqlite::types::{Value, ValueRef};
@@ -81,10 +81,10 @@ pub(crate) fn entry(c: &Connection, id: Uuid) -> Result<Option<EntryRecord>, Sto
     }))
 }
 
-pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
+pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError> {
     let (sql, params) = list_sql(q);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-    let rows = stmt
+    let mut rows = stmt
         .query_map(params_from_iter(params), raw_row)
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -92,8 +92,8 @@ pub(crate) fn list(c: &Connection, q: &Query) -> Result<Page, StoreError> {
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
-    let records = rows.iter().take(limit).map(RawRow::to_record).collect::<Result<_, _>>()?;
-    Ok(Page { records, next_cursor })
+    rows.truncate(limit);
+    Ok(RowPage { rows, next_cursor })
 }
 
 /// The SELECT for a listing, with its parameters as SQLite values.
@@ -107,6 +107,7 @@ fn list_sql(q: &Query) -> (String, Vec<Value>) {
             Param::Real(f) => Value::Real(f),
             Param::Bool(b) => Value::Integer(i64::from(b)),
             Param::Time(t) => Value::Integer(t.unix_nanos()),
+            Param::Uuid(u) => Value::Text(u.hyphenated().to_string()),
         })
         .collect();
     (sql, params)

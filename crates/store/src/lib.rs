@@ -34,6 +34,14 @@ pub struct Page {
     pub next_cursor: Option<Cursor>,
 }
 
+/// One page of a listing, as stored rows (for exports, which carry entries as logged).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPage {
+    pub rows: Vec<RawRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
 /// A record's entry as logged, and its content if still kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryRecord {
@@ -219,8 +227,15 @@ pub trait Store: Send + Sync + 'static {
     /// One record by id.
     async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError>;
 
-    /// A page of records matching the query, newest first.
-    async fn list(&self, query: &Query) -> Result<Page, StoreError>;
+    /// A page of records matching the query, newest first (oldest first if it says so).
+    async fn list(&self, query: &Query) -> Result<Page, StoreError> {
+        let page = self.list_rows(query).await?;
+        let records = page.rows.iter().map(RawRow::to_record).collect::<Result<_, _>>()?;
+        Ok(Page { records, next_cursor: page.next_cursor })
+    }
+
+    /// The same page as [`Store::list`], as stored rows.
+    async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError>;
 
     /// A record's entry and content, by id.
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError>;

@@ -4,6 +4,7 @@
 
 use aitrail_core::query::{Bound, TextField};
 use aitrail_core::{Cursor, Query, Timestamp};
+use uuid::Uuid;
 
 /// Where the text columns start in [`record_columns`], and the column after them; then
 /// come temperature, success, the entry, the salt, prompt, response and prompt variables.
@@ -31,11 +32,14 @@ pub enum Param {
     Bool(bool),
     /// Compared with `event_time` (SQLite: Unix nanoseconds; PostgreSQL: timestamptz).
     Time(Timestamp),
+    /// Compared with `id` (SQLite: hyphenated text; PostgreSQL: uuid).
+    Uuid(Uuid),
 }
 
 /// The SQL of a listing, with its parameters; `mark(i)` is the backend's placeholder for
-/// the i-th (1-based). The page (n+1 rows, newest first) is cut from `records r` first and
-/// only then joined (`join`, e.g. to the contents), so a join never runs over every match:
+/// the i-th (1-based). The page (n+1 rows, newest first unless the query says oldest
+/// first) is cut from `records r` first and only then joined (`join`, e.g. to the
+/// contents), so a join never runs over every match:
 ///
 /// `SELECT {columns} FROM (SELECT * FROM records r WHERE … ORDER BY r.pos DESC LIMIT n+1)
 /// r {join} ORDER BY r.pos DESC`
@@ -81,17 +85,24 @@ pub fn list(
     if let Some(s) = q.success {
         add("r.success = {}", vec![Param::Bool(s)]);
     }
+    if !q.ids.is_empty() {
+        add("r.id IN ({})", q.ids.iter().copied().map(Param::Uuid).collect());
+    }
+    if let Some(below) = q.seq_below {
+        add("r.seq < {}", vec![Param::Int(i64::try_from(below).unwrap_or(i64::MAX))]);
+    }
+    let (after, order) = if q.oldest_first { (">", "ASC") } else { ("<", "DESC") };
     if let Some(Cursor(pos)) = q.cursor {
-        add("r.pos < {}", vec![Param::Int(pos)]);
+        add(&format!("r.pos {after} {{}}"), vec![Param::Int(pos)]);
     }
     let mut page = "SELECT * FROM records r".to_owned();
     if !clauses.is_empty() {
         page.push_str(" WHERE ");
         page.push_str(&clauses.join(" AND "));
     }
-    page.push_str(&format!(" ORDER BY r.pos DESC LIMIT {}", mark(params.len() + 1)));
+    page.push_str(&format!(" ORDER BY r.pos {order} LIMIT {}", mark(params.len() + 1)));
     params.push(Param::Int(i64::from(q.limit) + 1));
-    (format!("SELECT {columns} FROM ({page}) r {join} ORDER BY r.pos DESC"), params)
+    (format!("SELECT {columns} FROM ({page}) r {join} ORDER BY r.pos {order}"), params)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::Value;
 
 use crate::Global;
+use crate::commands::filters::Filters;
 use crate::target::Target;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -13,54 +14,10 @@ pub enum Format {
     Csv,
 }
 
-/// The API's filters as flags; text filters may be repeated to match any of their values.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    tenant_id: Option<String>,
-    /// event_time at or after: RFC 3339 or YYYY-MM-DD.
-    #[arg(long)]
-    since: Option<String>,
-    /// event_time before (exclusive): RFC 3339 or YYYY-MM-DD.
-    #[arg(long)]
-    until: Option<String>,
-    #[arg(long, alias = "provider")]
-    model_provider: Vec<String>,
-    #[arg(long, alias = "model")]
-    model_name: Vec<String>,
-    #[arg(long)]
-    model_version: Vec<String>,
-    #[arg(long)]
-    deployment_id: Vec<String>,
-    #[arg(long)]
-    safety_mode: Vec<String>,
-    #[arg(long)]
-    operation_type: Vec<String>,
-    #[arg(long)]
-    user_id: Vec<String>,
-    #[arg(long)]
-    agent_id: Vec<String>,
-    #[arg(long)]
-    session_id: Vec<String>,
-    #[arg(long)]
-    feature_code: Vec<String>,
-    /// The caller's own id of a call (e.g. an imported Log ID).
-    #[arg(long)]
-    external_id: Vec<String>,
-    /// temperature >= this.
-    #[arg(long)]
-    temperature_min: Option<String>,
-    /// temperature <= this.
-    #[arg(long)]
-    temperature_max: Option<String>,
-    /// temperature > this.
-    #[arg(long)]
-    temperature_gt: Option<String>,
-    /// temperature < this.
-    #[arg(long)]
-    temperature_lt: Option<String>,
-    #[arg(long)]
-    success: Option<bool>,
+    #[command(flatten)]
+    filters: Filters,
     /// Records per page (1 to 1000).
     #[arg(long)]
     limit: Option<u32>,
@@ -76,36 +33,12 @@ pub struct Args {
 
 impl Args {
     fn pairs(&self) -> Vec<(String, String)> {
-        let mut pairs = Vec::new();
-        let mut one = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                pairs.push((k.to_owned(), v.clone()));
-            }
-        };
-        one("tenant_id", &self.tenant_id);
-        one("since", &self.since);
-        one("until", &self.until);
-        one("temperature_min", &self.temperature_min);
-        one("temperature_max", &self.temperature_max);
-        one("temperature_gt", &self.temperature_gt);
-        one("temperature_lt", &self.temperature_lt);
-        one("success", &self.success.map(|b| b.to_string()));
-        one("limit", &self.limit.map(|n| n.to_string()));
-        one("cursor", &self.cursor);
-        for (k, values) in [
-            ("model_provider", &self.model_provider),
-            ("model_name", &self.model_name),
-            ("model_version", &self.model_version),
-            ("deployment_id", &self.deployment_id),
-            ("safety_mode", &self.safety_mode),
-            ("operation_type", &self.operation_type),
-            ("user_id", &self.user_id),
-            ("agent_id", &self.agent_id),
-            ("session_id", &self.session_id),
-            ("feature_code", &self.feature_code),
-            ("external_id", &self.external_id),
-        ] {
-            pairs.extend(values.iter().map(|v| (k.to_owned(), v.clone())));
+        let mut pairs = self.filters.pairs();
+        if let Some(limit) = self.limit {
+            pairs.push(("limit".into(), limit.to_string()));
+        }
+        if let Some(cursor) = &self.cursor {
+            pairs.push(("cursor".into(), cursor.clone()));
         }
         pairs
     }

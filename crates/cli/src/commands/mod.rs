@@ -1,5 +1,7 @@
 pub mod access_log;
 pub mod checkpoint;
+pub mod export;
+pub mod filters;
 pub mod import;
 pub mod keys;
 pub mod list;

@@ -21,6 +21,9 @@ pub struct Args {
     /// A checkpoint saved earlier: prove today's log is an append-only extension of it.
     #[arg(long, conflicts_with = "id")]
     checkpoint: Option<PathBuf>,
+    /// A compliance export (zip) to check offline: no server, no database.
+    #[arg(long, conflicts_with_all = ["id", "checkpoint"])]
+    export: Option<PathBuf>,
     /// The log's verifier key (name+keyid+base64), as published at GET /v1/log-key. Pin it:
     /// without it the local key file is used, or, against a server, the server's own word.
     #[arg(long, env = "AITRAIL_VERIFIER_KEY")]
@@ -29,6 +32,9 @@ pub struct Args {
 
 /// Exit 0 when everything verifies; otherwise each problem is printed and the exit is 1.
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    if let Some(bundle) = &args.export {
+        return export(bundle, args.key.as_deref());
+    }
     let target = Target::open(global).await?;
     let verifier = match (&args.key, &target) {
         (Some(k), _) => {
@@ -165,6 +171,38 @@ async fn extends(target: &Target, verifier: &Verifier, file: &PathBuf) -> anyhow
     println!(
         "OK: the log of tenant {tenant} at size {} extends the saved checkpoint of size {} (both signed by {verifier})",
         new.size, old.size
+    );
+    Ok(())
+}
+
+/// An export bundle, offline: every finding on stdout, then exit 1 if any.
+fn export(bundle: &std::path::Path, key: Option<&str>) -> anyhow::Result<()> {
+    let key = key
+        .map(Verifier::parse)
+        .transpose()
+        .context("--key is not a verifier key (name+keyid+base64)")?;
+    let report = aitrail_export::check::bundle(bundle, key.as_ref())
+        .with_context(|| format!("cannot check {}", bundle.display()))?;
+    if report.key_from_bundle {
+        eprintln!(
+            "aitrail: warning: checked against the key the bundle names ({}); pass --key to pin the log's published key",
+            report.key
+        );
+    }
+    for f in &report.findings {
+        println!("{f}");
+    }
+    if !report.ok() {
+        bail!(
+            "export verification FAILED: {} problem(s) in {} records of tenant {}",
+            report.findings.len(),
+            report.records,
+            report.tenant
+        );
+    }
+    println!(
+        "OK: {} records of tenant {} are in its log as signed at size {} by {}; every file matches the signed manifest",
+        report.records, report.tenant, report.checkpoint_size, report.key
     );
     Ok(())
 }

@@ -1,0 +1,157 @@
+//! `aitrail export`: a compliance export to a file, from the store directly (signed with
+//! the local log key) or from --server (GET /v1/export, streamed to the file).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aitrail_core::Timestamp;
+use aitrail_export::{Format, Request};
+use aitrail_server::LogSigner;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::commands::filters::Filters;
+use crate::target::Target;
+use crate::{Global, keyfile};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FormatArg {
+    Zip,
+    Csv,
+    Jsonl,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    filters: Filters,
+    /// zip: the bundle an auditor verifies offline; csv, jsonl, json: one file.
+    #[arg(long, value_enum, default_value = "zip")]
+    format: FormatArg,
+    /// Where to write it (an existing file is replaced only once the export is complete).
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+impl FormatArg {
+    fn format(self) -> Format {
+        match self {
+            FormatArg::Zip => Format::Zip,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let format = args.format.format();
+    let mut pairs = args.filters.pairs();
+    pairs.push(("format".into(), format.name().into()));
+    // Written beside the output and renamed at the end: a failed export leaves no file
+    // that looks whole.
+    let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref());
+    let mut partial = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("exporting {msg} {pos} {per_sec} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let records = match Target::open(global).await? {
+        Target::Local(store) => {
+            let file = partial.as_file().try_clone()?;
+            local(global, store, pairs, file, &bar).await?
+        }
+        target @ Target::Remote { .. } => {
+            bar.set_message("bytes");
+            remote(&target, &pairs, partial.as_file_mut(), &bar).await?;
+            None
+        }
+    };
+    bar.finish_and_clear();
+    partial.as_file().sync_all()?;
+    partial
+        .persist(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    match records {
+        Some(n) => eprintln!("exported {n} records to {}", args.output.display()),
+        None => eprintln!("exported to {}", args.output.display()),
+    }
+    Ok(())
+}
+
+async fn local(
+    global: &Global,
+    store: Arc<dyn aitrail_store::Store>,
+    pairs: Vec<(String, String)>,
+    file: std::fs::File,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<u64>> {
+    let aitrail_export::Params { format, filters, mut query } =
+        aitrail_export::parse_params(pairs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(tenant) = query.tenant_id.take() else {
+        bail!("an export proves one tenant's log against its checkpoint: give --tenant-id")
+    };
+    // The log's key, made here as `serve` would make it if no server ever ran.
+    let signer = match keyfile::load(&global.data_dir)? {
+        Some(signer) => signer,
+        None => keyfile::load_or_create(&global.data_dir, "aitrail")?,
+    };
+    store.claim_log_key(&signer.verifier().to_string()).await?;
+    let log = LogSigner::new(signer, Duration::from_secs(1));
+    log.sign_pending(store.as_ref()).await?;
+    let Some(checkpoint) = store.checkpoint(&tenant, None).await? else {
+        bail!("tenant {tenant} has no records")
+    };
+    let request = Request {
+        tenant,
+        filters,
+        query,
+        format,
+        exported_by: None,
+        checkpoint,
+        generated_at: Timestamp::now(),
+    };
+    let rt = tokio::runtime::Handle::current();
+    let bar = bar.clone();
+    let n = tokio::task::spawn_blocking(move || {
+        let progress = |phase: &str, n: u64| {
+            bar.set_message(phase.to_owned());
+            bar.set_position(n);
+        };
+        let out = std::io::BufWriter::new(file);
+        aitrail_export::write(store, &rt, log.signer(), &request, out, &progress)
+    })
+    .await??;
+    Ok(Some(n))
+}
+
+async fn remote(
+    target: &Target,
+    pairs: &[(String, String)],
+    file: &mut std::fs::File,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut response =
+        target.request(reqwest::Method::GET, "/v1/export").query(pairs).send().await?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|p| p["detail"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        bail!("server refused ({status}): {detail}");
+    }
+    let mut written = 0u64;
+    while let Some(chunk) = response.chunk().await.context("the export was cut off")? {
+        file.write_all(&chunk)?;
+        written += chunk.len() as u64;
+        bar.set_position(written);
+    }
+    Ok(())
+}

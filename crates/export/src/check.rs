@@ -1,0 +1,453 @@
+//! Offline verification of a bundle: no server, no database, the verifier key at most.
+//! Each file is streamed; records.jsonl, conversation_logs.csv and the proof file are read
+//! side by side (all are in seq order), so memory stays flat whatever the size.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use aitrail_core::entry::{EntryView, commitment};
+use aitrail_core::merkle::{CompactRange, Hash, leaf_hash, verify_inclusion};
+use aitrail_core::note::{Checkpoint, Verifier};
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use zip::ZipArchive;
+
+use crate::line::{Line, Usage, csv_header, csv_row};
+use crate::*;
+
+/// What checking a bundle found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub records: u64,
+    pub tenant: String,
+    pub checkpoint_size: u64,
+    /// The key the signatures were checked with.
+    pub key: String,
+    /// The key came from the bundle itself, not from the caller.
+    pub key_from_bundle: bool,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// One problem, named by the file and, where there is one, the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: &'static str,
+    /// `id (seq n)` of the record, when the problem is one record's.
+    pub record: Option<String>,
+    pub what: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.record {
+            Some(r) => write!(f, "{}: record {r}: {}", self.file, self.what),
+            None => write!(f, "{}: {}", self.file, self.what),
+        }
+    }
+}
+
+/// Why a bundle could not be checked at all (as opposed to checked and found wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("not a zip archive: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error("{0} is missing: this is not an aitrail export")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Unusable(String),
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    format: String,
+    tenant_id: String,
+    records: u64,
+    checkpoint: ManifestCheckpoint,
+    proof: String,
+    files: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct ManifestCheckpoint {
+    size: u64,
+    root: String,
+}
+
+#[derive(Deserialize)]
+struct ProofLine {
+    seq: u64,
+    audit_path: Vec<String>,
+}
+
+/// Check the bundle at `path`. `key`: the verifier key to trust; without it, the bundle's
+/// own log-key.txt (which proves only that the bundle is consistent with itself).
+pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError> {
+    let open = || -> Result<ZipArchive<BufReader<File>>, CheckError> {
+        let file = File::open(path).map_err(|e| CheckError::Io(path.display().to_string(), e))?;
+        Ok(ZipArchive::new(BufReader::new(file))?)
+    };
+    let mut zip = open()?;
+    let mut report = Report::default();
+    let mut find = |file, record: Option<String>, what: String| {
+        report.findings.push(Finding { file, record, what })
+    };
+
+    let small = |zip: &mut ZipArchive<_>, name: &'static str| -> Result<Vec<u8>, CheckError> {
+        let mut f = zip.by_name(name).map_err(|_| CheckError::Missing(name))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(|e| CheckError::Io(name.into(), e))?;
+        Ok(buf)
+    };
+    let text = |bytes: Vec<u8>, name: &str| {
+        String::from_utf8(bytes).map_err(|_| CheckError::Unusable(format!("{name} is not UTF-8")))
+    };
+    let bundled_key = text(small(&mut zip, LOG_KEY)?, LOG_KEY)?;
+    let bundled_key = bundled_key.trim();
+    let verifier = match key {
+        Some(k) => {
+            if k.to_string() != bundled_key {
+                find(
+                    LOG_KEY,
+                    None,
+                    format!("names the key {bundled_key}, not the one given ({k})"),
+                );
+            }
+            k.clone()
+        }
+        None => Verifier::parse(bundled_key)
+            .map_err(|e| CheckError::Unusable(format!("{LOG_KEY} holds no verifier key: {e}")))?,
+    };
+
+    // The manifest: its signature, then every file's hash.
+    let manifest_bytes = small(&mut zip, MANIFEST)?;
+    let sig = text(small(&mut zip, MANIFEST_SIG)?, MANIFEST_SIG)?;
+    match verifier.open(&sig) {
+        Err(e) => find(MANIFEST_SIG, None, format!("signature check failed: {e}")),
+        Ok(signed) => {
+            let want =
+                format!("{MANIFEST_NOTE_PREFIX}{}\n", hex::encode(Sha256::digest(&manifest_bytes)));
+            if signed != want {
+                find(
+                    MANIFEST,
+                    None,
+                    "does not match the signed digest in manifest.sig: it was edited".into(),
+                );
+            }
+        }
+    }
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| CheckError::Unusable(format!("{MANIFEST} is unreadable: {e}")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(CheckError::Unusable(format!("unknown bundle format {}", manifest.format)));
+    }
+    let names: Vec<String> = zip.file_names().filter_map(|n| Some(n.ok()?.into_owned())).collect();
+    for name in &names {
+        if name == MANIFEST || name == MANIFEST_SIG {
+            continue;
+        }
+        let Some(want) = manifest.files.get(name) else {
+            find(MANIFEST, None, format!("{name} is in the zip but not in the manifest"));
+            continue;
+        };
+        if sha256_of(zip.by_name(name)?).map_err(|e| CheckError::Io(name.clone(), e))? != *want {
+            find(MANIFEST, None, format!("{name}: SHA-256 differs from the manifest's"));
+        }
+    }
+    for name in manifest.files.keys().filter(|n| !names.contains(n)) {
+        find(MANIFEST, None, format!("{name} is listed but not in the zip"));
+    }
+
+    // The checkpoint, by the key.
+    let note = text(small(&mut zip, CHECKPOINT)?, CHECKPOINT)?;
+    let root = match Checkpoint::open(&note, &verifier) {
+        Err(e) => {
+            find(CHECKPOINT, None, format!("signature check failed: {e}"));
+            None
+        }
+        Ok(cp) => {
+            let origin = format!("{}/{}", verifier.name(), manifest.tenant_id);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(cp.root);
+            if cp.origin != origin {
+                find(CHECKPOINT, None, format!("origin is {}, expected {origin}", cp.origin));
+            }
+            if cp.size != manifest.checkpoint.size || b64 != manifest.checkpoint.root {
+                find(CHECKPOINT, None, "size or root differ from the manifest's".into());
+            }
+            Some(cp.root)
+        }
+    };
+    report.tenant = manifest.tenant_id.clone();
+    report.checkpoint_size = manifest.checkpoint.size;
+    report.key = verifier.to_string();
+    report.key_from_bundle = key.is_none();
+
+    records(open, &manifest, root, &mut report)?;
+    Ok(report)
+}
+
+/// records.jsonl with conversation_logs.csv and the proofs beside it.
+fn records(
+    open: impl Fn() -> Result<ZipArchive<BufReader<File>>, CheckError>,
+    manifest: &Manifest,
+    root: Option<Hash>,
+    report: &mut Report,
+) -> Result<(), CheckError> {
+    let size = manifest.checkpoint.size;
+    let (mut records_zip, mut csv_zip, mut proof_zip) = (open()?, open()?, open()?);
+    let lines =
+        BufReader::new(records_zip.by_name(RECORDS).map_err(|_| CheckError::Missing(RECORDS))?);
+    let mut csv = csv::ReaderBuilder::new().has_headers(false).from_reader(
+        csv_zip.by_name(CONVERSATIONS).map_err(|_| CheckError::Missing(CONVERSATIONS))?,
+    );
+    let mut csv_rows = csv.records();
+    let header: Vec<&str> = csv_header();
+    match csv_rows.next() {
+        Some(Ok(h)) if h.iter().eq(header.iter().copied()) => {}
+        _ => report.findings.push(Finding {
+            file: CONVERSATIONS,
+            record: None,
+            what: "the header row is not the export's".into(),
+        }),
+    }
+    let proof_name = if manifest.proof == LEAVES { LEAVES } else { PROOFS };
+    let proof_file = proof_zip.by_name(proof_name).map_err(|_| CheckError::Missing(proof_name))?;
+    let mut proofs = Proofs::new(proof_name, BufReader::new(proof_file));
+
+    let mut usage = Usage::default();
+    let mut last_seq: Option<u64> = None;
+    let mut n = 0u64;
+    for (i, raw) in lines.lines().enumerate() {
+        let raw = raw.map_err(|e| CheckError::Io(RECORDS.into(), e))?;
+        n += 1;
+        let mut find = |file, record: Option<String>, what: String| {
+            report.findings.push(Finding { file, record, what })
+        };
+        let line: Line<'_> = match serde_json::from_str(&raw) {
+            Ok(l) => l,
+            Err(e) => {
+                find(RECORDS, None, format!("line {} is not a record: {e}", i + 1));
+                continue;
+            }
+        };
+        let name = format!("{} (seq {})", line.id, line.seq);
+        let named = |what: String| (Some(name.clone()), what);
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        if let Some(last) = last_seq
+            && line.seq <= last
+        {
+            problems.push((RECORDS, format!("comes after seq {last}: lines are out of log order")));
+        }
+        last_seq = Some(line.seq);
+        if line.seq >= size {
+            problems.push((RECORDS, format!("seq is beyond the checkpoint's size {size}")));
+        }
+        // The entry: it must say what the line says, and its content must match.
+        let leaf = leaf_hash(line.entry.as_bytes());
+        match EntryView::parse(line.entry.as_bytes()) {
+            Err(e) => problems.push((RECORDS, format!("entry unreadable: {e}"))),
+            Ok(entry) => {
+                if entry.id != line.id || entry.seq != line.seq {
+                    problems.push((RECORDS, "id or seq differ from the entry's".into()));
+                }
+                let salt = line.salt.as_deref().and_then(|s| hex::decode(s).ok());
+                for (field, text) in &line.content {
+                    let ok = salt
+                        .as_deref()
+                        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+                        .is_some_and(|salt| {
+                            entry.record.commitments.get(field)
+                                == Some(&hex::encode(commitment(&salt, field, text)))
+                        });
+                    if !ok {
+                        problems.push((
+                            RECORDS,
+                            format!("content {field} does not match its commitment"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(why) = proofs.check(line.seq, leaf, size, root) {
+            problems.push((proof_name, why));
+        }
+        // The CSV row must be what this record gives.
+        match (line.fields(), csv_rows.next()) {
+            (Err(e), _) => problems.push((RECORDS, e)),
+            (_, None) => problems.push((CONVERSATIONS, "has no row for this record".into())),
+            (_, Some(Err(e))) => problems.push((CONVERSATIONS, format!("row unreadable: {e}"))),
+            (Ok(fields), Some(Ok(row))) => {
+                usage.add(&fields);
+                let want = csv_row(&fields);
+                if row.get(0) != Some(want[0].as_str()) {
+                    problems.push((
+                        CONVERSATIONS,
+                        format!(
+                            "row {} is record {}, not this one",
+                            i + 2,
+                            row.get(0).unwrap_or("")
+                        ),
+                    ));
+                } else {
+                    for ((column, want), got) in
+                        header.iter().zip(&want).zip(row.iter().chain(std::iter::repeat("")))
+                    {
+                        if want != got {
+                            problems.push((
+                                CONVERSATIONS,
+                                format!("column {column} differs from the record"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (file, what) in problems {
+            let (record, what) = named(what);
+            find(file, record, what);
+        }
+    }
+    for row in csv_rows {
+        let id = row.ok().and_then(|r| r.get(0).map(str::to_owned)).unwrap_or_default();
+        report.findings.push(Finding {
+            file: CONVERSATIONS,
+            record: Some(id),
+            what: "has a row for a record records.jsonl does not hold".into(),
+        });
+    }
+    if let Some(why) = proofs.finish(size, root) {
+        report.findings.push(Finding { file: proof_name, record: None, what: why });
+    }
+    if n != manifest.records {
+        report.findings.push(Finding {
+            file: RECORDS,
+            record: None,
+            what: format!("holds {n} records; the manifest says {}", manifest.records),
+        });
+    }
+    let mut summary = Vec::new();
+    open()?
+        .by_name(USAGE)
+        .map_err(|_| CheckError::Missing(USAGE))?
+        .read_to_end(&mut summary)
+        .map_err(|e| CheckError::Io(USAGE.into(), e))?;
+    if summary != usage.to_csv() {
+        report.findings.push(Finding {
+            file: USAGE,
+            record: None,
+            what: "differs from the totals of records.jsonl".into(),
+        });
+    }
+    report.records = n;
+    Ok(())
+}
+
+/// The proof file, read along with the records.
+enum Proofs<R: BufRead> {
+    /// leaves.bin: read up to each record's seq, all of it hashed into the tree.
+    Leaves { file: R, tree: CompactRange, last: Hash },
+    /// proofs.jsonl: one line per record.
+    Paths { lines: std::io::Lines<R> },
+}
+
+impl<R: BufRead> Proofs<R> {
+    fn new(name: &str, file: R) -> Self {
+        if name == LEAVES {
+            Proofs::Leaves { file, tree: CompactRange::default(), last: [0; 32] }
+        } else {
+            Proofs::Paths { lines: file.lines() }
+        }
+    }
+
+    /// What is wrong with the proof of the record at `seq` with `leaf`, if anything.
+    fn check(&mut self, seq: u64, leaf: Hash, size: u64, root: Option<Hash>) -> Option<String> {
+        match self {
+            Proofs::Leaves { file, tree, last } => {
+                while tree.size() <= seq && tree.size() < size {
+                    let Some(next) = next_leaf(file) else {
+                        return Some(format!("{LEAVES} ends before this record's seq"));
+                    };
+                    tree.push(next);
+                    *last = next;
+                }
+                // The logged leaf at seq is the last one pushed.
+                (tree.size() != seq + 1 || *last != leaf)
+                    .then(|| "its leaf hash is not the logged leaf at its seq".into())
+            }
+            Proofs::Paths { lines } => {
+                let line = match lines.next() {
+                    Some(Ok(l)) => l,
+                    _ => return Some("has no inclusion proof".into()),
+                };
+                let Ok(proof) = serde_json::from_str::<ProofLine>(&line) else {
+                    return Some("its inclusion proof is unreadable".into());
+                };
+                let path: Option<Vec<Hash>> = proof
+                    .audit_path
+                    .iter()
+                    .map(|h| hex::decode(h).ok().and_then(|b| b.try_into().ok()))
+                    .collect();
+                let root = root?;
+                match path {
+                    Some(path)
+                        if proof.seq == seq
+                            && verify_inclusion(&leaf, seq, size, &path, &root).is_ok() =>
+                    {
+                        None
+                    }
+                    _ => Some("its inclusion proof does not lead to the checkpoint's root".into()),
+                }
+            }
+        }
+    }
+
+    /// After the last record: leaves.bin must hold exactly the log and give the root.
+    fn finish(self, size: u64, root: Option<Hash>) -> Option<String> {
+        match self {
+            Proofs::Leaves { mut file, mut tree, .. } => {
+                while tree.size() < size {
+                    match next_leaf(&mut file) {
+                        Some(leaf) => tree.push(leaf),
+                        None => return Some(format!("holds {} leaves, not {size}", tree.size())),
+                    }
+                }
+                if file.fill_buf().is_ok_and(|b| !b.is_empty()) {
+                    return Some(format!("holds more than {size} leaves"));
+                }
+                (Some(tree.root()) != root)
+                    .then(|| "the leaves do not hash to the checkpoint's root".into())
+            }
+            Proofs::Paths { mut lines } => {
+                lines.next().map(|_| "holds proofs of records records.jsonl does not".into())
+            }
+        }
+    }
+}
+
+fn next_leaf(file: &mut impl Read) -> Option<Hash> {
+    let mut leaf = [0; 32];
+    file.read_exact(&mut leaf).ok().map(|()| leaf)
+}
+
+/// SHA-256 of everything `r` reads, as hex.
+fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
+    let mut sha = Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(hex::encode(sha.finalize())),
+            n => sha.update(&buf[..n]),
+        }
+    }
+}
