@@ -1231,7 +1231,9 @@ fn an_export_verifies_offline_and_every_kind_of_tampering_is_named() {
         other.sign(body).unwrap().into_bytes()
     };
     let name = |seq: usize| format!("record {} (seq {seq})", ids[seq]);
-    let cases: Vec<(&str, &str, Box<dyn Fn(Vec<u8>) -> Vec<u8>>, Vec<String>)> = vec![
+    // (what, the file edited, the edit, lines verify must print)
+    type Edit<'a> = Box<dyn Fn(Vec<u8>) -> Vec<u8> + 'a>;
+    let cases: Vec<(&str, &str, Edit, Vec<String>)> = vec![
         (
             "one CSV cell",
             "conversation_logs.csv",
