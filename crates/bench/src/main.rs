@@ -43,6 +43,12 @@ enum Which {
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
     },
+    /// `aitrail export` of one tenant's N records to a zip, and `aitrail verify --export`
+    /// of it: time and peak memory of each.
+    Export {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
     /// Inclusion and consistency proofs from the tiles of a log of N leaves.
     Proofs {
         #[arg(long, default_value_t = 10_000_000)]
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Which::Ingest { singles_seconds, batches } => ingest(singles_seconds, batches),
         Which::Query { records } => query(records),
         Which::Verify { records } => verify(records),
+        Which::Export { records } => export(records),
         Which::Proofs { leaves } => proofs(leaves),
         Which::Auth { seconds } => auth(seconds),
         Which::Postgres { url, batches, singles_seconds } => {
@@ -89,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             ingest(10, 100)?;
             query(1_000_000)?;
             verify(1_000_000)?;
+            export(1_000_000)?;
             proofs(10_000_000)
         }
     }
@@ -586,6 +594,15 @@ fn raw_sqlite(batches: usize) -> anyhow::Result<f64> {
 /// A data dir holding `n` records loaded straight through the store (the ingest path is
 /// measured above).
 fn loaded_store(n: usize, rt: &tokio::runtime::Runtime) -> anyhow::Result<tempfile::TempDir> {
+    loaded_store_of(n, None, rt)
+}
+
+/// [`loaded_store`], every record in `tenant` when given.
+fn loaded_store_of(
+    n: usize,
+    tenant: Option<&str>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<tempfile::TempDir> {
     let dir = bench_dir()?;
     let started = Instant::now();
     rt.block_on(async {
@@ -594,7 +611,11 @@ fn loaded_store(n: usize, rt: &tokio::runtime::Runtime) -> anyhow::Result<tempfi
         while i < n {
             let batch: Vec<_> = (i..(i + 10_000).min(n))
                 .map(|k| {
-                    let body = record(k).to_string();
+                    let mut body = record(k);
+                    if let Some(t) = tenant {
+                        body["tenant_id"] = json!(t);
+                    }
+                    let body = body.to_string();
                     parse_body(body.as_bytes(), BodyFormat::Json).unwrap().into_records().remove(0)
                 })
                 .collect();
@@ -703,6 +724,91 @@ fn verify(n: usize) -> anyhow::Result<()> {
     println!("\nverify / plain SELECT = {:.2}", rate / scan);
     if std::env::var_os("AITRAIL_BENCH_KEEP").is_some() {
         let _ = dir.keep();
+    }
+    Ok(())
+}
+
+/// Run the real binary with `args`; its wall time and peak memory (VmHWM: resident,
+/// file-backed pages included; RssAnon: the process's own), sampled every 10 ms.
+fn run_measured(args: &[&std::ffi::OsStr]) -> anyhow::Result<(Duration, u64, u64)> {
+    let exe = std::env::current_exe()?.with_file_name("aitrail");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(&exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let status = format!("/proc/{}/status", child.id());
+    let kib = |text: &str, key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut hwm, mut anon) = (0, 0);
+    let exit = loop {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            hwm = hwm.max(kib(&text, "VmHWM:"));
+            anon = anon.max(kib(&text, "RssAnon:"));
+        }
+        if let Some(exit) = child.try_wait()? {
+            break exit;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("piped"), &mut out)?;
+    anyhow::ensure!(exit.success(), "{args:?} failed: {out}");
+    Ok((elapsed, hwm, anon))
+}
+
+/// Export of one tenant's `n` records to a zip by the real binary, then its offline
+/// verification; the same run's floor is a plain SELECT of the same rows.
+fn export(n: usize) -> anyhow::Result<()> {
+    use std::ffi::OsStr;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = loaded_store_of(n, Some("tenant-0"), &rt)?;
+    let signer = aitrail_core::note::NoteSigner::from_seed("bench", [1; 32])?;
+    std::fs::write(dir.path().join("log-key"), signer.to_private_string() + "\n")?;
+    let key = signer.verifier().to_string();
+    let zip = dir.path().join("compliance_export.zip");
+    let (took, hwm, anon) = run_measured(&[
+        OsStr::new("--data-dir"),
+        dir.path().as_os_str(),
+        OsStr::new("export"),
+        OsStr::new("--tenant-id"),
+        OsStr::new("tenant-0"),
+        OsStr::new("-o"),
+        zip.as_os_str(),
+    ])?;
+    let size = std::fs::metadata(&zip)?.len();
+    println!("| measure | records | time | records/s | peak RSS (VmHWM) | peak RssAnon |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| `aitrail export` to zip ({} MB) | {n} | {:.1} s | {:.0} | {} MB | {} MB |",
+        size / 1_000_000,
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        hwm / 1024,
+        anon / 1024
+    );
+    let (took, hwm, anon) = run_measured(&[
+        OsStr::new("verify"),
+        OsStr::new("--export"),
+        zip.as_os_str(),
+        OsStr::new("--key"),
+        OsStr::new(&key),
+    ])?;
+    println!(
+        "| `aitrail verify --export` of it | {n} | {:.1} s | {:.0} | {} MB | {} MB |",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        hwm / 1024,
+        anon / 1024
+    );
+    if std::env::var_os("AITRAIL_BENCH_KEEP").is_some() {
+        println!("kept {} (key {key})", dir.keep().display());
     }
     Ok(())
 }
