@@ -356,6 +356,11 @@ impl<'a> EntryView<'a> {
         // UTF-8 checked once for the whole entry: from bytes, serde_json would check every
         // string it borrows, one by one, at several times the cost.
         let json = std::str::from_utf8(json).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        Self::parse_json(json)
+    }
+
+    /// A v1 entry's JSON, after its version line.
+    pub fn parse_json(json: &'a str) -> Result<Self, EntryError> {
         serde_json::from_str(json).map_err(|e| EntryError::NotJson(e.to_string()))
     }
 

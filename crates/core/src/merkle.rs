@@ -16,9 +16,16 @@ pub fn empty_root() -> Hash {
 
 /// Leaf hash: SHA-256(0x00 ‖ entry).
 pub fn leaf_hash(entry: &[u8]) -> Hash {
+    leaf_hash_of_parts(&[entry])
+}
+
+/// [`leaf_hash`] of an entry given in parts, as if they were one.
+pub fn leaf_hash_of_parts(parts: &[&[u8]]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
-    h.update(entry);
+    for part in parts {
+        h.update(part);
+    }
     h.finalize().into()
 }
 

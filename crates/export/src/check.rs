@@ -9,14 +9,15 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use aitrail_core::entry::{EntryView, commitment};
-use aitrail_core::merkle::{CompactRange, Hash, leaf_hash, verify_inclusion};
+use aitrail_core::merkle::{CompactRange, Hash, verify_inclusion};
 use aitrail_core::note::{Checkpoint, Verifier};
 use base64::Engine;
+use rayon::prelude::*;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use zip::ZipArchive;
 
-use crate::line::{Line, Usage, csv_header, csv_row};
+use crate::line::{Line, Usage, csv_header};
 use crate::*;
 
 /// What checking a bundle found.
@@ -94,11 +95,7 @@ struct ProofLine {
 /// Check the bundle at `path`. `key`: the verifier key to trust; without it, the bundle's
 /// own log-key.txt (which proves only that the bundle is consistent with itself).
 pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError> {
-    let open = || -> Result<ZipArchive<BufReader<File>>, CheckError> {
-        let file = File::open(path).map_err(|e| CheckError::Io(path.display().to_string(), e))?;
-        Ok(ZipArchive::new(BufReader::new(file))?)
-    };
-    let mut zip = open()?;
+    let mut zip = open_zip(path)?;
     let mut report = Report::default();
     let mut find = |file, record: Option<String>, what: String| {
         report.findings.push(Finding { file, record, what })
@@ -154,7 +151,9 @@ pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError>
     }
     let names: Vec<String> = zip.file_names().filter_map(|n| Some(n.ok()?.into_owned())).collect();
     for name in &names {
-        if name == MANIFEST || name == MANIFEST_SIG {
+        // The big files are hashed as they are streamed, in records().
+        if [MANIFEST, MANIFEST_SIG, RECORDS, CONVERSATIONS, LEAVES, PROOFS].contains(&name.as_str())
+        {
             continue;
         }
         let Some(want) = manifest.files.get(name) else {
@@ -193,24 +192,27 @@ pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError>
     report.key = verifier.to_string();
     report.key_from_bundle = key.is_none();
 
-    records(open, &manifest, root, &mut report)?;
+    records(path, &manifest, root, &mut report)?;
     Ok(report)
 }
 
 /// records.jsonl with conversation_logs.csv and the proofs beside it.
 fn records(
-    open: impl Fn() -> Result<ZipArchive<BufReader<File>>, CheckError>,
+    path: &Path,
     manifest: &Manifest,
     root: Option<Hash>,
     report: &mut Report,
 ) -> Result<(), CheckError> {
     let size = manifest.checkpoint.size;
-    let (mut records_zip, mut csv_zip, mut proof_zip) = (open()?, open()?, open()?);
-    let lines =
-        BufReader::new(records_zip.by_name(RECORDS).map_err(|_| CheckError::Missing(RECORDS))?);
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).from_reader(
-        csv_zip.by_name(CONVERSATIONS).map_err(|_| CheckError::Missing(CONVERSATIONS))?,
-    );
+    let proof_name = if manifest.proof == LEAVES { LEAVES } else { PROOFS };
+    let mut streams = Vec::new();
+    let mut stream = |name: &'static str| -> Result<BufReader<Inflated>, CheckError> {
+        let (reader, digest) = Inflated::spawn(path, name)?;
+        streams.push((name, digest));
+        Ok(BufReader::with_capacity(CHUNK, reader))
+    };
+    let lines = stream(RECORDS)?;
+    let mut csv = csv::ReaderBuilder::new().has_headers(false).from_reader(stream(CONVERSATIONS)?);
     let mut csv_rows = csv.records();
     let header: Vec<&str> = csv_header();
     match csv_rows.next() {
@@ -221,101 +223,55 @@ fn records(
             what: "the header row is not the export's".into(),
         }),
     }
-    let proof_name = if manifest.proof == LEAVES { LEAVES } else { PROOFS };
-    let proof_file = proof_zip.by_name(proof_name).map_err(|_| CheckError::Missing(proof_name))?;
-    let mut proofs = Proofs::new(proof_name, BufReader::new(proof_file));
+    let mut proofs = Proofs::new(proof_name, stream(proof_name)?);
 
     let mut usage = Usage::default();
     let mut last_seq: Option<u64> = None;
     let mut n = 0u64;
-    for (i, raw) in lines.lines().enumerate() {
-        let raw = raw.map_err(|e| CheckError::Io(RECORDS.into(), e))?;
-        n += 1;
-        let mut find = |file, record: Option<String>, what: String| {
-            report.findings.push(Finding { file, record, what })
-        };
-        let line: Line<'_> = match serde_json::from_str(&raw) {
-            Ok(l) => l,
-            Err(e) => {
-                find(RECORDS, None, format!("line {} is not a record: {e}", i + 1));
-                continue;
-            }
-        };
-        let name = format!("{} (seq {})", line.id, line.seq);
-        let named = |what: String| (Some(name.clone()), what);
-        let mut problems: Vec<(&'static str, String)> = Vec::new();
-        if let Some(last) = last_seq
-            && line.seq <= last
-        {
-            problems.push((RECORDS, format!("comes after seq {last}: lines are out of log order")));
+    let mut lines = lines.lines();
+    loop {
+        // A batch of lines with their CSV rows, checked on every core, then taken in order.
+        let mut batch = Vec::with_capacity(BATCH);
+        for raw in lines.by_ref().take(BATCH) {
+            let raw = raw.map_err(|e| CheckError::Io(RECORDS.into(), e))?;
+            n += 1;
+            batch.push(Pair { number: n, line: raw, csv: csv_rows.next() });
         }
-        last_seq = Some(line.seq);
-        if line.seq >= size {
-            problems.push((RECORDS, format!("seq is beyond the checkpoint's size {size}")));
+        if batch.is_empty() {
+            break;
         }
-        // The entry: it must say what the line says, and its content must match.
-        let leaf = leaf_hash(line.entry.as_bytes());
-        match EntryView::parse(line.entry.as_bytes()) {
-            Err(e) => problems.push((RECORDS, format!("entry unreadable: {e}"))),
-            Ok(entry) => {
-                if entry.id != line.id || entry.seq != line.seq {
-                    problems.push((RECORDS, "id or seq differ from the entry's".into()));
-                }
-                let salt = line.salt.as_deref().and_then(|s| hex::decode(s).ok());
-                for (field, text) in &line.content {
-                    let ok = salt
-                        .as_deref()
-                        .and_then(|s| <[u8; 32]>::try_from(s).ok())
-                        .is_some_and(|salt| {
-                            entry.record.commitments.get(field)
-                                == Some(&hex::encode(commitment(&salt, field, text)))
-                        });
-                    if !ok {
-                        problems.push((
-                            RECORDS,
-                            format!("content {field} does not match its commitment"),
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(why) = proofs.check(line.seq, leaf, size, root) {
-            problems.push((proof_name, why));
-        }
-        // The CSV row must be what this record gives.
-        match (line.fields(), csv_rows.next()) {
-            (Err(e), _) => problems.push((RECORDS, e)),
-            (_, None) => problems.push((CONVERSATIONS, "has no row for this record".into())),
-            (_, Some(Err(e))) => problems.push((CONVERSATIONS, format!("row unreadable: {e}"))),
-            (Ok(fields), Some(Ok(row))) => {
-                usage.add(&fields);
-                let want = csv_row(&fields);
-                if row.get(0) != Some(want[0].as_str()) {
-                    problems.push((
-                        CONVERSATIONS,
-                        format!(
-                            "row {} is record {}, not this one",
-                            i + 2,
-                            row.get(0).unwrap_or("")
-                        ),
-                    ));
-                } else {
-                    for ((column, want), got) in
-                        header.iter().zip(&want).zip(row.iter().chain(std::iter::repeat("")))
+        let checked: Vec<(Vec<Checked>, Usage)> = batch
+            .par_chunks(64)
+            .map(|chunk| {
+                let mut usage = Usage::default();
+                let checked = chunk.iter().map(|p| check_pair(p, &header, &mut usage)).collect();
+                (checked, usage)
+            })
+            .collect();
+        for (records, partial) in checked {
+            usage.merge(partial);
+            for c in records {
+                let mut problems = c.problems;
+                if let Some((seq, leaf)) = c.seq_leaf {
+                    if let Some(last) = last_seq
+                        && seq <= last
                     {
-                        if want != got {
-                            problems.push((
-                                CONVERSATIONS,
-                                format!("column {column} differs from the record"),
-                            ));
-                        }
+                        let why = format!("comes after seq {last}: lines are out of log order");
+                        problems.insert(0, (RECORDS, why));
+                    }
+                    last_seq = Some(seq);
+                    if seq >= size {
+                        problems
+                            .push((RECORDS, format!("seq is beyond the checkpoint's size {size}")));
+                    }
+                    if let Some(why) = proofs.check(seq, leaf, size, root) {
+                        problems.push((proof_name, why));
                     }
                 }
+                for (file, what) in problems {
+                    report.findings.push(Finding { file, record: c.name.clone(), what });
+                }
             }
-        }
-        for (file, what) in problems {
-            let (record, what) = named(what);
-            find(file, record, what);
         }
     }
     for row in csv_rows {
@@ -336,8 +292,20 @@ fn records(
             what: format!("holds {n} records; the manifest says {}", manifest.records),
         });
     }
+    for (name, digest) in streams {
+        let sha =
+            digest.join().map_err(|_| CheckError::Unusable(format!("reading {name} failed")))?;
+        let sha = sha.map_err(|e| CheckError::Io(name.into(), e))?;
+        if manifest.files.get(name) != Some(&sha) {
+            report.findings.push(Finding {
+                file: MANIFEST,
+                record: None,
+                what: format!("{name}: SHA-256 differs from the manifest's"),
+            });
+        }
+    }
     let mut summary = Vec::new();
-    open()?
+    open_zip(path)?
         .by_name(USAGE)
         .map_err(|_| CheckError::Missing(USAGE))?
         .read_to_end(&mut summary)
@@ -440,6 +408,79 @@ fn next_leaf(file: &mut impl Read) -> Option<Hash> {
     file.read_exact(&mut leaf).ok().map(|()| leaf)
 }
 
+/// Bytes handed from an inflating thread to the checker.
+const CHUNK: usize = 1 << 16;
+
+fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>, CheckError> {
+    let file = File::open(path).map_err(|e| CheckError::Io(path.display().to_string(), e))?;
+    Ok(ZipArchive::new(BufReader::new(file))?)
+}
+
+/// A file of the zip inflated and hashed on a thread of its own (so the big files use
+/// every core), read here as it comes. The thread reads and hashes to the end even when
+/// the reader stops early, and answers the file's SHA-256.
+struct Inflated {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+/// The thread's answer: the file's SHA-256.
+type FileDigest = std::thread::JoinHandle<std::io::Result<String>>;
+
+impl Inflated {
+    fn spawn(path: &Path, name: &'static str) -> Result<(Self, FileDigest), CheckError> {
+        let mut zip = open_zip(path)?;
+        if zip.index_for_name(name).is_none() {
+            return Err(CheckError::Missing(name));
+        }
+        let (tx, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let digest = std::thread::spawn(move || {
+            let mut file = zip.by_name(name).map_err(std::io::Error::other)?;
+            let mut sha = Sha256::new();
+            let mut open = true;
+            loop {
+                let mut chunk = vec![0; CHUNK];
+                let n = read_full(&mut file, &mut chunk)?;
+                if n == 0 {
+                    return Ok(hex::encode(sha.finalize()));
+                }
+                chunk.truncate(n);
+                sha.update(&chunk);
+                open = open && tx.send(chunk).is_ok();
+            }
+        });
+        Ok((Self { chunks, current: Vec::new(), at: 0 }, digest))
+    }
+}
+
+impl Read for Inflated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => (self.current, self.at) = (chunk, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Fill `buf` as far as the reader goes; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
 /// SHA-256 of everything `r` reads, as hex.
 fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
     let mut sha = Sha256::new();
@@ -449,5 +490,95 @@ fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
             0 => return Ok(hex::encode(sha.finalize())),
             n => sha.update(&buf[..n]),
         }
+    }
+}
+
+/// Lines of records.jsonl checked at once.
+const BATCH: usize = 4096;
+
+/// A line of records.jsonl and the CSV row beside it.
+struct Pair {
+    /// 1-based line number.
+    number: u64,
+    line: String,
+    csv: Option<csv::Result<csv::StringRecord>>,
+}
+
+/// What checking one record on its own found; its seq and leaf go on to the checks that
+/// need the records in order.
+struct Checked {
+    /// `id (seq n)`, when the line could be read.
+    name: Option<String>,
+    seq_leaf: Option<(u64, Hash)>,
+    problems: Vec<(&'static str, String)>,
+}
+
+/// Check one record against its own entry and commitments, and its CSV row against it.
+fn check_pair(pair: &Pair, header: &[&str], usage: &mut Usage) -> Checked {
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+    let line: Line<'_> = match serde_json::from_str(&pair.line) {
+        Ok(l) => l,
+        Err(e) => {
+            let what = format!("line {} is not a record: {e}", pair.number);
+            return Checked { name: None, seq_leaf: None, problems: vec![(RECORDS, what)] };
+        }
+    };
+    let leaf = line.leaf();
+    // The entry must say what the line says, and the content must match its commitments.
+    match EntryView::parse_json(line.entry.get()) {
+        Err(e) => problems.push((RECORDS, format!("entry unreadable: {e}"))),
+        Ok(entry) => {
+            if entry.id != line.id || entry.seq != line.seq {
+                problems.push((RECORDS, "id or seq differ from the entry's".into()));
+            }
+            let salt =
+                line.salt.as_deref().and_then(|s| <[u8; 32]>::try_from(hex::decode(s).ok()?).ok());
+            for (field, text) in &line.content {
+                let ok = salt.is_some_and(|salt| {
+                    let mut ours = [0u8; 64];
+                    hex::encode_to_slice(commitment(&salt, field, text), &mut ours)
+                        .expect("64 bytes hold 32 as hex");
+                    entry.record.commitments.get(field).map(str::as_bytes) == Some(&ours[..])
+                });
+                if !ok {
+                    problems
+                        .push((RECORDS, format!("content {field} does not match its commitment")));
+                }
+            }
+        }
+    }
+    // The CSV row must be what this record gives.
+    match (line.row(), &pair.csv) {
+        (Err(e), _) => problems.push((RECORDS, e)),
+        (_, None) => problems.push((CONVERSATIONS, "has no row for this record".into())),
+        (_, Some(Err(e))) => problems.push((CONVERSATIONS, format!("row unreadable: {e}"))),
+        (Ok(cells), Some(Ok(row))) => {
+            usage.add(&cells);
+            let mut want = cells.csv();
+            let first = want.next().unwrap_or_default();
+            if row.get(0) != Some(&*first) {
+                let what = format!(
+                    "row {} is record {}, not this one",
+                    pair.number + 1,
+                    row.get(0).unwrap_or("")
+                );
+                problems.push((CONVERSATIONS, what));
+            } else {
+                let got = row.iter().skip(1).chain(std::iter::repeat(""));
+                for ((column, want), got) in header.iter().skip(1).zip(want).zip(got) {
+                    if want != got {
+                        problems.push((
+                            CONVERSATIONS,
+                            format!("column {column} differs from the record"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Checked {
+        name: Some(format!("{} (seq {})", line.id, line.seq)),
+        seq_leaf: Some((line.seq, leaf)),
+        problems,
     }
 }

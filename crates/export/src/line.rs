@@ -5,26 +5,30 @@
 //! differs from its record is found.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
-use aitrail_core::entry::{ENTRY_PREFIX, canonical_json};
+use aitrail_core::entry::ENTRY_PREFIX;
 use aitrail_core::record::RECORD_FIELDS;
 use aitrail_store::RawRow;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-/// A line of records.jsonl: `id` and `seq` for reading; `entry` the logged bytes (its leaf
-/// is SHA-256(0x00 ‖ entry)); `salt` (hex) and `content` the kept content, each field as
-/// the exact text committed to (prompt_variables as canonical JSON). Purged content is
-/// absent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A line of records.jsonl. `entry` comes first and is the logged entry's JSON exactly as
+/// logged (canonical JSON, so it embeds as is; docs/FORMAT.md): the leaf is
+/// SHA-256(0x00 ‖ "aitrail.entry.v1\n" ‖ those bytes). `id` and `seq` are for reading;
+/// `salt` (hex) and `content` the kept content, each field as the exact text committed to
+/// (prompt_variables as canonical JSON). Purged content is absent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line<'a> {
     #[serde(borrow)]
+    pub entry: &'a RawValue,
+    #[serde(borrow)]
     pub id: Cow<'a, str>,
     pub seq: u64,
-    #[serde(borrow)]
-    pub entry: Cow<'a, str>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -32,13 +36,13 @@ pub struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    /// The line of a stored row; `None` when its entry is not text (a corrupt row).
-    pub fn of(row: &'a RawRow) -> Option<Self> {
+    /// The line of a stored row; why not, for a corrupt one.
+    pub fn of(row: &'a RawRow) -> Result<Self, String> {
         let content = row.content.as_ref();
-        Some(Self {
+        Ok(Self {
+            entry: entry_json(&row.entry)?,
             id: Cow::Borrowed(&row.columns.id),
-            seq: u64::try_from(row.columns.seq).ok()?,
-            entry: Cow::Borrowed(std::str::from_utf8(&row.entry).ok()?),
+            seq: u64::try_from(row.columns.seq).map_err(|_| "a negative seq")?,
             salt: content.map(|c| Cow::Owned(hex::encode(c.salt))),
             content: content
                 .map(|c| {
@@ -55,13 +59,8 @@ impl<'a> Line<'a> {
     /// The record's fields: the server's (id, seq, recorded_at), the entry's record
     /// without its commitments, and the kept content.
     pub fn fields(&self) -> Result<Map<String, Value>, String> {
-        let json = self
-            .entry
-            .as_bytes()
-            .strip_prefix(ENTRY_PREFIX)
-            .ok_or("the entry does not start with the v1 prefix")?;
-        let mut top: Map<String, Value> =
-            serde_json::from_slice(json).map_err(|e| format!("the entry is not JSON: {e}"))?;
+        let mut top: Map<String, Value> = serde_json::from_str(self.entry.get())
+            .map_err(|e| format!("the entry is not JSON: {e}"))?;
         let Some(Value::Object(record)) = top.remove("record") else {
             return Err("the entry has no record".into());
         };
@@ -102,39 +101,176 @@ pub const SEED_COLUMNS: [(&str, &str); 15] = [
     ("Model Config", "model_config"),
 ];
 
-/// The columns after seed 000's: every other field, by its API name.
-pub fn other_columns() -> impl Iterator<Item = &'static str> {
+/// Every column of conversation_logs.csv as (header, field): seed 000's, then every other
+/// field under its API name.
+static COLUMNS: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
     let shown = |f: &&str| SEED_COLUMNS.iter().any(|(_, field)| field == f);
-    ["seq", "recorded_at"]
-        .into_iter()
-        .chain(RECORD_FIELDS.iter().copied().filter(move |f| !shown(f)))
+    let others = ["seq", "recorded_at"].into_iter().chain(RECORD_FIELDS.iter().copied());
+    SEED_COLUMNS.into_iter().chain(others.filter(|f| !shown(f)).map(|f| (f, f))).collect()
+});
+
+/// The column of each field. Looked up for every field of every record, so hashed with
+/// FNV-1a, which costs a fraction of SipHash on names this short (and they are ours).
+static COLUMN_OF: LazyLock<HashMap<&'static str, usize, BuildHasherDefault<Fnv>>> =
+    LazyLock::new(|| COLUMNS.iter().enumerate().map(|(i, (_, f))| (*f, i)).collect());
+
+fn column_of(field: &str) -> Option<usize> {
+    COLUMN_OF.get(field).copied()
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
 }
 
 /// The header row of conversation_logs.csv.
 pub fn csv_header() -> Vec<&'static str> {
-    SEED_COLUMNS.iter().map(|(h, _)| *h).chain(other_columns()).collect()
+    COLUMNS.iter().map(|(h, _)| *h).collect()
 }
 
-/// A record's row of conversation_logs.csv, neutralised against formula injection.
-/// Timestamp is when the call happened: event_time, or recorded_at when the client sent
-/// none (recorded_at has its own column too).
-pub fn csv_row(fields: &Map<String, Value>) -> Vec<String> {
-    let timestamp = fields.get("event_time").or_else(|| fields.get("recorded_at"));
-    let seed = SEED_COLUMNS
-        .iter()
-        .map(|(header, field)| if *header == "Timestamp" { timestamp } else { fields.get(*field) });
-    let others = other_columns().map(|f| fields.get(f));
-    seed.chain(others).map(|v| aitrail_core::csv::safe_cell(&cell(v)).into_owned()).collect()
+/// A record's cells, in column order, as exact values: text unescaped, numbers as their
+/// literal, objects as canonical JSON (as the entry holds them), absent fields empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    cells: Vec<Cow<'a, str>>,
 }
 
-/// A value as a cell: text as is, numbers as their literal, objects as canonical JSON.
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => canonical_json(other),
+/// The entry's top level, its record left as raw JSON.
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    record: Pairs<'a>,
+    #[serde(borrow)]
+    recorded_at: &'a RawValue,
+    #[serde(borrow)]
+    seq: &'a RawValue,
+}
+
+/// A JSON object's members, borrowed, in order.
+struct Pairs<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Pairs<'a>, A::Error> {
+                let mut pairs = Vec::with_capacity(32);
+                while let Some(pair) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A JSON value as a cell.
+fn raw_cell(raw: &RawValue) -> Result<Cow<'_, str>, String> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => Ok(Cow::Borrowed(&text[1..text.len() - 1])),
+        Some(b'"') => {
+            serde_json::from_str::<String>(text).map(Cow::Owned).map_err(|e| e.to_string())
+        }
+        _ if text == "null" => Ok(Cow::Borrowed("")),
+        _ => Ok(Cow::Borrowed(text)),
+    }
+}
+
+impl Line<'_> {
+    /// The record's row of conversation_logs.csv (before neutralising).
+    pub fn row(&self) -> Result<Row<'_>, String> {
+        row(self.entry.get(), self.content.iter().map(|(k, v)| (&**k, &**v)))
+    }
+
+    /// The leaf hash of the entry: SHA-256(0x00 ‖ "aitrail.entry.v1\n" ‖ entry).
+    pub fn leaf(&self) -> aitrail_core::merkle::Hash {
+        aitrail_core::merkle::leaf_hash_of_parts(&[ENTRY_PREFIX, self.entry.get().as_bytes()])
+    }
+}
+
+/// A stored entry's JSON, after its version line.
+pub fn entry_json(entry: &[u8]) -> Result<&RawValue, String> {
+    let json =
+        entry.strip_prefix(ENTRY_PREFIX).ok_or("its entry does not start with the v1 prefix")?;
+    let json = std::str::from_utf8(json).map_err(|_| "its entry is not UTF-8 text")?;
+    serde_json::from_str(json).map_err(|e| format!("its entry is not JSON: {e}"))
+}
+
+/// A record's row of conversation_logs.csv (before neutralising), from its entry's JSON
+/// and kept content. Timestamp is when the call happened: event_time, or recorded_at when the
+/// client sent none (recorded_at has its own column too).
+pub fn row<'s>(
+    json: &'s str,
+    content: impl Iterator<Item = (&'s str, &'s str)>,
+) -> Result<Row<'s>, String> {
+    let entry: RawEntry<'s> =
+        serde_json::from_str(json).map_err(|e| format!("the entry is not readable: {e}"))?;
+    let mut cells = vec![Cow::Borrowed(""); COLUMNS.len()];
+    let mut set = |field: &str, value: Cow<'s, str>| {
+        if let Some(i) = column_of(field) {
+            cells[i] = value;
+        }
+    };
+    set("id", raw_cell(entry.id)?);
+    set("seq", raw_cell(entry.seq)?);
+    set("recorded_at", raw_cell(entry.recorded_at)?);
+    let mut event_time = false;
+    for (name, value) in &entry.record.0 {
+        event_time |= name == "event_time";
+        set(name, raw_cell(value)?);
+    }
+    for (name, text) in content {
+        set(name, Cow::Borrowed(text));
+    }
+    if !event_time {
+        set("event_time", raw_cell(entry.recorded_at)?);
+    }
+    Ok(Row { cells })
+}
+
+impl Row<'_> {
+    /// The cells as written to the CSV: neutralised against formula injection.
+    pub fn csv(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.cells.iter().map(|c| aitrail_core::csv::safe_cell(c))
+    }
+
+    /// Write the row as one CSV record.
+    pub fn write<W: std::io::Write>(&self, csv: &mut csv::Writer<W>) -> csv::Result<()> {
+        for cell in self.csv() {
+            csv.write_field(cell.as_bytes())?;
+        }
+        csv.write_record(None::<&[u8]>)
+    }
+
+    /// The exact value of a field's column.
+    fn get(&self, field: &str) -> &str {
+        column_of(field).map_or("", |i| &self.cells[i])
     }
 }
 
@@ -214,14 +350,10 @@ pub fn audit_record(fields: &Map<String, Value>) -> Value {
 /// usage_summary.csv: records, tokens and cost by provider and by model, per currency.
 #[derive(Debug, Default)]
 pub struct Usage {
-    /// (by, provider, model, currency) → totals; by provider first, then by model.
-    groups: BTreeMap<(By, String, String, String), Totals>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum By {
-    Provider,
-    Model,
+    /// "by\0provider\0model\0currency" → totals; by is 0 (provider) or 1 (model), so
+    /// providers come first.
+    groups: BTreeMap<String, Totals>,
+    key: String,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -237,26 +369,36 @@ struct Totals {
 const COST_SCALE: u32 = 12;
 
 impl Usage {
-    pub fn add(&mut self, fields: &Map<String, Value>) {
-        let text = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        let count = |k: &str| {
-            fields
-                .get(k)
-                .and_then(|v| v.as_u64().or_else(|| v.to_string().parse().ok()))
-                .unwrap_or(0)
-        };
+    pub fn add(&mut self, row: &Row<'_>) {
+        let count = |f: &str| row.get(f).parse::<u64>().unwrap_or(0);
+        let cost = fixed(row.get("cost_amount"));
         let (provider, model, currency) =
-            (text("model_provider"), text("model_name"), text("cost_currency"));
-        let cost = fields.get("cost_amount").and_then(Value::as_str).map_or(0, fixed);
-        for key in [
-            (By::Provider, provider.clone(), String::new(), currency.clone()),
-            (By::Model, provider, model, currency),
-        ] {
-            let t = self.groups.entry(key).or_default();
-            t.records += 1;
-            t.tokens_input += count("tokens_input");
-            t.tokens_output += count("tokens_output");
-            t.cost += cost;
+            (row.get("model_provider"), row.get("model_name"), row.get("cost_currency"));
+        for (by, model) in [("0", ""), ("1", model)] {
+            self.key.clear();
+            for part in [by, provider, model, currency] {
+                self.key.push_str(part);
+                self.key.push('\0');
+            }
+            let totals = match self.groups.get_mut(self.key.as_str()) {
+                Some(t) => t,
+                None => self.groups.entry(self.key.clone()).or_default(),
+            };
+            totals.records += 1;
+            totals.tokens_input += count("tokens_input");
+            totals.tokens_output += count("tokens_output");
+            totals.cost += cost;
+        }
+    }
+
+    /// Add another's totals (of other records) to these.
+    pub fn merge(&mut self, other: Usage) {
+        for (key, t) in other.groups {
+            let mine = self.groups.entry(key).or_default();
+            mine.records += t.records;
+            mine.tokens_input += t.tokens_input;
+            mine.tokens_output += t.tokens_output;
+            mine.cost += t.cost;
         }
     }
 
@@ -274,16 +416,14 @@ impl Usage {
             "cost_amount",
         ];
         w.write_record(header).expect("writing to memory");
-        for ((by, provider, model, currency), t) in &self.groups {
-            let by = match by {
-                By::Provider => "provider",
-                By::Model => "model",
-            };
+        for (key, t) in &self.groups {
+            let parts: Vec<&str> = key.split('\0').collect();
+            let by = if parts[0] == "0" { "provider" } else { "model" };
             let row = [
                 by.to_owned(),
-                provider.clone(),
-                model.clone(),
-                currency.clone(),
+                parts[1].to_owned(),
+                parts[2].to_owned(),
+                parts[3].to_owned(),
                 t.records.to_string(),
                 t.tokens_input.to_string(),
                 t.tokens_output.to_string(),
@@ -338,8 +478,7 @@ mod tests {
         assert_eq!(&header[15..18], ["seq", "recorded_at", "tenant_id"]);
         // Every field has a column, once.
         for f in RECORD_FIELDS {
-            let shown = SEED_COLUMNS.iter().any(|(_, field)| field == f);
-            assert!(shown || header.contains(f), "{f} has no column");
+            assert!(column_of(f).is_some(), "{f} has no column");
         }
         let mut sorted = header.clone();
         sorted.sort_unstable();
@@ -348,15 +487,28 @@ mod tests {
     }
 
     #[test]
-    fn cells_are_neutralised_and_objects_canonical() {
-        let fields: Map<String, Value> = serde_json::from_str(
-            r#"{"id":"x","recorded_at":"2026-01-01T00:00:00Z","prompt":"=HYPERLINK(1)","model_config":{"b":1,"a":0.50}}"#,
-        )
-        .unwrap();
-        let row = csv_row(&fields);
-        assert_eq!(row[0], "x");
-        assert_eq!(row[1], "2026-01-01T00:00:00Z"); // no event_time: recorded_at
-        assert_eq!(row[5], "'=HYPERLINK(1)");
-        assert_eq!(row[14], r#"{"a":0.50,"b":1}"#);
+    fn cells_are_exact_then_neutralised_and_objects_canonical() {
+        let entry = r#"{"id":"x","record":{"model_config":{"a":0.50,"b":1},"model_name":"say \"hi\"","tenant_id":"t","tokens_input":7},"recorded_at":"2026-01-01T00:00:00Z","seq":3}"#;
+        let line = Line {
+            entry: serde_json::from_str(entry).unwrap(),
+            id: "x".into(),
+            seq: 3,
+            salt: None,
+            content: [("prompt".into(), "=HYPERLINK(1)".into())].into_iter().collect(),
+        };
+        let row = line.row().unwrap();
+        let csv: Vec<_> = row.csv().collect();
+        assert_eq!(csv[0], "x");
+        assert_eq!(csv[1], "2026-01-01T00:00:00Z"); // no event_time: recorded_at
+        assert_eq!(csv[5], "'=HYPERLINK(1)");
+        assert_eq!(csv[9], "say \"hi\"");
+        assert_eq!(csv[14], r#"{"a":0.50,"b":1}"#);
+        assert_eq!(csv[15], "3");
+        assert_eq!(row.get("prompt"), "=HYPERLINK(1)", "exact before neutralising");
+        let mut usage = Usage::default();
+        usage.add(&row);
+        usage.add(&row);
+        let summary = String::from_utf8(usage.to_csv()).unwrap();
+        assert!(summary.contains("provider,,,,2,14,0,0\r\n"), "{summary}");
     }
 }

@@ -2,10 +2,9 @@
 //! one is written), once per file that lists records; nothing grows with the export but
 //! the usage totals and, for small exports, the seqs whose proofs are added.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::sync::Arc;
 
-use aitrail_core::merkle::leaf_hash;
 use aitrail_core::note::NoteSigner;
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 use aitrail_core::{Query, TenantId, Timestamp};
@@ -17,7 +16,7 @@ use tokio::runtime::Handle;
 use zip::ZipWriter;
 use zip::write::SimpleFileOptions;
 
-use crate::line::{Line, Usage, audit_record, csv_header, csv_row, csv_writer};
+use crate::line::{Line, Usage, audit_record, csv_header, csv_writer};
 use crate::*;
 
 /// Rows read from the store per page.
@@ -60,7 +59,7 @@ pub fn write<W: Write + Send>(
     let mut out = BufWriter::with_capacity(BUFFER, out);
     let count = match request.format {
         Format::Zip => return bundle(&rows, signer, out, progress),
-        Format::Jsonl => records_jsonl(&rows, &mut out, &mut |_, _| {}, progress)?,
+        Format::Jsonl => records_jsonl(&rows, &mut out, progress)?,
         Format::Csv => conversations_csv(&rows, &mut out, progress)?,
         Format::Json => audit_json(&rows, &mut out, progress)?,
     };
@@ -79,6 +78,14 @@ impl Rows<'_> {
     fn each(
         &self,
         mut f: impl FnMut(&RawRow) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        self.pages(|page| page.iter().try_for_each(&mut f))
+    }
+
+    /// The rows a page at a time, the next page read while `f` works on this one.
+    fn pages(
+        &self,
+        mut f: impl FnMut(Vec<RawRow>) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
         let mut query = self.request.query.clone();
         query.tenant_id = Some(self.request.tenant.clone());
@@ -100,37 +107,33 @@ impl Rows<'_> {
                 query.cursor = Some(cursor);
                 next = Some(fetch(query.clone()));
             }
-            for row in &page.rows {
-                f(row)?;
-            }
+            f(page.rows)?;
         }
         Ok(())
     }
 }
 
 fn line_of(row: &RawRow) -> Result<Line<'_>, ExportError> {
-    Line::of(row).ok_or_else(|| {
-        ExportError::Corrupt(row.columns.id.clone(), "its entry is not UTF-8 text".into())
-    })
+    Line::of(row).map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))
 }
 
 fn fields_of(row: &RawRow) -> Result<serde_json::Map<String, serde_json::Value>, ExportError> {
     line_of(row)?.fields().map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))
 }
 
-/// records.jsonl; `seen` is told each record's seq and leaf hash.
+/// records.jsonl alone.
 fn records_jsonl(
     rows: &Rows<'_>,
     out: &mut dyn Write,
-    seen: &mut dyn FnMut(u64, [u8; 32]),
     progress: Progress<'_>,
 ) -> Result<u64, ExportError> {
     let mut n = 0u64;
+    let mut line_bytes = Vec::new();
     rows.each(|row| {
-        let line = line_of(row)?;
-        serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
-        out.write_all(b"\n")?;
-        seen(line.seq, leaf_hash(&row.entry));
+        line_bytes.clear();
+        serde_json::to_writer(&mut line_bytes, &line_of(row)?).map_err(std::io::Error::from)?;
+        line_bytes.push(b'\n');
+        out.write_all(&line_bytes)?;
         n += 1;
         if n.is_multiple_of(10_000) {
             progress(RECORDS, n);
@@ -150,7 +153,9 @@ fn conversations_csv(
     csv.write_record(csv_header()).map_err(std::io::Error::from)?;
     let mut n = 0u64;
     rows.each(|row| {
-        csv.write_record(csv_row(&fields_of(row)?)).map_err(std::io::Error::from)?;
+        let line = line_of(row)?;
+        let cells = line.row().map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))?;
+        cells.write(&mut csv).map_err(std::io::Error::from)?;
         n += 1;
         if n.is_multiple_of(10_000) {
             progress(CONVERSATIONS, n);
@@ -184,49 +189,90 @@ fn audit_json(
     Ok(n)
 }
 
-/// A zip entry being written, hashed as it goes.
-struct Hashed<'z> {
-    zip: &'z mut dyn Write,
-    sha: Sha256,
+/// What the formatting side sends the zip thread.
+enum ToZip {
+    Start(&'static str),
+    Data(Vec<u8>),
+    /// The file is complete: answer its SHA-256.
+    End(std::sync::mpsc::Sender<String>),
+    /// Copy this file, compressed as it is, from a zip another thread wrote.
+    Copy(Box<zip::ZipArchive<std::fs::File>>, &'static str),
 }
 
-impl Write for Hashed<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.zip.write(buf)?;
-        self.sha.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.zip.flush()
-    }
-}
-
-/// The zip, file after file; each file's SHA-256 goes into the manifest.
-struct Bundle<W: Write> {
-    zip: ZipWriter<zip::write::StreamWriter<W>>,
+/// The zip, file after file, written and compressed on a thread of its own while the
+/// records are read and formatted; each file's SHA-256 goes into the manifest.
+struct Bundle {
+    tx: std::sync::mpsc::SyncSender<ToZip>,
     files: Vec<(&'static str, String)>,
 }
 
-impl<W: Write> Bundle<W> {
+/// The zip thread is gone: its own error says why.
+fn zip_gone() -> ExportError {
+    ExportError::Io(std::io::Error::other("the zip writer stopped"))
+}
+
+impl Bundle {
     fn file<T>(
         &mut self,
         name: &'static str,
         body: impl FnOnce(&mut dyn Write) -> Result<T, ExportError>,
     ) -> Result<T, ExportError> {
-        // Level 1: on this JSON and CSV nearly the ratio of level 6, at several times the
-        // speed (BENCHMARKS.md).
-        let options = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(1))
-            .large_file(true);
-        self.zip.start_file(name, options)?;
-        let mut hashed =
-            BufWriter::with_capacity(BUFFER, Hashed { zip: &mut self.zip, sha: Sha256::new() });
-        let answer = body(&mut hashed)?;
-        let hashed = hashed.into_inner().map_err(|e| e.into_error())?;
-        self.files.push((name, hex::encode(hashed.sha.finalize())));
+        self.tx.send(ToZip::Start(name)).map_err(|_| zip_gone())?;
+        let mut chunks = BufWriter::with_capacity(BUFFER, Chunks(&self.tx));
+        let answer = body(&mut chunks)?;
+        chunks.flush()?;
+        drop(chunks);
+        let (tx, sha) = std::sync::mpsc::channel();
+        self.tx.send(ToZip::End(tx)).map_err(|_| zip_gone())?;
+        self.files.push((name, sha.recv().map_err(|_| zip_gone())?));
         Ok(answer)
     }
+}
+
+/// Bytes for the zip thread, a buffer at a time.
+struct Chunks<'a>(&'a std::sync::mpsc::SyncSender<ToZip>);
+
+impl Write for Chunks<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(ToZip::Data(buf.to_vec()))
+            .map_err(|_| std::io::Error::other("the zip writer stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The zip thread: compress and hash what comes, file by file; the writer at the end.
+fn zip_thread<W: Write>(out: W, files: std::sync::mpsc::Receiver<ToZip>) -> Result<W, ExportError> {
+    // Level 1: on this JSON and CSV nearly the ratio of level 6, at several times the
+    // speed.
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .large_file(true);
+    let mut zip = ZipWriter::new_stream(out);
+    let mut sha = Sha256::new();
+    for message in files {
+        match message {
+            ToZip::Start(name) => {
+                zip.start_file(name, options)?;
+                sha = Sha256::new();
+            }
+            ToZip::Data(bytes) => {
+                zip.write_all(&bytes)?;
+                sha.update(&bytes);
+            }
+            ToZip::End(answer) => {
+                let _ = answer.send(hex::encode(std::mem::take(&mut sha).finalize()));
+            }
+            ToZip::Copy(mut from, name) => zip.raw_copy_file(from.by_name(name)?)?,
+        }
+    }
+    let mut out = zip.finish()?.into_inner();
+    out.flush()?;
+    Ok(out)
 }
 
 fn bundle<W: Write + Send>(
@@ -235,44 +281,115 @@ fn bundle<W: Write + Send>(
     out: W,
     progress: Progress<'_>,
 ) -> Result<u64, ExportError> {
+    let side = tempfile::tempfile()?;
+    std::thread::scope(|scope| {
+        let (tx, files) = std::sync::mpsc::sync_channel(8);
+        let writer = scope.spawn(move || zip_thread(out, files));
+        let written =
+            bundle_files(scope, Bundle { tx, files: Vec::new() }, side, rows, signer, progress);
+        let zipped = writer.join().map_err(|_| panicked())?;
+        // When both failed, the zip thread's error is the cause.
+        zipped.and(written)
+    })
+}
+
+fn panicked() -> ExportError {
+    ExportError::Io(std::io::Error::other("an export thread panicked"))
+}
+
+/// The CSV thread's answer: the usage totals, the CSV's SHA-256, the zip holding it.
+type CsvThread<'scope> =
+    std::thread::ScopedJoinHandle<'scope, Result<(Usage, String, std::fs::File), ExportError>>;
+
+/// conversation_logs.csv and the usage totals, from the pages records.jsonl was written
+/// from, on a thread of their own into their own zip (`temp`); then the CSV's SHA-256 and
+/// the zip, to copy the CSV from as it is.
+fn conversations<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    temp: std::fs::File,
+) -> (std::sync::mpsc::SyncSender<Vec<RawRow>>, CsvThread<'scope>) {
+    let (pages_tx, pages) = std::sync::mpsc::sync_channel::<Vec<RawRow>>(4);
+    let thread = scope.spawn(move || {
+        let (tx, files) = std::sync::mpsc::sync_channel(8);
+        let writer = scope.spawn(move || zip_thread(temp, files));
+        let mut zip = Bundle { tx, files: Vec::new() };
+        let mut usage = Usage::default();
+        let written = zip.file(CONVERSATIONS, |w| {
+            let mut csv = csv_writer(w);
+            csv.write_record(csv_header()).map_err(std::io::Error::from)?;
+            for page in pages {
+                for row in &page {
+                    let corrupt = |e| ExportError::Corrupt(row.columns.id.clone(), e);
+                    let entry = crate::line::entry_json(&row.entry).map_err(corrupt)?;
+                    let content = row.content.iter().flat_map(|c| &c.fields);
+                    let cells = crate::line::row(entry.get(), content.map(|(k, v)| (&**k, &**v)))
+                        .map_err(corrupt)?;
+                    usage.add(&cells);
+                    cells.write(&mut csv).map_err(std::io::Error::from)?;
+                }
+            }
+            csv.flush()?;
+            Ok(())
+        });
+        let sha = zip.files.pop().map(|(_, sha)| sha);
+        drop(zip);
+        let temp = writer.join().map_err(|_| panicked())?;
+        written?;
+        Ok((usage, sha.ok_or_else(zip_gone)?, temp?))
+    });
+    (pages_tx, thread)
+}
+
+/// Every file of the bundle, in order; the Bundle is dropped at the end, which ends the zip.
+fn bundle_files<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut zip: Bundle,
+    temp: std::fs::File,
+    rows: &Rows<'_>,
+    signer: &NoteSigner,
+    progress: Progress<'_>,
+) -> Result<u64, ExportError> {
     let request = rows.request;
     let size = request.checkpoint.size;
-    let mut zip = Bundle { zip: ZipWriter::new_stream(out), files: Vec::new() };
     zip.file(README, |w| Ok(w.write_all(README_TEXT.as_bytes())?))?;
 
     // Proofs: a path per record while that is smaller than every leaf of the log.
     let depth = u64::from(64 - size.saturating_sub(1).leading_zeros());
     let mut seqs = Some(Vec::new());
-    let count = zip.file(RECORDS, |w| {
-        let mut remember = |seq: u64, _leaf| {
-            if let Some(s) = seqs.as_mut() {
-                s.push(seq);
-                if s.len() as u64 * depth >= size {
-                    seqs = None;
+    let (pages_tx, csv_thread) = conversations(scope, temp);
+    let count = zip.file(RECORDS, |jsonl| {
+        let mut line_bytes = Vec::new();
+        let mut n = 0u64;
+        rows.pages(|page| {
+            for row in &page {
+                let line = line_of(row)?;
+                line_bytes.clear();
+                serde_json::to_writer(&mut line_bytes, &line).map_err(std::io::Error::from)?;
+                line_bytes.push(b'\n');
+                jsonl.write_all(&line_bytes)?;
+                if let Some(s) = seqs.as_mut() {
+                    s.push(line.seq);
+                    if s.len() as u64 * depth >= size {
+                        seqs = None;
+                    }
                 }
             }
-        };
-        records_jsonl(rows, w, &mut remember, progress)
-    })?;
-
-    let mut usage = Usage::default();
-    zip.file(CONVERSATIONS, |w| {
-        let mut csv = csv_writer(w);
-        csv.write_record(csv_header()).map_err(std::io::Error::from)?;
-        let mut n = 0u64;
-        rows.each(|row| {
-            let fields = fields_of(row)?;
-            usage.add(&fields);
-            csv.write_record(csv_row(&fields)).map_err(std::io::Error::from)?;
-            n += 1;
-            if n.is_multiple_of(10_000) {
-                progress(CONVERSATIONS, n);
-            }
+            n += page.len() as u64;
+            progress(RECORDS, n);
+            // The CSV thread went away only on an error, which its join tells.
+            let _ = pages_tx.send(page);
             Ok(())
         })?;
-        csv.flush()?;
-        Ok(())
-    })?;
+        Ok(n)
+    });
+    drop(pages_tx);
+    let csv = csv_thread.join().map_err(|_| panicked())?;
+    let count = count?;
+    let (usage, csv_sha, mut temp) = csv?;
+    temp.seek(std::io::SeekFrom::Start(0))?;
+    let temp = zip::ZipArchive::new(temp)?;
+    zip.tx.send(ToZip::Copy(Box::new(temp), CONVERSATIONS)).map_err(|_| zip_gone())?;
+    zip.files.push((CONVERSATIONS, csv_sha));
     zip.file(USAGE, |w| Ok(w.write_all(&usage.to_csv())?))?;
     zip.file(CHECKPOINT, |w| Ok(w.write_all(request.checkpoint.note.as_bytes())?))?;
     zip.file(LOG_KEY, |w| Ok(writeln!(w, "{}", signer.verifier())?))?;
@@ -314,8 +431,6 @@ fn bundle<W: Write + Send>(
     let note = signer
         .sign(&format!("{MANIFEST_NOTE_PREFIX}{}\n", hex::encode(Sha256::digest(&manifest))))?;
     zip.file(MANIFEST_SIG, |w| Ok(w.write_all(note.as_bytes())?))?;
-    let mut out = zip.zip.finish()?;
-    out.flush()?;
     Ok(count)
 }
 
