@@ -145,9 +145,11 @@ pub fn csv_header() -> Vec<&'static str> {
 
 /// A record's cells, in column order, as exact values: text unescaped, numbers as their
 /// literal, objects as canonical JSON (as the entry holds them), absent fields empty.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Row<'a> {
     cells: Vec<Cow<'a, str>>,
+    /// The entry's content commitments (a JSON object of hex strings), if any.
+    pub commitments: Option<&'a RawValue>,
 }
 
 /// The entry's top level, its record left as raw JSON.
@@ -241,8 +243,12 @@ pub fn row<'s>(
     set("seq", raw_cell(entry.seq)?);
     set("recorded_at", raw_cell(entry.recorded_at)?);
     let mut event_time = false;
+    let mut commitments = None;
     for (name, value) in &entry.record.0 {
         event_time |= name == "event_time";
+        if name == "commitments" {
+            commitments = Some(*value);
+        }
         set(name, raw_cell(value)?);
     }
     for (name, text) in content {
@@ -251,7 +257,7 @@ pub fn row<'s>(
     if !event_time {
         set("event_time", raw_cell(entry.recorded_at)?);
     }
-    Ok(Row { cells })
+    Ok(Row { cells, commitments })
 }
 
 impl Row<'_> {
@@ -269,7 +275,7 @@ impl Row<'_> {
     }
 
     /// The exact value of a field's column.
-    fn get(&self, field: &str) -> &str {
+    pub fn get(&self, field: &str) -> &str {
         column_of(field).map_or("", |i| &self.cells[i])
     }
 }
