@@ -7,7 +7,7 @@ use aitrail_core::ingest::{BodyFormat, parse_body};
 use aitrail_core::{Query, Receipt, StoredRecord, TenantId};
 use aitrail_store::{Store, proofs};
 use aitrail_store_postgres::PostgresStore;
-use aitrail_store_sqlite::SqliteStore;
+use aitrail_store_sqlite::{ReadMode, SqliteStore};
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,9 +23,14 @@ pub enum Target {
 /// The store a command works on directly: PostgreSQL when --database is given, else the
 /// embedded SQLite store in --data-dir. Either way, migrated to this binary's schema.
 pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(global, ReadMode::Mapped).await
+}
+
+/// [`open_store`], the embedded store reading as `mode` says.
+pub async fn open_store_with(global: &Global, mode: ReadMode) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &global.database {
         Some(url) => Arc::new(PostgresStore::open(url).await?),
-        None => Arc::new(SqliteStore::open(&global.data_dir)?),
+        None => Arc::new(SqliteStore::open_with(&global.data_dir, mode)?),
     })
 }
 

@@ -5,13 +5,12 @@
 //! differs from its record is found.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use aitrail_core::entry::ENTRY_PREFIX;
 use aitrail_core::record::RECORD_FIELDS;
-use aitrail_store::RawRow;
+use aitrail_store::EntryRow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -37,12 +36,12 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// The line of a stored row; why not, for a corrupt one.
-    pub fn of(row: &'a RawRow) -> Result<Self, String> {
+    pub fn of(row: &'a EntryRow) -> Result<Self, String> {
         let content = row.content.as_ref();
         Ok(Self {
             entry: entry_json(&row.entry)?,
-            id: Cow::Borrowed(&row.columns.id),
-            seq: u64::try_from(row.columns.seq).map_err(|_| "a negative seq")?,
+            id: Cow::Borrowed(&row.id),
+            seq: u64::try_from(row.seq).map_err(|_| "a negative seq")?,
             salt: content.map(|c| Cow::Owned(hex::encode(c.salt))),
             content: content
                 .map(|c| {
@@ -109,33 +108,29 @@ static COLUMNS: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
     SEED_COLUMNS.into_iter().chain(others.filter(|f| !shown(f)).map(|f| (f, f))).collect()
 });
 
-/// The column of each field. Looked up for every field of every record, so hashed with
-/// FNV-1a, which costs a fraction of SipHash on names this short (and they are ours).
-static COLUMN_OF: LazyLock<HashMap<&'static str, usize, BuildHasherDefault<Fnv>>> =
-    LazyLock::new(|| COLUMNS.iter().enumerate().map(|(i, (_, f))| (*f, i)).collect());
+/// The column of each field, by (length, first letter, last letter), which tells every
+/// record field apart: looked up for every field of every record, this costs a fraction of
+/// hashing the name. Unused slots hold `u8::MAX`.
+static COLUMN_TABLE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let mut table = vec![u8::MAX; 64 * 26 * 26];
+    for (column, (_, field)) in COLUMNS.iter().enumerate() {
+        let slot = slot(field).expect("field names are short lower-case words");
+        assert_eq!(table[slot], u8::MAX, "two fields share a slot: {field}");
+        table[slot] = u8::try_from(column).expect("fewer than 255 columns");
+    }
+    table
+});
+
+fn slot(field: &str) -> Option<usize> {
+    let b = field.as_bytes();
+    let letter = |c: u8| c.is_ascii_lowercase().then(|| usize::from(c - b'a'));
+    let (first, last) = (letter(*b.first()?)?, letter(*b.last()?)?);
+    (b.len() < 64).then(|| (b.len() * 26 + first) * 26 + last)
+}
 
 fn column_of(field: &str) -> Option<usize> {
-    COLUMN_OF.get(field).copied()
-}
-
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
+    let column = usize::from(*COLUMN_TABLE.get(slot(field)?)?);
+    (column < COLUMNS.len() && COLUMNS[column].1 == field).then_some(column)
 }
 
 /// The header row of conversation_logs.csv.

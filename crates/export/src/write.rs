@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aitrail_core::note::NoteSigner;
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 use aitrail_core::{Query, TenantId, Timestamp};
-use aitrail_store::{RawRow, Store, StoreError, StoredCheckpoint, proofs};
+use aitrail_store::{EntryRow, Store, StoreError, StoredCheckpoint, proofs};
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -77,7 +77,7 @@ struct Rows<'a> {
 impl Rows<'_> {
     fn each(
         &self,
-        mut f: impl FnMut(&RawRow) -> Result<(), ExportError>,
+        mut f: impl FnMut(&EntryRow) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
         self.pages(|page| page.iter().try_for_each(&mut f))
     }
@@ -85,7 +85,7 @@ impl Rows<'_> {
     /// The rows a page at a time, the next page read while `f` works on this one.
     fn pages(
         &self,
-        mut f: impl FnMut(Vec<RawRow>) -> Result<(), ExportError>,
+        mut f: impl FnMut(Vec<EntryRow>) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
         let mut query = self.request.query.clone();
         query.tenant_id = Some(self.request.tenant.clone());
@@ -95,7 +95,7 @@ impl Rows<'_> {
         query.cursor = None;
         let fetch = |q: Query| {
             let store = self.store.clone();
-            self.rt.spawn(async move { store.list_rows(&q).await })
+            self.rt.spawn(async move { store.list_entries(&q).await })
         };
         let mut next = Some(fetch(query.clone()));
         while let Some(page) = next.take() {
@@ -113,12 +113,12 @@ impl Rows<'_> {
     }
 }
 
-fn line_of(row: &RawRow) -> Result<Line<'_>, ExportError> {
-    Line::of(row).map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))
+fn line_of(row: &EntryRow) -> Result<Line<'_>, ExportError> {
+    Line::of(row).map_err(|e| ExportError::Corrupt(row.id.clone(), e))
 }
 
-fn fields_of(row: &RawRow) -> Result<serde_json::Map<String, serde_json::Value>, ExportError> {
-    line_of(row)?.fields().map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))
+fn fields_of(row: &EntryRow) -> Result<serde_json::Map<String, serde_json::Value>, ExportError> {
+    line_of(row)?.fields().map_err(|e| ExportError::Corrupt(row.id.clone(), e))
 }
 
 /// records.jsonl alone.
@@ -154,7 +154,7 @@ fn conversations_csv(
     let mut n = 0u64;
     rows.each(|row| {
         let line = line_of(row)?;
-        let cells = line.row().map_err(|e| ExportError::Corrupt(row.columns.id.clone(), e))?;
+        let cells = line.row().map_err(|e| ExportError::Corrupt(row.id.clone(), e))?;
         cells.write(&mut csv).map_err(std::io::Error::from)?;
         n += 1;
         if n.is_multiple_of(10_000) {
@@ -257,6 +257,14 @@ fn zip_thread<W: Write>(out: W, files: std::sync::mpsc::Receiver<ToZip>) -> Resu
     for message in files {
         match message {
             ToZip::Start(name) => {
+                // Hashes do not compress: stored as they are.
+                let options = if name == LEAVES {
+                    options
+                        .compression_method(zip::CompressionMethod::Stored)
+                        .compression_level(None)
+                } else {
+                    options
+                };
                 zip.start_file(name, options)?;
                 sha = Sha256::new();
             }
@@ -307,8 +315,8 @@ type CsvThread<'scope> =
 fn conversations<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     temp: std::fs::File,
-) -> (std::sync::mpsc::SyncSender<Vec<RawRow>>, CsvThread<'scope>) {
-    let (pages_tx, pages) = std::sync::mpsc::sync_channel::<Vec<RawRow>>(4);
+) -> (std::sync::mpsc::SyncSender<Vec<EntryRow>>, CsvThread<'scope>) {
+    let (pages_tx, pages) = std::sync::mpsc::sync_channel::<Vec<EntryRow>>(4);
     let thread = scope.spawn(move || {
         let (tx, files) = std::sync::mpsc::sync_channel(8);
         let writer = scope.spawn(move || zip_thread(temp, files));
@@ -319,7 +327,7 @@ fn conversations<'scope>(
             csv.write_record(csv_header()).map_err(std::io::Error::from)?;
             for page in pages {
                 for row in &page {
-                    let corrupt = |e| ExportError::Corrupt(row.columns.id.clone(), e);
+                    let corrupt = |e| ExportError::Corrupt(row.id.clone(), e);
                     let entry = crate::line::entry_json(&row.entry).map_err(corrupt)?;
                     let content = row.content.iter().flat_map(|c| &c.fields);
                     let cells = crate::line::row(entry.get(), content.map(|(k, v)| (&**k, &**v)))

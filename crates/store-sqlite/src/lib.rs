@@ -23,7 +23,8 @@ use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
 use aitrail_store::verify::Checked;
 use aitrail_store::{
-    EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
+    EntryPage, EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint,
+    StoredKey,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -66,6 +67,11 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) the store in `data_dir`, applying pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        Self::open_with(data_dir, ReadMode::Mapped)
+    }
+
+    /// [`SqliteStore::open`], reading as `mode` says.
+    pub fn open_with(data_dir: &Path, mode: ReadMode) -> Result<Self, OpenError> {
         Self::migrate(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let db_err = |source| OpenError::Database { path: path.clone(), source };
@@ -85,7 +91,7 @@ impl SqliteStore {
             .name("aitrail-sqlite-writer".into())
             .spawn(move || write::run(conn, queue, commits))
             .map_err(spawn_err)?;
-        let readers = Arc::new(Readers { path, idle: Mutex::new(Vec::new()) });
+        let readers = Arc::new(Readers { path, mode, idle: Mutex::new(Vec::new()) });
         Ok(Self { jobs, readers })
     }
 
@@ -130,6 +136,11 @@ impl Store for SqliteStore {
     async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
         let query = query.clone();
         self.read(move |c| read::list_rows(c, &query)).await
+    }
+
+    async fn list_entries(&self, query: &Query) -> Result<EntryPage, StoreError> {
+        let query = query.clone();
+        self.read(move |c| read::list_entries(c, &query)).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
@@ -213,7 +224,20 @@ impl Store for SqliteStore {
 /// Read connections, opened on demand and kept for reuse.
 struct Readers {
     path: PathBuf,
+    mode: ReadMode,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// How reads reach the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Through a memory map (up to 16 GiB): no copy per page, which full scans (verify)
+    /// feel most. Mapped pages are the kernel's page cache, but they count in the
+    /// process's resident size.
+    Mapped,
+    /// With a copy of each page, into a small cache: for long streaming reads (exports)
+    /// whose resident size should stay that of their buffers.
+    Copied,
 }
 
 impl Readers {
@@ -224,7 +248,14 @@ impl Readers {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
-            None => connect(&self.path, OpenFlags::default()).map_err(read::backend)?,
+            None => {
+                let conn = connect(&self.path, OpenFlags::default()).map_err(read::backend)?;
+                if self.mode == ReadMode::Copied {
+                    conn.pragma_update(None, "mmap_size", 0).map_err(read::backend)?;
+                    conn.pragma_update(None, "cache_size", -2048).map_err(read::backend)?;
+                }
+                conn
+            }
         };
         let result = f(&conn);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
@@ -242,7 +273,7 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 64 MiB of page cache: the indexes' hot pages stay in memory as the table grows.
     conn.pragma_update(None, "cache_size", -65536)?;
-    // Reads through a memory map: no copy per page, which full scans (verify) feel most.
+    // Reads through a memory map (ReadMode::Mapped, the default).
     conn.pragma_update(None, "mmap_size", 1i64 << 34)?;
     Ok(conn)
 }

@@ -11,8 +11,8 @@ use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::verify::Checked;
 use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
-    EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
-    content_from_columns,
+    EntryPage, EntryRecord, EntryRow, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint,
+    StoredKey, content_from_columns,
 };
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -96,9 +96,43 @@ pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError
     Ok(RowPage { rows, next_cursor })
 }
 
+/// The same page, entries and content only (exports read millions of them).
+pub(crate) fn list_entries(c: &Connection, q: &Query) -> Result<EntryPage, StoreError> {
+    let (sql, params) = list_sql_of(q, ENTRY_COLUMNS);
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let entry_row = |row: &Row<'_>| -> rusqlite::Result<EntryRow> {
+        let entry: Option<Vec<u8>> = row.get(3)?;
+        Ok(EntryRow {
+            pos: row.get(0)?,
+            id: row.get(1)?,
+            seq: row.get(2)?,
+            entry: entry.unwrap_or_default(),
+            content: content_from_columns(row.get(4)?, [row.get(5)?, row.get(6)?, row.get(7)?]),
+        })
+    };
+    let mut rows = stmt
+        .query_map(params_from_iter(params), entry_row)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    let limit = q.limit as usize;
+    let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
+    rows.truncate(limit);
+    Ok(EntryPage { rows, next_cursor })
+}
+
+/// What [`list_entries`] selects.
+const ENTRY_COLUMNS: &str =
+    "r.pos, r.id, r.seq, e.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+
 /// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {
-    let (sql, params) = sql::list(q, columns(), JOIN, |_| "?".to_owned());
+    list_sql_of(q, columns())
+}
+
+/// [`list_sql`] selecting `columns`.
+fn list_sql_of(q: &Query, columns: &str) -> (String, Vec<Value>) {
+    let (sql, params) = sql::list(q, columns, JOIN, |_| "?".to_owned());
     let params = params
         .into_iter()
         .map(|p| match p {

@@ -42,6 +42,25 @@ pub struct RowPage {
     pub next_cursor: Option<Cursor>,
 }
 
+/// A record as exports carry it: where it is, its entry as logged, its kept content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub pos: i64,
+    pub id: String,
+    pub seq: i64,
+    pub entry: Vec<u8>,
+    /// `None` once purged.
+    pub content: Option<Content>,
+}
+
+/// One page of a listing as [`EntryRow`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryPage {
+    pub rows: Vec<EntryRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
 /// A record's entry as logged, and its content if still kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryRecord {
@@ -236,6 +255,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// The same page as [`Store::list`], as stored rows.
     async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError>;
+
+    /// The same page again, only the entries and content: what an export streams. A
+    /// backend may read just those columns.
+    async fn list_entries(&self, query: &Query) -> Result<EntryPage, StoreError> {
+        let page = self.list_rows(query).await?;
+        let rows = page.rows.into_iter().map(|r| EntryRow {
+            pos: r.pos,
+            id: r.columns.id,
+            seq: r.columns.seq,
+            entry: r.entry,
+            content: r.content,
+        });
+        Ok(EntryPage { rows: rows.collect(), next_cursor: page.next_cursor })
+    }
 
     /// A record's entry and content, by id.
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError>;

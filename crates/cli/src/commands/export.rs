@@ -9,11 +9,12 @@ use std::time::Duration;
 use aitrail_core::Timestamp;
 use aitrail_export::{Format, Request};
 use aitrail_server::LogSigner;
+use aitrail_store_sqlite::ReadMode;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::commands::filters::Filters;
-use crate::target::Target;
+use crate::target::{self, Target};
 use crate::{Global, keyfile};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -61,16 +62,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let records = match Target::open(global).await? {
-        Target::Local(store) => {
-            let file = partial.as_file().try_clone()?;
-            local(global, store, pairs, file, &bar).await?
-        }
-        target @ Target::Remote { .. } => {
-            bar.set_message("bytes");
-            remote(&target, &pairs, partial.as_file_mut(), &bar).await?;
-            None
-        }
+    let records = if global.server.is_some() {
+        bar.set_message("bytes");
+        remote(&Target::open(global).await?, &pairs, partial.as_file_mut(), &bar).await?;
+        None
+    } else {
+        // A long streaming read: its resident size stays that of its buffers.
+        let store = target::open_store_with(global, ReadMode::Copied).await?;
+        let file = partial.as_file().try_clone()?;
+        local(global, store, pairs, file, &bar).await?
     };
     bar.finish_and_clear();
     partial.as_file().sync_all()?;
