@@ -213,10 +213,10 @@ fn records(
     };
     let lines = stream(RECORDS)?;
     let mut csv = csv::ReaderBuilder::new().has_headers(false).from_reader(stream(CONVERSATIONS)?);
-    let mut csv_rows = csv.records();
+    let mut csv_rows = csv.byte_records();
     let header: Vec<&str> = csv_header();
     match csv_rows.next() {
-        Some(Ok(h)) if h.iter().eq(header.iter().copied()) => {}
+        Some(Ok(h)) if h.iter().eq(header.iter().map(|h| h.as_bytes())) => {}
         _ => report.findings.push(Finding {
             file: CONVERSATIONS,
             record: None,
@@ -228,14 +228,23 @@ fn records(
     let mut usage = Usage::default();
     let mut last_seq: Option<u64> = None;
     let mut n = 0u64;
-    let mut lines = lines.lines();
+    let mut lines = lines;
     loop {
         // A batch of lines with their CSV rows, checked on every core, then taken in order.
+        // Lines are split here and read (UTF-8 and JSON) there.
         let mut batch = Vec::with_capacity(BATCH);
-        for raw in lines.by_ref().take(BATCH) {
-            let raw = raw.map_err(|e| CheckError::Io(RECORDS.into(), e))?;
+        while batch.len() < BATCH {
+            let mut line = Vec::new();
+            if lines.read_until(b'\n', &mut line).map_err(|e| CheckError::Io(RECORDS.into(), e))?
+                == 0
+            {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
             n += 1;
-            batch.push(Pair { number: n, line: raw, csv: csv_rows.next() });
+            batch.push(Pair { number: n, line, csv: csv_rows.next() });
         }
         if batch.is_empty() {
             break;
@@ -268,14 +277,21 @@ fn records(
                         problems.push((proof_name, why));
                     }
                 }
+                let name = match (&c.id, c.seq_leaf) {
+                    (Some(id), Some((seq, _))) if !problems.is_empty() => {
+                        Some(format!("{id} (seq {seq})"))
+                    }
+                    _ => None,
+                };
                 for (file, what) in problems {
-                    report.findings.push(Finding { file, record: c.name.clone(), what });
+                    report.findings.push(Finding { file, record: name.clone(), what });
                 }
             }
         }
     }
     for row in csv_rows {
-        let id = row.ok().and_then(|r| r.get(0).map(str::to_owned)).unwrap_or_default();
+        let id = row.ok().and_then(|r| r.get(0).map(|id| String::from_utf8_lossy(id).into_owned()));
+        let id = id.unwrap_or_default();
         report.findings.push(Finding {
             file: CONVERSATIONS,
             record: Some(id),
@@ -500,15 +516,15 @@ const BATCH: usize = 4096;
 struct Pair {
     /// 1-based line number.
     number: u64,
-    line: String,
-    csv: Option<csv::Result<csv::StringRecord>>,
+    line: Vec<u8>,
+    csv: Option<csv::Result<csv::ByteRecord>>,
 }
 
 /// What checking one record on its own found; its seq and leaf go on to the checks that
 /// need the records in order.
 struct Checked {
-    /// `id (seq n)`, when the line could be read.
-    name: Option<String>,
+    /// The record's id, when the line could be read.
+    id: Option<String>,
     seq_leaf: Option<(u64, Hash)>,
     problems: Vec<(&'static str, String)>,
 }
@@ -516,11 +532,14 @@ struct Checked {
 /// Check one record against its own entry and commitments, and its CSV row against it.
 fn check_pair(pair: &Pair, header: &[&str], usage: &mut Usage) -> Checked {
     let mut problems: Vec<(&'static str, String)> = Vec::new();
-    let line: Line<'_> = match serde_json::from_str(&pair.line) {
+    let line: Line<'_> = match std::str::from_utf8(&pair.line)
+        .map_err(|e| e.to_string())
+        .and_then(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+    {
         Ok(l) => l,
         Err(e) => {
             let what = format!("line {} is not a record: {e}", pair.number);
-            return Checked { name: None, seq_leaf: None, problems: vec![(RECORDS, what)] };
+            return Checked { id: None, seq_leaf: None, problems: vec![(RECORDS, what)] };
         }
     };
     let leaf = line.leaf();
@@ -536,8 +555,10 @@ fn check_pair(pair: &Pair, header: &[&str], usage: &mut Usage) -> Checked {
                 .commitments
                 .and_then(|c| serde_json::from_str(c.get()).ok())
                 .unwrap_or_default();
-            let salt =
-                line.salt.as_deref().and_then(|s| <[u8; 32]>::try_from(hex::decode(s).ok()?).ok());
+            let salt = line.salt.as_deref().and_then(|s| {
+                let mut salt = [0u8; 32];
+                hex::decode_to_slice(s, &mut salt).ok().map(|()| salt)
+            });
             for (field, text) in &line.content {
                 let ok = salt.is_some_and(|salt| {
                     let mut ours = [0u8; 64];
@@ -558,17 +579,17 @@ fn check_pair(pair: &Pair, header: &[&str], usage: &mut Usage) -> Checked {
                     usage.add(&cells);
                     let mut want = cells.csv();
                     let first = want.next().unwrap_or_default();
-                    if row.get(0) != Some(&*first) {
+                    if row.get(0) != Some(first.as_bytes()) {
                         let what = format!(
                             "row {} is record {}, not this one",
                             pair.number + 1,
-                            row.get(0).unwrap_or("")
+                            String::from_utf8_lossy(row.get(0).unwrap_or_default())
                         );
                         problems.push((CONVERSATIONS, what));
                     } else {
-                        let got = row.iter().skip(1).chain(std::iter::repeat(""));
+                        let got = row.iter().skip(1).chain(std::iter::repeat(&b""[..]));
                         for ((column, want), got) in header.iter().skip(1).zip(want).zip(got) {
-                            if want != got {
+                            if want.as_bytes() != got {
                                 problems.push((
                                     CONVERSATIONS,
                                     format!("column {column} differs from the record"),
@@ -580,9 +601,5 @@ fn check_pair(pair: &Pair, header: &[&str], usage: &mut Usage) -> Checked {
             }
         }
     }
-    Checked {
-        name: Some(format!("{} (seq {})", line.id, line.seq)),
-        seq_leaf: Some((line.seq, leaf)),
-        problems,
-    }
+    Checked { id: Some(line.id.into_owned()), seq_leaf: Some((line.seq, leaf)), problems }
 }
