@@ -1333,6 +1333,36 @@ fn an_export_verifies_offline_and_every_kind_of_tampering_is_named() {
 }
 
 #[test]
+fn an_export_streams_into_standard_output_and_pipes_without_replacing_them() {
+    let (dir, _ids, key) = signed_log();
+    let data_dir = dir.path().to_str().unwrap();
+    let export = |output: &str| {
+        aitrail(&["--data-dir", data_dir, "export", "--tenant-id", "tamper", "-o", output], None)
+    };
+    let out = export("-");
+    assert!(out.status.success(), "{out:?}");
+    let from_stdout = dir.path().join("stdout.zip");
+    std::fs::write(&from_stdout, &out.stdout).unwrap();
+    let (ok, said) = verify_export(&from_stdout, Some(&key));
+    assert!(ok, "{said}");
+
+    // A named pipe is written through, not renamed over (as /dev/null would be).
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = export(fifo.to_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe was replaced");
+    let through_pipe = dir.path().join("pipe.zip");
+    std::fs::write(&through_pipe, reader.join().unwrap()).unwrap();
+    assert!(verify_export(&through_pipe, Some(&key)).0);
+}
+
+#[test]
 fn an_auditor_exports_through_the_server_in_every_format() {
     let (dir, _, key) = signed_log();
     let server = ServerProcess::start(dir.path());

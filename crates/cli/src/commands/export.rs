@@ -2,7 +2,8 @@
 //! the local log key) or from --server (GET /v1/export, streamed to the file).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ pub struct Args {
     /// zip: the bundle an auditor verifies offline; csv, jsonl, json: one file.
     #[arg(long, value_enum, default_value = "zip")]
     format: FormatArg,
-    /// Where to write it (an existing file is replaced only once the export is complete).
+    /// Where to write it: a file (replaced only once the export is complete), a pipe or
+    /// device (written as it streams), or - for standard output.
     #[arg(long, short)]
     output: PathBuf,
 }
@@ -52,11 +54,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let format = args.format.format();
     let mut pairs = args.filters.pairs();
     pairs.push(("format".into(), format.name().into()));
-    // Written beside the output and renamed at the end: a failed export leaves no file
-    // that looks whole.
-    let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref());
-    let mut partial = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut sink = Sink::open(&args.output)?;
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("exporting {msg} {pos} {per_sec} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -64,24 +62,74 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(200));
     let records = if global.server.is_some() {
         bar.set_message("bytes");
-        remote(&Target::open(global).await?, &pairs, partial.as_file_mut(), &bar).await?;
+        remote(&Target::open(global).await?, &pairs, sink.file(), &bar).await?;
         None
     } else {
         // A long streaming read: its resident size stays that of its buffers.
         let store = target::open_store_with(global, ReadMode::Copied).await?;
-        let file = partial.as_file().try_clone()?;
+        let file = sink.file().try_clone()?;
         local(global, store, pairs, file, &bar).await?
     };
     bar.finish_and_clear();
-    partial.as_file().sync_all()?;
-    partial
-        .persist(&args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    sink.finish(&args.output)?;
     match records {
         Some(n) => eprintln!("exported {n} records to {}", args.output.display()),
         None => eprintln!("exported to {}", args.output.display()),
     }
     Ok(())
+}
+
+/// Where the export goes. A regular file is written beside its final name and renamed at
+/// the end, so a failed export leaves nothing that looks whole; anything else (standard
+/// output, a pipe, /dev/null) is written in place: renaming over it would replace the
+/// device or pipe with a plain file.
+enum Sink {
+    Partial(tempfile::NamedTempFile),
+    Stream(std::fs::File),
+}
+
+impl Sink {
+    fn open(output: &Path) -> anyhow::Result<Sink> {
+        if output.as_os_str() == "-" {
+            let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+            return Ok(Sink::Stream(stdout.into()));
+        }
+        match std::fs::metadata(output) {
+            Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+                let file = std::fs::OpenOptions::new().write(true).open(output);
+                Ok(Sink::Stream(
+                    file.with_context(|| format!("cannot write {}", output.display()))?,
+                ))
+            }
+            _ => {
+                let dir = output.parent().filter(|p| !p.as_os_str().is_empty());
+                let dir = dir.unwrap_or(".".as_ref());
+                let partial = tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("cannot write in {}", dir.display()))?;
+                Ok(Sink::Partial(partial))
+            }
+        }
+    }
+
+    fn file(&mut self) -> &mut std::fs::File {
+        match self {
+            Sink::Partial(partial) => partial.as_file_mut(),
+            Sink::Stream(file) => file,
+        }
+    }
+
+    fn finish(self, output: &Path) -> anyhow::Result<()> {
+        match self {
+            Sink::Partial(partial) => {
+                partial.as_file().sync_all()?;
+                partial
+                    .persist(output)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+            }
+            Sink::Stream(mut file) => file.flush()?,
+        }
+        Ok(())
+    }
 }
 
 async fn local(
