@@ -6,6 +6,7 @@
 //! stays flat whatever the size; checked by [`check::bundle`] with no store at all.
 
 pub mod check;
+mod csv_stream;
 pub mod line;
 mod write;
 

@@ -211,6 +211,78 @@ impl Line<'_> {
     }
 }
 
+/// A line of records.jsonl as the verifier reads it: the entry's exact text (for its
+/// leaf), the line's own fields, and the row the entry and content give.
+pub struct ReadLine<'a> {
+    pub entry: &'a str,
+    pub id: Cow<'a, str>,
+    pub seq: u64,
+    pub salt: Option<Cow<'a, str>>,
+    /// The content fields the line holds; their texts are the row's cells.
+    pub content: Vec<Cow<'a, str>>,
+    /// The row, or why the entry gives none.
+    pub row: Result<Row<'a>, String>,
+}
+
+/// The fields of a line after its entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tail<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow, default)]
+    salt: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+/// How the exporter starts every line.
+const LINE_HEAD: &str = "{\"entry\":";
+
+impl<'a> ReadLine<'a> {
+    /// Read a line, its entry's JSON once. `scratch` holds the fields after the entry (a
+    /// few hundred bytes copied, to read them as an object of their own). A line laid out
+    /// otherwise than the exporter writes it is read the long way.
+    pub fn read(line: &'a str, scratch: &'a mut String) -> Result<Self, String> {
+        let Some(rest) = line.strip_prefix(LINE_HEAD) else { return Self::read_any(line) };
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<RawEntry<'a>>();
+        let entry = match stream.next() {
+            Some(Ok(entry)) => entry,
+            _ => return Self::read_any(line),
+        };
+        let (json, tail) = rest.split_at(stream.byte_offset());
+        let Some(tail) = tail.strip_prefix(',') else { return Self::read_any(line) };
+        scratch.clear();
+        scratch.push('{');
+        scratch.push_str(tail);
+        let scratch: &'a String = scratch;
+        let tail: Tail<'a> = match serde_json::from_str(scratch) {
+            Ok(tail) => tail,
+            Err(_) => return Self::read_any(line),
+        };
+        let content = tail.content.keys().cloned().collect();
+        let row = row_of(entry, tail.content.into_iter());
+        Ok(Self { entry: json, id: tail.id, seq: tail.seq, salt: tail.salt, content, row })
+    }
+
+    /// Any JSON layout of a line.
+    fn read_any(line: &'a str) -> Result<Self, String> {
+        let line: Line<'a> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let json = line.entry.get();
+        let content = line.content.keys().cloned().collect();
+        let row = serde_json::from_str(json)
+            .map_err(|e| format!("the entry is not readable: {e}"))
+            .and_then(|entry| row_of(entry, line.content.into_iter()));
+        Ok(Self { entry: json, id: line.id, seq: line.seq, salt: line.salt, content, row })
+    }
+
+    /// The leaf hash of the entry: SHA-256(0x00 ‖ "aitrail.entry.v1\n" ‖ entry).
+    pub fn leaf(&self) -> aitrail_core::merkle::Hash {
+        aitrail_core::merkle::leaf_hash_of_parts(&[ENTRY_PREFIX, self.entry.as_bytes()])
+    }
+}
+
 /// A stored entry's JSON, after its version line.
 pub fn entry_json(entry: &[u8]) -> Result<&RawValue, String> {
     let json =
@@ -228,6 +300,13 @@ pub fn row<'s>(
 ) -> Result<Row<'s>, String> {
     let entry: RawEntry<'s> =
         serde_json::from_str(json).map_err(|e| format!("the entry is not readable: {e}"))?;
+    row_of(entry, content.map(|(k, v)| (k, Cow::Borrowed(v))))
+}
+
+fn row_of<'s>(
+    entry: RawEntry<'s>,
+    content: impl Iterator<Item = (impl AsRef<str>, Cow<'s, str>)>,
+) -> Result<Row<'s>, String> {
     let mut cells = vec![Cow::Borrowed(""); COLUMNS.len()];
     let mut set = |field: &str, value: Cow<'s, str>| {
         if let Some(i) = column_of(field) {
@@ -247,7 +326,7 @@ pub fn row<'s>(
         set(name, raw_cell(value)?);
     }
     for (name, text) in content {
-        set(name, Cow::Borrowed(text));
+        set(name.as_ref(), text);
     }
     if !event_time {
         set("event_time", raw_cell(entry.recorded_at)?);
