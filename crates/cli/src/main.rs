@@ -73,6 +73,9 @@ enum Command {
     /// Make, list and revoke API keys (on the store directly, or through --server).
     #[command(subcommand)]
     Keys(commands::keys::Command),
+    /// A tenant's privacy policy: content kept, retention, secrets (docs/PRIVACY.md).
+    #[command(subcommand)]
+    Config(commands::config::Command),
     /// Bring the store's schema up to this version of aitrail (serve does it at start too).
     Migrate,
 }
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             Command::AccessLog(args) => commands::access_log::run(&cli.global, args).await,
             Command::Keys(command) => commands::keys::run(&cli.global, command).await,
             Command::Import(args) => commands::import::run(&cli.global, args).await,
+            Command::Config(command) => commands::config::run(&cli.global, command).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
         }
     });

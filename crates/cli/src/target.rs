@@ -114,9 +114,10 @@ impl Target {
                 }
             }
             Target::Local(store) => {
-                let records = parse_body(&body, format)
-                    .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?
-                    .into_records();
+                let parsed = parse_body(&body, format)
+                    .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
+                let one = matches!(parsed, aitrail_core::Parsed::One(_));
+                let records = apply_policies(store.as_ref(), parsed.into_records(), one).await?;
                 Ok(store.append(records).await?)
             }
         }
@@ -328,4 +329,36 @@ fn describe(e: aitrail_core::BodyError) -> String {
             fs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
         }
     }
+}
+
+/// Records as their tenants' policies keep them (secrets, content mode), as the server
+/// does before it logs them.
+async fn apply_policies(
+    store: &dyn Store,
+    records: Vec<aitrail_core::Record>,
+    one: bool,
+) -> anyhow::Result<Vec<aitrail_core::Record>> {
+    let mut policies = std::collections::HashMap::new();
+    let mut kept = Vec::with_capacity(records.len());
+    let mut refused = Vec::new();
+    for (i, record) in records.into_iter().enumerate() {
+        let tenant = record.tenant_id.clone();
+        if !policies.contains_key(&tenant) {
+            let policy = match store.policy(&tenant).await? {
+                Some(json) => aitrail_core::policy::Policy::parse(&json)
+                    .map_err(|e| anyhow::anyhow!("the stored policy of {tenant}: {e}"))?,
+                None => aitrail_core::policy::Policy::default(),
+            };
+            policies.insert(tenant.clone(), policy);
+        }
+        let prefix = if one { String::new() } else { format!("records[{i}].") };
+        match policies[&tenant].apply(record, &prefix) {
+            Ok(r) => kept.push(r),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("refused, nothing stored: {}", refused.join("; "));
+    }
+    Ok(kept)
 }

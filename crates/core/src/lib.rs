@@ -8,8 +8,10 @@ pub mod ingest;
 pub mod legacy;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod query;
 pub mod record;
+pub mod secrets;
 pub mod tiles;
 pub mod value;
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use crate::policy::ContentMode;
 use crate::value::{
     Count, Decimal, JsonObject, NonNegativeDecimal, ShortText, TenantId, Text, Timestamp,
 };
@@ -106,6 +107,13 @@ pub struct Record {
     pub neutralization_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neutralization_mappings_count: Option<Count>,
+    /// Credentials redacted from the content, by the client before sending and by
+    /// aitrail's scan at ingest (docs/SECRETS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_redacted: Option<Count>,
+    /// How much content the tenant's policy kept (set at ingest; docs/PRIVACY.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_mode: Option<ContentMode>,
 
     // Outcome
     #[serde(default = "yes", deserialize_with = "null_as_true")]
@@ -160,6 +168,8 @@ pub const RECORD_FIELDS: &[&str] = &[
     "environment",
     "neutralization_active",
     "neutralization_mappings_count",
+    "secrets_redacted",
+    "content_mode",
     "success",
     "error_message",
     "event_time",

@@ -39,6 +39,8 @@ impl Seen {
 pub(crate) struct Accessed {
     pub tenant: Option<TenantId>,
     pub records: u64,
+    /// What else the event keeps (a policy set), beside the request's query.
+    pub details: Vec<(String, String)>,
 }
 
 impl Accessed {
@@ -61,6 +63,8 @@ fn operation(method: &Method, route: &str) -> Option<&'static str> {
         (true, "/v1/keys") => "keys.list",
         (false, "/v1/keys") => "key.create",
         (false, "/v1/keys/{id}/revoke") => "key.revoke",
+        (true, "/v1/tenants/{id}/policy") => "policy.read",
+        (false, "/v1/tenants/{id}/policy") => "policy.set",
         _ => return None,
     })
 }
@@ -71,8 +75,15 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
     let Some(operation) = route.as_deref().and_then(|r| operation(req.method(), r)) else {
         return next.run(req).await;
     };
+    // A route about one tenant names it in its path, refused or not.
+    let in_path = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/tenants/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|t| TenantId::parse(t).ok());
     let route = format!("{} {}", req.method(), route.unwrap_or_default());
-    let query: Vec<(String, String)> =
+    let mut query: Vec<(String, String)> =
         axum::extract::Query::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
     let seen = Seen::default();
     req.extensions_mut().insert(seen.clone());
@@ -80,10 +91,15 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
     // Requests without a valid key are not recorded: anyone could fill the log with them.
     let Some(principal) = seen.take() else { return response };
     let accessed = response.extensions().get::<Accessed>().cloned();
+    query.extend(accessed.iter().flat_map(|a| a.details.iter().cloned()));
     let named =
         query.iter().find(|(k, _)| k == "tenant_id").and_then(|(_, v)| TenantId::parse(v).ok());
-    let tenant =
-        accessed.as_ref().and_then(|a| a.tenant.clone()).or(named).or(principal.tenant.clone());
+    let tenant = accessed
+        .as_ref()
+        .and_then(|a| a.tenant.clone())
+        .or(in_path)
+        .or(named)
+        .or(principal.tenant.clone());
     let event = AccessEvent {
         principal: &principal,
         operation,
@@ -116,7 +132,11 @@ pub(crate) async fn list(
         AccessLogRefusal::Hidden => ApiError::NotFound,
     })?;
     let page = app.store.list(&query).await?;
-    let accessed = Accessed { tenant: caller.0.tenant.clone(), records: page.records.len() as u64 };
+    let accessed = Accessed {
+        tenant: caller.0.tenant.clone(),
+        records: page.records.len() as u64,
+        details: Vec::new(),
+    };
     let body =
         PageBody { records: page.records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
     Ok(accessed.on(Json(body).into_response()))

@@ -146,7 +146,7 @@ pub(crate) async fn proof(
     // The salt lets whoever holds it confirm a guessed prompt: only for who sees content.
     let salt = entry.content.filter(|_| caller.sees_content(&entry.tenant_id));
     let body = InclusionBody { content_salt: salt.map(|c| b64(&c.salt)), ..body };
-    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1 };
+    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1, details: Vec::new() };
     Ok(accessed.on(Json(body).into_response()))
 }
 

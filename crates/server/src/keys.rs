@@ -69,7 +69,7 @@ pub(crate) async fn create(
     let request = KeyRequest { role, tenant, expires_at, label: new.label };
     let (key, stored) = issue(app.store.as_ref(), app.keys.secret(), request).await?;
     let body = KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) };
-    let accessed = Accessed { tenant: stored.tenant.clone(), records: 0 };
+    let accessed = Accessed { tenant: stored.tenant.clone(), records: 0, details: Vec::new() };
     Ok(accessed.on((StatusCode::CREATED, Json(body)).into_response()))
 }
 
@@ -101,6 +101,6 @@ pub(crate) async fn revoke(
     app.store.revoke_key(&id, Timestamp::now()).await?;
     app.keys.forget(&id);
     let key = app.store.key(&id).await?.ok_or(ApiError::NotFound)?;
-    let accessed = Accessed { tenant: key.tenant.clone(), records: 0 };
+    let accessed = Accessed { tenant: key.tenant.clone(), records: 0, details: Vec::new() };
     Ok(accessed.on(Json(KeyInfo::from(&key)).into_response()))
 }

@@ -7,6 +7,7 @@ mod export;
 mod integrity;
 mod keys;
 mod log;
+mod policy;
 mod problem;
 mod records;
 
@@ -62,6 +63,7 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub log: Arc<LogSigner>,
     pub keys: Arc<KeyRing>,
+    pub policies: Arc<policy::Policies>,
 }
 
 /// Every path the router serves; the OpenAPI document must describe exactly these (a test
@@ -79,13 +81,15 @@ pub const PATHS: &[&str] = &[
     "/v1/keys/{id}/revoke",
     "/v1/access-log",
     "/v1/export",
+    "/v1/tenants/{id}/policy",
     "/audit/log",
 ];
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
-    let state = AppState { store, config: Arc::new(config), log, keys };
+    let policies = Arc::default();
+    let state = AppState { store, config: Arc::new(config), log, keys, policies };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
@@ -103,6 +107,11 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/v1/keys/{id}/revoke", only(post(keys::revoke), "POST"))
         .route("/v1/access-log", only(get(access::list), "GET, HEAD"))
         .route("/v1/export", only(get(export::export), "GET, HEAD"))
+        .route(
+            "/v1/tenants/{id}/policy",
+            only(get(policy::get).put(policy::put), "GET, HEAD, PUT")
+                .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY_BYTES)),
+        )
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
         .fallback(|| async { ApiError::NoRoute })

@@ -15,7 +15,7 @@ use aitrail_core::access::Action;
 
 use crate::access::Accessed;
 use crate::auth::Caller;
-use crate::{ApiError, AppState, integrity};
+use crate::{ApiError, AppState, integrity, policy};
 
 /// Bodies above this are parsed off the async workers, so a 10 MiB batch never stalls
 /// other requests.
@@ -63,6 +63,7 @@ pub(crate) async fn append(
     for r in &records {
         caller.may(Action::Write, Some(&r.tenant_id))?;
     }
+    let records = policy::apply(&app, records, one).await?;
     let receipts = app.store.append(records).await?;
     let location = one.then(|| format!("/v1/records/{}", receipts[0].id));
     let body = if q.wait == Some(Wait::Checkpoint) {
@@ -99,13 +100,10 @@ pub(crate) async fn audit_log(
         )]));
     };
     caller.may(Action::Write, Some(&record.tenant_id))?;
-    let receipt = app.store.append(vec![(*record).clone()]).await?.remove(0);
-    let stored = StoredRecord {
-        id: receipt.id,
-        seq: receipt.seq,
-        recorded_at: receipt.recorded_at,
-        record: *record,
-    };
+    let record = policy::apply(&app, vec![*record], true).await?.remove(0);
+    let receipt = app.store.append(vec![record.clone()]).await?.remove(0);
+    let stored =
+        StoredRecord { id: receipt.id, seq: receipt.seq, recorded_at: receipt.recorded_at, record };
     let location = format!("/v1/records/{}", stored.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(stored)).into_response())
 }
@@ -122,7 +120,11 @@ pub(crate) async fn list(
     query.tenant_id = caller.tenant_for(Action::Read, query.tenant_id.take())?;
     let page = app.store.list(&query).await?;
     let records: Vec<_> = page.records.into_iter().map(|r| caller.redact(r)).collect();
-    let accessed = Accessed { tenant: query.tenant_id.clone(), records: records.len() as u64 };
+    let accessed = Accessed {
+        tenant: query.tenant_id.clone(),
+        records: records.len() as u64,
+        details: Vec::new(),
+    };
     let body = PageBody { records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
     Ok(accessed.on(Json(body).into_response()))
 }
@@ -141,7 +143,7 @@ pub(crate) async fn get_one(
     let entry = app.store.entry(id).await?.ok_or(ApiError::NotFound)?;
     caller.may(Action::Read, Some(&entry.tenant_id))?;
     let record = entry.to_record()?;
-    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1 };
+    let accessed = Accessed { tenant: Some(entry.tenant_id), records: 1, details: Vec::new() };
     Ok(accessed.on(Json(caller.redact(record)).into_response()))
 }
 

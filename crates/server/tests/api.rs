@@ -125,6 +125,13 @@ impl Server {
         self.post("/v1/records", "application/json", body.to_string()).await
     }
 
+    async fn put_policy(&self, tenant: &str, policy: &Value) -> (StatusCode, Value) {
+        let url = format!("{}/v1/tenants/{tenant}/policy", self.base);
+        let r = self.client.put(url).json(policy).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
     async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
         let r = self.client.get(format!("{}{path_and_query}", self.base)).send().await.unwrap();
         let status = r.status();

@@ -219,4 +219,17 @@ impl Store for PostgresStore {
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
         read::revoke_key(&self.client().await?, id, at).await
     }
+
+    async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        read::policy(&self.client().await?, tenant).await
+    }
+
+    async fn set_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        read::set_policy(&self.client().await?, tenant, policy, at).await
+    }
 }

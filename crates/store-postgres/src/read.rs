@@ -385,3 +385,32 @@ pub(crate) async fn revoke_key(
     let n = c.execute(&stmt, &[&id.as_str(), &at.datetime()]).await.map_err(backend)?;
     Ok(n > 0)
 }
+
+pub(crate) async fn policy(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+) -> Result<Option<String>, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT policy FROM policies WHERE tenant_id = $1")
+        .await
+        .map_err(backend)?;
+    let row = c.query_opt(&stmt, &[&tenant.as_str()]).await.map_err(backend)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub(crate) async fn set_policy(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    policy: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO policies (tenant_id, policy, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        )
+        .await
+        .map_err(backend)?;
+    c.execute(&stmt, &[&tenant.as_str(), &policy, &at.datetime()]).await.map_err(backend)?;
+    Ok(())
+}

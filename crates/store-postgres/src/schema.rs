@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_records.sql"),
     include_str!("../migrations/0002_api_keys.sql"),
+    include_str!("../migrations/0003_policies.sql"),
 ];
 
 /// Key of the advisory lock that serialises migrations ("aitrail" in ASCII).

@@ -219,6 +219,21 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |c| read::revoke_key(c, &id, at)).await
     }
+
+    async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::policy(c, &tenant)).await
+    }
+
+    async fn set_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (tenant, policy) = (tenant.clone(), policy.to_owned());
+        self.read(move |c| read::set_policy(c, &tenant, &policy, at)).await
+    }
 }
 
 /// Read connections, opened on demand and kept for reuse.

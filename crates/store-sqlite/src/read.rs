@@ -463,3 +463,24 @@ pub(crate) fn revoke_key(c: &Connection, id: &KeyId, at: Timestamp) -> Result<bo
     .map(|n| n > 0)
     .map_err(backend)
 }
+
+pub(crate) fn policy(c: &Connection, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+    c.query_row("SELECT policy FROM policies WHERE tenant_id = ?1", [tenant.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(backend)
+}
+
+pub(crate) fn set_policy(
+    c: &Connection,
+    tenant: &TenantId,
+    policy: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO policies (tenant_id, policy, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        params![tenant.as_str(), policy, at.to_string()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}

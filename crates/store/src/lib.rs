@@ -334,4 +334,15 @@ pub trait Store: Send + Sync + 'static {
     /// Revoke a key from `at` on; false when there is no such key. Revoking again keeps
     /// the first time.
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// The tenant's policy as its JSON; `None` if never set (the default applies).
+    async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
+
+    /// Set the tenant's policy (its JSON), replacing any.
+    async fn set_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 }

@@ -1,5 +1,6 @@
 pub mod access_log;
 pub mod checkpoint;
+pub mod config;
 pub mod export;
 pub mod filters;
 pub mod import;

@@ -504,6 +504,7 @@ async fn model_config_nested_10000_deep_is_refused() {
 #[tokio::test]
 async fn a_1_mib_prompt_is_stored_whole() {
     let Some(s) = Server::start(BACKEND).await else { return };
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "full"})).await.0, StatusCode::OK);
     let prompt: String = "Ω".repeat(512 * 1024); // 1 MiB of two-byte characters
     let (status, receipt) = s.post_json(&json!({"tenant_id": "t", "prompt": prompt})).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -1214,4 +1215,128 @@ async fn exports_prove_themselves_offline_and_are_in_the_access_log() {
     assert_eq!(done.len(), 5, "{ops:?}");
     let counts: Vec<u64> = done.iter().map(|e| e["attributes"]["records"].as_u64().unwrap()).collect();
     assert_eq!(counts, [0, 20, 10, 1, 30], "newest first");
+}
+
+// ---------------------------------------------------------------------------------------
+// Privacy: tenant policies and secrets at ingest.
+
+#[tokio::test]
+async fn a_tenant_keeps_as_much_content_as_its_policy_says() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    // 250 characters of 1 to 4 bytes: a preview cuts on characters, not bytes.
+    let prompt: String = "aé€😀".repeat(62) + "xy";
+    let body = |t: &str| {
+        json!({"tenant_id": t, "prompt": prompt, "response": "short answer",
+               "prompt_variables": {"name": "Ada"}})
+    };
+    let stored = |receipt: Value| {
+        let s = &s;
+        async move { s.get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap())).await.1 }
+    };
+    // The default: a 200-character preview, no prompt variables.
+    let (status, policy) = s.get("/v1/tenants/t/policy").await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    assert_eq!(policy["policy"]["content_mode"], "preview");
+    assert_eq!(policy["policy"]["retention_days"], 180);
+    let record = stored(s.post_json(&body("t")).await.1).await;
+    let want: String = prompt.chars().take(200).collect();
+    assert_eq!(record["prompt"], want.as_str());
+    assert_eq!(record["response"], "short answer");
+    assert_eq!(record["content_mode"], "preview");
+    assert!(record.get("prompt_variables").is_none(), "{record}");
+    // Full, then none; each applies from then on.
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "full"})).await.0, StatusCode::OK);
+    let record = stored(s.post_json(&body("t")).await.1).await;
+    assert_eq!(record["prompt"], prompt.as_str());
+    assert_eq!(record["prompt_variables"]["name"], "Ada");
+    let (status, set) = s.put_policy("t", &json!({"content_mode": "none"})).await;
+    assert_eq!((status, &set["policy"]["content_mode"]), (StatusCode::OK, &json!("none")));
+    let record = stored(s.post_json(&body("t")).await.1).await;
+    assert!(record.get("prompt").is_none() && record.get("response").is_none(), "{record}");
+    assert_eq!(record["content_mode"], "none");
+    // Another tenant still has the default.
+    assert_eq!(stored(s.post_json(&body("u")).await.1).await["content_mode"], "preview");
+
+    // Bad settings are refused, naming them; the policy in force stays.
+    for (doc, field) in [
+        (json!({"retention_days": 30}), "retention_days"),
+        (json!({"retention_days": 365, "content_retention_days": 400}), "content_retention_days"),
+        (json!({"content_mode": "everything"}), "content_mode"),
+        (json!({"preview_chars": 0}), "preview_chars"),
+        (json!({"retain": 1}), "retain"),
+    ] {
+        let (status, problem) = s.put_policy("t", &doc).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{doc}: {problem}");
+        assert_eq!(problem_fields(&problem), [field], "{doc}: {problem}");
+    }
+    assert_eq!(s.get("/v1/tenants/t/policy").await.1["policy"]["content_mode"], "none");
+    // Less than six months needs the override, and the change is in the access log.
+    let short = json!({"retention_days": 30, "retention_override": true, "content_retention_days": 7});
+    let (status, set) = s.put_policy("t", &short).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["policy"]["content_retention_days"], 7);
+    let (_, log) = s.get("/v1/access-log?tenant_id=t&operation=policy.set").await;
+    let events = log["records"].as_array().unwrap();
+    let status = |e: &Value| e["attributes"]["status"].as_u64().unwrap();
+    let made: Vec<u64> = events.iter().map(status).collect();
+    assert_eq!(made, [200, 422, 422, 422, 422, 422, 200, 200], "refused changes too: {log}");
+    let logged: Value =
+        serde_json::from_str(events[0]["attributes"]["query"]["policy"][0].as_str().unwrap()).unwrap();
+    assert_eq!(logged["retention_override"], true);
+    assert_eq!(logged["retention_days"], 30);
+
+    // Auditors read it, only admins change it, other tenants' keys see nothing.
+    let (_, auditor) = make_key(&s, "auditor", Some("t")).await;
+    let (_, other_admin) = make_key(&s, "admin", Some("u")).await;
+    let put = |doc: &Value| (reqwest::Method::PUT, "/v1/tenants/t/policy".to_owned(), Some(doc.clone()));
+    let get = (reqwest::Method::GET, "/v1/tenants/t/policy".to_owned(), None);
+    assert_eq!(send(&http(&auditor), &s.base, &get).await.0, StatusCode::OK);
+    assert_eq!(send(&http(&auditor), &s.base, &put(&json!({}))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&http(&other_admin), &s.base, &get).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.get("/v1/tenants/aitrail.access/policy").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn secrets_refuse_a_config_and_are_redacted_from_content_or_refused_by_policy() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let key = "sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zA7bC9dE1fG3hI5jK7";
+    for (record, field) in [
+        (json!({"tenant_id": "t", "model_config": {"headers": {"Authorization": "Basic dXNlcjpwYXNz"}}}),
+         "model_config.headers.Authorization"),
+        (json!({"tenant_id": "t", "attributes": {"calls": [{"note": format!("key {key}")}]}}),
+         "attributes.calls[0].note"),
+    ] {
+        let (status, problem) = s.post_json(&record).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem_fields(&problem), [field], "{problem}");
+        assert!(!problem.to_string().contains("dXNlcjpwYXNz") && !problem.to_string().contains(key));
+    }
+    // In a batch the record is named.
+    let batch = json!([{"tenant_id": "t"}, {"tenant_id": "t", "model_config": {"api_key": "x1y2z3"}}]);
+    let (status, problem) = s.post_json(&batch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_fields(&problem), ["records[1].model_config.api_key"]);
+    assert!(s.all_ids().await.is_empty(), "nothing of a refused batch is kept");
+
+    // In content: redacted and counted (with what the client redacted itself).
+    let prompt = format!("my key is {key}, and AKIAIOSFODNN7EXAMPLE too");
+    let (status, receipt) = s
+        .post_json(&json!({"tenant_id": "t", "prompt": prompt, "secrets_redacted": 1,
+                           "error_message": "401: Incorrect API key provided: sk-abcdefghijklmnopqrstuvwxyz012345"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    let (_, record) = s.get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap())).await;
+    assert_eq!(
+        record["prompt"],
+        "my key is [REDACTED:openai_api_key], and [REDACTED:aws_access_key_id] too"
+    );
+    assert_eq!(record["error_message"], "401: Incorrect API key provided: [REDACTED:openai_api_key]");
+    assert_eq!(record["secrets_redacted"], 4);
+    // A tenant that wants such records refused gets 422 naming the field.
+    assert_eq!(s.put_policy("t", &json!({"secrets": "reject"})).await.0, StatusCode::OK);
+    let (status, problem) = s.post_json(&json!({"tenant_id": "t", "response": prompt})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_fields(&problem), ["response"]);
+    assert!(problem["detail"].as_str().unwrap().contains("openai_api_key"), "{problem}");
+    assert!(!problem.to_string().contains(key));
 }

@@ -1,0 +1,105 @@
+//! `aitrail config get|set`: a tenant's privacy policy (docs/PRIVACY.md), on the store
+//! directly or through --server (GET/PUT /v1/tenants/{id}/policy, access-logged).
+
+use aitrail_core::TenantId;
+use aitrail_core::Timestamp;
+use aitrail_core::policy::{Policy, SETTINGS};
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::Global;
+use crate::target::{Target, json_answer};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Print the tenant's policy, or one setting of it.
+    Get {
+        /// One setting (content_mode, retention_days, ...; `audit.` prefix allowed).
+        setting: Option<String>,
+        #[arg(long)]
+        tenant_id: String,
+    },
+    /// Change one setting: `aitrail config set audit.retention_days 365 --tenant-id T`.
+    Set {
+        setting: String,
+        value: String,
+        #[arg(long)]
+        tenant_id: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    policy: serde_json::Value,
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Get { setting, tenant_id } => {
+            let policy = current(global, &tenant(&tenant_id)?).await?;
+            let policy = serde_json::to_value(&policy)?;
+            match setting {
+                None => println!("{}", serde_json::to_string_pretty(&policy)?),
+                Some(s) => {
+                    let name = s.strip_prefix("audit.").unwrap_or(&s);
+                    let Some(value) = policy.get(name) else {
+                        bail!(
+                            "{s} is not a policy setting; the settings are {}",
+                            SETTINGS.join(", ")
+                        )
+                    };
+                    println!("{}", value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+                }
+            }
+        }
+        Command::Set { setting, value, tenant_id } => {
+            let tenant = tenant(&tenant_id)?;
+            let policy = current(global, &tenant)
+                .await?
+                .with(&setting, &value)
+                .map_err(|e| anyhow::anyhow!("refused, nothing changed: {e}"))?;
+            let set = match Target::open(global).await? {
+                Target::Local(store) => {
+                    store.set_policy(&tenant, &policy.to_json(), Timestamp::now()).await?;
+                    policy
+                }
+                remote => {
+                    let path = format!("/v1/tenants/{tenant}/policy");
+                    let response = remote
+                        .request(reqwest::Method::PUT, &path)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(policy.to_json())
+                        .send();
+                    let answer: Answer =
+                        json_answer(response.await.context("cannot reach the server")?).await?;
+                    Policy::parse(&answer.policy.to_string()).map_err(anyhow::Error::msg)?
+                }
+            };
+            eprintln!("tenant {tenant}: {setting} set");
+            println!("{}", serde_json::to_string_pretty(&serde_json::to_value(&set)?)?);
+        }
+    }
+    Ok(())
+}
+
+fn tenant(id: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(id).map_err(|e| anyhow::anyhow!("--tenant-id: {e}"))
+}
+
+/// The tenant's policy in force (the default if it never set one).
+async fn current(global: &Global, tenant: &TenantId) -> anyhow::Result<Policy> {
+    match Target::open(global).await? {
+        Target::Local(store) => match store.policy(tenant).await? {
+            Some(json) => Policy::parse(&json).map_err(|e| anyhow::anyhow!("stored policy: {e}")),
+            None => Ok(Policy::default()),
+        },
+        remote => {
+            let response = remote
+                .request(reqwest::Method::GET, &format!("/v1/tenants/{tenant}/policy"))
+                .send();
+            let answer: Answer =
+                json_answer(response.await.context("cannot reach the server")?).await?;
+            Policy::parse(&answer.policy.to_string()).map_err(anyhow::Error::msg)
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! A tenant's privacy policy, and what it does to a record at ingest (docs/PRIVACY.md).
+//!
+//! Applied before a record is logged: credentials in model_config or attributes refuse the
+//! record (naming where, never echoing them); credentials in content are redacted or refuse
+//! it, by policy; then only as much content as the tenant keeps goes on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::FieldError;
+use crate::record::Record;
+use crate::secrets;
+use crate::value::{Count, JsonObject, Text};
+
+/// How much of a record's content (prompt, response, prompt variables) is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// None of it: the record says only that there was content.
+    None,
+    /// The first `preview_chars` characters of prompt and response; no prompt variables.
+    #[default]
+    Preview,
+    /// All of it (the tenant opted in).
+    Full,
+}
+
+/// What a credential found in content does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretsAction {
+    /// Replaced by `[REDACTED:<rule>]` and counted in `secrets_redacted`.
+    #[default]
+    Redact,
+    /// The record is refused (422) naming the field and the rule.
+    Reject,
+}
+
+/// What capture clients (proxy, SDKs) do when aitrail cannot log a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// The call fails: nothing reaches a model unlogged.
+    #[default]
+    Closed,
+    /// The call goes through, unlogged, and the client reports it.
+    Open,
+}
+
+/// The least retention without an explicit override: six months, as the EU AI Act asks
+/// of high-risk systems' logs (Art. 19).
+pub const MIN_RETENTION_DAYS: u32 = 180;
+
+/// The most a preview keeps.
+pub const MAX_PREVIEW_CHARS: u32 = 100_000;
+
+/// A tenant's policy. Only valid policies exist: build one with [`Policy::parse`] or
+/// [`Policy::with`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    content_mode: ContentMode,
+    preview_chars: u32,
+    retention_days: u32,
+    retention_override: bool,
+    content_retention_days: u32,
+    secrets: SecretsAction,
+    fail_mode: FailMode,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            content_mode: ContentMode::Preview,
+            preview_chars: 200,
+            retention_days: MIN_RETENTION_DAYS,
+            retention_override: false,
+            content_retention_days: MIN_RETENTION_DAYS,
+            secrets: SecretsAction::Redact,
+            fail_mode: FailMode::Closed,
+        }
+    }
+}
+
+/// A policy as written: every field optional (absent: the default).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PolicyDoc {
+    content_mode: Option<ContentMode>,
+    preview_chars: Option<u32>,
+    retention_days: Option<u32>,
+    retention_override: Option<bool>,
+    content_retention_days: Option<u32>,
+    secrets: Option<SecretsAction>,
+    fail_mode: Option<FailMode>,
+}
+
+/// The settings, by the names `aitrail config set` takes (also with an `audit.` prefix).
+pub const SETTINGS: [&str; 7] = [
+    "content_mode",
+    "preview_chars",
+    "retention_days",
+    "retention_override",
+    "content_retention_days",
+    "secrets",
+    "fail_mode",
+];
+
+impl Policy {
+    /// A policy from its JSON; errors name the setting.
+    pub fn parse(json: &str) -> Result<Self, FieldError> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let doc: PolicyDoc = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { "policy".to_owned() } else { field };
+            FieldError::new(field, e.into_inner().to_string())
+        })?;
+        Self::from_doc(doc)
+    }
+
+    fn from_doc(doc: PolicyDoc) -> Result<Self, FieldError> {
+        let d = Self::default();
+        let retention_days = doc.retention_days.unwrap_or(d.retention_days);
+        let policy = Self {
+            content_mode: doc.content_mode.unwrap_or(d.content_mode),
+            preview_chars: doc.preview_chars.unwrap_or(d.preview_chars),
+            retention_days,
+            retention_override: doc.retention_override.unwrap_or(false),
+            // Content is kept as long as records unless the tenant says otherwise.
+            content_retention_days: doc.content_retention_days.unwrap_or(retention_days),
+            secrets: doc.secrets.unwrap_or(d.secrets),
+            fail_mode: doc.fail_mode.unwrap_or(d.fail_mode),
+        };
+        if !(1..=MAX_PREVIEW_CHARS).contains(&policy.preview_chars) {
+            return Err(FieldError::new(
+                "preview_chars",
+                format!("must be from 1 to {MAX_PREVIEW_CHARS}"),
+            ));
+        }
+        if policy.retention_days == 0 {
+            return Err(FieldError::new("retention_days", "must be at least 1"));
+        }
+        if policy.retention_days < MIN_RETENTION_DAYS && !policy.retention_override {
+            return Err(FieldError::new(
+                "retention_days",
+                format!(
+                    "less than {MIN_RETENTION_DAYS} days (the EU AI Act's six months) needs retention_override: true, which is logged"
+                ),
+            ));
+        }
+        if policy.content_retention_days > policy.retention_days {
+            return Err(FieldError::new(
+                "content_retention_days",
+                "must not exceed retention_days: content cannot outlive its record",
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// This policy with one setting changed (`aitrail config set`); the value is JSON or,
+    /// failing that, a bare word.
+    pub fn with(&self, setting: &str, value: &str) -> Result<Self, FieldError> {
+        let setting = setting.strip_prefix("audit.").unwrap_or(setting);
+        if !SETTINGS.contains(&setting) {
+            return Err(FieldError::new(
+                setting,
+                format!("not a policy setting; the settings are {}", SETTINGS.join(", ")),
+            ));
+        }
+        let mut doc = serde_json::to_value(self).expect("a policy is JSON");
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        doc[setting] = value;
+        // An explicit content_retention_days stays; one that followed retention_days
+        // follows it.
+        if setting == "retention_days" && self.content_retention_days == self.retention_days {
+            doc.as_object_mut().expect("an object").remove("content_retention_days");
+        }
+        Self::parse(&doc.to_string())
+    }
+
+    pub fn content_mode(&self) -> ContentMode {
+        self.content_mode
+    }
+    pub fn preview_chars(&self) -> u32 {
+        self.preview_chars
+    }
+    pub fn retention_days(&self) -> u32 {
+        self.retention_days
+    }
+    pub fn content_retention_days(&self) -> u32 {
+        self.content_retention_days
+    }
+    pub fn secrets(&self) -> SecretsAction {
+        self.secrets
+    }
+    pub fn fail_mode(&self) -> FailMode {
+        self.fail_mode
+    }
+    /// Whether retention below [`MIN_RETENTION_DAYS`] was explicitly allowed.
+    pub fn retention_override(&self) -> bool {
+        self.retention_override
+    }
+
+    /// The JSON the API answers and stores.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a policy is JSON")
+    }
+
+    /// Apply the policy to a record about to be logged. `prefix` names the record in a
+    /// batch (`records[3].`). The error never holds the secret.
+    pub fn apply(&self, mut record: Record, prefix: &str) -> Result<Record, FieldError> {
+        for (name, object) in
+            [("model_config", &record.model_config), ("attributes", &record.attributes)]
+        {
+            let Some(object) = object else { continue };
+            let value = serde_json::Value::Object(object.as_map().clone());
+            if let Some((path, rule)) = secrets::find_in_json(name, &value) {
+                return Err(FieldError::new(
+                    format!("{prefix}{path}"),
+                    format!("holds a credential ({rule}); aitrail never stores secrets: remove it"),
+                ));
+            }
+        }
+        let mut redacted = 0;
+        for (name, text) in [
+            ("prompt", &mut record.prompt),
+            ("response", &mut record.response),
+            ("prompt_template", &mut record.prompt_template),
+            ("error_message", &mut record.error_message),
+        ] {
+            let Some(t) = text else { continue };
+            match self.secrets {
+                SecretsAction::Reject => {
+                    if let Some(rule) = secrets::find_in_text(t.as_str()) {
+                        return Err(reject(prefix, name, rule));
+                    }
+                }
+                SecretsAction::Redact => {
+                    let (clean, n) = secrets::redact_text(t.as_str());
+                    if n > 0 {
+                        *t = Text::parse(clean).map_err(|e| FieldError::new(name, e))?;
+                        redacted += n;
+                    }
+                }
+            }
+        }
+        if let Some(vars) = record.prompt_variables.take() {
+            let mut value = serde_json::Value::Object(vars.into_map());
+            if self.secrets == SecretsAction::Reject
+                && let Some((path, rule)) = secrets::find_in_json("prompt_variables", &value)
+            {
+                return Err(reject(prefix, &path, rule));
+            }
+            redacted += secrets::redact_json(&mut value);
+            let serde_json::Value::Object(map) = value else { unreachable!("stays an object") };
+            record.prompt_variables = Some(
+                JsonObject::from_map(map).map_err(|e| FieldError::new("prompt_variables", e))?,
+            );
+        }
+        if redacted > 0 {
+            let before = record.secrets_redacted.map_or(0, Count::get);
+            record.secrets_redacted = Some(
+                Count::new(before.saturating_add(redacted))
+                    .map_err(|e| FieldError::new("secrets_redacted", e))?,
+            );
+        }
+
+        match self.content_mode {
+            ContentMode::Full => {}
+            ContentMode::Preview => {
+                let cut = |t: Text| -> Text {
+                    match t.as_str().char_indices().nth(self.preview_chars as usize) {
+                        Some((at, _)) => Text::parse(t.as_str()[..at].to_owned())
+                            .expect("a prefix of valid text is valid"),
+                        None => t,
+                    }
+                };
+                record.prompt = record.prompt.map(cut);
+                record.response = record.response.map(cut);
+                record.prompt_variables = None;
+            }
+            ContentMode::None => {
+                record.prompt = None;
+                record.response = None;
+                record.prompt_variables = None;
+            }
+        }
+        record.content_mode = Some(self.content_mode);
+        Ok(record)
+    }
+}
+
+fn reject(prefix: &str, field: &str, rule: &str) -> FieldError {
+    FieldError::new(
+        format!("{prefix}{field}"),
+        format!(
+            "holds a credential ({rule}); this tenant's policy refuses records with secrets in content"
+        ),
+    )
+}
