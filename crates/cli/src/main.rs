@@ -76,6 +76,14 @@ enum Command {
     /// A tenant's privacy policy: content kept, retention, secrets (docs/PRIVACY.md).
     #[command(subcommand)]
     Config(commands::config::Command),
+    /// Apply tenants' retention policies: delete content past content_retention_days.
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
+    /// Erase a person's or a session's content (GDPR Art. 17); leaves and proofs stay.
+    Erase(commands::retention::EraseArgs),
+    /// Legal holds: suspend retention and erasure for a tenant or a session.
+    #[command(subcommand)]
+    Hold(commands::retention::HoldCommand),
     /// Bring the store's schema up to this version of aitrail (serve does it at start too).
     Migrate,
 }
@@ -102,6 +110,11 @@ fn main() -> ExitCode {
             Command::Keys(command) => commands::keys::run(&cli.global, command).await,
             Command::Import(args) => commands::import::run(&cli.global, args).await,
             Command::Config(command) => commands::config::run(&cli.global, command).await,
+            Command::Retention(command) => {
+                commands::retention::retention(&cli.global, command).await
+            }
+            Command::Erase(args) => commands::retention::erase(&cli.global, args).await,
+            Command::Hold(command) => commands::retention::hold(&cli.global, command).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
         }
     });

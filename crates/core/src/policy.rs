@@ -297,3 +297,22 @@ fn reject(prefix: &str, field: &str, rule: &str) -> FieldError {
         ),
     )
 }
+
+/// A record of the system log (`aitrail.system`): a retention run, an erasure, a legal
+/// hold placed or released. `tenant`: the tenant it concerned (its `session_id`); `by`: who
+/// did it (a key id, or `retention` for the job; its `user_id`).
+pub fn system_event(
+    operation: &str,
+    tenant: Option<&crate::TenantId>,
+    by: &str,
+    attributes: serde_json::Value,
+) -> Record {
+    let record = serde_json::json!({
+        "tenant_id": crate::TenantId::system_log(),
+        "operation_type": operation,
+        "session_id": tenant.map_or("*", crate::TenantId::as_str),
+        "user_id": by,
+        "attributes": attributes,
+    });
+    serde_json::from_value(record).expect("a system event is a valid record")
+}

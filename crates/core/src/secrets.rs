@@ -201,172 +201,42 @@ pub fn redact_json(value: &mut Value) -> u64 {
 mod tests {
     use super::*;
 
-    /// Fake credentials in the shapes real ones have (none is a real key), each in some
-    /// surrounding text, with the rule that must name it.
-    const SECRETS: &[(&str, &str)] = &[
-        (
-            "openai_api_key",
-            "use sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zA7bC9dE1fG3hI5jK7 please",
-        ),
-        ("openai_api_key", "OPENAI_API_KEY=sk-svcacct-9aZ8bY7cX6dW5eV4fU3gT2hS1iR0jQ9kP8lO7mN6"),
-        ("openai_api_key", "legacy key sk-4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a"),
-        ("openai_api_key", "sk-admin-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8Nn7Mm6Ll5"),
-        (
-            "anthropic_api_key",
-            "x-api-key: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdEfGhIjKlMn",
-        ),
-        ("anthropic_api_key", "key sk-ant-admin01-ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210abcdef"),
-        (
-            "anthropic_api_key",
-            "ANTHROPIC_API_KEY=sk-ant-api03-q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1",
-        ),
-        ("aws_access_key_id", "aws_access_key_id AKIAIOSFODNN7EXAMPLE in the config"),
-        ("aws_access_key_id", "temporary creds ASIAY34FZKBOKMUTVV7A were leaked"),
-        ("aws_access_key_id", "AKIA2E0A8F3B244C9986 is the user"),
-        ("google_api_key", "maps key AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7 ok"),
-        ("google_api_key", "?key=AIzaSyD-EXAMPLEexampleEXAMPLEexample123"),
-        (
-            "github_token",
-            "git clone https://ghp_1A2b3C4d5E6f7G8h9I0j1K2l3M4n5O6p7Q8r@github.com/x/y",
-        ),
-        ("github_token", "token gho_16C7e42F292c6912E7710c838347Ae178B4a00"),
-        ("github_token", "GH_TOKEN=ghs_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789ab"),
-        (
-            "github_token",
-            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123",
-        ),
-        ("gitlab_token", "glpat-xYz12AbC34dEf56GhI78 for CI"),
-        ("gitlab_token", "deploy token gldt-Ab12Cd34Ef56Gh78Ij90Kl"),
-        ("slack_token", "bot xoxb-2048-4096-AbCdEfGhIjKlMnOpQrStUv"),
-        ("slack_token", "user token xoxp-1234567890-0987654321-ABCDEFGHIJ"),
-        (
-            "slack_webhook",
-            "post to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
-        ),
-        ("huggingface_token", "HF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"),
-        ("huggingface_token", "login with 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"),
-        ("stripe_key", "stripe sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUv"),
-        ("stripe_key", "test key sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
-        ("stripe_key", "restricted rk_live_AbCdEfGhIjKlMnOpQrStUvWx"),
-        ("stripe_key", "webhook whsec_AbCdEfGhIjKlMnOpQrStUvWxYz012345"),
-        (
-            "jwt",
-            "cookie: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-        ),
-        (
-            "jwt",
-            "id_token eyJraWQiOiJhYmMxMjMifQ.eyJpc3MiOiJodHRwczovL2V4YW1wbGUifQ.c2lnbmF0dXJlLWJ5dGVz",
-        ),
-        ("bearer_token", "Authorization: Bearer abcdef0123456789ABCDEF0123456789"),
-        ("bearer_token", "curl -H 'authorization: bearer Zm9vYmFyYmF6cXV4cXV1eA==' https://api"),
-        ("bearer_token", "BEARER a1b2c3d4e5f6g7h8i9j0k1l2"),
-        (
-            "pem_private_key",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF\n-----END RSA PRIVATE KEY-----",
-        ),
-        (
-            "pem_private_key",
-            "key:\n-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake\n-----END PRIVATE KEY-----\nthanks",
-        ),
-        (
-            "pem_private_key",
-            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ (truncated)",
-        ),
-        (
-            "pem_private_key",
-            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIFake\n-----END EC PRIVATE KEY-----",
-        ),
-        ("assigned_secret", "db password=Tr0ub4dor&3 on prod"),
-        ("assigned_secret", "PASSWORD: correct-horse-battery"),
-        ("assigned_secret", "api_key = \"a8f5f167f44f4964e6c998dee827110c\""),
-        ("assigned_secret", "set client_secret: 'Q2xpZW50U2VjcmV0VmFsdWU'"),
-        ("assigned_secret", "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        ("assigned_secret", "export DATADOG_API_KEY=0123456789abcdef0123456789abcdef"),
-        ("assigned_secret", "{\"access_token\": \"ya29.a0AfH6SMBexample\"}"),
-        ("assigned_secret", "refresh_token=1//0gExampleRefreshToken"),
-        ("assigned_secret", "mysql -u root --password=hunter2hunter2"),
-        ("assigned_secret", "SESSION_TOKEN: FwoGZXIvYXdzEXAMPLE"),
-        ("assigned_secret", "private_key=5KJvsngHeMpm884wtkJNzQGaCErckhHJBGFsvd3VyK5qMZXj3hS"),
-        ("assigned_secret", "pwd: s3cr3tP4ss"),
-        (
-            "openai_api_key",
-            "error: Incorrect API key provided: sk-abcdefghijklmnopqrstuvwxyz012345",
-        ),
-        ("aws_access_key_id", "AROAEXAMPLEROLEID123 assumed"),
-        ("slack_token", "xoxa-2-AbCdEfGhIjKlMn"),
-    ];
+    /// The corpus (crates/core/tests/data): rule and text of each fake secret.
+    fn secrets_corpus() -> Vec<(String, String)> {
+        lines(include_str!("../tests/data/secrets.tsv"))
+            .map(|l| {
+                let (rule, text) = l.split_once('\t').expect("rule<TAB>text");
+                (rule.to_owned(), text.to_owned())
+            })
+            .collect()
+    }
 
-    /// Text that looks like credentials but is not, and must pass untouched.
-    const LOOK_ALIKES: &[&str] = &[
-        "Use scikit-learn (sk-learn) for the classifier",
-        "the task-management-framework-for-teams is ready",
-        "sk-short",
-        "AKIA is a prefix AWS uses for access keys",
-        "AKIA123",
-        "the model gpt-4o-2024-08-06 answered",
-        "commit 4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e",
-        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        "request id 01a20852-c4ab-757e-8dee-9784ae693533",
-        "max_tokens=4096 and tokens_input=400",
-        "token_count: 1234",
-        "The tokenizer splits words into tokens",
-        "I reset my password yesterday",
-        "the password policy requires twelve characters",
-        "Password: (see the vault)",
-        "secret sauce recipe: tomatoes, basil",
-        "a bearer of bad news",
-        "Bearer token authentication is described in RFC 6750",
-        "eyJhbGciOiJIUzI1NiJ9 is just a JWT header",
-        "ghp_ tokens start with ghp_",
-        "ghp_short123",
-        "xoxb is the Slack bot prefix",
-        "hf_hub_download(repo_id='gpt2')",
-        "sk_test_ keys are for Stripe's test mode",
-        "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n-----END CERTIFICATE-----",
-        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----",
-        "AIza is how Google API keys start",
-        "arn:aws:iam::123456789012:role/Admin",
-        "glpat- prefixes GitLab tokens",
-        "https://hooks.slack.com/ is where webhooks go",
-        "base64 of hello is aGVsbG8=",
-        "Revenue grew 12% quarter on quarter; churn fell to 1.8%.",
-        "api_key is the name of the parameter",
-        "set api_key: <your key here>",
-        "password: ****",
-        "The secret to good code is simplicity",
-        "token: none",
-        "auth flow uses PKCE",
-        "skills-matrix-for-engineering-managers-2024",
-        "whsec is the prefix of Stripe webhook secrets",
-        "a UUID: 123e4567-e89b-12d3-a456-426614174000",
-        "MD5 d41d8cd98f00b204e9800998ecf8427e of the empty string",
-        "my email is someone@example.com",
-        "call +1 555 0100",
-        "path /usr/local/bin/aitrail",
-        "https://api.openai.com/v1/chat/completions",
-        "x-api-key header carries the Anthropic key",
-        "model claude-3-5-sonnet-20241022",
-        "temperature=0.7 top_p=0.9",
-        "passwordless login via magic links",
-        "ASIA is a continent",
-        "The JWT spec is RFC 7519; eyJ starts every JSON header in base64url",
-    ];
+    fn look_alikes() -> Vec<String> {
+        lines(include_str!("../tests/data/look-alikes.txt")).collect()
+    }
+
+    fn lines(file: &str) -> impl Iterator<Item = String> + '_ {
+        file.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.replace("\\n", "\n"))
+    }
 
     #[test]
     fn the_corpus_has_fifty_of_each() {
-        assert!(SECRETS.len() >= 50, "{} secrets", SECRETS.len());
-        assert!(LOOK_ALIKES.len() >= 50, "{} look-alikes", LOOK_ALIKES.len());
+        assert!(secrets_corpus().len() >= 50, "{} secrets", secrets_corpus().len());
+        assert!(look_alikes().len() >= 50, "{} look-alikes", look_alikes().len());
     }
 
     #[test]
     fn every_secret_is_found_by_its_rule_and_redacted_whole() {
-        let misnamed: Vec<_> = SECRETS
+        let corpus = secrets_corpus();
+        let misnamed: Vec<_> = corpus
             .iter()
-            .filter(|(rule, text)| find_in_text(text) != Some(*rule))
+            .filter(|(rule, text)| find_in_text(text) != Some(rule.as_str()))
             .map(|(rule, text)| format!("{text}: {:?}, not {rule}", find_in_text(text)))
             .collect();
         assert!(misnamed.is_empty(), "{misnamed:#?}");
-        for (rule, text) in SECRETS {
+        for (rule, text) in &corpus {
             let (redacted, n) = redact_text(text);
             assert!(n >= 1, "{text}");
             assert!(redacted.contains(&format!("[REDACTED:{rule}]")), "{text} -> {redacted}");
@@ -381,9 +251,9 @@ mod tests {
 
     #[test]
     fn look_alikes_pass_untouched() {
-        for text in LOOK_ALIKES {
-            assert_eq!(find_in_text(text), None, "{text}");
-            assert_eq!(redact_text(text), (text.to_string(), 0), "{text}");
+        for text in look_alikes() {
+            assert_eq!(find_in_text(&text), None, "{text}");
+            assert_eq!(redact_text(&text), (text.clone(), 0), "{text}");
         }
     }
 

@@ -47,6 +47,11 @@ impl TenantId {
     pub fn access_log() -> Self {
         Self("aitrail.access".to_owned())
     }
+
+    /// The system log's tenant id: retention runs, erasures, legal holds.
+    pub fn system_log() -> Self {
+        Self("aitrail.system".to_owned())
+    }
 }
 
 impl fmt::Display for TenantId {

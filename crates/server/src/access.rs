@@ -65,6 +65,10 @@ fn operation(method: &Method, route: &str) -> Option<&'static str> {
         (false, "/v1/keys/{id}/revoke") => "key.revoke",
         (true, "/v1/tenants/{id}/policy") => "policy.read",
         (false, "/v1/tenants/{id}/policy") => "policy.set",
+        (false, "/v1/erasure") => "erasure",
+        (true, "/v1/holds") => "holds.list",
+        (false, "/v1/holds") => "hold.add",
+        (false, "/v1/holds/release") => "hold.remove",
         _ => return None,
     })
 }

@@ -10,6 +10,7 @@ mod log;
 mod policy;
 mod problem;
 mod records;
+mod retention;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use axum::routing::{MethodRouter, get, post};
 pub use auth::KeyRing;
 pub use log::LogSigner;
 pub use problem::ApiError;
+pub use retention::run_job as retention_job;
 
 /// Default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -82,6 +84,9 @@ pub const PATHS: &[&str] = &[
     "/v1/access-log",
     "/v1/export",
     "/v1/tenants/{id}/policy",
+    "/v1/erasure",
+    "/v1/holds",
+    "/v1/holds/release",
     "/audit/log",
 ];
 
@@ -112,6 +117,9 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
             only(get(policy::get).put(policy::put), "GET, HEAD, PUT")
                 .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY_BYTES)),
         )
+        .route("/v1/erasure", only(post(retention::erase), "POST"))
+        .route("/v1/holds", only(get(retention::list).post(retention::place), "GET, HEAD, POST"))
+        .route("/v1/holds/release", only(post(retention::release), "POST"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
         .fallback(|| async { ApiError::NoRoute })

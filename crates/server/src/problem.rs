@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The key may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A legal hold stops a deletion.
+    #[error("{0}")]
+    Held(String),
     #[error("{}; nothing of this request was stored", StoreError::DuplicateExternalId)]
     DuplicateExternalId,
     #[error("storage failed; nothing of this request was stored")]
@@ -120,6 +123,7 @@ impl ApiError {
                 "Access log unavailable",
             ),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Held(_) => (StatusCode::CONFLICT, "legal-hold", "Under legal hold"),
             DuplicateExternalId => {
                 (StatusCode::CONFLICT, "duplicate-external-id", "Duplicate external_id")
             }

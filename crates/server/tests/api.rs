@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use aitrail_core::Timestamp;
 use aitrail_core::access::Role;
 use aitrail_core::entry::Entry;
 use aitrail_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
@@ -22,6 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 /// A throwaway key for tests (a fixed seed: it signs nothing that leaves the test).
 fn test_signer() -> NoteSigner {

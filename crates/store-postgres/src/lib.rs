@@ -21,6 +21,7 @@ use aitrail_core::access::KeyId;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
+use aitrail_store::retention::{Hold, Purged, Selector};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
 };
@@ -222,6 +223,31 @@ impl Store for PostgresStore {
 
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         read::policy(&self.client().await?, tenant).await
+    }
+
+    async fn purge_content(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+        dry_run: bool,
+    ) -> Result<Purged, StoreError> {
+        read::purge_content(&self.client().await?, tenant, selector, dry_run).await
+    }
+
+    async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        read::holds(&self.client().await?).await
+    }
+
+    async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        read::add_hold(&self.client().await?, hold).await
+    }
+
+    async fn remove_hold(
+        &self,
+        tenant: &TenantId,
+        session_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        read::remove_hold(&self.client().await?, tenant, session_id.unwrap_or_default()).await
     }
 
     async fn set_policy(

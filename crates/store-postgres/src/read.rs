@@ -7,6 +7,7 @@ use aitrail_core::entry::{FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
+use aitrail_store::retention::{Hold, Purged, Selector};
 use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
@@ -413,4 +414,91 @@ pub(crate) async fn set_policy(
         .map_err(backend)?;
     c.execute(&stmt, &[&tenant.as_str(), &policy, &at.datetime()]).await.map_err(backend)?;
     Ok(())
+}
+
+const HELD: &str = "(r.session_id IS NOT NULL AND EXISTS (SELECT 1 FROM holds h \
+     WHERE h.tenant_id = r.tenant_id AND h.session_id = r.session_id))";
+
+pub(crate) async fn purge_content(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    selector: &Selector,
+    dry_run: bool,
+) -> Result<Purged, StoreError> {
+    let (condition, text, at) = match selector {
+        Selector::User(u) => ("r.user_id = $2", Some(u.as_str()), None),
+        Selector::Session(s) => ("r.session_id = $2", Some(s.as_str()), None),
+        Selector::RecordedBefore(t) => ("r.recorded_at < $3", None, Some(t.datetime())),
+    };
+    // Every parameter must appear, typed, in each statement, used or not.
+    let params: [&(dyn ToSql + Sync); 3] = [&tenant.as_str(), &text, &at];
+    let counts = format!(
+        "SELECT count(*) FILTER (WHERE NOT {HELD}), count(*) FILTER (WHERE {HELD}) \
+         FROM records r JOIN contents c ON c.id = r.id \
+         WHERE r.tenant_id = $1 AND {condition} AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE)"
+    );
+    let row = c.query_one(&counts, &params).await.map_err(backend)?;
+    let (records, held): (i64, i64) = (row.get(0), row.get(1));
+    if dry_run || records == 0 {
+        return Ok(Purged { records: records as u64, held: held as u64 });
+    }
+    let delete = format!(
+        "DELETE FROM contents WHERE id IN (SELECT r.id FROM records r \
+         WHERE r.tenant_id = $1 AND {condition} AND NOT {HELD} \
+         AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE))"
+    );
+    let deleted = c.execute(&delete, &params).await.map_err(backend)?;
+    Ok(Purged { records: deleted, held: held as u64 })
+}
+
+pub(crate) async fn holds(c: &impl GenericClient) -> Result<Vec<Hold>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT tenant_id, session_id, placed_at, reason FROM holds ORDER BY tenant_id, session_id",
+            &[],
+        )
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            let session: String = r.get(1);
+            Ok(Hold {
+                tenant_id: TenantId::parse(r.get(0)).map_err(StoreError::Corrupt)?,
+                session_id: (!session.is_empty()).then_some(session),
+                placed_at: Timestamp::from_datetime(r.get(2)).map_err(StoreError::Corrupt)?,
+                reason: r.get(3),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn add_hold(c: &impl GenericClient, hold: &Hold) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO holds (tenant_id, session_id, placed_at, reason) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant_id, session_id) DO NOTHING",
+        &[
+            &hold.tenant_id.as_str(),
+            &hold.session_id.as_deref().unwrap_or_default(),
+            &hold.placed_at.datetime(),
+            &hold.reason,
+        ],
+    )
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) async fn remove_hold(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    session: &str,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "DELETE FROM holds WHERE tenant_id = $1 AND session_id = $2",
+            &[&tenant.as_str(), &session],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(n > 0)
 }

@@ -21,6 +21,7 @@ use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
+use aitrail_store::retention::{Hold, Purged, Selector};
 use aitrail_store::verify::Checked;
 use aitrail_store::{
     EntryPage, EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint,
@@ -223,6 +224,34 @@ impl Store for SqliteStore {
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |c| read::policy(c, &tenant)).await
+    }
+
+    async fn purge_content(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+        dry_run: bool,
+    ) -> Result<Purged, StoreError> {
+        let (tenant, selector) = (tenant.clone(), selector.clone());
+        self.read(move |c| read::purge_content(c, &tenant, &selector, dry_run)).await
+    }
+
+    async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        self.read(read::holds).await
+    }
+
+    async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        let hold = hold.clone();
+        self.read(move |c| read::add_hold(c, &hold)).await
+    }
+
+    async fn remove_hold(
+        &self,
+        tenant: &TenantId,
+        session_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (tenant, session) = (tenant.clone(), session_id.unwrap_or_default().to_owned());
+        self.read(move |c| read::remove_hold(c, &tenant, &session)).await
     }
 
     async fn set_policy(

@@ -7,6 +7,7 @@ use aitrail_core::entry::{ColumnsRef, FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
+use aitrail_store::retention::{Hold, Purged, Selector};
 use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
 use aitrail_store::verify::Checked;
 use aitrail_store::{ContentRef, RowCheck, RowRef};
@@ -483,4 +484,120 @@ pub(crate) fn set_policy(
     )
     .map_err(backend)?;
     Ok(())
+}
+
+/// Records of the tenant picked by the selector (?1 tenant, ?2 its value), and whether
+/// each is in a held session.
+fn picked(selector: &Selector) -> (&'static str, String) {
+    match selector {
+        Selector::User(u) => ("r.user_id = ?2", u.clone()),
+        Selector::Session(s) => ("r.session_id = ?2", s.clone()),
+        Selector::RecordedBefore(t) => ("julianday(r.recorded_at) < julianday(?2)", t.to_string()),
+    }
+}
+
+const HELD: &str = "(r.session_id IS NOT NULL AND EXISTS (SELECT 1 FROM holds h \
+     WHERE h.tenant_id = r.tenant_id AND h.session_id = r.session_id))";
+
+pub(crate) fn purge_content(
+    c: &Connection,
+    tenant: &TenantId,
+    selector: &Selector,
+    dry_run: bool,
+) -> Result<Purged, StoreError> {
+    let (condition, value) = picked(selector);
+    let counts = format!(
+        "SELECT count(*) - coalesce(sum({HELD}), 0), coalesce(sum({HELD}), 0) \
+         FROM records r JOIN contents c ON c.pos = r.pos WHERE r.tenant_id = ?1 AND {condition}"
+    );
+    let (records, held): (i64, i64) = c
+        .query_row(&counts, params![tenant.as_str(), value], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(backend)?;
+    let purged = Purged { records: records as u64, held: held as u64 };
+    if dry_run || records == 0 {
+        return Ok(purged);
+    }
+    // Overwrite the deleted bytes in the database file, then fold the WAL (which holds
+    // the pages as they were) into it and empty it: none of the text stays on disk.
+    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    let deleted = c
+        .execute(
+            &format!(
+                "DELETE FROM contents WHERE pos IN (SELECT r.pos FROM records r \
+                 WHERE r.tenant_id = ?1 AND {condition} AND NOT {HELD})"
+            ),
+            params![tenant.as_str(), value],
+        )
+        .map_err(backend);
+    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    let deleted = deleted?;
+    truncate_wal(c)?;
+    Ok(Purged { records: deleted as u64, held: purged.held })
+}
+
+/// Checkpoint the WAL into the database and truncate it, waiting for readers of older
+/// snapshots to finish (they hold frames the checkpoint must not drop).
+fn truncate_wal(c: &Connection) -> Result<(), StoreError> {
+    for _ in 0..200 {
+        let busy: i64 =
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(backend)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    Err(StoreError::Backend(
+        "the deleted content is gone from the database, but the write-ahead log could not be \
+         emptied while readers held it; run the erasure again when the store is quieter"
+            .into(),
+    ))
+}
+
+pub(crate) fn holds(c: &Connection) -> Result<Vec<Hold>, StoreError> {
+    let mut stmt = c
+        .prepare("SELECT tenant_id, session_id, placed_at, reason FROM holds ORDER BY tenant_id, session_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?))
+        })
+        .map_err(backend)?;
+    rows.map(|row| {
+        let (tenant, session, placed_at, reason) = row.map_err(backend)?;
+        Ok(Hold {
+            tenant_id: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
+            session_id: (!session.is_empty()).then_some(session),
+            placed_at: Timestamp::parse_rfc3339(&placed_at).map_err(StoreError::Corrupt)?,
+            reason,
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn add_hold(c: &Connection, hold: &Hold) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO holds (tenant_id, session_id, placed_at, reason) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id, session_id) DO NOTHING",
+        params![
+            hold.tenant_id.as_str(),
+            hold.session_id.as_deref().unwrap_or_default(),
+            hold.placed_at.to_string(),
+            hold.reason
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn remove_hold(
+    c: &Connection,
+    tenant: &TenantId,
+    session: &str,
+) -> Result<bool, StoreError> {
+    c.execute(
+        "DELETE FROM holds WHERE tenant_id = ?1 AND session_id = ?2",
+        params![tenant.as_str(), session],
+    )
+    .map(|n| n > 0)
+    .map_err(backend)
 }

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_api_keys.sql"),
     include_str!("../migrations/0005_entries.sql"),
     include_str!("../migrations/0006_policies.sql"),
+    include_str!("../migrations/0007_holds.sql"),
 ];
 
 /// Apply pending migrations; returns (version found, version known).

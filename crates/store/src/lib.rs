@@ -13,6 +13,7 @@
 pub mod append;
 pub mod keys;
 pub mod proofs;
+pub mod retention;
 pub mod sql;
 pub mod verify;
 
@@ -337,6 +338,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The tenant's policy as its JSON; `None` if never set (the default applies).
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
+
+    /// Delete the content and salts of the tenant's records `selector` picks, but for
+    /// those in a held session (none when `dry_run`). Entries, leaves and every proof stay.
+    async fn purge_content(
+        &self,
+        tenant: &TenantId,
+        selector: &retention::Selector,
+        dry_run: bool,
+    ) -> Result<retention::Purged, StoreError>;
+
+    /// Every legal hold in place.
+    async fn holds(&self) -> Result<Vec<retention::Hold>, StoreError>;
+
+    /// Place a hold (placing one already in place changes nothing).
+    async fn add_hold(&self, hold: &retention::Hold) -> Result<(), StoreError>;
+
+    /// Release a hold; whether there was one.
+    async fn remove_hold(
+        &self,
+        tenant: &TenantId,
+        session_id: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     /// Set the tenant's policy (its JSON), replacing any.
     async fn set_policy(

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod list;
 pub mod log;
 pub mod migrate;
+pub mod retention;
 pub mod serve;
 pub mod show;
 pub mod verify;

@@ -33,6 +33,10 @@ pub struct Args {
     /// Shortest time between two signed checkpoints of a log, in milliseconds.
     #[arg(long, env = "AITRAIL_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
+    /// How often to apply every tenant's retention, in seconds (0: never; run
+    /// `aitrail retention run` instead).
+    #[arg(long, env = "AITRAIL_RETENTION_INTERVAL_S", default_value_t = 3600)]
+    retention_interval_s: u64,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -53,6 +57,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     first_admin_key(store.as_ref(), &log).await?;
     tracing::info!(key = %log.verifier(), "log verifier key (also at GET /v1/log-key)");
     tokio::spawn(log.clone().run(store.clone()));
+    if args.retention_interval_s > 0 {
+        let every = Duration::from_secs(args.retention_interval_s);
+        tokio::spawn(aitrail_server::retention_job(store.clone(), every));
+    }
     let config = Config {
         max_body_bytes: args.max_body_bytes,
         public_log: args.public_log,

@@ -1340,3 +1340,143 @@ async fn secrets_refuse_a_config_and_are_redacted_from_content_or_refused_by_pol
     assert!(problem["detail"].as_str().unwrap().contains("openai_api_key"), "{problem}");
     assert!(!problem.to_string().contains(key));
 }
+
+#[tokio::test]
+async fn erasure_deletes_a_persons_content_keeps_every_proof_and_respects_holds() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "full"})).await.0, StatusCode::OK);
+    let secret_text = "my diagnosis is written in the stars 7731";
+    let mut ids = Vec::new();
+    for (user, session) in [("ada", "s1"), ("ada", "court-case"), ("bob", "s2"), ("ada", "s3")] {
+        let (status, r) = s
+            .post_json(&json!({"tenant_id": "t", "user_id": user, "session_id": session,
+                               "prompt": format!("{secret_text} ({session})"), "response": "noted"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let checkpoint = wait_for_checkpoint(&s, "t", 4).await;
+    let (status, hold) = s
+        .post("/v1/holds", "application/json", json!({"tenant_id": "t", "session_id": "court-case", "reason": "case 12"}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+
+    // Only admins erase.
+    let (_, auditor) = make_key(&s, "auditor", Some("t")).await;
+    let call = |body: Value| (reqwest::Method::POST, "/v1/erasure".to_owned(), Some(body));
+    let (status, _) = send(&http(&auditor), &s.base, &call(json!({"user_id": "ada"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, problem) = send(&s.client, &s.base, &call(json!({"tenant_id": "t"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    let (status, erased) =
+        send(&s.client, &s.base, &call(json!({"tenant_id": "t", "user_id": "ada"}))).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!((erased["records"].as_u64(), erased["held"].as_u64()), (Some(2), Some(1)));
+    let prompt_of = |i: usize| {
+        let (s, id) = (&s, ids[i].clone());
+        async move { s.get(&format!("/v1/records/{id}")).await.1.get("prompt").cloned() }
+    };
+    assert_eq!(prompt_of(0).await, None, "ada's content is gone");
+    assert_eq!(prompt_of(3).await, None);
+    assert!(prompt_of(1).await.is_some(), "the held session keeps its content");
+    assert!(prompt_of(2).await.is_some(), "bob keeps his");
+    // The records stay, with their proofs against the checkpoint signed before.
+    let (status, proof) = s.get(&format!("/v1/records/{}/proof?tree_size=4", ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert!(proof["content_salt"].is_null(), "the salt went with the content: {proof}");
+    let entry = s.store.entry(ids[0].parse().unwrap()).await.unwrap().unwrap();
+    let leaf = leaf_hash(&entry.entry);
+    let path: Vec<[u8; 32]> = proof["audit_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    verify_inclusion(&leaf, entry.seq, checkpoint.size, &path, &checkpoint.root).unwrap();
+    // What remains cannot confirm a guess: the entry holds a commitment under a salt
+    // that no longer exists, not the text nor its plain hash.
+    assert!(entry.content.is_none());
+    let text = String::from_utf8_lossy(&entry.entry).into_owned();
+    let guess = format!("{secret_text} (s1)");
+    assert!(!text.contains(&guess));
+    assert!(!text.contains(&hex::encode(sha2::Sha256::digest(guess.as_bytes()))));
+    // The whole store still verifies.
+    let verifier = published_key(&s).await;
+    let report = aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+
+    // The erasure is in the system log; a tenant-wide hold stops the next one.
+    let (_, events) = s.get("/v1/records?tenant_id=aitrail.system").await;
+    let events = events["records"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["operation_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["erasure", "hold.add"], "{events:?}");
+    assert_eq!(events[0]["session_id"], "t");
+    assert_eq!(events[0]["attributes"]["content_purged"], 2);
+    let (status, _) = s.post("/v1/holds", "application/json", json!({"tenant_id": "t"}).to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, problem) =
+        send(&s.client, &s.base, &call(json!({"tenant_id": "t", "user_id": "bob"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(prompt_of(2).await.is_some());
+    let (_, holds) = s.get("/v1/holds?tenant_id=t").await;
+    assert_eq!(holds["holds"].as_array().unwrap().len(), 2, "{holds}");
+    let release = json!({"tenant_id": "t"}).to_string();
+    assert_eq!(s.post("/v1/holds/release", "application/json", release.clone()).await.0, StatusCode::OK);
+    assert_eq!(s.post("/v1/holds/release", "application/json", release).await.0, StatusCode::NOT_FOUND);
+    let (status, erased) =
+        send(&s.client, &s.base, &call(json!({"tenant_id": "t", "user_id": "bob"}))).await;
+    assert_eq!((status, erased["records"].as_u64()), (StatusCode::OK, Some(1)));
+}
+
+#[tokio::test]
+async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for t in ["short", "long", "frozen"] {
+        assert_eq!(s.put_policy(t, &json!({"content_mode": "full"})).await.0, StatusCode::OK);
+        for session in ["a", "kept"] {
+            let r = json!({"tenant_id": t, "session_id": session, "prompt": format!("{t} {session}")});
+            assert_eq!(s.post_json(&r).await.0, StatusCode::CREATED);
+        }
+    }
+    let short = json!({"content_mode": "full", "retention_days": 30, "retention_override": true,
+                       "content_retention_days": 1});
+    assert_eq!(s.put_policy("short", &short).await.0, StatusCode::OK);
+    assert_eq!(s.put_policy("frozen", &short).await.0, StatusCode::OK);
+    for hold in [json!({"tenant_id": "short", "session_id": "kept"}), json!({"tenant_id": "frozen"})] {
+        assert_eq!(s.post("/v1/holds", "application/json", hold.to_string()).await.0, StatusCode::CREATED);
+    }
+    // Two days on, a dry run counts; a run deletes, but for holds.
+    let later = Timestamp::from_datetime(Timestamp::now().datetime() + Duration::from_secs(2 * 86_400)).unwrap();
+    let dry = aitrail_store::retention::run(s.store.as_ref(), later, true).await.unwrap();
+    let by = |run: &aitrail_store::retention::Run, t: &str| {
+        let t = run.tenants.iter().find(|r| r.tenant_id.as_str() == t).unwrap();
+        (t.purged.records, t.purged.held, t.held)
+    };
+    assert_eq!(by(&dry, "short"), (1, 1, false));
+    assert_eq!(by(&dry, "long"), (0, 0, false));
+    assert_eq!(by(&dry, "frozen"), (0, 0, true));
+    assert!(dry.event_id.is_none());
+    let (_, page) = s.get("/v1/records?tenant_id=short&session_id=a").await;
+    assert_eq!(page["records"][0]["prompt"], "short a", "a dry run deletes nothing");
+    let run = aitrail_store::retention::run(s.store.as_ref(), later, false).await.unwrap();
+    assert_eq!(by(&run, "short"), (1, 1, false));
+    let prompt = |t: &str, session: &str| {
+        let (s, q) = (&s, format!("/v1/records?tenant_id={t}&session_id={session}"));
+        async move { s.get(&q).await.1["records"][0].get("prompt").cloned() }
+    };
+    assert_eq!(prompt("short", "a").await, None);
+    assert_eq!(prompt("short", "kept").await, Some(json!("short kept")));
+    assert_eq!(prompt("long", "a").await, Some(json!("long a")));
+    assert_eq!(prompt("frozen", "a").await, Some(json!("frozen a")));
+    // One event for the run, with every tenant's cut-off and counts.
+    let event = s.get("/v1/records?tenant_id=aitrail.system&operation_type=retention").await.1;
+    let event = &event["records"][0];
+    assert_eq!(event["id"].as_str(), run.event_id.map(|id| id.to_string()).as_deref());
+    let tenants = event["attributes"]["tenants"].as_array().unwrap();
+    assert!(tenants.iter().any(|t| t["tenant_id"] == "short" && t["records"] == 1), "{event}");
+    wait_for_checkpoint(&s, "aitrail.system", 3).await;
+    let verifier = published_key(&s).await;
+    let report = aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+}

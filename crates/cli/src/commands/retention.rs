@@ -1,0 +1,211 @@
+//! `aitrail retention run`, `aitrail erase` and `aitrail hold add|remove|list`
+//! (docs/PRIVACY.md). Erasure and holds work on the store or through --server; a retention
+//! run works on the store (the server runs it on its own every --retention-interval-s).
+
+use std::time::Duration;
+
+use aitrail_core::policy::system_event;
+use aitrail_core::{TenantId, Timestamp};
+use aitrail_server::LogSigner;
+use aitrail_store::Store;
+use aitrail_store::retention::{self, Hold, Selector};
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::target::{Target, json_answer};
+use crate::{Global, keyfile};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Count what would go, delete nothing, log nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum RetentionCommand {
+    /// Apply every tenant's retention now.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EraseArgs {
+    #[arg(long)]
+    tenant_id: String,
+    /// Erase this person's content.
+    #[arg(long, conflicts_with = "session_id", required_unless_present = "session_id")]
+    user_id: Option<String>,
+    /// Erase this session's content.
+    #[arg(long)]
+    session_id: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum HoldCommand {
+    /// Suspend deletion of a tenant, or of one of its sessions.
+    Add {
+        #[arg(long)]
+        tenant_id: String,
+        #[arg(long)]
+        session_id: Option<String>,
+        /// Why (a case number, a matter).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a hold.
+    Remove {
+        #[arg(long)]
+        tenant_id: String,
+        #[arg(long)]
+        session_id: Option<String>,
+    },
+    /// The holds in place.
+    List,
+}
+
+fn tenant(id: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(id).map_err(|e| anyhow::anyhow!("--tenant-id: {e}"))
+}
+
+/// Who acts, in the system log, when the CLI works on the store itself.
+const LOCAL: &str = "cli";
+
+/// Sign what the command appended to the system log, as a server would.
+async fn sign(global: &Global, store: &dyn Store) -> anyhow::Result<()> {
+    let signer = keyfile::load_or_create(&global.data_dir, "aitrail")?;
+    store.claim_log_key(&signer.verifier().to_string()).await?;
+    LogSigner::new(signer, Duration::from_secs(1)).sign_pending(store).await?;
+    Ok(())
+}
+
+pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Result<()> {
+    let RetentionCommand::Run(args) = command;
+    let Target::Local(store) = Target::open(global).await? else {
+        bail!(
+            "a retention run works on the store (--data-dir or --database); the server runs its own"
+        )
+    };
+    let run = retention::run(store.as_ref(), Timestamp::now(), args.dry_run).await?;
+    if run.event_id.is_some() {
+        sign(global, store.as_ref()).await?;
+    }
+    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    for t in &run.tenants {
+        if t.held {
+            eprintln!("{}: under a legal hold, skipped", t.tenant_id);
+        } else {
+            eprintln!(
+                "{}: {verb} the content of {} records recorded before {} ({} in held sessions kept)",
+                t.tenant_id, t.purged.records, t.content_cutoff, t.purged.held
+            );
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&run)?);
+    Ok(())
+}
+
+pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
+    let tenant = tenant(&args.tenant_id)?;
+    let answer = match Target::open(global).await? {
+        Target::Local(store) => {
+            let selector = match (args.user_id, args.session_id) {
+                (Some(u), _) => Selector::User(u),
+                (None, Some(s)) => Selector::Session(s),
+                (None, None) => bail!("give --user-id or --session-id"),
+            };
+            let erased = retention::erase(store.as_ref(), &tenant, &selector, LOCAL).await?;
+            sign(global, store.as_ref()).await?;
+            serde_json::to_value(erased)?
+        }
+        remote => {
+            let body = json!({"tenant_id": tenant, "user_id": args.user_id, "session_id": args.session_id});
+            let response = remote.request(reqwest::Method::POST, "/v1/erasure").json(&body).send();
+            json_answer(response.await.context("cannot reach the server")?).await?
+        }
+    };
+    eprintln!(
+        "erased the content of {} records of tenant {tenant} ({} in held sessions kept); leaves and proofs stay",
+        answer["records"], answer["held"]
+    );
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
+    let target = Target::open(global).await?;
+    match command {
+        HoldCommand::List => {
+            let holds: serde_json::Value = match &target {
+                Target::Local(store) => json!({ "holds": store.holds().await? }),
+                remote => {
+                    let response = remote.request(reqwest::Method::GET, "/v1/holds").send();
+                    json_answer(response.await.context("cannot reach the server")?).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&holds["holds"])?);
+        }
+        HoldCommand::Add { tenant_id, session_id, reason } => {
+            let tenant = tenant(&tenant_id)?;
+            match &target {
+                Target::Local(store) => {
+                    let hold = Hold {
+                        tenant_id: tenant.clone(),
+                        session_id,
+                        placed_at: Timestamp::now(),
+                        reason,
+                    };
+                    store.add_hold(&hold).await?;
+                    store
+                        .append(vec![system_event(
+                            "hold.add",
+                            Some(&tenant),
+                            LOCAL,
+                            json!({"hold": hold}),
+                        )])
+                        .await?;
+                    sign(global, store.as_ref()).await?;
+                }
+                remote => {
+                    let body =
+                        json!({"tenant_id": tenant, "session_id": session_id, "reason": reason});
+                    let response =
+                        remote.request(reqwest::Method::POST, "/v1/holds").json(&body).send();
+                    let _: serde_json::Value =
+                        json_answer(response.await.context("cannot reach the server")?).await?;
+                }
+            }
+            eprintln!("hold placed on tenant {tenant}");
+        }
+        HoldCommand::Remove { tenant_id, session_id } => {
+            let tenant = tenant(&tenant_id)?;
+            match &target {
+                Target::Local(store) => {
+                    if !store.remove_hold(&tenant, session_id.as_deref()).await? {
+                        bail!("no such hold on tenant {tenant}");
+                    }
+                    let hold = json!({"tenant_id": tenant, "session_id": session_id});
+                    store
+                        .append(vec![system_event(
+                            "hold.remove",
+                            Some(&tenant),
+                            LOCAL,
+                            json!({"hold": hold}),
+                        )])
+                        .await?;
+                    sign(global, store.as_ref()).await?;
+                }
+                remote => {
+                    let body = json!({"tenant_id": tenant, "session_id": session_id});
+                    let response = remote
+                        .request(reqwest::Method::POST, "/v1/holds/release")
+                        .json(&body)
+                        .send();
+                    let _: serde_json::Value =
+                        json_answer(response.await.context("cannot reach the server")?).await?;
+                }
+            }
+            eprintln!("hold on tenant {tenant} lifted");
+        }
+    }
+    Ok(())
+}
