@@ -234,6 +234,18 @@ impl Store for PostgresStore {
         read::purge_content(&self.client().await?, tenant, selector, dry_run).await
     }
 
+    async fn records_before(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        read::records_before(&self.client().await?, tenant, cutoff).await
+    }
+
+    async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+        read::remove_records(&mut self.client().await?, tenant, seqs).await
+    }
+
     async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
         read::holds(&self.client().await?).await
     }

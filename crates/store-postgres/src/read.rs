@@ -502,3 +502,49 @@ pub(crate) async fn remove_hold(
         .map_err(backend)?;
     Ok(n > 0)
 }
+
+pub(crate) async fn records_before(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    cutoff: Timestamp,
+) -> Result<(Vec<u64>, u64), StoreError> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT r.seq, {HELD} FROM records r \
+                 WHERE r.tenant_id = $1 AND r.recorded_at < $2 ORDER BY r.seq"
+            ),
+            &[&tenant.as_str(), &cutoff.datetime()],
+        )
+        .await
+        .map_err(backend)?;
+    let (mut seqs, mut held) = (Vec::new(), 0);
+    for row in rows {
+        match (row.get::<_, i64>(0), row.get::<_, bool>(1)) {
+            (_, true) => held += 1,
+            (seq, false) => seqs.push(seq as u64),
+        }
+    }
+    Ok((seqs, held))
+}
+
+pub(crate) async fn remove_records(
+    c: &mut deadpool_postgres::Client,
+    tenant: &TenantId,
+    seqs: &[u64],
+) -> Result<u64, StoreError> {
+    let seqs: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
+    let picked = format!(
+        "SELECT r.id FROM records r WHERE r.tenant_id = $1 AND r.seq = ANY($2) AND NOT {HELD}"
+    );
+    let tx = c.transaction().await.map_err(backend)?;
+    tx.execute(&format!("DELETE FROM contents WHERE id IN ({picked})"), &[&tenant.as_str(), &seqs])
+        .await
+        .map_err(backend)?;
+    let n = tx
+        .execute(&format!("DELETE FROM records WHERE id IN ({picked})"), &[&tenant.as_str(), &seqs])
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(n)
+}

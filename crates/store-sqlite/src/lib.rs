@@ -236,6 +236,20 @@ impl Store for SqliteStore {
         self.read(move |c| read::purge_content(c, &tenant, &selector, dry_run)).await
     }
 
+    async fn records_before(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::records_before(c, &tenant, cutoff)).await
+    }
+
+    async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+        let (tenant, seqs) = (tenant.clone(), seqs.to_vec());
+        self.read(move |c| read::remove_records(c, &tenant, &seqs)).await
+    }
+
     async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
         self.read(read::holds).await
     }

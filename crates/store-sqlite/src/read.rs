@@ -601,3 +601,57 @@ pub(crate) fn remove_hold(
     .map(|n| n > 0)
     .map_err(backend)
 }
+
+pub(crate) fn records_before(
+    c: &Connection,
+    tenant: &TenantId,
+    cutoff: Timestamp,
+) -> Result<(Vec<u64>, u64), StoreError> {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT r.seq, {HELD} FROM records r \
+             WHERE r.tenant_id = ?1 AND julianday(r.recorded_at) < julianday(?2) ORDER BY r.seq"
+        ))
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![tenant.as_str(), cutoff.to_string()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+        })
+        .map_err(backend)?;
+    let (mut seqs, mut held) = (Vec::new(), 0);
+    for row in rows {
+        match row.map_err(backend)? {
+            (_, true) => held += 1,
+            (seq, false) => seqs.push(seq as u64),
+        }
+    }
+    Ok((seqs, held))
+}
+
+pub(crate) fn remove_records(
+    c: &Connection,
+    tenant: &TenantId,
+    seqs: &[u64],
+) -> Result<u64, StoreError> {
+    let seqs = serde_json::to_string(seqs).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let picked = format!(
+        "SELECT r.pos FROM records r WHERE r.tenant_id = ?1 \
+         AND r.seq IN (SELECT value FROM json_each(?2)) AND NOT {HELD}"
+    );
+    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    let removed = (|| {
+        let tx = c.unchecked_transaction()?;
+        tx.execute(&format!("CREATE TEMP TABLE gone AS {picked}"), params![tenant.as_str(), seqs])?;
+        tx.execute("DELETE FROM contents WHERE pos IN (SELECT pos FROM gone)", [])?;
+        tx.execute("DELETE FROM entries WHERE pos IN (SELECT pos FROM gone)", [])?;
+        let n = tx.execute("DELETE FROM records WHERE pos IN (SELECT pos FROM gone)", [])?;
+        tx.execute("DROP TABLE gone", [])?;
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(n)
+    })()
+    .map_err(backend);
+    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    let removed = removed?;
+    truncate_wal(c)?;
+    Ok(removed as u64)
+}

@@ -348,6 +348,19 @@ pub trait Store: Send + Sync + 'static {
         dry_run: bool,
     ) -> Result<retention::Purged, StoreError>;
 
+    /// The seqs of the tenant's records recorded before `cutoff`, but for those in held
+    /// sessions, in order; and how many were held.
+    async fn records_before(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+    ) -> Result<(Vec<u64>, u64), StoreError>;
+
+    /// Delete the tenant's records at these seqs (row, entry, content), but for held ones;
+    /// their leaves stay in the log's tiles, so every proof of the others stays valid. How
+    /// many were deleted.
+    async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError>;
+
     /// Every legal hold in place.
     async fn holds(&self) -> Result<Vec<retention::Hold>, StoreError>;
 

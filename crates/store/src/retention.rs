@@ -101,12 +101,21 @@ pub async fn erase(
 #[derive(Clone, Debug, Serialize)]
 pub struct TenantRun {
     pub tenant_id: TenantId,
-    /// Content recorded before this goes.
-    pub content_cutoff: Timestamp,
     /// The whole tenant is held: nothing was looked at.
     pub held: bool,
+    /// Content recorded before this goes...
+    pub content_cutoff: Timestamp,
+    /// ... this many records' (of records kept; and held ones).
     #[serde(flatten)]
     pub purged: Purged,
+    /// Records recorded before this go, but for their leaves...
+    pub records_cutoff: Timestamp,
+    /// ... these (seq ranges, `[from, to)`), which `aitrail verify` accepts as removed
+    /// only because this event says so.
+    pub removed_seqs: Vec<[u64; 2]>,
+    pub records_removed: u64,
+    /// Records past the cut-off kept for a held session.
+    pub records_held: u64,
 }
 
 /// A retention run over every tenant.
@@ -120,9 +129,14 @@ pub struct Run {
     pub event_id: Option<uuid::Uuid>,
 }
 
-/// Apply every tenant's retention at `now`: content older than its
-/// content_retention_days is deleted, but for held tenants and sessions. A run that
-/// deletes anything appends one event with every tenant's counts and cut-off.
+/// The operation of a retention run's system log event.
+pub const RETENTION_EVENT: &str = "retention";
+
+/// Apply every tenant's retention at `now`: records older than its retention_days are
+/// removed (their leaves stay), and content older than its content_retention_days is
+/// deleted, but for held tenants and sessions. What a run will delete is appended to the
+/// system log first, in one event with every tenant's cut-offs, counts and removed seqs;
+/// then it is deleted.
 pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run, RetentionError> {
     let holds = store.holds().await?;
     let mut tenants = Vec::new();
@@ -135,25 +149,101 @@ pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run
                 .map_err(|e| RetentionError::Policy(tenant.clone(), e.to_string()))?,
             None => Policy::default(),
         };
-        let days =
-            std::time::Duration::from_secs(u64::from(policy.content_retention_days()) * 86_400);
-        let cutoff = Timestamp::from_datetime(now.datetime() - days)
-            .map_err(|e| RetentionError::Policy(tenant.clone(), e))?;
-        let held = holds.iter().any(|h| h.tenant_id == tenant && h.session_id.is_none());
-        let purged = if held {
-            Purged::default()
-        } else {
-            store.purge_content(&tenant, &Selector::RecordedBefore(cutoff), dry_run).await?
+        let before = |days: u32| {
+            let age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+            Timestamp::from_datetime(now.datetime() - age)
+                .map_err(|e| RetentionError::Policy(tenant.clone(), e))
         };
-        tenants.push(TenantRun { tenant_id: tenant, content_cutoff: cutoff, held, purged });
+        let (content_cutoff, records_cutoff) =
+            (before(policy.content_retention_days())?, before(policy.retention_days())?);
+        let held = holds.iter().any(|h| h.tenant_id == tenant && h.session_id.is_none());
+        let mut run = TenantRun {
+            tenant_id: tenant.clone(),
+            held,
+            content_cutoff,
+            purged: Purged::default(),
+            records_cutoff,
+            removed_seqs: Vec::new(),
+            records_removed: 0,
+            records_held: 0,
+        };
+        if !held {
+            run.purged = store
+                .purge_content(&tenant, &Selector::RecordedBefore(content_cutoff), true)
+                .await?;
+            let (seqs, records_held) = store.records_before(&tenant, records_cutoff).await?;
+            run.records_removed = seqs.len() as u64;
+            run.records_held = records_held;
+            run.removed_seqs = ranges(&seqs);
+        }
+        tenants.push(run);
     }
     let mut run = Run { at: now, dry_run, tenants, event_id: None };
-    if !dry_run && run.tenants.iter().any(|t| t.purged.records > 0) {
-        let summary = serde_json::to_value(&run.tenants).expect("a run is JSON");
-        let event = system_event("retention", None, "retention", json!({"tenants": summary}));
-        run.event_id = Some(store.append(vec![event]).await?.remove(0).id);
+    let anything = run.tenants.iter().any(|t| t.purged.records > 0 || t.records_removed > 0);
+    if dry_run || !anything {
+        return Ok(run);
+    }
+    let summary = serde_json::to_value(&run.tenants).expect("a run is JSON");
+    let event = system_event(RETENTION_EVENT, None, "retention", json!({"tenants": summary}));
+    run.event_id = Some(store.append(vec![event]).await?.remove(0).id);
+    for t in &mut run.tenants {
+        let seqs: Vec<u64> = t.removed_seqs.iter().flat_map(|[from, to]| *from..*to).collect();
+        if !seqs.is_empty() {
+            t.records_removed = store.remove_records(&t.tenant_id, &seqs).await?;
+        }
+        if t.purged.records > 0 {
+            let cutoff = Selector::RecordedBefore(t.content_cutoff);
+            t.purged = store.purge_content(&t.tenant_id, &cutoff, false).await?;
+        }
     }
     Ok(run)
+}
+
+/// Sorted seqs as `[from, to)` ranges.
+pub fn ranges(seqs: &[u64]) -> Vec<[u64; 2]> {
+    let mut ranges: Vec<[u64; 2]> = Vec::new();
+    for &seq in seqs {
+        match ranges.last_mut() {
+            Some(last) if last[1] == seq => last[1] += 1,
+            _ => ranges.push([seq, seq + 1]),
+        }
+    }
+    ranges
+}
+
+/// The seqs retention runs removed, by tenant, as the system log's events say: the only
+/// rows `aitrail verify` accepts as missing.
+pub async fn removed(
+    store: &dyn Store,
+) -> Result<std::collections::BTreeMap<TenantId, Vec<[u64; 2]>>, StoreError> {
+    let mut removed: std::collections::BTreeMap<TenantId, Vec<[u64; 2]>> = Default::default();
+    let system = TenantId::system_log().to_string();
+    let mut query = aitrail_core::Query::from_pairs(vec![
+        ("tenant_id", system.as_str()),
+        ("operation_type", RETENTION_EVENT),
+        ("limit", "1000"),
+    ])
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    loop {
+        let page = store.list(&query).await?;
+        for event in &page.records {
+            let attributes = serde_json::to_value(&event.record.attributes).unwrap_or_default();
+            let Some(tenants) = attributes["tenants"].as_array() else { continue };
+            for t in tenants {
+                let Some(tenant) = t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok())
+                else {
+                    continue;
+                };
+                let ranges: Vec<[u64; 2]> =
+                    serde_json::from_value(t["removed_seqs"].clone()).unwrap_or_default();
+                removed.entry(tenant).or_default().extend(ranges);
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return Ok(removed),
+        }
+    }
 }
 
 async fn tenant_held(store: &dyn Store, tenant: &TenantId) -> Result<bool, StoreError> {

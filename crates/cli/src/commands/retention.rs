@@ -95,8 +95,14 @@ pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Re
             eprintln!("{}: under a legal hold, skipped", t.tenant_id);
         } else {
             eprintln!(
-                "{}: {verb} the content of {} records recorded before {} ({} in held sessions kept)",
-                t.tenant_id, t.purged.records, t.content_cutoff, t.purged.held
+                "{}: {verb} {} records recorded before {} ({} held), and the content of {} more recorded before {} ({} held); leaves stay",
+                t.tenant_id,
+                t.records_removed,
+                t.records_cutoff,
+                t.records_held,
+                t.purged.records,
+                t.content_cutoff,
+                t.purged.held
             );
         }
     }

@@ -1479,4 +1479,27 @@ async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
     let verifier = published_key(&s).await;
     let report = aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
+
+    // A month on, short's records past its 30 days go but for the held session; their
+    // leaves stay, the run says which seqs went, and the log still verifies.
+    let (_, before) = s.get("/v1/records?tenant_id=short&session_id=a").await;
+    let gone = before["records"][0]["id"].as_str().unwrap().to_owned();
+    let month = Timestamp::from_datetime(Timestamp::now().datetime() + Duration::from_secs(31 * 86_400)).unwrap();
+    let run = aitrail_store::retention::run(s.store.as_ref(), month, false).await.unwrap();
+    let short = run.tenants.iter().find(|t| t.tenant_id.as_str() == "short").unwrap();
+    assert_eq!((short.records_removed, short.records_held), (1, 1));
+    assert_eq!(short.removed_seqs, [[0, 1]]);
+    let frozen = run.tenants.iter().find(|t| t.tenant_id.as_str() == "frozen").unwrap();
+    assert!(frozen.held && frozen.records_removed == 0);
+    assert_eq!(s.get(&format!("/v1/records/{gone}")).await.0, StatusCode::NOT_FOUND);
+    let (_, left) = s.get("/v1/records?tenant_id=short").await;
+    let left = left["records"].as_array().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["session_id"], "kept");
+    let checkpoint = wait_for_checkpoint(&s, "short", 2).await;
+    let (status, proof) = s.get(&format!("/v1/records/{}/proof", left[0]["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert_eq!(proof["tree_size"], checkpoint.size, "{proof}");
+    let report = aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
 }
