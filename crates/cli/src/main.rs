@@ -57,6 +57,9 @@ enum Command {
     Log(commands::log::Args),
     /// List records, newest first, with the API's filters.
     List(Box<commands::list::Args>),
+    /// Find records by what was said: `--prompt-text` / `--response-text` (looked up by
+    /// keyed hash, whatever the tenant keeps of the content), with the listing's filters.
+    Find(Box<commands::list::Args>),
     /// Show one record by id.
     Show(commands::show::Args),
     /// Check the log: the whole store, one record, that it extends a saved checkpoint, or
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
             Command::Log(args) => commands::log::run(&cli.global, args).await,
             Command::List(args) => commands::list::run(&cli.global, *args).await,
+            Command::Find(args) => commands::list::run(&cli.global, *args).await,
             Command::Show(args) => commands::show::run(&cli.global, args).await,
             Command::Verify(args) => commands::verify::run(&cli.global, args).await,
             Command::Export(args) => commands::export::run(&cli.global, *args).await,

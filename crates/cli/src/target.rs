@@ -91,7 +91,12 @@ impl Target {
     }
 
     /// Append a JSON or NDJSON body as the API would: all or nothing.
-    pub async fn append(&self, body: Vec<u8>, format: BodyFormat) -> anyhow::Result<Vec<Receipt>> {
+    pub async fn append(
+        &self,
+        global: &Global,
+        body: Vec<u8>,
+        format: BodyFormat,
+    ) -> anyhow::Result<Vec<Receipt>> {
         match self {
             Target::Remote { client, base } => {
                 let content_type = match format {
@@ -117,14 +122,21 @@ impl Target {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let one = matches!(parsed, aitrail_core::Parsed::One(_));
-                let records = apply_policies(store.as_ref(), parsed.into_records(), one).await?;
+                let signer = crate::keyfile::load_or_create(&global.data_dir, "aitrail")?;
+                let secret =
+                    aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
+                        .content_hash_secret();
+                let records =
+                    apply_policies(store.as_ref(), parsed.into_records(), one, &secret).await?;
                 Ok(store.append(records).await?)
             }
         }
     }
 
-    /// One page of records; `pairs` are the API's query parameters.
-    pub async fn list(&self, pairs: &[(String, String)]) -> anyhow::Result<Page> {
+    /// One page of records; `pairs` are the API's query parameters. On the store, texts
+    /// looked up are hashed with the tenant's key from the data dir's log key, as the
+    /// server hashes them with its own.
+    pub async fn list(&self, global: &Global, pairs: &[(String, String)]) -> anyhow::Result<Page> {
         match self {
             Target::Remote { client, base } => {
                 let response = client
@@ -136,8 +148,20 @@ impl Target {
                 answer(response).await
             }
             Target::Local(store) => {
-                let query = Query::from_pairs(pairs.iter().map(|(k, v)| (k, v)))
+                let mut query = Query::from_pairs(pairs.iter().map(|(k, v)| (k, v)))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if !query.content_texts.is_empty() {
+                    let Some(tenant) = &query.tenant_id else {
+                        bail!(
+                            "--prompt-text and --response-text need --tenant-id: texts are looked up by each tenant's own keyed hash"
+                        )
+                    };
+                    let signer = crate::keyfile::load_or_create(&global.data_dir, "aitrail")?;
+                    let secret =
+                        aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
+                            .content_hash_secret();
+                    query.hash_texts(&aitrail_core::policy::tenant_hash_key(&secret, tenant));
+                }
                 let page = store.list(&query).await?;
                 Ok(Page {
                     records: page.records,
@@ -337,6 +361,7 @@ async fn apply_policies(
     store: &dyn Store,
     records: Vec<aitrail_core::Record>,
     one: bool,
+    secret: &[u8; 32],
 ) -> anyhow::Result<Vec<aitrail_core::Record>> {
     let mut policies = std::collections::HashMap::new();
     let mut kept = Vec::with_capacity(records.len());
@@ -352,7 +377,8 @@ async fn apply_policies(
             policies.insert(tenant.clone(), policy);
         }
         let prefix = if one { String::new() } else { format!("records[{i}].") };
-        match policies[&tenant].apply(record, &prefix) {
+        let key = aitrail_core::policy::tenant_hash_key(secret, &tenant);
+        match policies[&tenant].apply(record, &prefix, &key) {
             Ok(r) => kept.push(r),
             Err(e) => refused.push(e.to_string()),
         }

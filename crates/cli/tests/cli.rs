@@ -1565,3 +1565,46 @@ fn no_secret_of_the_corpus_reaches_the_store_or_the_servers_log() {
         assert!(!log.contains(&piece), "{rule} {piece:?} in the server's log");
     }
 }
+
+#[test]
+fn find_looks_a_text_up_by_its_keyed_hash_on_the_store_and_through_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let local = ["--data-dir", data_dir];
+    let set = aitrail(
+        &[&local[..], &["config", "set", "content_mode", "hash", "--tenant-id", "t"]].concat(),
+        None,
+    );
+    assert!(set.status.success(), "{set:?}");
+    let got = aitrail(
+        &[&local[..], &["config", "get", "audit.content_mode", "--tenant-id", "t"]].concat(),
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hash");
+    let said = "What is the notice period in the Harbour Street lease?";
+    let body =
+        json!([{"tenant_id": "t", "prompt": said}, {"tenant_id": "t", "prompt": "something else"}]);
+    let logged = aitrail(&[&local[..], &["log", "-"]].concat(), Some(&body.to_string()));
+    assert!(logged.status.success(), "{logged:?}");
+    let find = |global: &[&str], text: &str| -> Vec<Value> {
+        let args =
+            [global, &["find", "--tenant-id", "t", "--prompt-text", text, "--format", "json"]]
+                .concat();
+        let out = aitrail(&args, None);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    };
+    let found = find(&local, said);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].get("prompt").is_none(), "hash mode keeps no text");
+    assert!(find(&local, "What is the notice period").is_empty());
+    // The server, on the same key, finds the same record.
+    let server = ServerProcess::start(dir.path());
+    let remote = server.remote();
+    let through = find(&remote, said);
+    assert_eq!(through.len(), 1);
+    assert_eq!(through[0]["id"], found[0]["id"]);
+    let refused = aitrail(&[&local[..], &["find", "--prompt-text", said]].concat(), None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--tenant-id"), "{refused:?}");
+}

@@ -38,6 +38,54 @@ const COMMITMENT_TAG: &[u8] = b"aitrail.commitment.v1\0";
 pub struct Content {
     pub salt: [u8; 32],
     pub fields: BTreeMap<String, String>,
+    /// Keyed hashes of prompt and response (docs/PRIVACY.md), for lookups by text; kept
+    /// and deleted with the content, never in the entry.
+    pub hashes: KeyedHashes,
+}
+
+/// HMAC-SHA256 of prompt and response under the tenant's content-hash key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyedHashes {
+    pub prompt: Option<KeyedHash>,
+    pub response: Option<KeyedHash>,
+}
+
+/// A keyed hash, shown as `hmac-sha256:<hex>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyedHash(pub [u8; 32]);
+
+impl KeyedHash {
+    const PREFIX: &'static str = "hmac-sha256:";
+}
+
+impl std::fmt::Display for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, hex::encode(self.0))
+    }
+}
+
+impl serde::Serialize for KeyedHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyedHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for KeyedHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hex = s.strip_prefix(Self::PREFIX).unwrap_or(s);
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(hex, &mut hash)
+            .map_err(|_| "not a keyed hash (hmac-sha256: and 64 hex digits)".to_owned())?;
+        Ok(Self(hash))
+    }
 }
 
 /// SHA-256(tag ‖ salt ‖ field ‖ 0x00 ‖ content).
@@ -75,6 +123,10 @@ pub fn prepare(record: &Record, salt: [u8; 32]) -> Prepared {
     };
     let mut fields = BTreeMap::new();
     let mut commitments = Map::new();
+    // Keyed hashes are kept beside the content, never in the entry.
+    map.remove("prompt_hash");
+    map.remove("response_hash");
+    let hashes = KeyedHashes { prompt: record.prompt_hash, response: record.response_hash };
     for name in CONTENT_FIELDS {
         let Some(v) = map.remove(name) else { continue };
         let text = match v {
@@ -88,7 +140,8 @@ pub fn prepare(record: &Record, salt: [u8; 32]) -> Prepared {
     if !commitments.is_empty() {
         map.insert("commitments".to_owned(), Value::Object(commitments));
     }
-    let content = (!fields.is_empty()).then_some(Content { salt, fields });
+    let kept = !fields.is_empty() || hashes != KeyedHashes::default();
+    let content = kept.then_some(Content { salt, fields, hashes });
     let record_json = canonical_json(&Value::Object(map));
     let view: RecordView<'_> =
         serde_json::from_str(&record_json).expect("a record's JSON has a tenant_id");
@@ -206,8 +259,11 @@ impl Entry {
         }
         // Through text: decimals are read from their raw JSON literal.
         let text = serde_json::to_string(&map).map_err(|e| EntryError::NotJson(e.to_string()))?;
-        let record: Record =
+        let mut record: Record =
             serde_json::from_str(&text).map_err(|e| EntryError::NotJson(e.to_string()))?;
+        if let Some(c) = content {
+            (record.prompt_hash, record.response_hash) = (c.hashes.prompt, c.hashes.response);
+        }
         Ok(StoredRecord { id: self.id, seq: self.seq, recorded_at: self.recorded_at, record })
     }
 }

@@ -17,6 +17,9 @@ use crate::value::{Count, JsonObject, Text};
 pub enum ContentMode {
     /// None of it: the record says only that there was content.
     None,
+    /// Only keyed hashes of prompt and response: a known text can be looked up, nothing
+    /// can be read.
+    Hash,
     /// The first `preview_chars` characters of prompt and response; no prompt variables.
     #[default]
     Preview,
@@ -206,8 +209,14 @@ impl Policy {
     }
 
     /// Apply the policy to a record about to be logged. `prefix` names the record in a
-    /// batch (`records[3].`). The error never holds the secret.
-    pub fn apply(&self, mut record: Record, prefix: &str) -> Result<Record, FieldError> {
+    /// batch (`records[3].`); `hash_key` is the tenant's content-hash key
+    /// ([`tenant_hash_key`]). The error never holds the secret.
+    pub fn apply(
+        &self,
+        mut record: Record,
+        prefix: &str,
+        hash_key: &[u8; 32],
+    ) -> Result<Record, FieldError> {
         for (name, object) in
             [("model_config", &record.model_config), ("attributes", &record.attributes)]
         {
@@ -264,6 +273,10 @@ impl Policy {
             );
         }
 
+        // Hashed whole and after redaction, whatever is kept: a known text is found by its
+        // hash even where only its preview (or nothing) is kept.
+        record.prompt_hash = record.prompt.as_ref().map(|t| keyed_hash(hash_key, t.as_str()));
+        record.response_hash = record.response.as_ref().map(|t| keyed_hash(hash_key, t.as_str()));
         match self.content_mode {
             ContentMode::Full => {}
             ContentMode::Preview => {
@@ -278,11 +291,14 @@ impl Policy {
                 record.response = record.response.map(cut);
                 record.prompt_variables = None;
             }
-            ContentMode::None => {
+            ContentMode::Hash | ContentMode::None => {
                 record.prompt = None;
                 record.response = None;
                 record.prompt_variables = None;
             }
+        }
+        if self.content_mode == ContentMode::None {
+            (record.prompt_hash, record.response_hash) = (None, None);
         }
         record.content_mode = Some(self.content_mode);
         Ok(record)
@@ -315,4 +331,23 @@ pub fn system_event(
         "attributes": attributes,
     });
     serde_json::from_value(record).expect("a system event is a valid record")
+}
+
+/// A tenant's content-hash key, from the server's secret (derived from the log key, so the
+/// nodes that share one share the other): HMAC-SHA256(secret, "aitrail.content-hash.v1" ‖
+/// 0x00 ‖ tenant). Without it a dictionary cannot confirm a hashed text.
+pub fn tenant_hash_key(secret: &[u8; 32], tenant: &crate::TenantId) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(b"aitrail.content-hash.v1\0");
+    mac.update(tenant.as_str().as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA256(key, text): a content field's keyed hash.
+pub fn keyed_hash(key: &[u8; 32], text: &str) -> crate::entry::KeyedHash {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(text.as_bytes());
+    crate::entry::KeyedHash(mac.finalize().into_bytes().into())
 }

@@ -130,6 +130,11 @@ pub struct Query {
     pub oldest_first: bool,
     /// Only records below this seq (an export's checkpoint size). Not a query parameter.
     pub seq_below: Option<u64>,
+    /// `prompt_text` / `response_text`: records whose prompt (response) is exactly this
+    /// text, before [`Query::hash_texts`] turns them into `content_hashes`.
+    pub content_texts: Vec<(ContentField, String)>,
+    /// Records whose content field has this keyed hash (docs/PRIVACY.md).
+    pub content_hashes: Vec<(ContentField, crate::entry::KeyedHash)>,
 }
 
 impl Default for Query {
@@ -146,6 +151,8 @@ impl Default for Query {
             cursor: None,
             oldest_first: false,
             seq_below: None,
+            content_texts: Vec::new(),
+            content_hashes: Vec::new(),
         }
     }
 }
@@ -172,9 +179,38 @@ pub const QUERY_PARAMS: &[&str] = &[
     "external_id",
     "success",
     "id",
+    "prompt_text",
+    "response_text",
     "limit",
     "cursor",
 ];
+
+/// A content field a lookup by keyed hash can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentField {
+    Prompt,
+    Response,
+}
+
+impl ContentField {
+    /// Its keyed hash's column.
+    pub fn hash_column(self) -> &'static str {
+        match self {
+            ContentField::Prompt => "prompt_hash",
+            ContentField::Response => "response_hash",
+        }
+    }
+}
+
+impl Query {
+    /// Turn `prompt_text` / `response_text` into keyed hashes under the tenant's key
+    /// (`policy::tenant_hash_key`), so the text itself goes no further.
+    pub fn hash_texts(&mut self, key: &[u8; 32]) {
+        for (field, text) in std::mem::take(&mut self.content_texts) {
+            self.content_hashes.push((field, crate::policy::keyed_hash(key, &text)));
+        }
+    }
+}
 
 impl Query {
     /// Parse `key=value` pairs. A text filter given more than once matches any of its values
@@ -214,6 +250,8 @@ impl Query {
                         )?
                 }
                 "cursor" => q.cursor = Some(value.parse().map_err(err)?),
+                "prompt_text" => q.content_texts.push((ContentField::Prompt, value.to_owned())),
+                "response_text" => q.content_texts.push((ContentField::Response, value.to_owned())),
                 "id" => q.ids.push(
                     Uuid::parse_str(value).map_err(|_| err("not a record id (a UUID)".into()))?,
                 ),

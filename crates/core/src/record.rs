@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use crate::entry::KeyedHash;
 use crate::policy::ContentMode;
 use crate::value::{
     Count, Decimal, JsonObject, NonNegativeDecimal, ShortText, TenantId, Text, Timestamp,
@@ -114,6 +115,12 @@ pub struct Record {
     /// How much content the tenant's policy kept (set at ingest; docs/PRIVACY.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_mode: Option<ContentMode>,
+    /// Keyed hashes of prompt and response: set at ingest (a value a client sends is
+    /// replaced), shown on reads, never in the entry; deleted with the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_hash: Option<KeyedHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_hash: Option<KeyedHash>,
 
     // Outcome
     #[serde(default = "yes", deserialize_with = "null_as_true")]

@@ -136,6 +136,13 @@ pub fn parse_params(pairs: Vec<(String, String)>) -> Result<Params, FieldError> 
             "limit" | "cursor" => {
                 return Err(FieldError::new(&k, "an export holds every match; it has no pages"));
             }
+            // The manifest lists the filters: a looked-up text would be kept in it.
+            "prompt_text" | "response_text" => {
+                return Err(FieldError::new(
+                    &k,
+                    "not an export filter; find the records' ids first (GET /v1/records?prompt_text=...) and export by id",
+                ));
+            }
             _ => filters.push((k, v)),
         }
     }

@@ -89,6 +89,12 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
     let route = format!("{} {}", req.method(), route.unwrap_or_default());
     let mut query: Vec<(String, String)> =
         axum::extract::Query::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
+    // A text looked up is content: it is not kept, even here.
+    for (key, value) in &mut query {
+        if key == "prompt_text" || key == "response_text" {
+            *value = "(withheld)".into();
+        }
+    }
     let seen = Seen::default();
     req.extensions_mut().insert(seen.clone());
     let response = next.run(req).await;

@@ -38,6 +38,12 @@ impl LogSigner {
         self.signer.derive_secret("api-keys")
     }
 
+    /// The secret tenants' content-hash keys derive from (`policy::tenant_hash_key`),
+    /// shared the same way.
+    pub fn content_hash_secret(&self) -> [u8; 32] {
+        self.signer.derive_secret("content-hashes")
+    }
+
     pub fn origin(&self, tenant: &TenantId) -> String {
         format!("{}/{tenant}", self.signer.verifier().name())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aitrail_core::access::Action;
 use aitrail_core::ingest::FieldError;
-use aitrail_core::policy::Policy;
+use aitrail_core::policy::{Policy, tenant_hash_key};
 use aitrail_core::{Record, TenantId, Timestamp};
 use aitrail_store::Store;
 use axum::Json;
@@ -71,10 +71,15 @@ pub(crate) async fn apply(
 ) -> Result<Vec<Record>, ApiError> {
     let mut kept = Vec::with_capacity(records.len());
     let mut refused = Vec::new();
+    let secret = app.log.content_hash_secret();
+    let mut keys: HashMap<TenantId, [u8; 32]> = HashMap::new();
     for (i, record) in records.into_iter().enumerate() {
         let policy = app.policies.of(app.store.as_ref(), &record.tenant_id).await?;
+        let key = *keys
+            .entry(record.tenant_id.clone())
+            .or_insert_with(|| tenant_hash_key(&secret, &record.tenant_id));
         let prefix = if one { String::new() } else { format!("records[{i}].") };
-        match policy.apply(record, &prefix) {
+        match policy.apply(record, &prefix, &key) {
             Ok(r) => kept.push(r),
             Err(e) => refused.push(e),
         }

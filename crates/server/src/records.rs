@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use aitrail_core::access::Action;
 
+use aitrail_core::policy::tenant_hash_key;
+
 use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState, integrity, policy};
@@ -118,6 +120,15 @@ pub(crate) async fn list(
     let mut query = Query::from_pairs(pairs).map_err(ApiError::BadQuery)?;
     // A key bound to a tenant lists that tenant only.
     query.tenant_id = caller.tenant_for(Action::Read, query.tenant_id.take())?;
+    if !query.content_texts.is_empty() {
+        let Some(tenant) = &query.tenant_id else {
+            return Err(ApiError::BadQuery(FieldError::new(
+                "prompt_text",
+                "name tenant_id: texts are looked up by each tenant's own keyed hash",
+            )));
+        };
+        query.hash_texts(&tenant_hash_key(&app.log.content_hash_secret(), tenant));
+    }
     let page = app.store.list(&query).await?;
     let records: Vec<_> = page.records.into_iter().map(|r| caller.redact(r)).collect();
     let accessed = Accessed {

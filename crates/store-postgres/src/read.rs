@@ -59,6 +59,7 @@ fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
     let content = content_from_columns(
         row.try_get(AFTER_TEXT + 3)?,
         [row.try_get(AFTER_TEXT + 4)?, row.try_get(AFTER_TEXT + 5)?, row.try_get(AFTER_TEXT + 6)?],
+        [row.try_get(AFTER_TEXT + 7)?, row.try_get(AFTER_TEXT + 8)?],
     );
     Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(AFTER_TEXT + 2)?, content })
 }
@@ -99,12 +100,13 @@ fn value(p: Param) -> Box<dyn ToSql + Sync + Send> {
         Param::Bool(b) => Box::new(b),
         Param::Time(t) => Box::new(t.datetime()),
         Param::Uuid(u) => Box::new(u),
+        Param::Bytes(b) => Box::new(b),
     }
 }
 
 /// A listing's SQL (prefixed) and its parameters as PostgreSQL values.
 fn list_sql(q: &Query, prefix: &str) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let (sql, params) = sql::list(q, columns(), JOIN, |i| format!("${i}"));
+    let (sql, params) = sql::list(q, columns(), JOIN, "id", |i| format!("${i}"));
     (format!("{prefix}{sql}"), params.into_iter().map(value).collect())
 }
 

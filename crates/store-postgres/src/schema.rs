@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_api_keys.sql"),
     include_str!("../migrations/0003_policies.sql"),
     include_str!("../migrations/0004_holds.sql"),
+    include_str!("../migrations/0005_keyed_hashes.sql"),
 ];
 
 /// Key of the advisory lock that serialises migrations ("aitrail" in ASCII).

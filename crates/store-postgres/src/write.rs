@@ -200,9 +200,13 @@ async fn copy_contents(tx: &Transaction<'_>, rows: &[Placed<'_>]) -> Result<(), 
         return Ok(());
     }
     let sink = tx
-        .copy_in("COPY contents (id, salt, prompt, response, prompt_variables) FROM STDIN BINARY")
+        .copy_in(
+            "COPY contents (id, salt, prompt, response, prompt_variables, prompt_hash, \
+             response_hash) FROM STDIN BINARY",
+        )
         .await?;
-    let types = [Type::UUID, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT];
+    let types =
+        [Type::UUID, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::BYTEA];
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for row in rows {
         let Some(c) = row.content else { continue };
@@ -210,7 +214,12 @@ async fn copy_contents(tx: &Transaction<'_>, rows: &[Placed<'_>]) -> Result<(), 
         let salt = c.salt.as_slice();
         let (prompt, response, vars) =
             (field("prompt"), field("response"), field("prompt_variables"));
-        writer.as_mut().write(&[&row.id, &salt, &prompt, &response, &vars]).await?;
+        let hash = |h: Option<aitrail_core::entry::KeyedHash>| h.map(|h| h.0.to_vec());
+        let (prompt_hash, response_hash) = (hash(c.hashes.prompt), hash(c.hashes.response));
+        writer
+            .as_mut()
+            .write(&[&row.id, &salt, &prompt, &response, &vars, &prompt_hash, &response_hash])
+            .await?;
     }
     writer.finish().await?;
     Ok(())

@@ -54,6 +54,7 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     let content = content_from_columns(
         row.get(AFTER_TEXT + 3)?,
         [row.get(AFTER_TEXT + 4)?, row.get(AFTER_TEXT + 5)?, row.get(AFTER_TEXT + 6)?],
+        [row.get(AFTER_TEXT + 7)?, row.get(AFTER_TEXT + 8)?],
     );
     let entry: Option<Vec<u8>> = row.get(AFTER_TEXT + 2)?;
     Ok(RawRow { pos: row.get(0)?, columns, entry: entry.unwrap_or_default(), content })
@@ -108,7 +109,11 @@ pub(crate) fn list_entries(c: &Connection, q: &Query) -> Result<EntryPage, Store
             id: row.get(1)?,
             seq: row.get(2)?,
             entry: entry.unwrap_or_default(),
-            content: content_from_columns(row.get(4)?, [row.get(5)?, row.get(6)?, row.get(7)?]),
+            content: content_from_columns(
+                row.get(4)?,
+                [row.get(5)?, row.get(6)?, row.get(7)?],
+                [None, None],
+            ),
         })
     };
     let mut rows = stmt
@@ -133,7 +138,7 @@ fn list_sql(q: &Query) -> (String, Vec<Value>) {
 
 /// [`list_sql`] selecting `columns`.
 fn list_sql_of(q: &Query, columns: &str) -> (String, Vec<Value>) {
-    let (sql, params) = sql::list(q, columns, JOIN, |_| "?".to_owned());
+    let (sql, params) = sql::list(q, columns, JOIN, "pos", |_| "?".to_owned());
     let params = params
         .into_iter()
         .map(|p| match p {
@@ -143,6 +148,7 @@ fn list_sql_of(q: &Query, columns: &str) -> (String, Vec<Value>) {
             Param::Bool(b) => Value::Integer(i64::from(b)),
             Param::Time(t) => Value::Integer(t.unix_nanos()),
             Param::Uuid(u) => Value::Text(u.hyphenated().to_string()),
+            Param::Bytes(b) => Value::Blob(b),
         })
         .collect();
     (sql, params)

@@ -122,7 +122,8 @@ fn insert_rows(
     let mut insert = tx.prepare_cached(INSERT_SQL)?;
     let mut insert_entry = tx.prepare_cached("INSERT INTO entries (pos, entry) VALUES (?1, ?2)")?;
     let mut insert_content = tx.prepare_cached(
-        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables, prompt_hash, response_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for row in placed {
         let (columns, f) = (&row.columns, &row.columns.fields);
@@ -157,6 +158,8 @@ fn insert_rows(
                 field("prompt"),
                 field("response"),
                 field("prompt_variables"),
+                c.hashes.prompt.map(|h| h.0.to_vec()),
+                c.hashes.response.map(|h| h.0.to_vec()),
             ])?;
         }
     }

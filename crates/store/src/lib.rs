@@ -154,16 +154,23 @@ pub struct RawRow {
     pub content: Option<Content>,
 }
 
-/// A record's content as a backend reads it: its salt (none once purged) and the
-/// prompt, response and prompt variables columns.
-pub fn content_from_columns(salt: Option<Vec<u8>>, fields: [Option<String>; 3]) -> Option<Content> {
+/// A record's content as a backend reads it: its salt (none once purged), the prompt,
+/// response and prompt variables columns, and the keyed hashes of prompt and response.
+pub fn content_from_columns(
+    salt: Option<Vec<u8>>,
+    fields: [Option<String>; 3],
+    hashes: [Option<Vec<u8>>; 2],
+) -> Option<Content> {
     let salt = salt?;
     let names = ["prompt", "response", "prompt_variables"];
     let fields =
         names.into_iter().zip(fields).filter_map(|(n, v)| Some((n.to_owned(), v?))).collect();
     // A salt of another length is kept zeroed: its commitments will not match, and
     // verify says so.
-    Some(Content { salt: salt.try_into().unwrap_or([0; 32]), fields })
+    let [prompt, response] =
+        hashes.map(|h| h.and_then(|h| h.try_into().ok()).map(aitrail_core::entry::KeyedHash));
+    let hashes = aitrail_core::entry::KeyedHashes { prompt, response };
+    Some(Content { salt: salt.try_into().unwrap_or([0; 32]), fields, hashes })
 }
 
 /// A stored row borrowed from wherever it is read (a backend's buffers, a [`RawRow`]),

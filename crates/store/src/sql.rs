@@ -7,7 +7,8 @@ use aitrail_core::{Cursor, Query, Timestamp};
 use uuid::Uuid;
 
 /// Where the text columns start in [`record_columns`], and the column after them; then
-/// come temperature, success, the entry, the salt, prompt, response and prompt variables.
+/// come temperature, success, the entry, the salt, prompt, response, prompt variables and
+/// the keyed hashes of prompt and response.
 pub const TEXT_AT: usize = 6;
 pub const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
 
@@ -18,7 +19,8 @@ pub fn record_columns(entry: &str) -> String {
     let text: Vec<String> = TextField::ALL.iter().map(|f| format!("r.{}", f.name())).collect();
     format!(
         "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, {}, r.temperature, \
-         r.success, {entry}, c.salt, c.prompt, c.response, c.prompt_variables",
+         r.success, {entry}, c.salt, c.prompt, c.response, c.prompt_variables, c.prompt_hash, \
+         c.response_hash",
         text.join(", ")
     )
 }
@@ -34,6 +36,7 @@ pub enum Param {
     Time(Timestamp),
     /// Compared with `id` (SQLite: hyphenated text; PostgreSQL: uuid).
     Uuid(Uuid),
+    Bytes(Vec<u8>),
 }
 
 /// The SQL of a listing, with its parameters; `mark(i)` is the backend's placeholder for
@@ -47,6 +50,7 @@ pub fn list(
     q: &Query,
     columns: &str,
     join: &str,
+    content_key: &str,
     mark: impl Fn(usize) -> String,
 ) -> (String, Vec<Param>) {
     let mut clauses: Vec<String> = Vec::new();
@@ -88,6 +92,19 @@ pub fn list(
     if !q.ids.is_empty() {
         add("r.id IN ({})", q.ids.iter().copied().map(Param::Uuid).collect());
     }
+    // Text not yet hashed (a caller without the tenant's key) matches nothing.
+    if !q.content_texts.is_empty() {
+        add("1 = 0", Vec::new());
+    }
+    for (field, hash) in &q.content_hashes {
+        let column = field.hash_column();
+        add(
+            &format!(
+                "EXISTS (SELECT 1 FROM contents h WHERE h.{content_key} = r.{content_key} AND h.{column} = {{}})"
+            ),
+            vec![Param::Bytes(hash.0.to_vec())],
+        );
+    }
     if let Some(below) = q.seq_below {
         add("r.seq < {}", vec![Param::Int(i64::try_from(below).unwrap_or(i64::MAX))]);
     }
@@ -118,7 +135,7 @@ mod tests {
             ("success", "true"),
         ])
         .unwrap();
-        let (sql, params) = list(&q, "r.pos", "", |i| format!("${i}"));
+        let (sql, params) = list(&q, "r.pos", "", "pos", |i| format!("${i}"));
         assert!(sql.contains("r.model_provider IN ($1, $2)"), "{sql}");
         assert!(sql.contains("r.temperature > $3 AND r.success = $4"), "{sql}");
         assert!(sql.contains("ORDER BY r.pos DESC LIMIT $5) r"), "{sql}");

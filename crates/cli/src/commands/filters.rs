@@ -51,6 +51,13 @@ pub struct Filters {
     /// Only this record (repeat for more).
     #[arg(long)]
     id: Vec<String>,
+    /// Records whose prompt is exactly this text (looked up by its keyed hash; needs
+    /// --tenant-id).
+    #[arg(long)]
+    prompt_text: Option<String>,
+    /// Records whose response is exactly this text (as --prompt-text).
+    #[arg(long)]
+    response_text: Option<String>,
 }
 
 impl Filters {
@@ -69,6 +76,8 @@ impl Filters {
         one("temperature_gt", &self.temperature_gt);
         one("temperature_lt", &self.temperature_lt);
         one("success", &self.success.map(|b| b.to_string()));
+        one("prompt_text", &self.prompt_text);
+        one("response_text", &self.response_text);
         for (k, values) in [
             ("model_provider", &self.model_provider),
             ("model_name", &self.model_name),

@@ -45,7 +45,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
     let records = to_records(rows, args.tenant_id.as_deref())?;
     let target = Target::open(global).await?;
-    let fresh = not_yet_imported(&target, records).await?;
+    let fresh = not_yet_imported(global, &target, records).await?;
     let (total, new) = (fresh.total, fresh.records.len());
     let bar = ProgressBar::new(new as u64).with_style(
         ProgressStyle::with_template("importing {bar:40} {pos}/{len} records {per_sec} {eta}")
@@ -53,7 +53,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     );
     for batch in fresh.records.chunks(BATCH) {
         let body = serde_json::to_vec(batch)?;
-        target.append(body, BodyFormat::Json).await.context("appending imported records")?;
+        target
+            .append(global, body, BodyFormat::Json)
+            .await
+            .context("appending imported records")?;
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
@@ -150,7 +153,11 @@ struct Fresh {
 }
 
 /// The records whose (tenant, external_id) the store does not hold yet.
-async fn not_yet_imported(target: &Target, records: Vec<Record>) -> anyhow::Result<Fresh> {
+async fn not_yet_imported(
+    global: &Global,
+    target: &Target,
+    records: Vec<Record>,
+) -> anyhow::Result<Fresh> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &records {
         let id = r.external_id.as_ref().expect("checked above").as_str().to_owned();
@@ -162,7 +169,7 @@ async fn not_yet_imported(target: &Target, records: Vec<Record>) -> anyhow::Resu
             let mut pairs = vec![("tenant_id".to_owned(), tenant.clone())];
             pairs.push(("limit".into(), "1000".into()));
             pairs.extend(chunk.iter().map(|id| ("external_id".to_owned(), id.clone())));
-            for r in target.list(&pairs).await?.records {
+            for r in target.list(global, &pairs).await?.records {
                 if let Some(id) = &r.record.external_id {
                     present.insert((tenant.clone(), id.as_str().to_owned()));
                 }

@@ -49,7 +49,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let mut pairs = args.pairs();
     let mut records = Vec::new();
     let next = loop {
-        let page = target.list(&pairs).await?;
+        let page = target.list(global, &pairs).await?;
         records.extend(page.records);
         match page.next_cursor {
             Some(cursor) if args.all => {

@@ -21,7 +21,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         Some(p) if p.as_os_str() == "-" => read_stdin()?,
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
     };
-    let receipts = Target::open(global).await?.append(body.clone(), sniff(&body)).await?;
+    let receipts = Target::open(global).await?.append(global, body.clone(), sniff(&body)).await?;
     for r in &receipts {
         println!("{}", serde_json::to_string(r)?);
     }

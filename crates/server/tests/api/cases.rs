@@ -1503,3 +1503,63 @@ async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
     let report = aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
 }
+
+#[tokio::test]
+async fn a_known_text_is_found_by_its_keyed_hash_whatever_is_kept_and_not_after_erasure() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let said = "Please summarise the merger terms for Project Nightingale";
+    let long = format!("{said} {}", "and more ".repeat(40));
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "hash"})).await.0, StatusCode::OK);
+    let (_, hashed) = s.post_json(&json!({"tenant_id": "t", "user_id": "ada", "prompt": said})).await;
+    let (_, previewed) = s.post_json(&json!({"tenant_id": "u", "user_id": "ada", "prompt": long})).await;
+    let (_, record) = s.get(&format!("/v1/records/{}", hashed["id"].as_str().unwrap())).await;
+    assert!(record.get("prompt").is_none(), "{record}");
+    assert_eq!(record["content_mode"], "hash");
+    let shown = record["prompt_hash"].as_str().unwrap().to_owned();
+    assert!(shown.starts_with("hmac-sha256:") && shown.len() == 12 + 64, "{shown}");
+    // Keyed: not the text's plain SHA-256, and another tenant's hash of it differs.
+    assert!(!shown.contains(&hex::encode(sha2::Sha256::digest(said.as_bytes()))));
+    let find = |tenant: &str, text: &str| {
+        let q = format!("/v1/records?tenant_id={tenant}&prompt_text={}", urlencode(text));
+        let s = &s;
+        async move {
+            let (status, page) = s.get(&q).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("t", said).await, [hashed["id"].as_str().unwrap()]);
+    assert!(find("t", "Please summarise the merger terms").await.is_empty());
+    // A preview keeps 200 characters; the whole text is still found.
+    assert_eq!(find("u", &long).await, [previewed["id"].as_str().unwrap()]);
+    assert!(find("u", said).await.is_empty());
+    let (_, other) = s.get(&format!("/v1/records/{}", previewed["id"].as_str().unwrap())).await;
+    assert_ne!(other["prompt_hash"], record["prompt_hash"]);
+    // A global key must name the tenant (texts are hashed per tenant).
+    let (status, problem) = s.get(&format!("/v1/records?prompt_text={}", urlencode(said))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    // The text looked up is not kept in the access log.
+    let (_, log) = s.get("/v1/access-log?tenant_id=t&operation=read").await;
+    assert!(!log.to_string().contains("Nightingale"), "{log}");
+    assert!(log.to_string().contains("(withheld)"), "{log}");
+    // Erased with the content: nothing left to confirm the text with.
+    let erase = json!({"tenant_id": "t", "user_id": "ada"}).to_string();
+    assert_eq!(s.post("/v1/erasure", "application/json", erase).await.0, StatusCode::OK);
+    assert!(find("t", said).await.is_empty());
+    let (_, record) = s.get(&format!("/v1/records/{}", hashed["id"].as_str().unwrap())).await;
+    assert!(record.get("prompt_hash").is_none(), "{record}");
+    // Nothing at all in mode none.
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "none"})).await.0, StatusCode::OK);
+    let (_, none) = s.post_json(&json!({"tenant_id": "t", "prompt": said})).await;
+    let (_, record) = s.get(&format!("/v1/records/{}", none["id"].as_str().unwrap())).await;
+    assert!(record.get("prompt_hash").is_none() && record.get("prompt").is_none(), "{record}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
