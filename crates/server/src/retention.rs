@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use aitrail_core::access::Action;
 use aitrail_core::ingest::FieldError;
-use aitrail_core::policy::system_event;
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_store::Store;
 use aitrail_store::retention::{self, Hold, RetentionError, Selector};
@@ -133,10 +132,7 @@ pub(crate) async fn place(
         placed_at: Timestamp::now(),
         reason: request.reason,
     };
-    app.store.add_hold(&hold).await?;
-    let event =
-        system_event("hold.add", Some(&tenant), caller.0.key_id.as_str(), json!({"hold": hold}));
-    app.store.append(vec![event]).await?;
+    retention::place_hold(app.store.as_ref(), &hold, caller.0.key_id.as_str()).await?;
     let accessed = Accessed { tenant: Some(tenant), records: 0, details: Vec::new() };
     Ok(accessed.on((StatusCode::CREATED, Json(hold)).into_response()))
 }
@@ -150,13 +146,11 @@ pub(crate) async fn release(
     let request = body(request)?;
     let tenant = administered(&caller, request.tenant_id.as_deref())?;
     let session = request.session_id.filter(|s| !s.is_empty());
-    if !app.store.remove_hold(&tenant, session.as_deref()).await? {
+    let by = caller.0.key_id.as_str();
+    if !retention::release_hold(app.store.as_ref(), &tenant, session.as_deref(), by).await? {
         return Err(ApiError::NotFound);
     }
     let hold = json!({"tenant_id": tenant, "session_id": session});
-    let event =
-        system_event("hold.remove", Some(&tenant), caller.0.key_id.as_str(), json!({"hold": hold}));
-    app.store.append(vec![event]).await?;
     let accessed = Accessed { tenant: Some(tenant), records: 0, details: Vec::new() };
     Ok(accessed.on(Json(hold).into_response()))
 }

@@ -246,6 +246,31 @@ pub async fn removed(
     }
 }
 
+/// Place a legal hold, and log it in the system log. `by`: who (a key id).
+pub async fn place_hold(store: &dyn Store, hold: &Hold, by: &str) -> Result<(), StoreError> {
+    store.add_hold(hold).await?;
+    let event = system_event("hold.add", Some(&hold.tenant_id), by, json!({ "hold": hold }));
+    store.append(vec![event]).await?;
+    Ok(())
+}
+
+/// Lift a legal hold, and log it; whether there was one.
+pub async fn release_hold(
+    store: &dyn Store,
+    tenant: &TenantId,
+    session_id: Option<&str>,
+    by: &str,
+) -> Result<bool, StoreError> {
+    if !store.remove_hold(tenant, session_id).await? {
+        return Ok(false);
+    }
+    let hold = json!({"tenant_id": tenant, "session_id": session_id});
+    store
+        .append(vec![system_event("hold.remove", Some(tenant), by, json!({ "hold": hold }))])
+        .await?;
+    Ok(true)
+}
+
 async fn tenant_held(store: &dyn Store, tenant: &TenantId) -> Result<bool, StoreError> {
     Ok(store.holds().await?.iter().any(|h| &h.tenant_id == tenant && h.session_id.is_none()))
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aitrail_core::policy::system_event;
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_server::LogSigner;
 use aitrail_store::Store;
@@ -160,15 +159,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         placed_at: Timestamp::now(),
                         reason,
                     };
-                    store.add_hold(&hold).await?;
-                    store
-                        .append(vec![system_event(
-                            "hold.add",
-                            Some(&tenant),
-                            LOCAL,
-                            json!({"hold": hold}),
-                        )])
-                        .await?;
+                    retention::place_hold(store.as_ref(), &hold, LOCAL).await?;
                     sign(global, store.as_ref()).await?;
                 }
                 remote => {
@@ -186,18 +177,10 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
             let tenant = tenant(&tenant_id)?;
             match &target {
                 Target::Local(store) => {
-                    if !store.remove_hold(&tenant, session_id.as_deref()).await? {
+                    let session = session_id.as_deref();
+                    if !retention::release_hold(store.as_ref(), &tenant, session, LOCAL).await? {
                         bail!("no such hold on tenant {tenant}");
                     }
-                    let hold = json!({"tenant_id": tenant, "session_id": session_id});
-                    store
-                        .append(vec![system_event(
-                            "hold.remove",
-                            Some(&tenant),
-                            LOCAL,
-                            json!({"hold": hold}),
-                        )])
-                        .await?;
                     sign(global, store.as_ref()).await?;
                 }
                 remote => {
