@@ -221,8 +221,7 @@ impl Policy {
             [("model_config", &record.model_config), ("attributes", &record.attributes)]
         {
             let Some(object) = object else { continue };
-            let value = serde_json::Value::Object(object.as_map().clone());
-            if let Some((path, rule)) = secrets::find_in_json(name, &value) {
+            if let Some((path, rule)) = secrets::find_in_object(name, object.as_map()) {
                 return Err(FieldError::new(
                     format!("{prefix}{path}"),
                     format!("holds a credential ({rule}); aitrail never stores secrets: remove it"),
