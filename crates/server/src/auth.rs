@@ -173,6 +173,8 @@ impl Caller {
             r.record.prompt = None;
             r.record.response = None;
             r.record.prompt_variables = None;
+            r.record.prompt_hash = None;
+            r.record.response_hash = None;
         }
         r
     }

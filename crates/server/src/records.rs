@@ -121,6 +121,8 @@ pub(crate) async fn list(
     // A key bound to a tenant lists that tenant only.
     query.tenant_id = caller.tenant_for(Action::Read, query.tenant_id.take())?;
     if !query.content_texts.is_empty() {
+        // A lookup confirms or refutes a guessed text: it is reading content.
+        caller.may(Action::ReadContent, query.tenant_id.as_ref())?;
         let Some(tenant) = &query.tenant_id else {
             return Err(ApiError::BadQuery(FieldError::new(
                 "prompt_text",

@@ -902,6 +902,19 @@ async fn every_route_answers_every_role_exactly() {
             [403, 403, 200, 200, 200], [403, 403, 404, 404, 200]),
         (get("/healthz".into()), get("/healthz".into()),
             [200, 200, 200, 200, 200], [200, 200, 200, 200, 200]),
+        (get("/v1/tenants/own/policy".into()), get("/v1/tenants/other/policy".into()),
+            [403, 403, 200, 200, 200], [403, 403, 404, 404, 200]),
+        ((Method::PUT, "/v1/tenants/own/policy".into(), Some(json!({"content_mode": "full"}))),
+         (Method::PUT, "/v1/tenants/other/policy".into(), Some(json!({"content_mode": "full"}))),
+            [403, 403, 403, 200, 200], [403, 403, 403, 404, 200]),
+        ((Method::POST, "/v1/erasure".into(), Some(json!({"tenant_id": "own", "user_id": "nobody"}))),
+         (Method::POST, "/v1/erasure".into(), Some(json!({"tenant_id": "other", "user_id": "nobody"}))),
+            [403, 403, 403, 200, 200], [403, 403, 403, 404, 200]),
+        (get("/v1/holds?tenant_id=own".into()), get("/v1/holds?tenant_id=other".into()),
+            [403, 403, 200, 200, 200], [403, 403, 404, 404, 200]),
+        ((Method::POST, "/v1/holds".into(), Some(json!({"tenant_id": "own", "session_id": "x"}))),
+         (Method::POST, "/v1/holds".into(), Some(json!({"tenant_id": "other", "session_id": "x"}))),
+            [403, 403, 403, 201, 201], [403, 403, 403, 404, 201]),
     ];
     for (own, foreign, want_own, want_foreign) in &cases {
         for (i, (role, key)) in keys.iter().enumerate() {
@@ -945,8 +958,12 @@ async fn viewers_see_records_without_content_and_proofs_without_salt() {
         assert_eq!(record.get("response").is_some(), sees, "{role}: {record}");
         let (_, page) = send(&client, &s.base, &get("/v1/records".into())).await;
         assert_eq!(page["records"][0].get("prompt").is_some(), sees, "{role}: {page}");
+        assert_eq!(record.get("prompt_hash").is_some(), sees, "{role}: {record}");
         let (_, proof) = send(&client, &s.base, &get(format!("/v1/records/{id}/proof"))).await;
         assert_eq!(proof["content_salt"].is_string(), sees, "{role}: {proof}");
+        // Looking a text up confirms or refutes a guess: only for who may read content.
+        let (status, _) = send(&client, &s.base, &get("/v1/records?prompt_text=p".into())).await;
+        assert_eq!(status, if sees { StatusCode::OK } else { StatusCode::FORBIDDEN }, "{role}");
     }
 }
 
