@@ -645,15 +645,23 @@ pub(crate) fn remove_records(
          AND r.seq IN (SELECT value FROM json_each(?2)) AND NOT {HELD}"
     );
     c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    // IMMEDIATE: take the write lock first (waiting for the writer thread), rather than
+    // fail when a read transaction cannot become a write one.
     let removed = (|| {
-        let tx = c.unchecked_transaction()?;
-        tx.execute(&format!("CREATE TEMP TABLE gone AS {picked}"), params![tenant.as_str(), seqs])?;
-        tx.execute("DELETE FROM contents WHERE pos IN (SELECT pos FROM gone)", [])?;
-        tx.execute("DELETE FROM entries WHERE pos IN (SELECT pos FROM gone)", [])?;
-        let n = tx.execute("DELETE FROM records WHERE pos IN (SELECT pos FROM gone)", [])?;
-        tx.execute("DROP TABLE gone", [])?;
-        tx.commit()?;
-        Ok::<_, rusqlite::Error>(n)
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        let done = (|| {
+            c.execute(
+                &format!("CREATE TEMP TABLE gone AS {picked}"),
+                params![tenant.as_str(), seqs],
+            )?;
+            c.execute("DELETE FROM contents WHERE pos IN (SELECT pos FROM gone)", [])?;
+            c.execute("DELETE FROM entries WHERE pos IN (SELECT pos FROM gone)", [])?;
+            let n = c.execute("DELETE FROM records WHERE pos IN (SELECT pos FROM gone)", [])?;
+            c.execute("DROP TABLE gone", [])?;
+            Ok::<_, rusqlite::Error>(n)
+        })();
+        c.execute_batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        done
     })()
     .map_err(backend);
     c.pragma_update(None, "secure_delete", false).map_err(backend)?;
