@@ -520,7 +520,13 @@ pub(crate) fn purge_content(
         .query_row(&counts, params![tenant.as_str(), value], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(backend)?;
     let purged = Purged { records: records as u64, held: held as u64 };
-    if dry_run || records == 0 {
+    if dry_run {
+        return Ok(purged);
+    }
+    if records == 0 {
+        // Nothing left to delete, but an earlier erasure that could not empty the WAL
+        // (readers held it) is finished by this one.
+        truncate_wal(c)?;
         return Ok(purged);
     }
     // Overwrite the deleted bytes in the database file, then fold the WAL (which holds
