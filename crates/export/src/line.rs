@@ -283,6 +283,42 @@ impl<'a> ReadLine<'a> {
     }
 }
 
+/// Append the line of a stored row to `out` (with its newline): the bytes serde would
+/// write for [`Line::of`], written without parsing the entry. The entry is parsed once,
+/// for its CSV row, where an entry that is not JSON fails the export.
+pub fn write_line(row: &EntryRow, out: &mut Vec<u8>) -> Result<(), String> {
+    let json = row
+        .entry
+        .strip_prefix(ENTRY_PREFIX)
+        .ok_or("its entry does not start with the v1 prefix")?;
+    let seq = u64::try_from(row.seq).map_err(|_| "a negative seq")?;
+    out.extend_from_slice(b"{\"entry\":");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *out, &row.id).map_err(|e| e.to_string())?;
+    out.extend_from_slice(format!(",\"seq\":{seq}").as_bytes());
+    if let Some(content) = &row.content {
+        out.extend_from_slice(b",\"salt\":\"");
+        let mut salt = [0u8; 64];
+        hex::encode_to_slice(content.salt, &mut salt).expect("64 bytes hold 32 as hex");
+        out.extend_from_slice(&salt);
+        out.push(b'"');
+        if !content.fields.is_empty() {
+            out.extend_from_slice(b",\"content\":");
+            serde_json::to_writer(&mut *out, &content.fields).map_err(|e| e.to_string())?;
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// A stored entry's text, after its version line (not parsed).
+pub fn entry_text(entry: &[u8]) -> Result<&str, String> {
+    let json =
+        entry.strip_prefix(ENTRY_PREFIX).ok_or("its entry does not start with the v1 prefix")?;
+    std::str::from_utf8(json).map_err(|_| "its entry is not UTF-8 text".into())
+}
+
 /// A stored entry's JSON, after its version line.
 pub fn entry_json(entry: &[u8]) -> Result<&RawValue, String> {
     let json =
@@ -539,6 +575,46 @@ pub fn csv_writer<W: std::io::Write>(w: W) -> csv::Writer<W> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_written_line_is_the_line_serde_writes() {
+        let entry = |json: &str| [ENTRY_PREFIX, json.as_bytes()].concat();
+        let content = |fields: &[(&str, &str)]| aitrail_core::entry::Content {
+            salt: [0xab; 32],
+            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            hashes: Default::default(),
+        };
+        let rows = [
+            EntryRow {
+                pos: 1,
+                id: "01a2".into(),
+                seq: 7,
+                entry: entry(
+                    r#"{"id":"01a2","record":{"tenant_id":"t"},"recorded_at":"x","seq":7}"#,
+                ),
+                content: Some(content(&[
+                    ("response", "two\nlines \"quoted\" é"),
+                    ("prompt", "p"),
+                    ("prompt_variables", r#"{"a":1}"#),
+                ])),
+            },
+            EntryRow { pos: 2, id: "b".into(), seq: 0, entry: entry("{}"), content: None },
+            EntryRow {
+                pos: 3,
+                id: "c".into(),
+                seq: 1,
+                entry: entry("{}"),
+                content: Some(content(&[])),
+            },
+        ];
+        for row in &rows {
+            let mut ours = Vec::new();
+            write_line(row, &mut ours).unwrap();
+            let mut serde = serde_json::to_vec(&Line::of(row).unwrap()).unwrap();
+            serde.push(b'\n');
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(serde).unwrap());
+        }
+    }
     use super::*;
 
     #[test]

@@ -328,9 +328,9 @@ fn conversations<'scope>(
             for page in pages {
                 for row in &page {
                     let corrupt = |e| ExportError::Corrupt(row.id.clone(), e);
-                    let entry = crate::line::entry_json(&row.entry).map_err(corrupt)?;
+                    let entry = crate::line::entry_text(&row.entry).map_err(corrupt)?;
                     let content = row.content.iter().flat_map(|c| &c.fields);
-                    let cells = crate::line::row(entry.get(), content.map(|(k, v)| (&**k, &**v)))
+                    let cells = crate::line::row(entry, content.map(|(k, v)| (&**k, &**v)))
                         .map_err(corrupt)?;
                     usage.add(&cells);
                     cells.write(&mut csv).map_err(std::io::Error::from)?;
@@ -370,13 +370,12 @@ fn bundle_files<'scope>(
         let mut n = 0u64;
         rows.pages(|page| {
             for row in &page {
-                let line = line_of(row)?;
                 line_bytes.clear();
-                serde_json::to_writer(&mut line_bytes, &line).map_err(std::io::Error::from)?;
-                line_bytes.push(b'\n');
+                crate::line::write_line(row, &mut line_bytes)
+                    .map_err(|e| ExportError::Corrupt(row.id.clone(), e))?;
                 jsonl.write_all(&line_bytes)?;
                 if let Some(s) = seqs.as_mut() {
-                    s.push(line.seq);
+                    s.push(row.seq as u64);
                     if s.len() as u64 * depth >= size {
                         seqs = None;
                     }
