@@ -82,3 +82,11 @@ pub fn verifier(key: Option<&str>, data_dir: &Path) -> anyhow::Result<Verifier> 
         None => bail!("no --key given and no log key in {}", data_dir.display()),
     }
 }
+
+/// The secret tenants' content-hash keys derive from, as a server on this data dir's log
+/// key derives it (made as `serve` would make it if no server ever ran).
+pub fn content_hash_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let signer = load_or_create(data_dir, "aitrail")?;
+    Ok(aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
+        .content_hash_secret())
+}

@@ -122,10 +122,7 @@ impl Target {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let one = matches!(parsed, aitrail_core::Parsed::One(_));
-                let signer = crate::keyfile::load_or_create(&global.data_dir, "aitrail")?;
-                let secret =
-                    aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
-                        .content_hash_secret();
+                let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
                 let records =
                     apply_policies(store.as_ref(), parsed.into_records(), one, &secret).await?;
                 Ok(store.append(records).await?)
@@ -156,10 +153,7 @@ impl Target {
                             "--prompt-text and --response-text need --tenant-id: texts are looked up by each tenant's own keyed hash"
                         )
                     };
-                    let signer = crate::keyfile::load_or_create(&global.data_dir, "aitrail")?;
-                    let secret =
-                        aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
-                            .content_hash_secret();
+                    let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
                     query.hash_texts(&aitrail_core::policy::tenant_hash_key(&secret, tenant));
                 }
                 let page = store.list(&query).await?;
@@ -363,28 +357,20 @@ async fn apply_policies(
     one: bool,
     secret: &[u8; 32],
 ) -> anyhow::Result<Vec<aitrail_core::Record>> {
-    let mut policies = std::collections::HashMap::new();
-    let mut kept = Vec::with_capacity(records.len());
-    let mut refused = Vec::new();
-    for (i, record) in records.into_iter().enumerate() {
-        let tenant = record.tenant_id.clone();
-        if !policies.contains_key(&tenant) {
-            let policy = match store.policy(&tenant).await? {
-                Some(json) => aitrail_core::policy::Policy::parse(&json)
-                    .map_err(|e| anyhow::anyhow!("the stored policy of {tenant}: {e}"))?,
-                None => aitrail_core::policy::Policy::default(),
-            };
-            policies.insert(tenant.clone(), policy);
-        }
-        let prefix = if one { String::new() } else { format!("records[{i}].") };
-        let key = aitrail_core::policy::tenant_hash_key(secret, &tenant);
-        match policies[&tenant].apply(record, &prefix, &key) {
-            Ok(r) => kept.push(r),
-            Err(e) => refused.push(e.to_string()),
+    let mut tenants = std::collections::HashMap::new();
+    for r in &records {
+        if !tenants.contains_key(&r.tenant_id) {
+            let policy = aitrail_store::policy_of(store, &r.tenant_id).await?;
+            let key = aitrail_core::policy::tenant_hash_key(secret, &r.tenant_id);
+            tenants.insert(r.tenant_id.clone(), (policy, key));
         }
     }
-    if !refused.is_empty() {
-        bail!("refused, nothing stored: {}", refused.join("; "));
-    }
-    Ok(kept)
+    aitrail_core::policy::apply_all(records, one, |t| {
+        let (policy, key) = &tenants[t];
+        (policy, *key)
+    })
+    .map_err(|refused| {
+        let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("refused, nothing stored: {}", refused.join("; "))
+    })
 }

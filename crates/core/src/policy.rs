@@ -304,6 +304,26 @@ impl Policy {
     }
 }
 
+/// Apply each record's tenant's policy, given by `of` with the tenant's content-hash key;
+/// a batch's records are named `records[i].` in errors, and every refusal is returned.
+pub fn apply_all<'p>(
+    records: Vec<Record>,
+    one: bool,
+    of: impl Fn(&crate::TenantId) -> (&'p Policy, [u8; 32]),
+) -> Result<Vec<Record>, Vec<FieldError>> {
+    let mut kept = Vec::with_capacity(records.len());
+    let mut refused = Vec::new();
+    for (i, record) in records.into_iter().enumerate() {
+        let (policy, key) = of(&record.tenant_id);
+        let prefix = if one { String::new() } else { format!("records[{i}].") };
+        match policy.apply(record, &prefix, &key) {
+            Ok(r) => kept.push(r),
+            Err(e) => refused.push(e),
+        }
+    }
+    if refused.is_empty() { Ok(kept) } else { Err(refused) }
+}
+
 fn reject(prefix: &str, field: &str, rule: &str) -> FieldError {
     FieldError::new(
         format!("{prefix}{field}"),

@@ -42,14 +42,7 @@ impl Policies {
         {
             return Ok(policy.clone());
         }
-        let policy = match store.policy(tenant).await? {
-            Some(json) => Policy::parse(&json).map_err(|e| {
-                ApiError::Internal(format!(
-                    "the stored policy of tenant {tenant} is unreadable: {e}"
-                ))
-            })?,
-            None => Policy::default(),
-        };
+        let policy = aitrail_store::policy_of(store, tenant).await?;
         self.lock().insert(tenant.clone(), (Instant::now(), policy.clone()));
         Ok(policy)
     }
@@ -69,22 +62,20 @@ pub(crate) async fn apply(
     records: Vec<Record>,
     one: bool,
 ) -> Result<Vec<Record>, ApiError> {
-    let mut kept = Vec::with_capacity(records.len());
-    let mut refused = Vec::new();
     let secret = app.log.content_hash_secret();
-    let mut keys: HashMap<TenantId, [u8; 32]> = HashMap::new();
-    for (i, record) in records.into_iter().enumerate() {
-        let policy = app.policies.of(app.store.as_ref(), &record.tenant_id).await?;
-        let key = *keys
-            .entry(record.tenant_id.clone())
-            .or_insert_with(|| tenant_hash_key(&secret, &record.tenant_id));
-        let prefix = if one { String::new() } else { format!("records[{i}].") };
-        match policy.apply(record, &prefix, &key) {
-            Ok(r) => kept.push(r),
-            Err(e) => refused.push(e),
+    let mut tenants: HashMap<TenantId, (Policy, [u8; 32])> = HashMap::new();
+    for r in &records {
+        if !tenants.contains_key(&r.tenant_id) {
+            let policy = app.policies.of(app.store.as_ref(), &r.tenant_id).await?;
+            let key = tenant_hash_key(&secret, &r.tenant_id);
+            tenants.insert(r.tenant_id.clone(), (policy, key));
         }
     }
-    if refused.is_empty() { Ok(kept) } else { Err(ApiError::Invalid(refused)) }
+    aitrail_core::policy::apply_all(records, one, |t| {
+        let (policy, key) = &tenants[t];
+        (policy, *key)
+    })
+    .map_err(ApiError::Invalid)
 }
 
 /// The tenant of the path: the system's own logs have no policy.

@@ -26,7 +26,7 @@ impl From<RetentionError> for ApiError {
         match e {
             RetentionError::Held(_) => ApiError::Held(e.to_string()),
             RetentionError::Reserved => ApiError::NotFound,
-            RetentionError::Policy(..) => ApiError::Internal(e.to_string()),
+            RetentionError::Cutoff(..) => ApiError::Internal(e.to_string()),
             RetentionError::Store(e) => e.into(),
         }
     }

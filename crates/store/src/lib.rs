@@ -144,6 +144,19 @@ impl StoredKey {
     }
 }
 
+/// The tenant's policy in force: the one it set, or the default.
+pub async fn policy_of(
+    store: &dyn Store,
+    tenant: &TenantId,
+) -> Result<aitrail_core::policy::Policy, StoreError> {
+    match store.policy(tenant).await? {
+        Some(json) => aitrail_core::policy::Policy::parse(&json).map_err(|e| {
+            StoreError::Corrupt(format!("the stored policy of tenant {tenant} is unreadable: {e}"))
+        }),
+        None => Ok(aitrail_core::policy::Policy::default()),
+    }
+}
+
 /// A stored row exactly as found, for verification: nothing here is trusted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRow {

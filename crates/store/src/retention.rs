@@ -5,7 +5,7 @@
 //! deletion is an event in the system log, itself a signed Merkle log. Legal holds suspend
 //! deletion.
 
-use aitrail_core::policy::{Policy, system_event};
+use aitrail_core::policy::system_event;
 use aitrail_core::{TenantId, Timestamp};
 use serde::Serialize;
 use serde_json::json;
@@ -51,8 +51,8 @@ pub enum RetentionError {
     Held(TenantId),
     #[error("the system log's own records are not erased")]
     Reserved,
-    #[error("the stored policy of tenant {0} is unreadable: {1}")]
-    Policy(TenantId, String),
+    #[error("tenant {0}: its retention reaches back before what a timestamp holds: {1}")]
+    Cutoff(TenantId, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -144,15 +144,11 @@ pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run
         if tenant.is_reserved() {
             continue;
         }
-        let policy = match store.policy(&tenant).await? {
-            Some(json) => Policy::parse(&json)
-                .map_err(|e| RetentionError::Policy(tenant.clone(), e.to_string()))?,
-            None => Policy::default(),
-        };
+        let policy = crate::policy_of(store, &tenant).await?;
         let before = |days: u32| {
             let age = std::time::Duration::from_secs(u64::from(days) * 86_400);
             Timestamp::from_datetime(now.datetime() - age)
-                .map_err(|e| RetentionError::Policy(tenant.clone(), e))
+                .map_err(|e| RetentionError::Cutoff(tenant.clone(), e))
         };
         let (content_cutoff, records_cutoff) =
             (before(policy.content_retention_days())?, before(policy.retention_days())?);

@@ -89,10 +89,7 @@ fn tenant(id: &str) -> anyhow::Result<TenantId> {
 /// The tenant's policy in force (the default if it never set one).
 async fn current(global: &Global, tenant: &TenantId) -> anyhow::Result<Policy> {
     match Target::open(global).await? {
-        Target::Local(store) => match store.policy(tenant).await? {
-            Some(json) => Policy::parse(&json).map_err(|e| anyhow::anyhow!("stored policy: {e}")),
-            None => Ok(Policy::default()),
-        },
+        Target::Local(store) => Ok(aitrail_store::policy_of(store.as_ref(), tenant).await?),
         remote => {
             let response = remote
                 .request(reqwest::Method::GET, &format!("/v1/tenants/{tenant}/policy"))
