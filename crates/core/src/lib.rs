@@ -12,7 +12,9 @@ pub mod policy;
 pub mod query;
 pub mod record;
 pub mod secrets;
+pub mod session;
 pub mod tiles;
+pub mod usage;
 pub mod value;
 
 pub use ingest::{BodyError, BodyFormat, FieldError, Parsed, parse_body};

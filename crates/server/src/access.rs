@@ -69,6 +69,11 @@ fn operation(method: &Method, route: &str) -> Option<&'static str> {
         (true, "/v1/holds") => "holds.list",
         (false, "/v1/holds") => "hold.add",
         (false, "/v1/holds/release") => "hold.remove",
+        (true, "/v1/usage") => "usage.read",
+        (true, "/v1/verification") => "verify",
+        (false, "/v1/verification") => "verify.store",
+        (false, "/v1/session") if method == Method::POST => "sign-in",
+        (false, "/v1/session") => "sign-out",
         _ => return None,
     })
 }

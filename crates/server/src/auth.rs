@@ -1,5 +1,5 @@
-//! Authentication: every route but /healthz takes `Authorization: Bearer ait_…`. The key
-//! is looked up by its public id and its secret checked against the stored HMAC in
+//! Authentication: every route but /healthz takes `Authorization: Bearer ait_…`, or the
+//! dashboard's session cookie (crate::session) made from such a key. The key is looked up by its public id and its secret checked against the stored HMAC in
 //! constant time. Lookups are cached for a second, so a key revoked on another node stops
 //! working within a second (on this node, at once).
 
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aitrail_core::Timestamp;
 use aitrail_core::access::{Action, ApiKey, Denied, KeyId, Principal};
+use aitrail_core::session::{Session, SessionRefusal};
 use aitrail_core::{StoredRecord, TenantId};
 use aitrail_store::{Store, StoredKey};
 use axum::extract::FromRequestParts;
@@ -104,16 +105,53 @@ impl KeyRing {
         store: &dyn Store,
         header: Option<&str>,
     ) -> Result<Principal, ApiError> {
-        let header = header.ok_or(ApiError::Unauthorized("no Authorization: Bearer key"))?;
+        let header = header.ok_or(ApiError::Unauthorized(
+            "no Authorization: Bearer key (or dashboard session cookie)",
+        ))?;
         let token = header
             .strip_prefix("Bearer ")
             .ok_or(ApiError::Unauthorized("Authorization is not a Bearer key"))?;
-        let key = ApiKey::parse(token.trim()).ok_or(ApiError::Unauthorized("malformed API key"))?;
+        self.authenticate_key(store, token.trim()).await
+    }
+
+    /// Who holds the API key `token` (`ait_…`), or why nobody.
+    pub(crate) async fn authenticate_key(
+        &self,
+        store: &dyn Store,
+        token: &str,
+    ) -> Result<Principal, ApiError> {
+        let key = ApiKey::parse(token).ok_or(ApiError::Unauthorized("malformed API key"))?;
         // An unknown id and a wrong secret answer alike: no oracle for which ids exist.
         let stored = self.lookup(store, key.id()).await?;
         let stored = stored
             .filter(|s| key.matches(&self.secret, &s.digest))
             .ok_or(ApiError::Unauthorized("invalid API key"))?;
+        self.admit(stored)
+    }
+
+    /// The dashboard session `token` stands for, and who it is for; its key must still be
+    /// live (revoking a key ends its sessions).
+    pub(crate) async fn authenticate_session(
+        &self,
+        store: &dyn Store,
+        token: &str,
+    ) -> Result<(Principal, Session), ApiError> {
+        let now = Timestamp::now().unix_nanos() / 1_000_000_000;
+        let session = Session::open(&self.secret, token, now).map_err(|r| match r {
+            SessionRefusal::Invalid => ApiError::Unauthorized("invalid session: sign in again"),
+            SessionRefusal::Expired => {
+                ApiError::Unauthorized("the session has expired: sign in again")
+            }
+        })?;
+        let stored = self
+            .lookup(store, &session.key_id)
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid session: sign in again"))?;
+        Ok((self.admit(stored)?, session))
+    }
+
+    /// A key found and matched: refused if revoked or expired, else charged one request.
+    fn admit(&self, stored: StoredKey) -> Result<Principal, ApiError> {
         if stored.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this API key was revoked"));
         }
@@ -134,7 +172,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let principal = app.keys.authenticate(app.store.as_ref(), header).await?;
+        let principal = match (header, crate::session::cookie(&parts.headers)) {
+            (None, Some(_)) => crate::session::SignedIn::from_request_parts(parts, app).await?.0,
+            _ => app.keys.authenticate(app.store.as_ref(), header).await?,
+        };
         if let Some(seen) = parts.extensions.get::<crate::access::Seen>() {
             seen.set(&principal);
         }

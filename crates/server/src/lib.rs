@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod dashboard;
 mod export;
 mod integrity;
 mod keys;
@@ -11,6 +12,9 @@ mod policy;
 mod problem;
 mod records;
 mod retention;
+mod session;
+mod usage;
+mod verification;
 
 use std::sync::Arc;
 
@@ -41,6 +45,9 @@ pub struct Config {
     /// Requests a second each API key may make on this node (0: no limit); a key over it
     /// gets 429 with Retry-After.
     pub rate_limit: u32,
+    /// Mark the dashboard's session cookie Secure even without an `X-Forwarded-Proto:
+    /// https` from a TLS-terminating proxy (which sets it anyway).
+    pub secure_cookies: bool,
 }
 
 /// Default per-key request rate: batch above it.
@@ -55,6 +62,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_log: false,
             rate_limit: DEFAULT_RATE_LIMIT,
+            secure_cookies: false,
         }
     }
 }
@@ -66,6 +74,8 @@ pub(crate) struct AppState {
     pub log: Arc<LogSigner>,
     pub keys: Arc<KeyRing>,
     pub policies: Arc<policy::Policies>,
+    /// Held while a full verification runs on this node.
+    pub verifying: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Every path the router serves; the OpenAPI document must describe exactly these (a test
@@ -88,13 +98,17 @@ pub const PATHS: &[&str] = &[
     "/v1/holds",
     "/v1/holds/release",
     "/audit/log",
+    "/v1/session",
+    "/v1/usage",
+    "/v1/verification",
 ];
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
     let policies = Arc::default();
-    let state = AppState { store, config: Arc::new(config), log, keys, policies };
+    let verifying = Arc::default();
+    let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
@@ -121,7 +135,21 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/v1/holds", only(get(retention::list).post(retention::place), "GET, HEAD, POST"))
         .route("/v1/holds/release", only(post(retention::release), "POST"))
         .route("/audit/log", only(post(records::audit_log), "POST"))
+        .route(
+            "/v1/session",
+            only(
+                post(session::sign_in).get(session::current).delete(session::sign_out),
+                "GET, HEAD, POST, DELETE",
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY_BYTES)),
+        )
+        .route("/v1/usage", only(get(usage::usage), "GET, HEAD"))
+        .route(
+            "/v1/verification",
+            only(get(verification::latest).post(verification::run), "GET, HEAD, POST"),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
 }

@@ -29,6 +29,8 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("this tenant's log has no signed checkpoint yet")]
     NoCheckpoint,
+    #[error("no full verification has run yet: POST /v1/verification runs one")]
+    NoVerification,
     #[error(
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
@@ -107,6 +109,7 @@ impl ApiError {
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             NoCheckpoint => (StatusCode::NOT_FOUND, "no-checkpoint", "No checkpoint yet"),
+            NoVerification => (StatusCode::NOT_FOUND, "no-verification", "No verification yet"),
             NotYetCheckpointed => {
                 (StatusCode::CONFLICT, "not-yet-checkpointed", "Not yet in a checkpoint")
             }

@@ -402,3 +402,24 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 }
+
+/// Usage (records, tokens, cost by provider, model, time, user and feature) of the records
+/// `query` selects, summed from their entries page by page.
+pub async fn usage(
+    store: &dyn Store,
+    query: &Query,
+    bucket: aitrail_core::usage::Bucket,
+) -> Result<aitrail_core::usage::Report, StoreError> {
+    let mut query = Query { limit: aitrail_core::query::MAX_LIMIT, cursor: None, ..query.clone() };
+    let mut usage = aitrail_core::usage::Usage::new(bucket);
+    loop {
+        let page = store.list_entries(&query).await?;
+        for row in &page.rows {
+            usage.add_entry(&row.entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return Ok(usage.report()),
+        }
+    }
+}

@@ -37,6 +37,10 @@ pub struct Args {
     /// `aitrail retention run` instead).
     #[arg(long, env = "AITRAIL_RETENTION_INTERVAL_S", default_value_t = 3600)]
     retention_interval_s: u64,
+    /// Mark the dashboard's session cookie Secure (set this when browsers reach the server
+    /// over HTTPS; a proxy's `X-Forwarded-Proto: https` also sets it).
+    #[arg(long, env = "AITRAIL_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -65,6 +69,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         public_log: args.public_log,
         rate_limit: args.rate_limit,
+        secure_cookies: args.secure_cookies,
     };
     let app = aitrail_server::router(store, log, config);
     let listener = tokio::net::TcpListener::bind(args.listen)

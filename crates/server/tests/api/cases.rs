@@ -625,10 +625,10 @@ async fn openapi_document_matches_the_routes() {
                 .send()
                 .await
                 .unwrap();
+            // Any answer but 405 and "no such route" is the route answering.
             let served = r.status() != StatusCode::METHOD_NOT_ALLOWED
-                && r.status() != StatusCode::NOT_FOUND
-                || (r.status() == StatusCode::NOT_FOUND
-                    && r.text().await.unwrap().contains("problem:not-found"));
+                && !(r.status() == StatusCode::NOT_FOUND
+                    && r.text().await.unwrap().contains("problem:no-route"));
             assert_eq!(served, documented.contains(method), "{method} {path}");
         }
     }
@@ -915,6 +915,15 @@ async fn every_route_answers_every_role_exactly() {
         ((Method::POST, "/v1/holds".into(), Some(json!({"tenant_id": "own", "session_id": "x"}))),
          (Method::POST, "/v1/holds".into(), Some(json!({"tenant_id": "other", "session_id": "x"}))),
             [403, 403, 403, 201, 201], [403, 403, 403, 404, 201]),
+        (get("/v1/usage?tenant_id=own".into()), get("/v1/usage?tenant_id=other".into()),
+            [403, 200, 200, 200, 200], [403, 404, 404, 404, 200]),
+        ((Method::POST, "/v1/verification".into(), None), (Method::POST, "/v1/verification".into(), None),
+            [403, 403, 200, 200, 200], [403, 403, 200, 200, 200]),
+        (get("/v1/verification".into()), get("/v1/verification".into()),
+            [403, 200, 200, 200, 200], [403, 200, 200, 200, 200]),
+        // A key is no session: sessions are made by POST /v1/session (its own test).
+        (get("/v1/session".into()), get("/v1/session".into()),
+            [401, 401, 401, 401, 401], [401, 401, 401, 401, 401]),
     ];
     for (own, foreign, want_own, want_foreign) in &cases {
         for (i, (role, key)) in keys.iter().enumerate() {
@@ -994,7 +1003,7 @@ async fn missing_malformed_unknown_revoked_and_expired_keys_get_401() {
     let no_key = reqwest::Client::new();
     let (status, problem) = send(&no_key, &s.base, &list).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(problem["detail"], "no Authorization: Bearer key");
+    assert_eq!(problem["detail"], "no Authorization: Bearer key (or dashboard session cookie)");
     for (what, presented, detail) in [
         ("malformed", "ait_nope".to_owned(), "malformed API key"),
         ("unknown", unknown, "invalid API key"),
@@ -1579,4 +1588,178 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+
+/// A client that keeps cookies and sends no key, as a browser.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).build().unwrap()
+}
+
+#[tokio::test]
+async fn a_dashboard_session_stands_for_its_key_and_changes_need_the_csrf_token() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (key_id, key) = make_key(&s, "admin", Some("own")).await;
+    let b = browser();
+    let url = |p: &str| format!("{}{p}", s.base);
+    // Sign-in takes JSON only (a cross-site form cannot sign a browser in) and a real key.
+    let form = b.post(url("/v1/session")).form(&[("api_key", key.as_str())]).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::BAD_REQUEST);
+    let wrong = b.post(url("/v1/session")).json(&json!({"api_key": "ait_nope"})).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let r = b.post(url("/v1/session")).json(&json!({"api_key": key})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
+    assert!(!cookie.contains(key.rsplit('_').next().unwrap()), "the cookie holds no key secret");
+    let session: Value = r.json().await.unwrap();
+    assert_eq!((session["role"].as_str(), session["key_id"].as_str()), (Some("admin"), Some(key_id.as_str())));
+    assert_eq!(session["tenant_id"], "own");
+    let csrf = session["csrf_token"].as_str().unwrap().to_owned();
+
+    // Reads need only the cookie; the key's role and tenant apply.
+    let me: Value = b.get(url("/v1/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["csrf_token"], csrf.as_str());
+    assert_eq!(b.get(url("/v1/records")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(b.get(url("/v1/records?tenant_id=other")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    // Changes need the CSRF token too: none, or another session's, is 403 and stores nothing.
+    let record = json!({"tenant_id": "own", "model_name": "from-the-browser"});
+    let bare = b.post(url("/v1/records")).json(&record).send().await.unwrap();
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+    let problem: Value = bare.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("X-CSRF-Token"), "{problem}");
+    let other: Value = browser().post(url("/v1/session")).json(&json!({"api_key": key})).send().await.unwrap().json().await.unwrap();
+    let foreign = other["csrf_token"].as_str().unwrap();
+    let r = b.post(url("/v1/records")).header("x-csrf-token", foreign).json(&record).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, page) = send(&s.client, &s.base, &(reqwest::Method::GET, "/v1/records?model_name=from-the-browser".into(), None)).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0, "nothing stored: {page}");
+    let r = b.post(url("/v1/records")).header("x-csrf-token", &csrf).json(&record).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A forged or altered cookie is no session.
+    let token = cookie.split(';').next().unwrap().strip_prefix("aitrail_session=").unwrap();
+    let forged = token.replacen(".", ".9", 1);
+    for bad in [forged.as_str(), "x.y.z.w", ""] {
+        let r = reqwest::Client::new().get(url("/v1/records")).header("cookie", format!("aitrail_session={bad}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    // Signing in and out is in the access log.
+    let r = b.delete(url("/v1/session")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "sign-out needs its CSRF token too");
+    let r = b.delete(url("/v1/session")).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(b.get(url("/v1/records")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let (_, log) = send(&s.client, &s.base, &(reqwest::Method::GET, format!("/v1/access-log?key_id={key_id}"), None)).await;
+    let ops: Vec<&str> = log["records"].as_array().unwrap().iter().map(|r| r["operation_type"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"sign-in") && ops.contains(&"sign-out"), "{ops:?}");
+    // Revoking the key ends its sessions at once.
+    let (_, other_key) = make_key(&s, "viewer", Some("own")).await;
+    let c = browser();
+    c.post(url("/v1/session")).json(&json!({"api_key": other_key})).send().await.unwrap();
+    assert_eq!(c.get(url("/v1/records")).send().await.unwrap().status(), StatusCode::OK);
+    let id = other_key.split('_').nth(1).unwrap();
+    let (status, _) = s.post(&format!("/v1/keys/{id}/revoke"), "application/json", String::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(c.get(url("/v1/records")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_tls_proxy_makes_the_session_cookie_secure() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (_, key) = make_key(&s, "viewer", Some("own")).await;
+    let r = browser()
+        .post(format!("{}/v1/session", s.base))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"api_key": key}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+}
+
+#[tokio::test]
+async fn usage_sums_records_tokens_and_cost_by_provider_model_time_user_and_feature() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let at = |d: u32, h: u32| format!("2026-11-{d:02}T{h:02}:30:00Z");
+    let rows = [
+        ("openai", "gpt-4o", "u1", "chat", 10, 5, "0.50", at(20, 9)),
+        ("openai", "gpt-4o", "u2", "chat", 20, 10, "0.25", at(20, 10)),
+        ("openai", "gpt-4o-mini", "u1", "search", 1, 1, "0.01", at(21, 9)),
+        ("anthropic", "claude-3-haiku", "u1", "chat", 7, 3, "1.00", at(21, 23)),
+    ];
+    let records: Vec<Value> = rows.iter().map(|(p, m, u, f, i, o, c, t)| json!({
+        "tenant_id": "own", "model_provider": p, "model_name": m, "user_id": u, "feature_code": f,
+        "tokens_input": i, "tokens_output": o, "cost_amount": c, "cost_currency": "USD", "event_time": t})).collect();
+    let (status, _) = s.post("/v1/records", "application/json", json!(records).to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Another tenant's records are not summed.
+    let (status, _) = s.post("/v1/records", "application/json", json!({"tenant_id": "other", "model_provider": "openai", "event_time": at(20, 9)}).to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let viewer = http(&make_key(&s, "viewer", Some("own")).await.1);
+    let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
+    let (status, u) = send(&viewer, &s.base, &get("/v1/usage?since=2026-11-01&until=2026-12-01")).await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(u["bucket"], "day");
+    assert_eq!((u["totals"]["records"].as_u64(), u["totals"]["tokens_input"].as_u64()), (Some(4), Some(38)));
+    assert_eq!(u["totals"]["cost"]["USD"], 1.76);
+    assert_eq!(u["by_provider"][0]["key"], "openai");
+    assert_eq!(u["by_provider"][0]["records"], 3);
+    assert_eq!(u["by_provider"][1]["cost"]["USD"], 1.0);
+    assert_eq!(u["by_model"][0]["key"], "openai/gpt-4o");
+    let days: Vec<(&str, &str, u64)> = u["over_time"].as_array().unwrap().iter()
+        .map(|p| (p["at"].as_str().unwrap(), p["model"].as_str().unwrap(), p["records"].as_u64().unwrap())).collect();
+    assert_eq!(days, [
+        ("2026-11-20T00:00:00Z", "gpt-4o", 2),
+        ("2026-11-21T00:00:00Z", "claude-3-haiku", 1),
+        ("2026-11-21T00:00:00Z", "gpt-4o-mini", 1),
+    ]);
+    assert_eq!((u["top_users"][0]["key"].as_str(), u["top_users"][0]["records"].as_u64()), (Some("u1"), Some(3)));
+    assert_eq!(u["top_features"][0]["key"], "chat");
+    // Hours on request; the filters are the listing's.
+    let (_, u) = send(&viewer, &s.base, &get("/v1/usage?since=2026-11-20&until=2026-11-21&bucket=hour&model_provider=openai")).await;
+    let hours: Vec<&str> = u["over_time"].as_array().unwrap().iter().map(|p| p["at"].as_str().unwrap()).collect();
+    assert_eq!(hours, ["2026-11-20T09:00:00Z", "2026-11-20T10:00:00Z"]);
+    for (bad, named) in [("bucket=week", "bucket"), ("limit=5", "limit"), ("temperature_min=x", "temperature_min")] {
+        let (status, problem) = send(&viewer, &s.base, &get(&format!("/v1/usage?{bad}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(problem.to_string().contains(named), "{bad}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn a_full_verification_from_the_api_is_kept_and_shows_each_tenant_its_own_findings() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for t in ["own", "other"] {
+        let batch = json!([{"tenant_id": t}, {"tenant_id": t}, {"tenant_id": t}]).to_string();
+        let (status, _) = s.post("/v1/records?wait=checkpoint", "application/json", batch).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
+    let post = (reqwest::Method::POST, "/v1/verification".to_owned(), None);
+    let (status, _) = send(&s.client, &s.base, &get("/v1/verification")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "none ran yet");
+    let (status, run) = send(&s.client, &s.base, &post).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["ok"], true, "{run}");
+    // A record of "other" disappears behind the server's back.
+    let other = aitrail_core::TenantId::parse("other").unwrap();
+    s.store.remove_records(&other, &[1]).await.unwrap();
+    let (_, run) = send(&s.client, &s.base, &post).await;
+    assert_eq!(run["ok"], false, "{run}");
+    assert!(run["examples"][0].as_str().unwrap().starts_with("REMOVED   tenant other seq 1"), "{run}");
+    // An auditor of "own" sees its log sound and nothing of the other's.
+    let auditor = http(&make_key(&s, "auditor", Some("own")).await.1);
+    let (_, mine) = send(&auditor, &s.base, &get("/v1/verification")).await;
+    assert_eq!((mine["ok"].as_bool(), mine["records"].as_u64()), (Some(true), Some(3)), "{mine}");
+    assert!(!mine.to_string().contains("other"), "{mine}");
+    // The last run is kept in the system log, the same for every node.
+    let (_, latest) = send(&s.client, &s.base, &get("/v1/verification")).await;
+    assert_eq!(latest["ok"], false);
+    let (_, event) = send(&s.client, &s.base, &get(&format!("/v1/records/{}", latest["event_id"].as_str().unwrap()))).await;
+    assert_eq!(event["tenant_id"], "aitrail.system");
+    assert_eq!(event["operation_type"], "verification");
 }

@@ -1,0 +1,202 @@
+// Drives the dashboard in Debian's headless Chromium. Run by crates/cli/tests/cli.rs
+// (`dashboard_in_a_real_browser`), which starts the server, seeds records and keys, and
+// afterwards checks the downloaded export with `aitrail verify --export`.
+//
+// Env: AITRAIL_URL, ADMIN_KEY (admin of tenant acme), VIEWER_KEY (viewer of acme),
+// SCREENSHOTS (dir), DOWNLOAD (path for the export), CHROMIUM (default /usr/bin/chromium).
+// Prints one JSON line of what it found; any failed expectation throws (exit 1).
+
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import path from "node:path";
+
+const base = process.env.AITRAIL_URL;
+const shots = process.env.SCREENSHOTS;
+const step = (what) => console.error(`browser: ${what}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+const errors = [];
+
+async function open(viewport) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && !/401|403|404/.test(m.text()) && errors.push(`console: ${m.text()}`));
+  await page.goto(base);
+  return page;
+}
+
+async function signIn(page, key) {
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+const found = {};
+try {
+  // ---- sign in (a wrong key first)
+  const page = await open({ width: 1280, height: 860 });
+  step("sign in");
+  await page.getByLabel("API key").fill("ait_0000000000000000_" + "A".repeat(43));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "invalid API key" }).waitFor();
+  await shot(page, "signin");
+  await signIn(page, process.env.ADMIN_KEY);
+  const cookies = await page.context().cookies();
+  const cookie = cookies.find((c) => c.name === "aitrail_session");
+  assert.ok(cookie, "a session cookie is set");
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, "Strict");
+  assert.ok(!cookie.value.includes(process.env.ADMIN_KEY.split("_")[2]), "the cookie does not hold the key's secret");
+
+  // ---- create a log through seed 000's form
+  step("new log");
+  await page.getByRole("link", { name: "New log" }).click();
+  await page.getByLabel("Agent ID").fill("support-bot");
+  await page.getByLabel("Session ID").fill("browser-session");
+  await page.getByLabel("Channel").fill("web");
+  await page.getByLabel("Prompt").fill("What is our refund policy for the browser test?");
+  await page.getByLabel("Response").fill("Refunds within 30 days, said the browser test.");
+  const meta = page.getByRole("group", { name: "Model Metadata (Optional)" });
+  await meta.getByLabel("Model Provider").fill("anthropic");
+  await meta.getByLabel("Model Name").fill("claude-3-sonnet");
+  await meta.getByLabel("Model Version").fill("20240229");
+  await meta.getByLabel("Deployment ID").fill("eu-west");
+  await meta.getByLabel("Temperature").fill("0.5");
+  await meta.getByLabel("Safety Mode").selectOption("strict");
+  await meta.getByLabel("Model Config (JSON)").fill('{"top_p": 0.9}');
+  await shot(page, "new-log");
+  await page.getByRole("button", { name: "Create log" }).click();
+  const logged = page.getByRole("status").filter({ hasText: "Logged:" });
+  await logged.waitFor();
+  const id = (await logged.getByRole("link").textContent()).replace("record ", "");
+  found.id = id;
+
+  // ---- find it in the table, then filter by provider
+  step("logs");
+  await page.getByRole("link", { name: "Logs", exact: true }).click();
+  await page.locator(`tr[data-id="${id}"]`).waitFor();
+  const providers = () => page.locator('table.logs td[data-label="Model Provider"]').allTextContents();
+  assert.ok((await providers()).includes("openai"), "seeded openai records are listed");
+  await shot(page, "logs");
+  await page.locator("summary", { hasText: "Filters" }).click();
+  await page.getByLabel("Model Provider").fill("anthropic");
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator('main[data-ready*="model_provider=anthropic"]').waitFor();
+  await page.locator(`tr[data-id="${id}"]`).waitFor();
+  const filtered = await providers();
+  assert.ok(filtered.length >= 1 && filtered.every((p) => p === "anthropic"), `only anthropic rows: ${filtered}`);
+
+  // ---- keyboard: the row's link opens the record; the browser checks its integrity
+  step("record");
+  await page.locator(`tr[data-id="${id}"] a`).focus();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(new RegExp(`#/records/${id}$`));
+  const integrity = page.locator(".integrity");
+  await page.locator('.integrity[data-state="verified"], .integrity[data-state="failed"]').waitFor({ timeout: 15000 });
+  const steps = await integrity.locator("li").allTextContents();
+  assert.equal(await integrity.getAttribute("data-state"), "verified", steps.join("\n"));
+  assert.ok(steps.some((s) => s.startsWith("✓ Checkpoint signature")), steps.join("\n"));
+  assert.ok(steps.some((s) => s.startsWith("✓ Content")), steps.join("\n"));
+  await page.getByText("What is our refund policy for the browser test?").waitFor();
+  found.integrity = steps;
+  await shot(page, "record");
+
+  // ---- usage charts from the seeded data
+  step("usage");
+  await page.getByRole("link", { name: "Usage" }).click();
+  await page.locator("svg.chart rect").first().waitFor();
+  const series = await page.locator("svg.chart rect[data-series]").evaluateAll((rects) => [...new Set(rects.map((r) => r.dataset.series))].sort());
+  assert.deepEqual(series, ["anthropic", "openai"]);
+  found.usage = await page.getByRole("status").first().textContent();
+  await shot(page, "usage");
+
+  // ---- integrity: verify now
+  step("integrity");
+  await page.getByRole("link", { name: "Integrity" }).click();
+  await page.getByRole("button", { name: "Verify now" }).click();
+  await page.locator('#verification[data-state="verified"]').waitFor({ timeout: 60000 });
+  await shot(page, "integrity");
+
+  // ---- export: a zip download
+  step("export");
+  await page.getByRole("link", { name: "Export" }).click();
+  await page.getByRole("button", { name: "Prepare export" }).click();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download zip export" }).click()]);
+  await download.saveAs(process.env.DOWNLOAD);
+  found.export = download.suggestedFilename();
+  await shot(page, "export");
+
+  // ---- settings, keys and the access log render
+  step("settings, keys, access log");
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByLabel("Content kept").waitFor();
+  await shot(page, "settings");
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByRole("button", { name: "Make key" }).waitFor();
+  await shot(page, "keys");
+  await page.getByRole("link", { name: "Access log" }).click();
+  await page.locator('td[data-label="Operation"]', { hasText: "export" }).first().waitFor();
+  await shot(page, "access-log");
+
+  // ---- CSRF: the session alone does not make a change
+  step("csrf");
+  const refused = await page.evaluate(async () => {
+    const res = await fetch("/v1/keys", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ role: "admin" }) });
+    return { status: res.status, body: await res.json() };
+  });
+  assert.equal(refused.status, 403, JSON.stringify(refused));
+  assert.match(refused.body.detail, /CSRF/);
+  const formPost = await page.evaluate(async () => {
+    const res = await fetch("/v1/records", { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: "tenant_id=acme&model_name=forged" });
+    return res.status;
+  });
+  assert.equal(formPost, 403);
+  found.csrf = [refused.status, formPost];
+
+  // ---- sign out ends the session
+  step("sign out");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API key").waitFor();
+  assert.equal(await page.evaluate(async () => (await fetch("/v1/session")).status), 401);
+
+  // ---- a viewer sees no export, and cannot reach it
+  step("viewer");
+  const viewer = await open({ width: 1280, height: 860 });
+  await signIn(viewer, process.env.VIEWER_KEY);
+  assert.equal(await viewer.getByRole("link", { name: "Export" }).count(), 0);
+  assert.equal(await viewer.getByRole("link", { name: "API keys" }).count(), 0);
+  await viewer.goto(`${base}/#/export`);
+  await viewer.getByText("A viewer key cannot use this page.").waitFor();
+  assert.equal(await viewer.evaluate(async () => (await fetch("/v1/export?format=zip")).status), 403);
+  await viewer.goto(`${base}/#/records/${id}`);
+  await viewer.locator('.integrity[data-state="verified"]').waitFor({ timeout: 15000 });
+  assert.equal(await viewer.getByText("What is our refund policy for the browser test?").count(), 0, "a viewer sees no content");
+
+  // ---- a phone: 390 px wide, nothing wider than the screen
+  step("390 px");
+  const phone = await open({ width: 390, height: 844 });
+  await signIn(phone, process.env.ADMIN_KEY);
+  await phone.locator(`tr[data-id="${id}"]`).waitFor();
+  for (const [hash, ready] of [["#/logs", "table.logs"], [`#/records/${id}`, '.integrity[data-state="verified"]'], ["#/usage", "svg.chart rect"]]) {
+    await phone.goto(`${base}/${hash}`);
+    await phone.locator(ready).first().waitFor({ timeout: 15000 });
+    const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${hash} is ${width} px wide at 390`);
+  }
+  await phone.goto(`${base}/#/logs`);
+  await phone.locator("table.logs").waitFor();
+  await shot(phone, "logs-390");
+
+  assert.deepEqual(errors, []);
+  console.log(JSON.stringify(found));
+} finally {
+  await browser.close();
+}
