@@ -75,6 +75,12 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// The dashboard over N stored records: what a logs page view fetches (the page, the
+    /// session, a page of 50 records), over HTTP and in headless chromium; and usage.
+    Dashboard {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -89,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         Which::Export { records } => export(records),
         Which::Proofs { leaves } => proofs(leaves),
         Which::Auth { seconds } => auth(seconds),
+        Which::Dashboard { records } => dashboard(records),
         Which::Postgres { url, batches, singles_seconds } => {
             postgres::run(&url, batches, singles_seconds)
         }
@@ -97,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             query(1_000_000)?;
             verify(1_000_000)?;
             export(1_000_000)?;
+            dashboard(1_000_000)?;
             proofs(10_000_000)
         }
     }
@@ -662,6 +670,85 @@ fn query(n: usize) -> anyhow::Result<()> {
             ms(percentile(&lat, 0.99))
         );
     }
+    Ok(())
+}
+
+/// The logs page's filter views, as query strings.
+const LOGS_VIEWS: [&str; 5] = [
+    "",
+    "tenant_id=tenant-2",
+    "model_provider=anthropic",
+    "model_provider=openai&model_name=gpt-4o",
+    "model_provider=cohere&user_id=user-4",
+];
+
+fn dashboard(n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = loaded_store(n, &rt)?;
+    let server = start_server(dir)?;
+    let browser = reqwest::Client::builder().cookie_store(true).build()?;
+    rt.block_on(async {
+        let r = browser
+            .post(format!("{}/v1/session", server.base))
+            .json(&json!({"api_key": server.key}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "sign-in failed: {}", r.status());
+        Ok(())
+    })?;
+    println!("| logs page view over HTTP (index, session, 50 records) | p50 ms | p99 ms | rows |");
+    println!("|---|---|---|---|");
+    for view in LOGS_VIEWS {
+        let mut lat = Vec::new();
+        let mut rows = 0;
+        for _ in 0..100 {
+            let t = Instant::now();
+            let page: Value = rt.block_on(async {
+                browser.get(format!("{}/", server.base)).send().await?.bytes().await?;
+                browser.get(format!("{}/v1/session", server.base)).send().await?.bytes().await?;
+                let url = format!("{}/v1/records?limit=50&{view}", server.base);
+                browser.get(url).send().await?.json().await
+            })?;
+            lat.push(t.elapsed());
+            rows = page["records"].as_array().map_or(0, Vec::len);
+        }
+        lat.sort_unstable();
+        let (p50, p99) = (ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+        println!(
+            "| `{}` | {p50} | {p99} | {rows} |",
+            if view.is_empty() { "(no filter)" } else { view }
+        );
+    }
+    // The same views in a real browser, from the hash change to the table drawn.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("logs-page.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .env("AITRAIL_URL", &server.base)
+        .env("AITRAIL_KEY", &server.key)
+        .env("VIEWS", LOGS_VIEWS.join("\n"))
+        .output();
+    match out {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!("(browser timing failed: {})", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => println!("(browser timing not run: node: {e})"),
+    }
+    // Usage sums every selected record's entry: all of them here, the worst case.
+    let mut lat = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let report: Value = rt.block_on(async {
+            let url = format!("{}/v1/usage?since=2000-01-01&bucket=day", server.base);
+            browser.get(url).send().await?.json().await
+        })?;
+        lat.push(t.elapsed());
+        anyhow::ensure!(
+            report["totals"]["records"] == json!(n),
+            "usage covered {}",
+            report["totals"]
+        );
+    }
+    lat.sort_unstable();
+    println!("| GET /v1/usage over all {n} records | median {} ms |", ms(percentile(&lat, 0.5)));
     Ok(())
 }
 

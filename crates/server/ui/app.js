@@ -2,7 +2,7 @@
 // the session cookie. Every element is made with h() (textContent, never innerHTML), so
 // nothing a record holds can become markup.
 
-import { checkRecord, parseCheckpoint, parseVerifierKey } from "./proof.js";
+import { checkRecord, parseCheckpoint, parseVerifierKey, verifyNote } from "./proof.js";
 import { barList, colour, compact, stackedBars } from "./charts.js";
 
 const main = document.getElementById("main");
@@ -333,6 +333,11 @@ async function recordPage(id) {
       return h("section", { class: "card" }, h("h2", {}, title), h("dl", {}, rows.map((f) => [h("dt", {}, f), h("dd", {}, show(record[f]))])));
     }),
   ));
+  if (!globalThis.crypto || !crypto.subtle) {
+    integrity.dataset.state = "unavailable";
+    integrity.replaceChildren(h("h2", { id: "integrity-h" }, "Integrity"), notice("info", "This browser cannot check the proof here: WebCrypto needs HTTPS (or localhost). `aitrail verify " + record.id + "` checks it."));
+    return;
+  }
   try {
     const [proof, key] = await Promise.all([api(`/v1/records/${record.id}/proof`), api("/v1/log-key", { text: true })]);
     const steps = await checkRecord(record, proof, key);
@@ -488,7 +493,10 @@ async function integrityPage() {
       try {
         const note = await api(`/v1/checkpoint?tenant_id=${encodeURIComponent(tenant)}`, { text: true });
         const cp = parseCheckpoint(note);
-        rows.push(["Log size", `${cp.size} records`], ["Origin", cp.origin], ["Latest checkpoint", h("pre", { class: "note" }, note)]);
+        const signature = key
+          ? await verifyNote(note, key).then(() => "valid: signed by the log key (checked in your browser)", (e) => `INVALID: ${e.message}`)
+          : "not checked here (WebCrypto needs HTTPS or localhost)";
+        rows.push(["Log size", `${cp.size} records`], ["Origin", cp.origin], ["Latest checkpoint", h("pre", { class: "note" }, note)], ["Signature", h("span", { id: "checkpoint-signature" }, signature)]);
       } catch (e) {
         rows.push(["Latest checkpoint", e.message]);
       }

@@ -109,6 +109,38 @@ try {
   found.integrity = steps;
   await shot(page, "record");
 
+  // ---- the same check fails, naming the step, for each way the data can be wrong
+  step("tampered proofs");
+  const failures = await page.evaluate(async (id) => {
+    const { checkRecord } = await import("/ui/proof.js");
+    const get = async (p) => (p.endsWith("log-key") ? (await fetch(p)).text() : (await fetch(p)).json());
+    const [record, proof, key] = await Promise.all([get(`/v1/records/${id}`), get(`/v1/records/${id}/proof`), get("/v1/log-key")]);
+    const failed = async (r, p, k) => (await checkRecord(r, p, k)).filter((s) => !s.ok).map((s) => s.step);
+    const flip = (b64) => {
+      const b = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      b[b.length - 3] ^= 1;
+      return btoa(String.fromCharCode(...b));
+    };
+    return {
+      untouched: await failed(record, proof, key),
+      field: await failed({ ...record, model_name: "gpt-4o" }, proof, key),
+      content: await failed({ ...record, prompt: `${record.prompt}!` }, proof, key),
+      entry: await failed(record, { ...proof, entry: flip(proof.entry) }, key),
+      path: await failed(record, { ...proof, audit_path: proof.audit_path.map((h, i) => (i === 0 ? flip(h) : h)) }, key),
+      size: await failed(record, { ...proof, checkpoint: proof.checkpoint.replace(/\n(\d+)\n/, (m, n) => `\n${Number(n) + 1}\n`) }, key),
+      // Another public key under the same name and id.
+      key: await failed(record, proof, ((k) => k.slice(0, -10) + (k.at(-10) === "A" ? "B" : "A") + k.slice(-9))(key.trim())),
+    };
+  }, id);
+  assert.deepEqual(failures.untouched, []);
+  assert.deepEqual(failures.field, ["Record shown = record logged"]);
+  assert.deepEqual(failures.content, ["Content"]);
+  assert.ok(failures.entry.includes("Inclusion") || failures.entry.includes("Entry"), JSON.stringify(failures));
+  assert.deepEqual(failures.path, ["Inclusion"]);
+  assert.deepEqual(failures.size, ["Checkpoint signature"]);
+  assert.deepEqual(failures.key, ["Log key"]);
+  found.tampered = failures;
+
   // ---- usage charts from the seeded data
   step("usage");
   await page.getByRole("link", { name: "Usage" }).click();
@@ -121,6 +153,7 @@ try {
   // ---- integrity: verify now
   step("integrity");
   await page.getByRole("link", { name: "Integrity" }).click();
+  await page.locator("#checkpoint-signature", { hasText: "valid: signed by the log key" }).waitFor();
   await page.getByRole("button", { name: "Verify now" }).click();
   await page.locator('#verification[data-state="verified"]').waitFor({ timeout: 60000 });
   await shot(page, "integrity");
