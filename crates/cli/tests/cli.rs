@@ -1725,3 +1725,155 @@ fn dashboard_in_a_real_browser() {
     }
     server.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// Capture with real client libraries (crates/cli/tests/capture): the OpenTelemetry Python
+// SDK, and the openai and anthropic packages, from a virtualenv that .ci/run makes from
+// requirements.txt. Without it the tests are skipped, loudly; with AITRAIL_TEST_CAPTURE
+// (as in CI) they must run.
+
+fn capture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/capture")
+}
+
+/// The virtualenv's python, or `None` (and a loud skip) when it is not there.
+fn capture_python(test: &str) -> Option<PathBuf> {
+    let python = capture_dir().join(".venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let how = format!(
+        "needs {} (python3 -m venv {0}/.venv && {0}/.venv/bin/pip install -r {0}/requirements.txt); .ci/run makes it",
+        capture_dir().display()
+    );
+    assert!(std::env::var_os("AITRAIL_TEST_CAPTURE").is_none(), "{test} cannot run: {how}");
+    eprintln!("\n!!! SKIPPED {test}: {how}\n");
+    None
+}
+
+/// Run a capture script with these environment variables; its stdout as JSON.
+fn run_python(python: &Path, script: &str, env: &[(&str, &str)], server: &ServerProcess) -> Value {
+    let out = Command::new(python)
+        .arg(capture_dir().join(script))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        server.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn make_key_on(
+    server: &ServerProcess,
+    rt: &tokio::runtime::Runtime,
+    role: &str,
+    tenant: &str,
+) -> String {
+    let body = json!({"role": role, "tenant_id": tenant});
+    let made: Value = rt.block_on(async {
+        let r = server
+            .client()
+            .post(format!("{}/v1/keys", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    });
+    made["key"].as_str().unwrap().to_owned()
+}
+
+fn records_of(server: &ServerProcess, rt: &tokio::runtime::Runtime, tenant: &str) -> Vec<Value> {
+    rt.block_on(async {
+        let url = format!("{}/v1/records?tenant_id={tenant}&limit=1000", server.base);
+        let page: Value = server.client().get(url).send().await.unwrap().json().await.unwrap();
+        page["records"].as_array().unwrap().clone()
+    })
+}
+
+#[test]
+fn spans_from_the_opentelemetry_python_sdk_become_records_field_by_field() {
+    let Some(python) = capture_python("spans_from_the_opentelemetry_python_sdk") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("data"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ingest = make_key_on(&server, &rt, "ingest", "acme");
+    let sent = run_python(
+        &python,
+        "otel_spans.py",
+        &[("AITRAIL_URL", &server.base), ("AITRAIL_KEY", &ingest)],
+        &server,
+    );
+    assert_eq!(
+        sent["exports_succeeded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ok| ok == &&json!(true))
+            .count(),
+        4,
+        "{sent}"
+    );
+    let records = records_of(&server, &rt, "acme");
+    assert_eq!(records.len(), 3, "the span without gen_ai attributes is skipped: {records:?}");
+    let by_span = |name: &str| {
+        let id = sent[name].as_str().unwrap();
+        records
+            .iter()
+            .find(|r| r["attributes"]["otel.span_id"] == id)
+            .unwrap_or_else(|| panic!("no record of {name}"))
+    };
+    let chat = by_span("chat");
+    let expected = [
+        ("tenant_id", json!("acme")),
+        ("model_provider", json!("openai")),
+        ("model_name", json!("gpt-4o")),
+        ("response_model", json!("gpt-4o-2024-08-06")),
+        ("operation_type", json!("chat")),
+        ("session_id", json!("conv-42")),
+        ("user_id", json!("alice")),
+        ("temperature", json!("0.3")),
+        ("tokens_input", json!(21)),
+        ("tokens_output", json!(9)),
+        ("processing_time_ms", json!(842)),
+        ("event_time", json!("2025-11-23T12:13:20Z")),
+        ("success", json!(true)),
+        (
+            "model_config",
+            json!({"top_p": 0.95, "max_tokens": 200, "seed": 7, "stop_sequences": ["###"], "frequency_penalty": 0.5, "presence_penalty": 0.25}),
+        ),
+    ];
+    for (field, want) in expected {
+        assert_eq!(chat[field], want, "{field} of {chat}");
+    }
+    // Content as the tenant's policy keeps it (default: a 200-character preview).
+    assert!(chat["prompt"].as_str().unwrap().contains("What is the capital of France?"), "{chat}");
+    assert!(chat["response"].as_str().unwrap().contains("Paris."), "{chat}");
+    assert_eq!(chat["attributes"]["otel.trace_id"], sent["trace_id"]);
+    assert_eq!(chat["attributes"]["gen_ai.response.id"], "chatcmpl-abc");
+    assert_eq!(chat["attributes"]["service.name"], "support-bot");
+    let failed = by_span("failed");
+    assert_eq!(
+        (failed["success"].as_bool(), failed["error_message"].as_str()),
+        (Some(false), Some("upstream overloaded"))
+    );
+    assert_eq!(failed["processing_time_ms"], 1000);
+    let legacy = by_span("legacy");
+    assert_eq!(
+        (
+            legacy["model_provider"].as_str(),
+            legacy["tokens_input"].as_u64(),
+            legacy["tokens_output"].as_u64()
+        ),
+        (Some("anthropic"), Some(5), Some(8))
+    );
+    assert_eq!(legacy["prompt"], r#"[{"content":"Say hi","role":"user"}]"#);
+    assert_eq!(legacy["response"], r#"[{"content":"Hi!","role":"assistant"}]"#);
+    server.stop();
+}

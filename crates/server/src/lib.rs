@@ -8,6 +8,7 @@ mod export;
 mod integrity;
 mod keys;
 mod log;
+mod otlp;
 mod policy;
 mod problem;
 mod records;
@@ -101,6 +102,7 @@ pub const PATHS: &[&str] = &[
     "/v1/session",
     "/v1/usage",
     "/v1/verification",
+    "/v1/traces",
 ];
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
@@ -144,6 +146,7 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
             .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY_BYTES)),
         )
         .route("/v1/usage", only(get(usage::usage), "GET, HEAD"))
+        .route("/v1/traces", only(post(otlp::traces), "POST"))
         .route(
             "/v1/verification",
             only(get(verification::latest).post(verification::run), "GET, HEAD, POST"),
