@@ -7,3 +7,4 @@
 
 pub mod otlp;
 mod otlp_json;
+pub mod proxy;

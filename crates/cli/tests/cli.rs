@@ -1877,3 +1877,176 @@ fn spans_from_the_opentelemetry_python_sdk_become_records_field_by_field() {
     assert_eq!(legacy["response"], r#"[{"content":"Hi!","role":"assistant"}]"#);
     server.stop();
 }
+
+/// The mock provider (tests/capture/mock_upstream.py) on loopback: the process and its URL.
+struct MockUpstream {
+    child: Child,
+    url: String,
+}
+
+impl MockUpstream {
+    fn start(python: &Path) -> Self {
+        let mut child = Command::new(python)
+            .arg(capture_dir().join("mock_upstream.py"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("listening ").expect("the mock says its port");
+        Self { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// What the mock was sent.
+    fn calls(&self) -> Vec<Value> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let url = format!("{}/calls", self.url);
+        rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_field() {
+    let Some(python) = capture_python("the_openai_and_anthropic_clients_through_the_proxy") else {
+        return;
+    };
+    let upstream = MockUpstream::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let proxies = format!("openai={0},anthropic={0}", upstream.url);
+    let server = ServerProcess::start_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("AITRAIL_PROXY", &proxies)],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ingest = make_key_on(&server, &rt, "ingest", "acme");
+    let got = run_python(
+        &python,
+        "proxy_clients.py",
+        &[("AITRAIL_URL", &server.base), ("AITRAIL_KEY", &ingest)],
+        &server,
+    );
+
+    // The clients got the upstream's answers, streams chunk by chunk (the mock pauses 0.3 s
+    // between events: the first text arrives long before the last).
+    assert_eq!(got["chat"]["text"], "The capital of France is Paris.");
+    assert_eq!(got["chat_stream"]["text"], "The capital of France is Paris.");
+    assert_eq!(got["chat_stream"]["tokens"], 21);
+    assert_eq!(got["embeddings"]["dims"], 3);
+    assert_eq!(got["rate_limited"], 429);
+    assert_eq!(got["messages"]["text"], "Bonjour, Paris!");
+    assert_eq!(got["messages_stream"]["text"], "Bonjour, Paris!");
+    for stream in ["chat_stream", "messages_stream"] {
+        let (first, total) = (
+            got[stream]["first_chunk_s"].as_f64().unwrap(),
+            got[stream]["total_s"].as_f64().unwrap(),
+        );
+        assert!(
+            total - first > 0.5,
+            "{stream}: first text at {first:.2} s of {total:.2} s: buffered?"
+        );
+    }
+    // The provider keys reached the upstream; the aitrail headers did not.
+    let calls = upstream.calls();
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    for call in &calls {
+        assert_eq!(call["aitrail_headers"], json!([]), "{call}");
+        assert!(call["accept_encoding"].is_null(), "{call}");
+        // The anthropic package sends its key in x-api-key or as a bearer, by version.
+        let want = if call["path"] == "/v1/messages" {
+            "sk-ant-test-0000-not-a-real-key"
+        } else {
+            "sk-test-0000-not-a-real-key"
+        };
+        let bearer = format!("Bearer {want}");
+        assert!(call["authorization"] == bearer.as_str() || call["x_api_key"] == want, "{call}");
+    }
+
+    // One record per call, field by field; the stream's record is complete once it ends.
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = records_of(&server, &rt, "acme");
+        if records.len() >= 6 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(records.len(), 6, "{records:?}");
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains("not-a-real-key"), "a provider key was stored");
+    let by_model = |m: &str| {
+        records.iter().find(|r| r["model_name"] == m).unwrap_or_else(|| panic!("no record of {m}"))
+    };
+    let chat = by_model("gpt-4o");
+    for (field, want) in [
+        ("model_provider", json!("openai")),
+        ("operation_type", json!("chat")),
+        ("temperature", json!("0.2")),
+        ("response_model", json!("gpt-4o-2024-08-06")),
+        ("tokens_input", json!(14)),
+        ("tokens_output", json!(7)),
+        ("success", json!(true)),
+        ("user_id", json!("bob")),
+        ("session_id", json!("sess-7")),
+        ("model_config", json!({"seed": 5, "max_tokens": 50})),
+        ("response", json!("The capital of France is Paris.")),
+    ] {
+        assert_eq!(chat[field], want, "{field} of {chat}");
+    }
+    assert!(chat["prompt"].as_str().unwrap().contains("What is the capital of France?"), "{chat}");
+    assert!(chat["processing_time_ms"].is_u64());
+    let streamed = by_model("gpt-4o-mini");
+    assert_eq!(
+        (
+            streamed["response"].as_str(),
+            streamed["tokens_input"].as_u64(),
+            streamed["tokens_output"].as_u64()
+        ),
+        (Some("The capital of France is Paris."), Some(14), Some(7)),
+        "{streamed}"
+    );
+    assert!(
+        streamed["processing_time_ms"].as_u64().unwrap() >= 1000,
+        "the stream's record covers the whole stream: {streamed}"
+    );
+    let embeddings = by_model("text-embedding-3-small");
+    assert_eq!(
+        (embeddings["operation_type"].as_str(), embeddings["tokens_input"].as_u64()),
+        (Some("embeddings"), Some(4))
+    );
+    let limited = by_model("rate-limited");
+    assert_eq!(
+        (limited["success"].as_bool(), limited["error_message"].as_str()),
+        (Some(false), Some("Rate limit reached for requests"))
+    );
+    let message = by_model("claude-3-haiku");
+    for (field, want) in [
+        ("model_provider", json!("anthropic")),
+        ("temperature", json!("0.5")),
+        ("tokens_input", json!(11)),
+        ("tokens_output", json!(5)),
+        ("response", json!("Bonjour, Paris!")),
+        ("model_config", json!({"max_tokens": 64})),
+    ] {
+        assert_eq!(message[field], want, "{field} of {message}");
+    }
+    assert!(message["prompt"].as_str().unwrap().contains("Answer in French."), "{message}");
+    let streamed = by_model("claude-3-sonnet");
+    assert_eq!(
+        (
+            streamed["response"].as_str(),
+            streamed["tokens_input"].as_u64(),
+            streamed["tokens_output"].as_u64()
+        ),
+        (Some("Bonjour, Paris!"), Some(11), Some(5)),
+        "{streamed}"
+    );
+    server.stop();
+}

@@ -11,6 +11,7 @@ mod log;
 mod otlp;
 mod policy;
 mod problem;
+mod proxy;
 mod records;
 mod retention;
 mod session;
@@ -25,9 +26,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 
+pub use aitrail_capture::proxy::Provider;
 pub use auth::KeyRing;
 pub use log::LogSigner;
 pub use problem::ApiError;
+pub use proxy::ProxyTarget;
 pub use retention::run_job as retention_job;
 
 /// Default request body limit: 10 MiB.
@@ -49,6 +52,8 @@ pub struct Config {
     /// Mark the dashboard's session cookie Secure even without an `X-Forwarded-Proto:
     /// https` from a TLS-terminating proxy (which sets it anyway).
     pub secure_cookies: bool,
+    /// Upstreams of the logging proxy (`/proxy/<provider>/…`).
+    pub proxies: Vec<ProxyTarget>,
 }
 
 /// Default per-key request rate: batch above it.
@@ -64,6 +69,7 @@ impl Default for Config {
             public_log: false,
             rate_limit: DEFAULT_RATE_LIMIT,
             secure_cookies: false,
+            proxies: Vec::new(),
         }
     }
 }
@@ -77,6 +83,7 @@ pub(crate) struct AppState {
     pub policies: Arc<policy::Policies>,
     /// Held while a full verification runs on this node.
     pub verifying: Arc<tokio::sync::Mutex<()>>,
+    pub proxy: Arc<proxy::Proxy>,
 }
 
 /// Every path the router serves; the OpenAPI document must describe exactly these (a test
@@ -103,6 +110,7 @@ pub const PATHS: &[&str] = &[
     "/v1/usage",
     "/v1/verification",
     "/v1/traces",
+    "/proxy/{provider}/{rest}",
 ];
 
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
@@ -110,7 +118,8 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
     let policies = Arc::default();
     let verifying = Arc::default();
-    let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying };
+    let proxy = Arc::default();
+    let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying, proxy };
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))
@@ -152,6 +161,7 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
             only(get(verification::latest).post(verification::run), "GET, HEAD, POST"),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::record))
+        .route("/proxy/{provider}/{*rest}", axum::routing::any(proxy::forward))
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)

@@ -31,6 +31,14 @@ pub enum ApiError {
     NoCheckpoint,
     #[error("no full verification has run yet: POST /v1/verification runs one")]
     NoVerification,
+    #[error("no proxy for provider {0}: start the server with --proxy {0}=URL")]
+    NoProxy(String),
+    #[error(
+        "the audit record of this call cannot be committed now, and the tenant's fail mode is closed: the call was not made or its answer is withheld"
+    )]
+    RecordsUnavailable,
+    #[error("{0}")]
+    Upstream(String),
     #[error(
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
@@ -110,6 +118,13 @@ impl ApiError {
             NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             NoCheckpoint => (StatusCode::NOT_FOUND, "no-checkpoint", "No checkpoint yet"),
             NoVerification => (StatusCode::NOT_FOUND, "no-verification", "No verification yet"),
+            NoProxy(_) => (StatusCode::NOT_FOUND, "no-proxy", "No such proxy"),
+            RecordsUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "records-unavailable",
+                "Audit records cannot be committed",
+            ),
+            Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", "The upstream failed"),
             NotYetCheckpointed => {
                 (StatusCode::CONFLICT, "not-yet-checkpointed", "Not yet in a checkpoint")
             }

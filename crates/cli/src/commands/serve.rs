@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aitrail_core::access::Role;
-use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, LogSigner};
+use aitrail_server::{
+    Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, LogSigner, Provider, ProxyTarget,
+};
 use aitrail_store::Store;
 use aitrail_store::keys::{self, KeyRequest};
 use anyhow::Context;
@@ -41,6 +43,22 @@ pub struct Args {
     /// over HTTPS; a proxy's `X-Forwarded-Proto: https` also sets it).
     #[arg(long, env = "AITRAIL_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// A logging proxy to a provider, as `openai=URL` or `anthropic=URL` (repeatable):
+    /// clients call /proxy/<provider>/v1/… with their provider key as usual and their
+    /// aitrail key in X-Aitrail-Key (docs/PROXY.md).
+    #[arg(long = "proxy", env = "AITRAIL_PROXY", value_delimiter = ',', value_name = "PROVIDER=URL", value_parser = proxy_target)]
+    proxies: Vec<ProxyTarget>,
+}
+
+fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
+    let (name, url) =
+        text.split_once('=').ok_or("expected PROVIDER=URL, e.g. openai=https://api.openai.com")?;
+    let provider = Provider::parse(name)
+        .ok_or_else(|| format!("unknown provider {name:?}: openai or anthropic"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("the upstream {url:?} is not an http(s) URL"));
+    }
+    Ok(ProxyTarget { provider, url: url.to_owned() })
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -70,6 +88,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         public_log: args.public_log,
         rate_limit: args.rate_limit,
         secure_cookies: args.secure_cookies,
+        proxies: args.proxies,
     };
     let app = aitrail_server::router(store, log, config);
     let listener = tokio::net::TcpListener::bind(args.listen)
