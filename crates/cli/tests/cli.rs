@@ -2050,3 +2050,81 @@ fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_fiel
     );
     server.stop();
 }
+
+#[test]
+fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
+    let Some(python) = capture_python("fail_modes_through_the_proxy") else { return };
+    let upstream = MockUpstream::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let proxies = format!("openai={}", upstream.url);
+    let server = ServerProcess::start_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("AITRAIL_PROXY", &proxies)],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let strict = make_key_on(&server, &rt, "ingest", "strict"); // fail mode closed: the default
+    let lenient = make_key_on(&server, &rt, "ingest", "lenient");
+    rt.block_on(async {
+        let url = format!("{}/v1/tenants/lenient/policy", server.base);
+        let r = server.client().put(url).json(&json!({"fail_mode": "open"})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let call = |key: &str, model: &str| {
+        run_python(
+            &python,
+            "one_call.py",
+            &[("AITRAIL_URL", &server.base), ("AITRAIL_KEY", key), ("MODEL", model)],
+            &server,
+        )
+    };
+    assert_eq!(call(&strict, "gpt-4o")["status"], 200, "a call while the store works");
+
+    // Another process takes SQLite's write lock and keeps it: every commit now fails (after
+    // the store's 10 s busy timeout).
+    let db = data.join(aitrail_store_sqlite::DB_FILE);
+    let mut lock = Command::new(&python)
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"])
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(lock.stdout.take().unwrap()).read_line(&mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
+    let before = upstream.calls().len();
+
+    // Open: the call goes through at once; its record waits in the spool.
+    let open = call(&lenient, "gpt-4o-open");
+    assert_eq!(open["status"], 200, "{open}");
+    assert!(open["seconds"].as_f64().unwrap() < 5.0, "the call did not wait for the store: {open}");
+    // Closed: the answer is withheld (503) once its record cannot be committed ...
+    let closed = call(&strict, "gpt-4o-closed");
+    assert_eq!(closed["status"], 503, "{closed}");
+    assert!(closed["detail"].as_str().unwrap().contains("fail mode is closed"), "{closed}");
+    assert_eq!(upstream.calls().len(), before + 2);
+    // ... and while commits keep failing, calls are refused before reaching the upstream.
+    let refused = call(&strict, "gpt-4o-refused");
+    assert_eq!(refused["status"], 503, "{refused}");
+    assert!(refused["seconds"].as_f64().unwrap() < 5.0, "{refused}");
+    assert_eq!(upstream.calls().len(), before + 2, "the upstream was not called");
+
+    // The lock goes: the spooled record is committed; the refused calls left none.
+    drop(lock.stdin.take());
+    lock.wait().unwrap();
+    let mut lenient_records = Vec::new();
+    for _ in 0..100 {
+        lenient_records = records_of(&server, &rt, "lenient");
+        if !lenient_records.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(lenient_records.len(), 1, "the spooled record arrived");
+    assert_eq!(lenient_records[0]["model_name"], "gpt-4o-open");
+    let strict_models: Vec<Value> =
+        records_of(&server, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect();
+    assert_eq!(strict_models, [json!("gpt-4o")]);
+    server.stop();
+}

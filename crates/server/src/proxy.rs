@@ -193,7 +193,14 @@ pub(crate) async fn forward(
         let bytes = answer.bytes().await.map_err(|e| ApiError::Upstream(e.to_string()))?;
         call.chunk(&bytes);
         let record = call.record(started.elapsed().as_millis() as u64, None);
-        commit(&app, &who, record, fail_mode).await?;
+        match fail_mode {
+            FailMode::Closed => commit(&app, &who, record, fail_mode).await?,
+            // The call goes through whatever becomes of its record.
+            FailMode::Open => {
+                let app = app.clone();
+                tokio::spawn(async move { commit(&app, &who, record, fail_mode).await });
+            }
+        }
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() =
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -307,6 +314,11 @@ async fn commit(
         }
     };
     let records = policy::apply(app, vec![record], true).await?;
+    if fail_mode == FailMode::Open && app.proxy.commits_failing() {
+        // Commits are failing: straight to the spool rather than another wait on the store.
+        spool(app, records);
+        return Ok(());
+    }
     match app.store.append(records.clone()).await {
         Ok(_) => {
             app.proxy.note(true);
