@@ -4,6 +4,7 @@
 //! temporary directory, and is driven over loopback HTTP by reqwest clients on another
 //! runtime. Figures are printed as Markdown rows.
 
+mod capture;
 mod postgres;
 
 use std::sync::Arc;
@@ -81,6 +82,13 @@ enum Which {
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
     },
+    /// Capture: the proxy's added latency against calling a mock upstream directly, at
+    /// fixed request rates; OTLP ingest in spans/s.
+    Capture {
+        /// Seconds of load per rate and path.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -96,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Which::Proofs { leaves } => proofs(leaves),
         Which::Auth { seconds } => auth(seconds),
         Which::Dashboard { records } => dashboard(records),
+        Which::Capture { seconds } => capture::run(seconds),
         Which::Postgres { url, batches, singles_seconds } => {
             postgres::run(&url, batches, singles_seconds)
         }
@@ -105,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             verify(1_000_000)?;
             export(1_000_000)?;
             dashboard(1_000_000)?;
+            capture::run(10)?;
             proofs(10_000_000)
         }
     }

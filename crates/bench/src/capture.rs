@@ -1,0 +1,193 @@
+//! Capture benchmarks: (h) what the logging proxy adds to a call's latency, against
+//! calling the same mock upstream directly in the same run, at fixed (open-loop) request
+//! rates; (i) OTLP ingest of gen_ai spans, in spans/s.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::json;
+
+use crate::{bench_dir, ms, percentile, spawn_server};
+
+/// A chat completion as a provider answers it.
+const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1763900000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"The capital of France is Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":7,"total_tokens":21}}"#;
+
+const REQUEST: &str = r#"{"model":"gpt-4o","temperature":0.2,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+
+async fn mock_upstream() -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async { ([("content-type", "application/json")], ANSWER) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// Latencies of `rate` requests a second for `seconds`, sent on schedule whatever the
+/// answers' pace (open loop), so a slow answer does not hide the next one's wait.
+async fn open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    rate: u32,
+    seconds: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..rate * seconds {
+        tick.tick().await;
+        let mut request = client.post(url).header("content-type", "application/json").body(REQUEST);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let r = request.send().await?;
+            anyhow::ensure!(r.status().is_success(), "status {}", r.status());
+            r.bytes().await?;
+            Ok(started.elapsed())
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        lat.push(done??);
+    }
+    lat.sort_unstable();
+    Ok(lat)
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+/// An export of `n` chat spans, as the OpenTelemetry SDKs send them.
+fn export(n: usize, batch: usize) -> Vec<u8> {
+    let s = |v: &str| any_value::Value::StringValue(v.into());
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: [(batch % 256) as u8; 16].to_vec(),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: "chat gpt-4o".into(),
+            start_time_unix_nano: 1_763_900_000_000_000_000 + i as u64,
+            end_time_unix_nano: 1_763_900_000_800_000_000 + i as u64,
+            attributes: vec![
+                kv("gen_ai.provider.name", s("openai")),
+                kv("gen_ai.operation.name", s("chat")),
+                kv("gen_ai.request.model", s("gpt-4o")),
+                kv("gen_ai.response.model", s("gpt-4o-2024-08-06")),
+                kv("gen_ai.request.temperature", any_value::Value::DoubleValue(0.7)),
+                kv("gen_ai.request.max_tokens", any_value::Value::IntValue(256)),
+                kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(120)),
+                kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(48)),
+                kv("gen_ai.conversation.id", s(&format!("conv-{}", i / 10))),
+                kv("gen_ai.input.messages", s(r#"[{"role":"user","parts":[{"type":"text","content":"Summarise the quarterly report for the board."}]}]"#)),
+                kv("gen_ai.output.messages", s(r#"[{"role":"assistant","parts":[{"type":"text","content":"Revenue grew 12% on the quarter; costs were flat."}]}]"#)),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    request.encode_to_vec()
+}
+
+pub fn run(seconds: u32) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let upstream = rt.block_on(mock_upstream())?;
+    let dir = bench_dir()?;
+    let args = ["--data-dir".to_owned(), dir.path().display().to_string()];
+    let proxy = format!("openai={upstream}");
+    let mut server = spawn_server(&args, &[("AITRAIL_PROXY", &proxy)])?;
+    server._dir = Some(dir);
+    let client = reqwest::Client::new();
+    let key = |tenant: &str| -> anyhow::Result<String> {
+        rt.block_on(async {
+            let made: serde_json::Value = client
+                .post(format!("{}/v1/keys", server.base))
+                .bearer_auth(&server.key)
+                .json(&json!({"role": "ingest", "tenant_id": tenant}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            made["key"].as_str().map(str::to_owned).context("no key made")
+        })
+    };
+    let (closed, open) = (key("bench-closed")?, key("bench-open")?);
+    rt.block_on(async {
+        let url = format!("{}/v1/tenants/bench-open/policy", server.base);
+        let r = client.put(url).bearer_auth(&server.key).json(&json!({"fail_mode": "open"})).send().await?;
+        anyhow::ensure!(r.status().is_success(), "policy: {}", r.status());
+        Ok(())
+    })?;
+
+    println!("| (h) chat call at | path | p50 ms | p99 ms | added p50 ms | added p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let direct_url = format!("{upstream}/v1/chat/completions");
+    let proxy_url = format!("{}/proxy/openai/v1/chat/completions", server.base);
+    for rate in [200, 1000] {
+        let direct = rt.block_on(open_loop(&client, &direct_url, &[], rate, seconds))?;
+        let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+        println!("| {rate}/s | direct | {} | {} | | |", ms(d50), ms(d99));
+        for (label, key) in [("proxy, fail mode closed", &closed), ("proxy, fail mode open", &open)] {
+            let headers = [("authorization", "Bearer sk-bench-not-a-key"), ("x-aitrail-key", key.as_str())];
+            let lat = rt.block_on(open_loop(&client, &proxy_url, &headers, rate, seconds))?;
+            let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+            println!(
+                "| {rate}/s | {label} | {} | {} | {} | {} |",
+                ms(p50),
+                ms(p99),
+                ms(p50.saturating_sub(d50)),
+                ms(p99.saturating_sub(d99))
+            );
+        }
+    }
+
+    // (i) OTLP: 100 exports of 1,000 spans, four at a time.
+    let ingest = key("bench-otlp")?;
+    let bodies: Vec<Vec<u8>> = (0..100).map(|b| export(1000, b)).collect();
+    let url = format!("{}/v1/traces", server.base);
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut bodies = bodies.into_iter();
+        loop {
+            while tasks.len() < 4 {
+                let Some(body) = bodies.next() else { break };
+                let request = client
+                    .post(&url)
+                    .bearer_auth(&ingest)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body);
+                tasks.spawn(async move {
+                    let r = request.send().await?;
+                    anyhow::ensure!(r.status().is_success(), "OTLP status {}", r.status());
+                    let answer = r.bytes().await?;
+                    anyhow::ensure!(answer.is_empty(), "a partial success: {answer:?}");
+                    Ok(())
+                });
+            }
+            let Some(done) = tasks.join_next().await else { break };
+            done??;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let elapsed = started.elapsed();
+    println!(
+        "| (i) OTLP/HTTP protobuf, 100 exports of 1,000 gen_ai spans, 4 at a time | {:.1} s | {:.0} spans/s |",
+        elapsed.as_secs_f64(),
+        100_000.0 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
