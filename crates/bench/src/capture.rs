@@ -127,7 +127,12 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
     let (closed, open) = (key("bench-closed")?, key("bench-open")?);
     rt.block_on(async {
         let url = format!("{}/v1/tenants/bench-open/policy", server.base);
-        let r = client.put(url).bearer_auth(&server.key).json(&json!({"fail_mode": "open"})).send().await?;
+        let r = client
+            .put(url)
+            .bearer_auth(&server.key)
+            .json(&json!({"fail_mode": "open"}))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "policy: {}", r.status());
         Ok(())
     })?;
@@ -140,8 +145,10 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
         let direct = rt.block_on(open_loop(&client, &direct_url, &[], rate, seconds))?;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         println!("| {rate}/s | direct | {} | {} | | |", ms(d50), ms(d99));
-        for (label, key) in [("proxy, fail mode closed", &closed), ("proxy, fail mode open", &open)] {
-            let headers = [("authorization", "Bearer sk-bench-not-a-key"), ("x-aitrail-key", key.as_str())];
+        for (label, key) in [("proxy, fail mode closed", &closed), ("proxy, fail mode open", &open)]
+        {
+            let headers =
+                [("authorization", "Bearer sk-bench-not-a-key"), ("x-aitrail-key", key.as_str())];
             let lat = rt.block_on(open_loop(&client, &proxy_url, &headers, rate, seconds))?;
             let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
             println!(
