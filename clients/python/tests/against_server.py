@@ -1,0 +1,119 @@
+"""The Python client against a running aitrail server (run by crates/cli/tests/cli.rs):
+record, query, export, and verify — including that verification fails, naming the step,
+for each way a record, its proof or the key can be wrong.
+
+Env: AITRAIL_URL, INGEST_KEY, AUDITOR_KEY (both of tenant acme), LOG_KEY, EXPORT_PATH.
+Prints a JSON summary; any failed expectation raises (exit 1)."""
+
+import base64
+import copy
+import hashlib
+import json
+import os
+import sys
+import time
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from aitrail import AuditConfig, AuditError, AuditTrail, verify_record
+
+url = os.environ["AITRAIL_URL"]
+writer = AuditTrail(AuditConfig(url=url, api_key=os.environ["INGEST_KEY"], tenant_id="acme"))
+auditor = AuditTrail(AuditConfig(url=url, api_key=os.environ["AUDITOR_KEY"], log_key=os.environ["LOG_KEY"]))
+summary = {}
+
+ids = [
+    writer.record(model_provider="anthropic", model_name="claude-sonnet-4", temperature=0.7,
+                  prompt="Write a persona for a rural nurse.", response="Maria, 44, works nights.",
+                  tokens_input=120, tokens_output=48, model_config={"max_tokens": 4096},
+                  attributes={"input.data_hash": "sha256:abc"}),
+    writer.record(model_provider="openai", model_name="gpt-4o", prompt="Summarise.", response="Done."),
+    AuditTrail(AuditConfig(url=url, api_key=os.environ["INGEST_KEY"], tenant_id="acme", include_prompts=False))
+    .record(model_provider="openai", model_name="gpt-4o-mini", prompt="never sent", response="kept"),
+]
+summary["ids"] = ids
+
+# A record is provable once a checkpoint covers it (signed within the interval).
+for _ in range(100):
+    try:
+        auditor.verification(ids[-1])
+        break
+    except AuditError as e:
+        if e.status != 409:
+            raise
+        time.sleep(0.05)
+
+for audit_id in ids:
+    v = auditor.verification(audit_id)
+    assert v.ok, (audit_id, v.steps)
+assert [name for name, _, _ in auditor.verification(ids[0]).steps] == [
+    "log key", "checkpoint signature", "entry", "inclusion", "record = entry", "content"]
+assert auditor.verify(audit_id=ids[0]) is True
+
+unsent = auditor.get(ids[2])
+assert "prompt" not in unsent and unsent["response"] == "kept", unsent
+
+found = auditor.query(start_date="2020-01-01", model="claude-sonnet-4")
+assert [r["id"] for r in found] == [ids[0]], found
+assert len(auditor.query(provider="openai")) == 2
+assert len(auditor.query(limit=1)) == 1
+
+data = auditor.export(audit_ids=ids[:2], format="json", output=os.environ["EXPORT_PATH"])
+exported = json.loads(data)
+exported = exported if isinstance(exported, list) else exported.get("records", exported)
+summary["exported"] = len(exported)
+
+try:
+    writer.record(model_provider="openai", temperature="hot")
+    raise AssertionError("a bad record was accepted")
+except AuditError as e:
+    assert e.status == 422 and "temperature" in e.detail, e.detail
+    summary["refused"] = e.detail
+
+# Each way of being wrong fails, named by its step.
+record = auditor.get(ids[0])
+proof = auditor._request("GET", f"/v1/records/{ids[0]}/proof")
+key = os.environ["LOG_KEY"]
+
+
+def failed(r=record, p=proof, k=key):
+    return verify_record(r, p, k).failed
+
+
+def flip(b64, at=-3):
+    b = bytearray(base64.b64decode(b64))
+    b[at] ^= 1
+    return base64.b64encode(bytes(b)).decode()
+
+
+def with_proof(**changes):
+    p = copy.deepcopy(proof)
+    p.update(changes)
+    return p
+
+
+other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+name = key.split("+")[0]
+other_raw = b"\x01" + other
+other_id = hashlib.sha256(name.encode() + b"\n" + other_raw).digest()[:4].hex()
+other_key = f"{name}+{other_id}+{base64.b64encode(other_raw).decode()}"
+size_line = proof["checkpoint"].split("\n")[1]
+cases = {
+    "untouched": failed(),
+    "field": failed(r={**record, "model_name": "gpt-4o"}),
+    "content": failed(r={**record, "prompt": record["prompt"] + "!"}),
+    "entry": failed(p=with_proof(entry=flip(proof["entry"]))),
+    "path": failed(p=with_proof(audit_path=[flip(proof["audit_path"][0])] + proof["audit_path"][1:])) if proof["audit_path"] else ["inclusion"],
+    "size": failed(p=with_proof(checkpoint=proof["checkpoint"].replace(f"\n{size_line}\n", f"\n{int(size_line) + 1}\n", 1))),
+    "other key": failed(k=other_key),
+}
+assert cases["untouched"] == [], cases
+assert cases["field"] == ["record = entry"], cases
+assert cases["content"] == ["content"], cases
+assert "inclusion" in cases["entry"] or "entry" in cases["entry"], cases
+assert cases["path"] == ["inclusion"], cases
+assert cases["size"] == ["checkpoint signature"], cases
+assert cases["other key"] == ["checkpoint signature"], cases
+summary["tampered"] = cases
+json.dump(summary, sys.stdout)
