@@ -2138,10 +2138,19 @@ fn the_python_client_records_queries_exports_and_verifies_records_itself() {
     let ingest = make_key_on(&server, &rt, "ingest", "acme");
     let auditor = make_key_on(&server, &rt, "auditor", "acme");
     let log_key = rt.block_on(async {
-        server.client().get(format!("{}/v1/log-key", server.base)).send().await.unwrap().text().await.unwrap()
+        server
+            .client()
+            .get(format!("{}/v1/log-key", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     });
     let export = dir.path().join("compliance-report.json");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python/tests/against_server.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python/tests/against_server.py");
     let out = Command::new(&python)
         .arg(script)
         .env("AITRAIL_URL", &server.base)
@@ -2151,13 +2160,21 @@ fn the_python_client_records_queries_exports_and_verifies_records_itself() {
         .env("EXPORT_PATH", &export)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["exported"], 2, "{summary}");
     assert!(export.exists());
     // What the client recorded is what the server keeps.
     let records = records_of(&server, &rt, "acme");
     let first = records.iter().find(|r| r["id"] == summary["ids"][0]).unwrap();
-    assert_eq!((first["model_name"].as_str(), first["temperature"].as_str()), (Some("claude-sonnet-4"), Some("0.7")));
+    assert_eq!(
+        (first["model_name"].as_str(), first["temperature"].as_str()),
+        (Some("claude-sonnet-4"), Some("0.7"))
+    );
     server.stop();
 }
