@@ -185,16 +185,28 @@ def verify_record(record: dict, proof: dict, verifier_key: str) -> Verification:
         v.check("inclusion", inclusion)
     if "entry" in found:
         def same():
-            differ = differences(record, found["entry"])
+            entry = found["entry"]
+            differ = differences(record, entry)
             if differ:
                 raise ValueError("differs from the log in: " + ", ".join(differ))
-            return "every field matches the entry"
+            tenant_log = f"{name}/{entry['record'].get('tenant_id')}"
+            if "checkpoint" in found and found["checkpoint"][0] != tenant_log:
+                raise ValueError(f"the checkpoint is of log {found['checkpoint'][0]}, not {tenant_log}")
+            if proof.get("leaf_index") != entry.get("seq"):
+                raise ValueError("the proof is for another leaf than the entry's seq")
+            return "every field matches the entry, in its tenant's log"
 
         v.check("record = entry", same)
         commitments = found["entry"]["record"].get("commitments", {})
-        shown = [f for f in ("prompt", "response") if isinstance(record.get(f), str) and f in commitments]
-        if shown and proof.get("content_salt"):
+        # Content shown must be content logged: each shown field needs its commitment and the salt.
+        shown = [f for f in ("prompt", "response") if isinstance(record.get(f), str)]
+        if shown:
             def content():
+                missing = [f for f in shown if f not in commitments]
+                if missing:
+                    raise ValueError(" and ".join(missing) + " shown without a commitment in the log")
+                if not proof.get("content_salt"):
+                    raise ValueError("the content shown cannot be checked: the proof carries no salt")
                 salt = base64.b64decode(proof["content_salt"])
                 for f in shown:
                     c = sha256(b"aitrail.commitment.v1\x00", salt, f.encode(), b"\x00", record[f].encode())

@@ -99,6 +99,24 @@ other_raw = b"\x01" + other
 other_id = hashlib.sha256(name.encode() + b"\n" + other_raw).digest()[:4].hex()
 other_key = f"{name}+{other_id}+{base64.b64encode(other_raw).decode()}"
 size_line = proof["checkpoint"].split("\n")[1]
+
+
+def signed_by_another_key(origin):
+    """The proof's checkpoint re-signed for `origin` by a key made here, and that key."""
+    private = Ed25519PrivateKey.generate()
+    raw = b"\x01" + private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key_id = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
+    lines = proof["checkpoint"].split("\n")
+    body = f"{origin}\n{lines[1]}\n{lines[2]}\n"
+    sig = base64.b64encode(key_id + private.sign(body.encode())).decode()
+    note = f"{body}\n\u2014 {name} {sig}\n"
+    return with_proof(checkpoint=note), f"{name}+{key_id.hex()}+{base64.b64encode(raw).decode()}"
+
+
+own_log = proof["checkpoint"].split("\n")[0]
+resigned, resigned_key = signed_by_another_key(own_log)
+moved, moved_key = signed_by_another_key(own_log.rsplit("/", 1)[0] + "/another-tenant")
+unsent_proof = auditor._request("GET", f"/v1/records/{ids[2]}/proof")
 cases = {
     "untouched": failed(),
     "field": failed(r={**record, "model_name": "gpt-4o"}),
@@ -107,6 +125,11 @@ cases = {
     "path": failed(p=with_proof(audit_path=[flip(proof["audit_path"][0])] + proof["audit_path"][1:])) if proof["audit_path"] else ["inclusion"],
     "size": failed(p=with_proof(checkpoint=proof["checkpoint"].replace(f"\n{size_line}\n", f"\n{int(size_line) + 1}\n", 1))),
     "other key": failed(k=other_key),
+    # Checks are relative to the key given: the same tree re-signed by another key passes
+    # with that key, and fails when the checkpoint is of another tenant's log.
+    "re-signed": failed(p=resigned, k=resigned_key),
+    "other tenant's log": failed(p=moved, k=moved_key),
+    "content without commitment": verify_record({**unsent, "prompt": "never sent"}, unsent_proof, key).failed,
 }
 assert cases["untouched"] == [], cases
 assert cases["field"] == ["record = entry"], cases
@@ -115,5 +138,8 @@ assert "inclusion" in cases["entry"] or "entry" in cases["entry"], cases
 assert cases["path"] == ["inclusion"], cases
 assert cases["size"] == ["checkpoint signature"], cases
 assert cases["other key"] == ["checkpoint signature"], cases
+assert cases["re-signed"] == [], cases
+assert cases["other tenant's log"] == ["record = entry"], cases
+assert cases["content without commitment"] == ["content"], cases
 summary["tampered"] = cases
 json.dump(summary, sys.stdout)

@@ -64,11 +64,15 @@ impl Totals {
     fn add(&mut self, e: &UsageFields<'_>) {
         self.records += 1;
         self.failures += u64::from(!e.success);
-        self.tokens_input += e.tokens_input.unwrap_or(0);
-        self.tokens_output += e.tokens_output.unwrap_or(0);
-        if let Some(cost) = e.cost_amount.as_deref().and_then(|c| c.parse::<f64>().ok()) {
+        // Counts are the clients' and may be absurd: a sum saturates rather than wraps.
+        self.tokens_input = self.tokens_input.saturating_add(e.tokens_input.unwrap_or(0));
+        self.tokens_output = self.tokens_output.saturating_add(e.tokens_output.unwrap_or(0));
+        let cost = e.cost_amount.as_deref().and_then(|c| c.parse::<f64>().ok());
+        if let Some(cost) = cost.filter(|c| c.is_finite()) {
             let currency = e.cost_currency.as_deref().unwrap_or("");
-            *self.cost.entry(currency.to_owned()).or_default() += cost;
+            let sum = self.cost.entry(currency.to_owned()).or_default();
+            // A sum past f64's range stays at the largest finite value (JSON has no infinity).
+            *sum = (*sum + cost).min(f64::MAX);
         }
     }
 }
@@ -273,6 +277,20 @@ mod tests {
         assert_eq!(r.top_users[0].totals.records, 2);
         assert_eq!(r.top_features[0].key, "(none)");
         assert_eq!(r.top_features[1].key, "chat");
+    }
+
+    #[test]
+    fn absurd_counts_and_costs_saturate() {
+        let mut usage = Usage::new(Bucket::Day);
+        for seq in 0..3 {
+            let fields =
+                r#""tokens_input":9223372036854775807,"cost_amount":"1e308","cost_currency":"USD""#;
+            usage.add_entry(&entry_bytes_for_test(fields, seq)).unwrap();
+        }
+        let r = usage.report();
+        assert_eq!(r.totals.tokens_input, u64::MAX);
+        assert_eq!(r.totals.cost["USD"], f64::MAX);
+        assert!(serde_json::to_value(&r).unwrap()["totals"]["cost"]["USD"].is_number());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Upstreams of the logging proxy (`/proxy/<provider>/…`).
     pub proxies: Vec<ProxyTarget>,
+    /// How often a tenant's key may start a full verification on a node.
+    pub verification_cooldown: std::time::Duration,
 }
 
 /// Default per-key request rate: batch above it.
@@ -70,6 +72,7 @@ impl Default for Config {
             rate_limit: DEFAULT_RATE_LIMIT,
             secure_cookies: false,
             proxies: Vec::new(),
+            verification_cooldown: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -81,8 +84,10 @@ pub(crate) struct AppState {
     pub log: Arc<LogSigner>,
     pub keys: Arc<KeyRing>,
     pub policies: Arc<policy::Policies>,
-    /// Held while a full verification runs on this node.
-    pub verifying: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a full verification runs on this node; when each tenant last started one.
+    pub verifying: Arc<
+        tokio::sync::Mutex<std::collections::HashMap<aitrail_core::TenantId, std::time::Instant>>,
+    >,
     pub proxy: Arc<proxy::Proxy>,
 }
 

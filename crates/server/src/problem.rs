@@ -39,6 +39,9 @@ pub enum ApiError {
     RecordsUnavailable,
     #[error("{0}")]
     Upstream(String),
+    /// Something that runs one at a time is running.
+    #[error("{0}")]
+    Busy(String),
     #[error(
         "the record is not yet in a signed checkpoint; checkpoints are signed every second, retry shortly"
     )]
@@ -125,6 +128,7 @@ impl ApiError {
                 "Audit records cannot be committed",
             ),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", "The upstream failed"),
+            Busy(_) => (StatusCode::CONFLICT, "busy", "Already running"),
             NotYetCheckpointed => {
                 (StatusCode::CONFLICT, "not-yet-checkpointed", "Not yet in a checkpoint")
             }

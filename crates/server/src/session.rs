@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::access::Seen;
 use crate::{ApiError, AppState};
 
-/// The session cookie's name.
+/// The session cookie's name; under TLS with the `__Host-` prefix, which browsers only
+/// accept from this very host over HTTPS (no sibling subdomain can plant one).
 pub(crate) const COOKIE: &str = "aitrail_session";
+const SECURE_COOKIE: &str = "__Host-aitrail_session";
 /// The header a cookie-authenticated change must carry its CSRF token in.
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -32,7 +34,12 @@ pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find_map(|pair| {
+            let pair = pair.trim();
+            pair.strip_prefix(SECURE_COOKIE)
+                .or_else(|| pair.strip_prefix(COOKIE))?
+                .strip_prefix('=')
+        })
 }
 
 /// A request authenticated by a live session cookie (and, unless it only reads, by the
@@ -95,9 +102,9 @@ fn secure(app: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn set_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
+    let (name, secure) = if secure { (SECURE_COOKIE, "; Secure") } else { (COOKIE, "") };
     let cookie =
-        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&cookie).expect("a session token is a valid header value")
 }
 

@@ -79,6 +79,7 @@ function fmtTime(t) {
 
 function fmtCost(cost) {
   return Object.entries(cost || {})
+    .filter(([, v]) => typeof v === "number")
     .map(([cur, v]) => `${v.toFixed(v < 1 ? 4 : 2)} ${cur}`.trim())
     .join(", ");
 }
@@ -341,17 +342,48 @@ async function recordPage(id) {
   try {
     const [proof, key] = await Promise.all([api(`/v1/records/${record.id}/proof`), api("/v1/log-key", { text: true })]);
     const steps = await checkRecord(record, proof, key);
+    const pin = await pinned(key);
+    if (pin.changed) steps.push({ step: "Log key pinned in this browser", ok: false, detail: pin.detail });
+    if (steps.some((s) => s.unsupported)) {
+      integrity.dataset.state = "unavailable";
+      integrity.replaceChildren(h("h2", { id: "integrity-h" }, "Integrity"), notice("info", `This browser cannot check Ed25519 signatures; \`aitrail verify ${record.id}\` checks them.`));
+      return;
+    }
     const ok = steps.every((s) => s.ok);
     integrity.dataset.state = ok ? "verified" : "failed";
     integrity.replaceChildren(
       h("h2", { id: "integrity-h" }, "Integrity"),
       notice(ok ? "ok" : "error", ok ? `Verified in your browser: this record is leaf ${proof.leaf_index} of the signed log of ${proof.tree_size} records.` : "Verification failed: this record does not match its signed log."),
+      h("p", { class: "muted" }, pin.detail),
       h("ol", { class: "steps" }, steps.map((s) => h("li", { class: s.ok ? "ok" : "bad" }, h("strong", {}, `${s.ok ? "✓" : "✗"} ${s.step}: `), s.detail))),
     );
   } catch (e) {
     integrity.dataset.state = e.status === 409 || /checkpoint/.test(e.message) ? "pending" : "failed";
     integrity.replaceChildren(h("h2", { id: "integrity-h" }, "Integrity"), notice(integrity.dataset.state === "pending" ? "info" : "error", e.message));
   }
+}
+
+/**
+ * The log key is fetched from the server being checked, so the browser remembers the
+ * first one it saw (trust on first use) and says so loudly if the server ever presents
+ * another: compare the fingerprint with the one your auditor published.
+ */
+async function pinned(keyText) {
+  let key;
+  try {
+    key = await parseVerifierKey(keyText);
+  } catch {
+    return { changed: false, detail: "" };
+  }
+  const stored = localStorage.getItem("aitrail.logKeyFingerprint");
+  if (!stored) {
+    localStorage.setItem("aitrail.logKeyFingerprint", key.fingerprint);
+    return { changed: false, detail: `Log key ${key.fingerprint.slice(0, 16)}… pinned in this browser now; check it against the fingerprint your organisation publishes.` };
+  }
+  if (stored !== key.fingerprint) {
+    return { changed: true, detail: `The server's log key (${key.fingerprint.slice(0, 16)}…) is not the one this browser pinned (${stored.slice(0, 16)}…): the log may have been replaced.` };
+  }
+  return { changed: false, detail: `Log key ${key.fingerprint.slice(0, 16)}… is the one this browser pinned.` };
 }
 
 // ---------------------------------------------------------------- new log (seed 000's form)
@@ -487,15 +519,28 @@ async function integrityPage() {
   page("Integrity", tenantForm, log, last);
   try {
     const keyText = await api("/v1/log-key", { text: true });
-    const key = await parseVerifierKey(keyText).catch(() => null);
-    const rows = [["Log key", keyText.trim()], ["Key fingerprint (SHA-256)", key ? key.fingerprint : "(needs WebCrypto: HTTPS or localhost)"]];
+    const webcrypto = Boolean(globalThis.crypto && crypto.subtle);
+    let key = null;
+    let keyProblem = webcrypto ? "" : "(needs WebCrypto: HTTPS or localhost)";
+    if (webcrypto) {
+      try {
+        key = await parseVerifierKey(keyText);
+      } catch (e) {
+        keyProblem = `INVALID: ${e.message}`;
+      }
+    }
+    const pin = key ? await pinned(keyText) : { detail: "" };
+    const rows = [["Log key", keyText.trim()], ["Key fingerprint (SHA-256)", key ? `${key.fingerprint}${pin.detail ? ` — ${pin.detail}` : ""}` : keyProblem]];
     if (tenant) {
       try {
         const note = await api(`/v1/checkpoint?tenant_id=${encodeURIComponent(tenant)}`, { text: true });
         const cp = parseCheckpoint(note);
         const signature = key
-          ? await verifyNote(note, key).then(() => "valid: signed by the log key (checked in your browser)", (e) => `INVALID: ${e.message}`)
-          : "not checked here (WebCrypto needs HTTPS or localhost)";
+          ? await verifyNote(note, key).then(
+            () => (cp.origin === `${key.name}/${tenant}` ? "valid: signed by the log key (checked in your browser)" : `INVALID: the checkpoint is of log ${cp.origin}`),
+            (e) => (e.name === "NotSupportedError" ? "not checked: this browser has no Ed25519" : `INVALID: ${e.message}`),
+          )
+          : `not checked here ${keyProblem}`;
         rows.push(["Log size", `${cp.size} records`], ["Origin", cp.origin], ["Latest checkpoint", h("pre", { class: "note" }, note)], ["Signature", h("span", { id: "checkpoint-signature" }, signature)]);
       } catch (e) {
         rows.push(["Latest checkpoint", e.message]);

@@ -145,7 +145,7 @@ export async function checkRecord(record, proof, verifierKeyText) {
       steps.push({ step: name, ok: true, detail: await run() });
       return true;
     } catch (e) {
-      steps.push({ step: name, ok: false, detail: e.message });
+      steps.push({ step: name, ok: false, detail: e.message, unsupported: e.name === "NotSupportedError" });
       return false;
     }
   };
@@ -180,18 +180,28 @@ export async function checkRecord(record, proof, verifierKeyText) {
     await step("Record shown = record logged", async () => {
       const differ = differences(record, entry);
       if (differ.length) throw new Error(`differs from the log in: ${differ.join(", ")}`);
-      return "every field matches the entry";
+      if (checkpoint && checkpoint.origin !== `${key.name}/${entry.record.tenant_id}`) {
+        throw new Error(`the checkpoint is of log ${checkpoint.origin}, not ${key.name}/${entry.record.tenant_id}`);
+      }
+      if (String(proof.leaf_index) !== String(entry.seq)) throw new Error("the proof is for another leaf than the entry's seq");
+      return "every field matches the entry, in its tenant's log";
     });
+    // Content shown must be content logged: each shown field needs its commitment and
+    // the salt, or it is not verified.
     const commitments = entry.record.commitments || {};
-    const shown = ["prompt", "response"].filter((f) => typeof record[f] === "string" && commitments[f]);
-    if (shown.length && proof.content_salt) {
+    const shown = ["prompt", "response"].filter((f) => typeof record[f] === "string");
+    if (shown.length) {
       await step("Content", async () => {
+        const missing = shown.filter((f) => !commitments[f]);
+        if (missing.length) throw new Error(`the ${missing.join(" and ")} shown ${missing.length > 1 ? "have" : "has"} no commitment in the log`);
+        if (!proof.content_salt) throw new Error("the content shown cannot be checked: the proof carries no salt");
         const salt = fromBase64(proof.content_salt);
         for (const field of shown) {
           const c = await sha256("aitrail.commitment.v1", [0], salt, field, [0], record[field]);
           if (toHex(c) !== commitments[field]) throw new Error(`the ${field} shown is not the ${field} logged`);
         }
-        return `${shown.join(" and ")} match their commitments`;
+        const variables = record.prompt_variables ? "; prompt variables are not checked here (aitrail verify checks them)" : "";
+        return `${shown.join(" and ")} match their commitments${variables}`;
       });
     }
   }

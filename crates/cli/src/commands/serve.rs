@@ -89,6 +89,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         rate_limit: args.rate_limit,
         secure_cookies: args.secure_cookies,
         proxies: args.proxies,
+        ..Config::default()
     };
     let app = aitrail_server::router(store, log, config);
     let listener = tokio::net::TcpListener::bind(args.listen)

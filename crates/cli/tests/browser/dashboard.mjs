@@ -54,7 +54,7 @@ try {
   assert.ok(cookie, "a session cookie is set");
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, "Strict");
-  assert.ok(!cookie.value.includes(process.env.ADMIN_KEY.split("_")[2]), "the cookie does not hold the key's secret");
+  assert.ok(!cookie.value.includes(process.env.ADMIN_KEY.split("_").slice(2).join("_")), "the cookie does not hold the key's secret");
 
   // ---- create a log through seed 000's form
   step("new log");
@@ -121,14 +121,37 @@ try {
       b[b.length - 3] ^= 1;
       return btoa(String.fromCharCode(...b));
     };
+    // The proof's tree, re-signed by a key made here, for its own log and for another's.
+    const resign = async (origin) => {
+      const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+      const raw = new Uint8Array([1, ...new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey))]);
+      const name = key.split("+")[0];
+      const id = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array([...new TextEncoder().encode(name), 10, ...raw]))).slice(0, 4);
+      const [, size, root] = proof.checkpoint.split("\n");
+      const body = `${origin}\n${size}\n${root}\n`;
+      const sig = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, new TextEncoder().encode(body)));
+      const b64 = (bytes) => btoa(String.fromCharCode(...bytes));
+      const hex = [...id].map((b) => b.toString(16).padStart(2, "0")).join("");
+      return [{ ...proof, checkpoint: `${body}\n\u2014 ${name} ${b64([...id, ...sig])}\n` }, `${name}+${hex}+${b64(raw)}`];
+    };
+    const ownLog = proof.checkpoint.split("\n")[0];
+    const [resigned, resignedKey] = await resign(ownLog);
+    const [moved, movedKey] = await resign(ownLog.replace(/\/[^/]*$/, "/another-tenant"));
+    // A record logged without a prompt, shown with one.
+    const page = await get("/v1/records?limit=50");
+    const bare = page.records.find((r) => r.prompt === undefined);
+    const bareProof = await get(`/v1/records/${bare.id}/proof`);
     return {
+      reSigned: await failed(record, resigned, resignedKey),
+      otherTenantsLog: await failed(record, moved, movedKey),
+      contentWithoutCommitment: await failed({ ...bare, prompt: "never logged" }, bareProof, key),
       untouched: await failed(record, proof, key),
       field: await failed({ ...record, model_name: "gpt-4o" }, proof, key),
       content: await failed({ ...record, prompt: `${record.prompt}!` }, proof, key),
       entry: await failed(record, { ...proof, entry: flip(proof.entry) }, key),
       path: await failed(record, { ...proof, audit_path: proof.audit_path.map((h, i) => (i === 0 ? flip(h) : h)) }, key),
       size: await failed(record, { ...proof, checkpoint: proof.checkpoint.replace(/\n(\d+)\n/, (m, n) => `\n${Number(n) + 1}\n`) }, key),
-      // Another public key under the same name and id.
+      // A key whose id does not match it.
       key: await failed(record, proof, ((k) => k.slice(0, -10) + (k.at(-10) === "A" ? "B" : "A") + k.slice(-9))(key.trim())),
     };
   }, id);
@@ -139,6 +162,9 @@ try {
   assert.deepEqual(failures.path, ["Inclusion"]);
   assert.deepEqual(failures.size, ["Checkpoint signature"]);
   assert.deepEqual(failures.key, ["Log key"]);
+  assert.deepEqual(failures.reSigned, [], "the checks are relative to the key given");
+  assert.deepEqual(failures.otherTenantsLog, ["Record shown = record logged"]);
+  assert.deepEqual(failures.contentWithoutCommitment, ["Content"]);
   found.tampered = failures;
 
   // ---- usage charts from the seeded data
@@ -212,6 +238,12 @@ try {
   await viewer.goto(`${base}/#/records/${id}`);
   await viewer.locator('.integrity[data-state="verified"]').waitFor({ timeout: 15000 });
   assert.equal(await viewer.getByText("What is our refund policy for the browser test?").count(), 0, "a viewer sees no content");
+  // The browser pinned the log key on first use; another key later is a failure, said so.
+  await viewer.evaluate(() => localStorage.setItem("aitrail.logKeyFingerprint", "00".repeat(32)));
+  await viewer.goto(`${base}/#/logs`);
+  await viewer.goto(`${base}/#/records/${id}`);
+  await viewer.locator('.integrity[data-state="failed"]').waitFor({ timeout: 15000 });
+  await viewer.getByText("is not the one this browser pinned").first().waitFor();
 
   // ---- a phone: 390 px wide, nothing wider than the screen
   step("390 px");

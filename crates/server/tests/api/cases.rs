@@ -846,7 +846,9 @@ async fn make_key(s: &Server, role: &str, tenant: Option<&str>) -> (String, Stri
 #[tokio::test]
 async fn every_route_answers_every_role_exactly() {
     use reqwest::Method;
-    let Some(s) = Server::start(BACKEND).await else { return };
+    // Every role starts a full verification here, one after another.
+    let config = Config { verification_cooldown: Duration::ZERO, ..Config::default() };
+    let Some(s) = Server::with_config(BACKEND, config).await else { return };
     // One checkpointed record with content in each tenant.
     let mut ids = std::collections::HashMap::new();
     for t in ["own", "other"] {
@@ -1616,7 +1618,7 @@ async fn a_dashboard_session_stands_for_its_key_and_changes_need_the_csrf_token(
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
-    assert!(!cookie.contains(key.rsplit('_').next().unwrap()), "the cookie holds no key secret");
+    assert!(!cookie.contains(key.splitn(3, '_').nth(2).unwrap()), "the cookie holds no key secret");
     let session: Value = r.json().await.unwrap();
     assert_eq!((session["role"].as_str(), session["key_id"].as_str()), (Some("admin"), Some(key_id.as_str())));
     assert_eq!(session["tenant_id"], "own");
@@ -1680,7 +1682,12 @@ async fn a_tls_proxy_makes_the_session_cookie_secure() {
         .send()
         .await
         .unwrap();
-    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-aitrail_session=") && cookie.contains("; Secure"), "{cookie}");
+    // ... and that cookie signs the browser in.
+    let token = cookie.split(';').next().unwrap();
+    let me = reqwest::Client::new().get(format!("{}/v1/session", s.base)).header("cookie", token).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1755,6 +1762,13 @@ async fn a_full_verification_from_the_api_is_kept_and_shows_each_tenant_its_own_
     assert!(run["examples"][0].as_str().unwrap().starts_with("REMOVED   tenant other seq 1"), "{run}");
     // An auditor of "own" sees its log sound and nothing of the other's.
     let auditor = http(&make_key(&s, "auditor", Some("own")).await.1);
+    let (status, _) = send(&auditor, &s.base, &post).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&auditor, &s.base, &post).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a tenant's key waits a minute between runs");
+    // A tenant with no log is told so, not shown "0 records, no problem".
+    let (_, empty) = send(&http(&make_key(&s, "viewer", Some("empty")).await.1), &s.base, &get("/v1/verification")).await;
+    assert_eq!(empty["examples"][0], "this tenant had no log when the run started", "{empty}");
     let (_, mine) = send(&auditor, &s.base, &get("/v1/verification")).await;
     assert_eq!((mine["ok"].as_bool(), mine["records"].as_u64()), (Some(true), Some(3)), "{mine}");
     assert!(!mine.to_string().contains("other"), "{mine}");
