@@ -152,8 +152,16 @@ pub(crate) async fn forward(
     let path = format!("/{rest}");
     let operation = operation(target.provider, &path);
     let fail_mode = app.policies.of(app.store.as_ref(), &who.tenant).await?.fail_mode();
-    if operation.is_some() && fail_mode == FailMode::Closed && app.proxy.commits_failing() {
-        return Err(ApiError::RecordsUnavailable);
+    // Fail mode closed: no call goes out while its record could not be committed.
+    if operation.is_some() && fail_mode == FailMode::Closed {
+        if app.proxy.commits_failing() {
+            return Err(ApiError::RecordsUnavailable);
+        }
+        if let Err(e) = app.store.probe_write().await {
+            tracing::error!(error = %e, "the store takes no write; a proxied call is refused");
+            app.proxy.note(false);
+            return Err(ApiError::RecordsUnavailable);
+        }
     }
     let mut url = format!("{}{path}", target.url.trim_end_matches('/'));
     if let Some(q) = uri.query() {

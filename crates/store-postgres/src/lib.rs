@@ -201,6 +201,21 @@ impl Store for PostgresStore {
         read::tenants(&self.client().await?).await
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // A connection within a second, to a primary (a standby in recovery takes no write).
+        let client = tokio::time::timeout(std::time::Duration::from_secs(1), self.client())
+            .await
+            .map_err(|_| StoreError::Backend("PostgreSQL: no connection within 1 s".into()))??;
+        let row =
+            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(read::backend)?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Backend(
+                "PostgreSQL is a standby in recovery: it takes no write".into(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
         read::claim_log_key(&self.client().await?, verifier).await
     }

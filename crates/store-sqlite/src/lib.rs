@@ -37,6 +37,9 @@ pub use schema::MIGRATIONS;
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "aitrail.db";
 
+/// How long a connection waits for another's lock before its statement fails.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many appends may wait for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -277,6 +280,10 @@ impl Store for SqliteStore {
         let (tenant, policy) = (tenant.clone(), policy.to_owned());
         self.read(move |c| read::set_policy(c, &tenant, &policy, at)).await
     }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.read(read::probe_write).await
+    }
 }
 
 /// Read connections, opened on demand and kept for reuse.
@@ -323,7 +330,7 @@ impl Readers {
 
 fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is fsync'd at every commit, so a 2xx survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;

@@ -394,6 +394,11 @@ pub trait Store: Send + Sync + 'static {
         session_id: Option<&str>,
     ) -> Result<bool, StoreError>;
 
+    /// Whether the store would take a write now, without writing: the logging proxy asks
+    /// before a call whose record must not go missing (fail mode closed). Quick: it waits
+    /// for a lock or a connection a fraction of a second at most.
+    async fn probe_write(&self) -> Result<(), StoreError>;
+
     /// Set the tenant's policy (its JSON), replacing any.
     async fn set_policy(
         &self,

@@ -1866,3 +1866,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
 }
+
+#[tokio::test]
+async fn a_working_store_says_it_would_take_a_write() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    s.store.probe_write().await.unwrap();
+    // The probe writes nothing.
+    let before = s.store.logs().await.unwrap();
+    s.store.probe_write().await.unwrap();
+    assert_eq!(s.store.logs().await.unwrap(), before);
+}
