@@ -214,7 +214,11 @@ fn count(v: &Value, path: &[&str]) -> Option<u64> {
 
 /// What the provider said in a whole (not streamed) answer.
 fn answer(provider: Provider, v: &Value) -> Answer {
-    let error = v.get("error").map(|e| text_of(e.get("message")).unwrap_or_else(|| e.to_string()));
+    // The Responses API answers `"error": null` when all is well.
+    let error = v
+        .get("error")
+        .filter(|e| !e.is_null())
+        .map(|e| text_of(e.get("message")).unwrap_or_else(|| e.to_string()));
     let text = match provider {
         Provider::OpenAi => v["choices"]
             .as_array()
@@ -283,7 +287,7 @@ impl Stream {
                     self.tokens_output =
                         u["completion_tokens"].as_u64().or(u["output_tokens"].as_u64());
                 }
-                if let Some(err) = e.get("error") {
+                if let Some(err) = e.get("error").filter(|e| !e.is_null()) {
                     self.error =
                         Some(text_of(err.get("message")).unwrap_or_else(|| err.to_string()));
                 }
@@ -448,6 +452,46 @@ mod tests {
         c.chunk(json!({"id": "msg_2", "model": "claude-3-haiku", "content": [{"type": "text", "text": "Yes."}], "usage": {"input_tokens": 3, "output_tokens": 2}}).to_string().as_bytes());
         let r = c.record(5, None);
         assert_eq!((r["response"].as_str(), r["tokens_output"].as_u64()), (Some("Yes."), Some(2)));
+    }
+
+    #[test]
+    fn a_responses_api_answer_and_stream() {
+        let mut c = call(
+            Provider::OpenAi,
+            "/v1/responses",
+            json!({"model": "gpt-4.1", "input": "Hi", "max_output_tokens": 32}),
+        );
+        c.answered(200, false);
+        c.chunk(json!({"id": "resp_1", "object": "response", "model": "gpt-4.1-2025-04-14", "status": "completed", "error": null,
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hello."}]}],
+            "usage": {"input_tokens": 5, "output_tokens": 2}}).to_string().as_bytes());
+        let r = c.record(3, None);
+        assert_eq!(
+            (r["success"].as_bool(), r["response"].as_str()),
+            (Some(true), Some("Hello.")),
+            "{r}"
+        );
+        assert_eq!(
+            (r["operation_type"].as_str(), r["prompt"].as_str()),
+            (Some("responses"), Some(r#""Hi""#))
+        );
+        assert_eq!((r["tokens_input"].as_u64(), r["tokens_output"].as_u64()), (Some(5), Some(2)));
+        let mut c =
+            call(Provider::OpenAi, "/v1/responses", json!({"model": "gpt-4.1", "stream": true}));
+        c.answered(200, true);
+        for e in [
+            json!({"type": "response.output_text.delta", "delta": "Hel"}),
+            json!({"type": "response.output_text.delta", "delta": "lo."}),
+            json!({"type": "response.completed", "response": {"error": null, "usage": {"input_tokens": 5, "output_tokens": 2}}}),
+        ] {
+            c.chunk(format!("event: x\ndata: {e}\n\n").as_bytes());
+        }
+        let r = c.record(3, None);
+        assert_eq!(
+            (r["success"].as_bool(), r["response"].as_str(), r["tokens_output"].as_u64()),
+            (Some(true), Some("Hello."), Some(2)),
+            "{r}"
+        );
     }
 
     #[test]

@@ -2178,3 +2178,103 @@ fn the_python_client_records_queries_exports_and_verifies_records_itself() {
     );
     server.stop();
 }
+
+#[test]
+fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls_whose_client_left()
+{
+    let Some(python) = capture_python("the_proxy_forwards_only_what_it_records") else { return };
+    let upstream = MockUpstream::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // openai over plain HTTP to the mock; anthropic over TLS to the same port, which
+    // speaks no TLS: the handshake must be attempted (and fail), not refused as a scheme.
+    let port = upstream.url.rsplit(':').next().unwrap();
+    let proxies = format!("openai={},anthropic=https://127.0.0.1:{port}", upstream.url);
+    let server = ServerProcess::start_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("AITRAIL_PROXY", &proxies)],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = make_key_on(&server, &rt, "ingest", "acme");
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let post = |path: &str, body: Value, timeout_ms: u64| {
+        let url = format!("{}{path}", server.base);
+        rt.block_on(async {
+            client
+                .post(url)
+                .header("x-aitrail-key", &key)
+                .header("authorization", "Bearer sk-test-0000-not-a-real-key")
+                .json(&body)
+                .timeout(std::time::Duration::from_millis(timeout_ms))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    // Paths whose recording could differ from what the upstream serves are refused, unsent.
+    // Sent raw: an HTTP client library would resolve the dot segments itself.
+    let raw_post = |path: &str| -> String {
+        use std::io::Read;
+        let body = chat.to_string();
+        let mut tcp =
+            std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+        write!(
+            tcp,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nX-Aitrail-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    for path in [
+        "/proxy/openai/v1/chat/completions%23x",
+        "/proxy/openai/v1/%2e%2e/v1/chat/completions",
+        "/proxy/openai/x/../v1/chat/completions",
+        "/proxy/openai/v1/chat%2Fcompletions",
+    ] {
+        let status = raw_post(path);
+        assert!(status.contains(" 400 "), "{path}: {status}");
+    }
+    assert!(upstream.calls().is_empty(), "nothing was forwarded");
+    // A redirect is the client's to follow, not the proxy's (it could carry the key away).
+    let redirect = rt.block_on(async {
+        let url = format!("{}/proxy/openai/v1/redirect", server.base);
+        client.get(url).header("x-aitrail-key", &key).send().await.unwrap().status().as_u16()
+    });
+    assert_eq!(redirect, 302);
+    // A client that gives up before a slow answer: the call and its record still complete.
+    let gave_up =
+        post("/proxy/openai/v1/chat/completions", json!({"model": "slow", "messages": []}), 300);
+    assert!(gave_up.is_err(), "the client timed out: {gave_up:?}");
+    // TLS is spoken to an https upstream.
+    let tls = post(
+        "/proxy/anthropic/v1/messages",
+        json!({"model": "claude-3-haiku", "max_tokens": 5, "messages": []}),
+        10_000,
+    );
+    assert_eq!(tls.unwrap(), 502);
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = records_of(&server, &rt, "acme");
+        if records.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let slow =
+        records.iter().find(|r| r["model_name"] == "slow").expect("the slow call is recorded");
+    assert_eq!(slow["success"], true, "{slow}");
+    assert!(slow["processing_time_ms"].as_u64().unwrap() >= 1000, "{slow}");
+    let tls = records
+        .iter()
+        .find(|r| r["model_provider"] == "anthropic")
+        .expect("the failed TLS call is recorded");
+    let why = tls["error_message"].as_str().unwrap();
+    assert!(!why.contains("scheme"), "TLS was attempted: {why}");
+    assert_eq!(tls["success"], false);
+    server.stop();
+}

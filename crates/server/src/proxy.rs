@@ -19,6 +19,7 @@ use aitrail_core::access::{Action, Principal};
 use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
 use aitrail_core::policy::FailMode;
 use aitrail_core::{Record, TenantId};
+use aitrail_store::StoreError;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
@@ -42,11 +43,30 @@ const SPOOL_MAX: usize = 100_000;
 /// How long after a failed commit calls in fail mode closed are refused outright.
 const REFUSE_FOR: Duration = Duration::from_secs(5);
 
+/// The HTTP client to upstreams: redirects are not followed (a redirect could carry the
+/// provider key elsewhere); the client gets them as the upstream sent them.
+struct ProxyClient(reqwest::Client);
+
+impl Default for ProxyClient {
+    fn default() -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build();
+        Self(client.unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for ProxyClient {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.0
+    }
+}
+
 /// The proxy's shared state: the HTTP client, the spool, and when a commit last failed.
 #[derive(Default)]
 pub(crate) struct Proxy {
-    client: reqwest::Client,
-    spool: Mutex<VecDeque<Record>>,
+    client: ProxyClient,
+    /// Records waiting for the store, with the attempts made at each.
+    spool: Mutex<VecDeque<(Record, u32)>>,
     retrying: AtomicBool,
     /// Milliseconds since `epoch` of the last failed commit (0: none yet).
     failed_at: AtomicU64,
@@ -131,10 +151,28 @@ fn returned(name: &HeaderName) -> bool {
     )
 }
 
+/// The provider path of a proxied request, from the raw (still percent-encoded) URI so
+/// that what is recorded is what is sent. Dot segments and encoded separators are refused:
+/// they could make the upstream serve another path than the one recorded.
+fn provider_path(uri: &Uri, provider: Provider) -> Result<String, ApiError> {
+    let prefix = format!("/proxy/{}", provider.name());
+    let path = uri.path().strip_prefix(&prefix).filter(|p| p.starts_with('/')).unwrap_or("/");
+    let lower = path.to_ascii_lowercase();
+    let dots = path.split('/').any(|seg| seg == "." || seg == "..");
+    let encoded = ["%2e", "%2f", "%3f", "%23", "%5c"].iter().any(|e| lower.contains(e));
+    if dots || encoded || path.contains('\\') {
+        return Err(ApiError::BadQuery(FieldError::new(
+            "path",
+            "dot segments and encoded separators are not forwarded",
+        )));
+    }
+    Ok(path.to_owned())
+}
+
 /// ANY /proxy/{provider}/{*rest}
 pub(crate) async fn forward(
     State(app): State<AppState>,
-    Path((provider, rest)): Path<(String, String)>,
+    Path((provider, _)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -148,20 +186,26 @@ pub(crate) async fn forward(
         .cloned()
         .ok_or_else(|| ApiError::NoProxy(provider.clone()))?;
     let who = caller(&app, &headers).await?;
+    let path = provider_path(&uri, target.provider)?;
     let body = read_limited(body, app.config.max_body_bytes).await?;
-    let path = format!("/{rest}");
-    let operation = operation(target.provider, &path);
+    let operation = (method == Method::POST).then(|| operation(target.provider, &path)).flatten();
     let fail_mode = app.policies.of(app.store.as_ref(), &who.tenant).await?.fail_mode();
-    // Fail mode closed: no call goes out while its record could not be committed.
-    if operation.is_some() && fail_mode == FailMode::Closed {
-        if app.proxy.commits_failing() {
-            return Err(ApiError::RecordsUnavailable);
+    if let Some(operation) = operation {
+        // Fail mode closed: no call goes out while its record could not be committed.
+        if fail_mode == FailMode::Closed {
+            if app.proxy.commits_failing() {
+                return Err(ApiError::RecordsUnavailable);
+            }
+            if let Err(e) = app.store.probe_write().await {
+                tracing::error!(error = %e, "the store takes no write; a proxied call is refused");
+                app.proxy.note(false);
+                return Err(ApiError::RecordsUnavailable);
+            }
         }
-        if let Err(e) = app.store.probe_write().await {
-            tracing::error!(error = %e, "the store takes no write; a proxied call is refused");
-            app.proxy.note(false);
-            return Err(ApiError::RecordsUnavailable);
-        }
+        // What can be refused of the record is refused before the call: its X-Aitrail-*
+        // fields, and the request's content under the tenant's policy.
+        let request_only = Call::new(target.provider, operation, &body).record(0, None);
+        prepare(&app, &who, request_only).await?;
     }
     let mut url = format!("{}{path}", target.url.trim_end_matches('/'));
     if let Some(q) = uri.query() {
@@ -171,20 +215,34 @@ pub(crate) async fn forward(
     for (name, value) in headers.iter().filter(|(n, _)| forwarded(n)) {
         request = request.header(name, value);
     }
-    let started = Instant::now();
     let Some(operation) = operation else {
         // Not a model call (listing models): forwarded, not recorded.
         let answer = request.send().await.map_err(|e| ApiError::Upstream(e.to_string()))?;
         return Ok(pass_back(answer, None));
     };
-    let mut call = Call::new(target.provider, operation, &body);
+    let call = Call::new(target.provider, operation, &body);
+    // The exchange runs in a task of its own: a client that hangs up mid-call cancels
+    // neither the call nor its record.
+    let exchange = tokio::spawn(exchange(app, who, call, request, fail_mode));
+    exchange.await.map_err(|e| ApiError::Internal(format!("proxy task failed: {e}")))?
+}
+
+/// Send the call upstream and answer with what comes back, recording it.
+async fn exchange(
+    app: AppState,
+    who: Caller,
+    mut call: Call,
+    request: reqwest::RequestBuilder,
+    fail_mode: FailMode,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let elapsed = || started.elapsed().as_millis() as u64;
     let answer = match request.send().await {
         Ok(a) => a,
         Err(e) => {
             let why = format!("the upstream could not be reached: {e}");
             call.answered(0, false);
-            let record = call.record(started.elapsed().as_millis() as u64, Some(&why));
-            commit(&app, &who, record, fail_mode).await?;
+            commit(&app, &who, call.record(elapsed(), Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
@@ -194,29 +252,36 @@ pub(crate) async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     call.answered(answer.status().as_u16(), event_stream);
-    if !event_stream {
-        // A whole answer: read, recorded, then returned (in fail mode closed, only once the
-        // record is committed).
-        let (status, answer_headers) = (answer.status(), answer.headers().clone());
-        let bytes = answer.bytes().await.map_err(|e| ApiError::Upstream(e.to_string()))?;
-        call.chunk(&bytes);
-        let record = call.record(started.elapsed().as_millis() as u64, None);
-        match fail_mode {
-            FailMode::Closed => commit(&app, &who, record, fail_mode).await?,
-            // The call goes through whatever becomes of its record.
-            FailMode::Open => {
-                let app = app.clone();
-                tokio::spawn(async move { commit(&app, &who, record, fail_mode).await });
-            }
-        }
-        let mut response = Response::new(Body::from(bytes));
-        *response.status_mut() =
-            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        copy_headers(&answer_headers, response.headers_mut());
-        return Ok(response);
+    if event_stream {
+        let recorder = Recorder { app: app.clone(), who: Some(who), call: Some(call), started };
+        return Ok(pass_back(answer, Some(recorder)));
     }
-    let recorder = Recorder { app: app.clone(), who: Some(who), call: Some(call), started };
-    Ok(pass_back(answer, Some(recorder)))
+    // A whole answer: read, recorded, then returned (in fail mode closed, only once the
+    // record is committed).
+    let (status, answer_headers) = (answer.status(), answer.headers().clone());
+    let bytes = match answer.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            let why = format!("the upstream's answer broke off: {e}");
+            commit(&app, &who, call.record(elapsed(), Some(&why)), fail_mode).await?;
+            return Err(ApiError::Upstream(why));
+        }
+    };
+    call.chunk(&bytes);
+    let record = call.record(elapsed(), None);
+    match fail_mode {
+        FailMode::Closed => commit(&app, &who, record, fail_mode).await?,
+        // The call goes through whatever becomes of its record.
+        FailMode::Open => {
+            let app = app.clone();
+            tokio::spawn(async move { commit(&app, &who, record, fail_mode).await });
+        }
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() =
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    copy_headers(&answer_headers, response.headers_mut());
+    Ok(response)
 }
 
 fn copy_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
@@ -298,8 +363,23 @@ impl Drop for Recorder {
     }
 }
 
+/// The record as it will be stored: the caller's tenant and fields, parsed, through the
+/// tenant's policy. Refusals name the problem.
+async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Record, ApiError> {
+    record["tenant_id"] = who.tenant.as_str().into();
+    for (field, value) in &who.fields {
+        record[*field] = value.clone().into();
+    }
+    let record = match parse_body(record.to_string().as_bytes(), BodyFormat::Json)? {
+        Parsed::One(r) => *r,
+        Parsed::Batch(_) => unreachable!("one record"),
+    };
+    Ok(policy::apply(app, vec![record], true).await?.remove(0))
+}
+
 /// Commit a call's record. If the store refuses it: in fail mode closed, 503; in open,
-/// it is spooled and retried.
+/// it is spooled and retried. Each record carries an external id of its own, so a commit
+/// retried after its answer was lost is refused as a duplicate rather than stored twice.
 async fn commit(
     app: &AppState,
     who: &Caller,
@@ -307,28 +387,28 @@ async fn commit(
     fail_mode: FailMode,
 ) -> Result<(), ApiError> {
     let mut record = record;
-    record["tenant_id"] = who.tenant.as_str().into();
-    for (field, value) in &who.fields {
-        record[*field] = value.clone().into();
-    }
-    let record = match parse_body(record.to_string().as_bytes(), BodyFormat::Json) {
-        Ok(Parsed::One(r)) => *r,
-        Ok(Parsed::Batch(_)) => unreachable!("one record"),
+    record["external_id"] = format!("aitrail-proxy:{}", uuid::Uuid::now_v7()).into();
+    let prepared = match prepare(app, who, record.clone()).await {
+        Ok(r) => r,
         Err(e) => {
-            // A call whose record cannot be made (an X-Aitrail-* header too long, say):
-            // its content is the caller's to fix; the call itself is not refused afterwards.
-            tracing::warn!(error = %e, "a proxied call's record is invalid; not recorded");
-            return Err(ApiError::from(e));
+            // Checked before the call, so only the answer can be refused here (a secret in
+            // it under `secrets: reject`): the call is still recorded, without its content.
+            tracing::error!(error = %e, "a proxied call's content was refused; recorded without it");
+            let fields = record.as_object_mut().expect("a record is an object");
+            fields.remove("prompt");
+            fields.remove("response");
+            fields.remove("error_message");
+            record["attributes"]["aitrail.content_refused"] = e.to_string().into();
+            prepare(app, who, record).await?
         }
     };
-    let records = policy::apply(app, vec![record], true).await?;
     if fail_mode == FailMode::Open && app.proxy.commits_failing() {
         // Commits are failing: straight to the spool rather than another wait on the store.
-        spool(app, records);
+        spool(app, vec![prepared]);
         return Ok(());
     }
-    match app.store.append(records.clone()).await {
-        Ok(_) => {
+    match app.store.append(vec![prepared.clone()]).await {
+        Ok(_) | Err(StoreError::DuplicateExternalId) => {
             app.proxy.note(true);
             Ok(())
         }
@@ -338,13 +418,16 @@ async fn commit(
             match fail_mode {
                 FailMode::Closed => Err(ApiError::RecordsUnavailable),
                 FailMode::Open => {
-                    spool(app, records);
+                    spool(app, vec![prepared]);
                     Ok(())
                 }
             }
         }
     }
 }
+
+/// Attempts at a spooled record before it is given up (about ten minutes).
+const SPOOL_ATTEMPTS: u32 = 600;
 
 fn spool(app: &AppState, records: Vec<Record>) {
     {
@@ -354,33 +437,55 @@ fn spool(app: &AppState, records: Vec<Record>) {
                 tracing::error!("the proxy's spool is full; a record is lost");
                 break;
             }
-            queue.push_back(r);
+            queue.push_back((r, 0));
         }
     }
     if !app.proxy.retrying.swap(true, Ordering::SeqCst) {
-        let app = app.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let batch: Vec<Record> = {
-                    let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = queue.len().min(1000);
-                    queue.drain(..n).collect()
-                };
-                if batch.is_empty() {
-                    app.proxy.retrying.store(false, Ordering::SeqCst);
-                    return;
+        tokio::spawn(retry_spool(app.clone()));
+    }
+}
+
+/// Every second, the spooled records to the store: a batch at once, one by one when the
+/// batch is refused (so one bad record holds up no other, and a duplicate — stored by an
+/// attempt whose answer was lost — counts as stored).
+async fn retry_spool(app: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let batch: Vec<(Record, u32)> = {
+            let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
+            let n = queue.len().min(1000);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            app.proxy.retrying.store(false, Ordering::SeqCst);
+            // A record spooled between the drain and the line above would wait for no one.
+            let waiting = !app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+            if waiting && !app.proxy.retrying.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            return;
+        }
+        let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+        if app.store.append(records).await.is_ok() {
+            app.proxy.note(true);
+            continue;
+        }
+        let mut again = Vec::new();
+        for (record, attempts) in batch {
+            match app.store.append(vec![record.clone()]).await {
+                Ok(_) | Err(StoreError::DuplicateExternalId) => app.proxy.note(true),
+                Err(e) if attempts + 1 >= SPOOL_ATTEMPTS => {
+                    tracing::error!(error = %e, "a spooled record was refused for ten minutes; it is given up");
                 }
-                if let Err(e) = app.store.append(batch.clone()).await {
-                    tracing::warn!(error = %e, spooled = batch.len(), "spooled records still cannot be committed");
-                    let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-                    for r in batch.into_iter().rev() {
-                        queue.push_front(r);
-                    }
-                } else {
-                    app.proxy.note(true);
+                Err(e) => {
+                    tracing::warn!(error = %e, "a spooled record still cannot be committed");
+                    again.push((record, attempts + 1));
                 }
             }
-        });
+        }
+        let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
+        for r in again.into_iter().rev() {
+            queue.push_front(r);
+        }
     }
 }

@@ -45,6 +45,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/calls":
             return self.send_json(200, calls)
+        if self.path == "/v1/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_json(404, {"error": {"message": "no such route"}})
 
     def do_POST(self):
@@ -57,6 +63,8 @@ class Handler(BaseHTTPRequestHandler):
             "accept_encoding": self.headers.get("Accept-Encoding"),
             "model": body.get("model"),
         })
+        if body.get("model") == "slow":
+            time.sleep(1.0)
         if body.get("model") == "rate-limited":
             return self.send_json(429, {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}})
         if self.path == "/v1/chat/completions":
