@@ -169,6 +169,8 @@ fn with_external_id(record: &mut Value) {
 /// What one attempt to send came to.
 enum Sent {
     Stored,
+    /// A record's external id is already stored.
+    Duplicate,
     /// Worth another try: the server is unreachable, busy or failing.
     Retry(String),
     /// Never worth retrying as it is.
@@ -239,19 +241,20 @@ impl Worker {
             Err(e) => return Sent::Retry(e.to_string()),
         };
         let status = answer.status().as_u16();
-        let detail = || async {
-            let text = answer.text().await.unwrap_or_default();
-            serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|p| p["detail"].as_str().map(str::to_owned))
-                .unwrap_or(text)
-        };
+        let text = answer.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|p| p["detail"].as_str().map(str::to_owned))
+            .unwrap_or(text);
         match status {
             200..=299 => Sent::Stored,
-            // Our external ids repeat only when an earlier attempt stored the batch.
-            409 => Sent::Stored,
+            // A repeated external id: stored by an earlier attempt whose answer was lost, or
+            // the caller's own id repeated; told apart record by record (`one_by_one`).
+            409 => Sent::Duplicate,
+            // A key or address problem is the operator's to fix: the records are kept.
+            401 | 403 | 404 => Sent::Retry(format!("HTTP {status}: {detail}")),
             408 | 429 | 500..=599 => Sent::Retry(format!("HTTP {status}")),
-            _ => Sent::Refused { status, detail: detail().await },
+            _ => Sent::Refused { status, detail },
         }
     }
 
@@ -276,8 +279,9 @@ impl Worker {
         for attempt in 1..=self.config.max_attempts.max(1) {
             match self.post(&body).await {
                 Sent::Stored => return,
-                Sent::Refused { status, detail } => {
-                    return self.one_by_one(batch, status, detail).await;
+                Sent::Duplicate | Sent::Refused { .. } => {
+                    self.one_by_one(batch).await;
+                    return;
                 }
                 Sent::Retry(why) => last = why,
             }
@@ -288,27 +292,33 @@ impl Worker {
         }
         tracing::warn!(why = %last, records = batch.len(), "aitrail server unreachable; spooling");
         self.spool(&body, batch.len());
+        if last.starts_with("HTTP 40") {
+            // Kept, but said: a key or URL problem does not heal itself.
+            self.note(Error::Refused { status: 0, detail: last });
+        }
     }
 
-    /// A batch is all or nothing: when one record is refused, send each alone so the
-    /// others are kept, and report the first refusal.
-    async fn one_by_one(&mut self, batch: Vec<Value>, status: u16, detail: String) {
-        if batch.len() == 1 {
-            return self.note(Error::Refused { status, detail });
-        }
+    /// A batch is all or nothing: when one record is refused (or already stored), send each
+    /// alone so the others are kept, and report the first refusal. Whether every record
+    /// ended stored, refused for good, or spooled anew.
+    async fn one_by_one(&mut self, batch: Vec<Value>) -> bool {
+        let mut kept = true;
         for record in batch {
             let body = Self::ndjson(std::slice::from_ref(&record));
             match self.post(&body).await {
-                Sent::Stored => {}
+                Sent::Stored | Sent::Duplicate => {}
                 Sent::Refused { status, detail } => self.note(Error::Refused { status, detail }),
-                Sent::Retry(_) => self.spool(&body, 1),
+                Sent::Retry(_) => kept &= self.spool(&body, 1),
             }
         }
+        kept
     }
 
-    fn spool(&mut self, body: &[u8], records: usize) {
+    /// Keep a batch on disk; whether it is there.
+    fn spool(&mut self, body: &[u8], records: usize) -> bool {
         let Some(dir) = &self.config.spool_dir else {
-            return self.note(Error::Lost(records));
+            self.note(Error::Lost(records));
+            return false;
         };
         self.spooled += 1;
         let now =
@@ -322,28 +332,41 @@ impl Worker {
             f.sync_all()?;
             std::fs::rename(&temp, &path)
         })();
-        if let Err(e) = written {
-            self.note(Error::Spool(e));
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                self.note(Error::Spool(e));
+                false
+            }
         }
     }
 
-    /// Send spooled batches, oldest first, until one fails to go.
+    /// Send spooled batches, oldest first, until one fails to go. A file is removed only
+    /// once each of its records is stored, refused for good, or spooled anew.
     async fn drain_spool(&mut self) {
         let Some(dir) = self.config.spool_dir.clone() else { return };
         let Ok(files) = Client::spooled_files(&dir) else { return };
         for file in files {
             let Ok(body) = std::fs::read(&file) else { continue };
-            match self.post(&body).await {
-                Sent::Stored => {}
-                Sent::Retry(_) => return,
-                Sent::Refused { status, detail } => {
+            let done = match self.post(&body).await {
+                Sent::Stored => true,
+                Sent::Retry(why) => {
+                    if why.starts_with("HTTP 40") {
+                        self.note(Error::Refused { status: 0, detail: why });
+                    }
+                    return;
+                }
+                Sent::Duplicate | Sent::Refused { .. } => {
                     let batch: Vec<Value> = body
                         .split(|b| *b == b'\n')
                         .filter(|l| !l.is_empty())
                         .filter_map(|l| serde_json::from_slice(l).ok())
                         .collect();
-                    self.one_by_one(batch, status, detail).await;
+                    self.one_by_one(batch).await
                 }
+            };
+            if !done {
+                return;
             }
             if let Err(e) = std::fs::remove_file(&file) {
                 self.note(Error::Spool(e));

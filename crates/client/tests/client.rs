@@ -188,3 +188,41 @@ async fn without_a_spool_records_the_server_never_took_are_reported_lost() {
     client.record(record(1)).unwrap();
     assert!(matches!(client.flush().await, Err(Error::Lost(1))));
 }
+
+#[tokio::test]
+async fn a_batch_with_an_already_stored_external_id_keeps_its_other_records() {
+    let (listener, url) = bound().await;
+    let server = serve(listener).await;
+    let client = Client::new(Config::new(&url, &server.key)).unwrap();
+    client.record(json!({"tenant_id": "t", "external_id": "call-1"})).unwrap();
+    client.flush().await.unwrap();
+    for id in ["call-2", "call-1", "call-3"] {
+        client.record(json!({"tenant_id": "t", "external_id": id})).unwrap();
+    }
+    client.flush().await.unwrap();
+    let mut ids = stored(server.store.as_ref()).await;
+    ids.sort();
+    assert_eq!(ids, ["call-1", "call-2", "call-3"]);
+}
+
+#[tokio::test]
+async fn a_wrong_key_keeps_the_records_spooled_and_says_so() {
+    let (listener, url) = bound().await;
+    let server = serve(listener).await;
+    let spool = tempfile::tempdir().unwrap();
+    let config = Config {
+        max_attempts: 1,
+        spool_dir: Some(spool.path().to_owned()),
+        ..Config::new(&url, "ait_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    };
+    let client = Client::new(config.clone()).unwrap();
+    client.record(record(1)).unwrap();
+    assert!(matches!(client.flush().await, Err(Error::Refused { .. })));
+    assert_eq!(Client::spooled_files(spool.path()).unwrap().len(), 1, "kept on disk");
+    client.shutdown().await.ok();
+    // With the right key, the same spool goes through.
+    let client = Client::new(Config { api_key: server.key.clone(), ..config }).unwrap();
+    client.flush().await.unwrap();
+    assert!(Client::spooled_files(spool.path()).unwrap().is_empty());
+    assert_eq!(stored(server.store.as_ref()).await.len(), 1);
+}
