@@ -14,6 +14,6 @@ docs/FORMAT.md independent of the server's).
 """
 
 from ._client import AuditConfig, AuditError, AuditTrail
-from ._verify import Verification, verify_record
+from ._verify import Verification, loads, verify_record
 
-__all__ = ["AuditConfig", "AuditError", "AuditTrail", "Verification", "verify_record"]
+__all__ = ["AuditConfig", "AuditError", "AuditTrail", "Verification", "loads", "verify_record"]

@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from ._verify import Verification, verify_record
+from ._verify import Verification, loads, verify_record
 
 
 class AuditError(Exception):
@@ -133,8 +133,10 @@ class AuditTrail:
 
     def verification(self, audit_id: str) -> Verification:
         """Every check of verify(), with what each found."""
-        record = self.get(audit_id)
-        proof = self._request("GET", f"/v1/records/{urllib.parse.quote(audit_id)}/proof")
+        quoted = urllib.parse.quote(audit_id)
+        # Read with number literals kept: the entry compares them as written.
+        record = loads(self._request("GET", f"/v1/records/{quoted}", raw=True))
+        proof = self._request("GET", f"/v1/records/{quoted}/proof")
         key = self.config.log_key or self._request("GET", "/v1/log-key", raw=True).decode()
         return verify_record(record, proof, key)
 

@@ -7,8 +7,13 @@ a second implementation of docs/FORMAT.md, independent of the server's Rust.
 3. the leaf hash, SHA-256(0x00 ‖ entry);
 4. the RFC 9162 §2.1.3.2 inclusion path from that leaf gives the checkpoint's root;
 5. the record shown equals the record in the entry, field by field;
-6. where content and its salt are shown, each content field matches its commitment,
-   SHA-256("aitrail.commitment.v1" ‖ 0x00 ‖ salt ‖ field ‖ 0x00 ‖ content).
+6. each content field shown (prompt, response, prompt variables as canonical JSON) matches
+   its commitment, SHA-256("aitrail.commitment.v1" ‖ 0x00 ‖ salt ‖ field ‖ 0x00 ‖ content);
+   content shown without a commitment or a salt fails.
+
+Entries are read strictly: duplicate member names are refused, and the entry must be in
+canonical form (re-encoding it gives its bytes). Records must be parsed with `loads`
+(number literals kept) for their numbers to compare exactly.
 """
 
 from __future__ import annotations
@@ -117,12 +122,45 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, path: List[bytes]) -
     return r
 
 
+class Number(str):
+    """A JSON number kept as the literal it was written with (docs/FORMAT.md: numbers are
+    written exactly as the client sent them)."""
+
+
+def _unique(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate member names in JSON")
+    return dict(pairs)
+
+
+def loads(text) -> Any:
+    """JSON with number literals kept and duplicate member names refused."""
+    return json.loads(text, parse_float=Number, parse_int=Number, object_pairs_hook=_unique)
+
+
+def _number(literal: str) -> str:
+    # An exponent without a sign gets "+": 2e3 → 2e+3.
+    for i, c in enumerate(literal):
+        if c in "eE" and i + 1 < len(literal) and literal[i + 1].isdigit():
+            return literal[: i + 1] + "+" + literal[i + 1:]
+    return literal
+
+
 def canonical(value: Any) -> str:
+    """docs/FORMAT.md's canonical JSON: members sorted by their UTF-8 bytes, no whitespace,
+    strings minimally escaped, numbers as their literals."""
+    if isinstance(value, Number):
+        return _number(value)
     if isinstance(value, dict):
-        items = sorted((k, v) for k, v in value.items() if v is not None)
-        return "{" + ",".join(json.dumps(k) + ":" + canonical(v) for k, v in items) + "}"
+        items = sorted(value.items(), key=lambda kv: kv[0].encode())
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(v) for k, v in items) + "}"
     if isinstance(value, list):
         return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
     return json.dumps(value)
 
 
@@ -167,7 +205,11 @@ def verify_record(record: dict, proof: dict, verifier_key: str) -> Verification:
     def entry():
         if not entry_bytes.startswith(ENTRY_PREFIX):
             raise ValueError("not an aitrail.entry.v1 entry")
-        found["entry"] = json.loads(entry_bytes[len(ENTRY_PREFIX):].decode("utf-8"))
+        text = entry_bytes[len(ENTRY_PREFIX):].decode("utf-8")
+        parsed = loads(text)
+        if canonical(parsed) != text:
+            raise ValueError("the entry is not in canonical form")
+        found["entry"] = parsed
         found["leaf"] = sha256(b"\x00", entry_bytes)
         return f"leaf hash {found['leaf'].hex()}"
 
@@ -192,14 +234,14 @@ def verify_record(record: dict, proof: dict, verifier_key: str) -> Verification:
             tenant_log = f"{name}/{entry['record'].get('tenant_id')}"
             if "checkpoint" in found and found["checkpoint"][0] != tenant_log:
                 raise ValueError(f"the checkpoint is of log {found['checkpoint'][0]}, not {tenant_log}")
-            if proof.get("leaf_index") != entry.get("seq"):
+            if int(proof.get("leaf_index", -1)) != int(entry.get("seq", -2)):
                 raise ValueError("the proof is for another leaf than the entry's seq")
             return "every field matches the entry, in its tenant's log"
 
         v.check("record = entry", same)
         commitments = found["entry"]["record"].get("commitments", {})
         # Content shown must be content logged: each shown field needs its commitment and the salt.
-        shown = [f for f in ("prompt", "response") if isinstance(record.get(f), str)]
+        shown = [f for f in ("prompt", "response", "prompt_variables") if record.get(f) is not None]
         if shown:
             def content():
                 missing = [f for f in shown if f not in commitments]
@@ -209,7 +251,8 @@ def verify_record(record: dict, proof: dict, verifier_key: str) -> Verification:
                     raise ValueError("the content shown cannot be checked: the proof carries no salt")
                 salt = base64.b64decode(proof["content_salt"])
                 for f in shown:
-                    c = sha256(b"aitrail.commitment.v1\x00", salt, f.encode(), b"\x00", record[f].encode())
+                    content = record[f] if isinstance(record[f], str) else canonical(record[f])
+                    c = sha256(b"aitrail.commitment.v1\x00", salt, f.encode(), b"\x00", content.encode())
                     if c.hex() != commitments[f]:
                         raise ValueError(f"the {f} shown is not the {f} logged")
                 return " and ".join(shown) + " match their commitments"

@@ -16,7 +16,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from aitrail import AuditConfig, AuditError, AuditTrail, verify_record
+from aitrail import AuditConfig, AuditError, AuditTrail, loads, verify_record
 
 url = os.environ["AITRAIL_URL"]
 writer = AuditTrail(AuditConfig(url=url, api_key=os.environ["INGEST_KEY"], tenant_id="acme"))
@@ -26,7 +26,8 @@ summary = {}
 ids = [
     writer.record(model_provider="anthropic", model_name="claude-sonnet-4", temperature=0.7,
                   prompt="Write a persona for a rural nurse.", response="Maria, 44, works nights.",
-                  tokens_input=120, tokens_output=48, model_config={"max_tokens": 4096},
+                  tokens_input=120, tokens_output=48, model_config={"max_tokens": 4096, "top_p": 0.90},
+                  prompt_variables={"role": "nurse", "years": 12, "ratio": 2e3, "note": "caf\u00e9 / \u2028"},
                   attributes={"input.data_hash": "sha256:abc"}),
     writer.record(model_provider="openai", model_name="gpt-4o", prompt="Summarise.", response="Done."),
     AuditTrail(AuditConfig(url=url, api_key=os.environ["INGEST_KEY"], tenant_id="acme", include_prompts=False))
@@ -72,7 +73,7 @@ except AuditError as e:
     summary["refused"] = e.detail
 
 # Each way of being wrong fails, named by its step.
-record = auditor.get(ids[0])
+record = loads(auditor._request("GET", f"/v1/records/{ids[0]}", raw=True))
 proof = auditor._request("GET", f"/v1/records/{ids[0]}/proof")
 key = os.environ["LOG_KEY"]
 
@@ -121,6 +122,7 @@ cases = {
     "untouched": failed(),
     "field": failed(r={**record, "model_name": "gpt-4o"}),
     "content": failed(r={**record, "prompt": record["prompt"] + "!"}),
+    "variables": failed(r={**record, "prompt_variables": {**record["prompt_variables"], "years": 13}}),
     "entry": failed(p=with_proof(entry=flip(proof["entry"]))),
     "path": failed(p=with_proof(audit_path=[flip(proof["audit_path"][0])] + proof["audit_path"][1:])) if proof["audit_path"] else ["inclusion"],
     "size": failed(p=with_proof(checkpoint=proof["checkpoint"].replace(f"\n{size_line}\n", f"\n{int(size_line) + 1}\n", 1))),
@@ -134,6 +136,7 @@ cases = {
 assert cases["untouched"] == [], cases
 assert cases["field"] == ["record = entry"], cases
 assert cases["content"] == ["content"], cases
+assert cases["variables"] == ["content"], cases
 assert "inclusion" in cases["entry"] or "entry" in cases["entry"], cases
 assert cases["path"] == ["inclusion"], cases
 assert cases["size"] == ["checkpoint signature"], cases
