@@ -65,6 +65,7 @@ pub fn decode(
 
 /// The answer to an export, in the request's encoding: empty when every span was taken,
 /// else a partial success saying how many were not and why.
+/// A message with no rejected span is OTLP's warning form of partial success.
 pub fn response(rejected: u64, message: &str, encoding: Encoding) -> Vec<u8> {
     let partial_success =
         (rejected > 0 || !message.is_empty()).then(|| ExportTracePartialSuccess {
@@ -138,7 +139,13 @@ const CONFIG: [&str; 8] = [
 ];
 
 /// Attributes that become record fields (the rest of `gen_ai.*` goes to `attributes`).
-const MAPPED: [&str; 14] = [
+/// Content is among them: it belongs in the content fields, under the tenant's content
+/// policy and erasable, never in `attributes` (which the entry keeps).
+const MAPPED: [&str; 18] = [
+    "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
     "gen_ai.provider.name",
     "gen_ai.system",
     "gen_ai.request.model",
@@ -183,14 +190,16 @@ fn span_record(span: &Span, tenant: Option<String>, service: Option<&str>) -> Va
         "temperature",
         find(attrs, "gen_ai.request.temperature").and_then(any_json).filter(Value::is_number),
     );
-    put(
-        "tokens_input",
-        count(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]).map(Value::from),
-    );
-    put(
-        "tokens_output",
-        count(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]).map(Value::from),
-    );
+    // An agent's span sums the usage of the model calls beneath it, which are spans of
+    // their own: counted there, kept here only as attributes (below).
+    let operation = text("gen_ai.operation.name");
+    let aggregate = matches!(operation.as_deref(), Some("invoke_agent" | "create_agent"));
+    if !aggregate {
+        let input = count(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]);
+        let output = count(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]);
+        put("tokens_input", input.map(Value::from));
+        put("tokens_output", output.map(Value::from));
+    }
     let config: Map<String, Value> = CONFIG
         .iter()
         .filter_map(|k| {
@@ -226,8 +235,9 @@ fn span_record(span: &Span, tenant: Option<String>, service: Option<&str>) -> Va
         attributes.insert("service.name".into(), service.into());
     }
     for kv in attrs {
+        let usage_of_an_agent = aggregate && kv.key.starts_with("gen_ai.usage.");
         let kept = kv.key.starts_with("gen_ai.")
-            && !MAPPED.contains(&kv.key.as_str())
+            && (!MAPPED.contains(&kv.key.as_str()) || usage_of_an_agent)
             && !is_indexed_content(&kv.key)
             && !CONFIG.iter().any(|c| kv.key == format!("gen_ai.request.{c}"));
         if let Some(v) = kept.then(|| kv.value.as_ref().and_then(any_json)).flatten() {
@@ -249,9 +259,21 @@ fn is_indexed_content(key: &str) -> bool {
 /// events (`gen_ai.user.message`, `gen_ai.choice`, …), each as a JSON list of messages.
 fn content(span: &Span) -> (Option<String>, Option<String>) {
     let attrs = &span.attributes[..];
-    let messages = |key: &str| find(attrs, key).map(|v| as_text(v).unwrap_or_else(|| json_text(v)));
-    let mut prompt = messages("gen_ai.input.messages");
-    let mut response = messages("gen_ai.output.messages");
+    // The newer conventions may carry content on the span or, instead, on its
+    // `gen_ai.client.inference.operation.details` event.
+    let details =
+        span.events.iter().find(|e| e.name == "gen_ai.client.inference.operation.details");
+    let find_content =
+        |key: &str| find(attrs, key).or_else(|| details.and_then(|e| find(&e.attributes, key)));
+    let text_of = |key: &str| find_content(key).map(|v| as_text(v).unwrap_or_else(|| json_text(v)));
+    let mut prompt = joined(&[
+        ("system_instructions", find_content("gen_ai.system_instructions")),
+        ("tool_definitions", find_content("gen_ai.tool.definitions")),
+        ("input_messages", find_content("gen_ai.input.messages")),
+        ("tool_call_arguments", find_content("gen_ai.tool.call.arguments")),
+    ]);
+    let mut response =
+        text_of("gen_ai.output.messages").or_else(|| text_of("gen_ai.tool.call.result"));
     if prompt.is_none() {
         prompt = indexed(attrs, "gen_ai.prompt.");
     }
@@ -292,6 +314,30 @@ fn content(span: &Span) -> (Option<String>, Option<String>) {
         response = Some(Value::Array(answered).to_string());
     }
     (prompt, response)
+}
+
+/// A prompt from its parts: one part alone as its text; several as a JSON object of them
+/// (a part that is JSON text kept as JSON).
+fn joined(parts: &[(&str, Option<&AnyValue>)]) -> Option<String> {
+    let present: Vec<(&str, &AnyValue)> =
+        parts.iter().filter_map(|(k, v)| Some((*k, (*v)?))).collect();
+    match present.as_slice() {
+        [] => None,
+        [(_, one)] => Some(as_text(one).unwrap_or_else(|| json_text(one))),
+        several => {
+            let object: Map<String, Value> = several
+                .iter()
+                .map(|(k, v)| {
+                    let value = match as_text(v) {
+                        Some(t) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
+                        None => any_json(v).unwrap_or(Value::Null),
+                    };
+                    ((*k).to_owned(), value)
+                })
+                .collect();
+            Some(Value::Object(object).to_string())
+        }
+    }
 }
 
 /// `prefix.0.role`, `prefix.0.content`, `prefix.1.…` as a JSON list of messages.
@@ -479,6 +525,60 @@ mod tests {
         let temperature = without_temperature.as_object_mut().unwrap().remove("temperature");
         assert_eq!(without_temperature, want);
         assert_eq!(temperature.unwrap().to_string(), "0.7", "the shortest literal, not 0.69999…");
+    }
+
+    #[test]
+    fn tool_calls_system_instructions_and_agent_spans() {
+        let tool = Span {
+            span_id: vec![3; 8],
+            attributes: vec![
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.name", "get_weather"),
+                s("gen_ai.tool.call.arguments", r#"{"city":"Paris"}"#),
+                s("gen_ai.tool.call.result", r#"{"temp":21}"#),
+            ],
+            ..Default::default()
+        };
+        let chat = Span {
+            span_id: vec![4; 8],
+            attributes: vec![
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.system_instructions", "Be brief."),
+            ],
+            events: vec![Event {
+                name: "gen_ai.client.inference.operation.details".into(),
+                attributes: vec![
+                    s("gen_ai.input.messages", r#"[{"role":"user"}]"#),
+                    s("gen_ai.output.messages", "[]"),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let agent = Span {
+            span_id: vec![5; 8],
+            attributes: vec![
+                s("gen_ai.operation.name", "invoke_agent"),
+                i("gen_ai.usage.input_tokens", 500),
+            ],
+            ..Default::default()
+        };
+        let mapped = records(&export(vec![tool, chat, agent]), None);
+        let [tool, chat, agent] = [0, 1, 2].map(|n| &mapped.records[n].record);
+        assert_eq!(tool["prompt"], r#"{"city":"Paris"}"#);
+        assert_eq!(tool["response"], r#"{"temp":21}"#);
+        assert_eq!(tool["attributes"]["gen_ai.tool.name"], "get_weather");
+        assert!(
+            tool["attributes"].get("gen_ai.tool.call.arguments").is_none(),
+            "content is not an attribute"
+        );
+        assert_eq!(
+            chat["prompt"],
+            r#"{"input_messages":[{"role":"user"}],"system_instructions":"Be brief."}"#
+        );
+        assert_eq!(chat["response"], "[]");
+        assert!(agent.get("tokens_input").is_none(), "an agent's usage is its calls'");
+        assert_eq!(agent["attributes"]["gen_ai.usage.input_tokens"], 500);
     }
 
     #[test]

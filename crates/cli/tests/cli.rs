@@ -2140,7 +2140,8 @@ fn the_python_client_records_queries_exports_and_verifies_records_itself() {
     // Full content, so prompt variables are kept (and their commitment checked).
     rt.block_on(async {
         let url = format!("{}/v1/tenants/acme/policy", server.base);
-        let r = server.client().put(url).json(&json!({"content_mode": "full"})).send().await.unwrap();
+        let r =
+            server.client().put(url).json(&json!({"content_mode": "full"})).send().await.unwrap();
         assert_eq!(r.status(), 200);
     });
     let log_key = rt.block_on(async {
