@@ -2285,3 +2285,74 @@ fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls
     assert_eq!(tls["success"], false);
     server.stop();
 }
+
+#[test]
+fn postgres_fail_mode_open_keeps_calls_going_while_the_database_is_unreachable() {
+    let Some(python) = capture_python("postgres_fail_mode_open") else { return };
+    let Some((db, rt)) = postgres("proxy_open_database_down") else { return };
+    let upstream = MockUpstream::start(&python);
+    let (private_key, _) = shared_key();
+    let proxies = format!("openai={}", upstream.url);
+    let server = ServerProcess::start_with(
+        &["--database", &db.url],
+        &[("AITRAIL_LOG_KEY", &private_key), ("AITRAIL_PROXY", &proxies)],
+    );
+    let key = make_key_on(&server, &rt, "ingest", "lenient");
+    rt.block_on(async {
+        let url = format!("{}/v1/tenants/lenient/policy", server.base);
+        let r = server.client().put(url).json(&json!({"fail_mode": "open"})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let call = |model: &str| {
+        run_python(
+            &python,
+            "one_call.py",
+            &[("AITRAIL_URL", &server.base), ("AITRAIL_KEY", &key), ("MODEL", model)],
+            &server,
+        )
+    };
+    assert_eq!(call("before")["status"], 200);
+
+    // The database takes no connection, and the server's are cut.
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let admin_url = db.url.rsplit_once('/').unwrap().0.to_owned() + "/postgres";
+    let psql_at = |sql: &str| {
+        let out = Command::new("psql")
+            .args([admin_url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql_at(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    psql_at(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    let during = call("during");
+    psql_at(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    assert_eq!(during["status"], 200, "the call went through: {during}");
+    assert!(during["seconds"].as_f64().unwrap() < 5.0, "{during}");
+    let log = server.log();
+    assert!(log.contains("could not be committed"), "the database really was unreachable:\n{log}");
+
+    // Back: the spooled record arrives.
+    let mut models = Vec::new();
+    for _ in 0..100 {
+        let page: Option<Value> = rt.block_on(async {
+            let url = format!("{}/v1/records?tenant_id=lenient", server.base);
+            server.client().get(url).send().await.ok()?.json().await.ok()
+        });
+        models = page
+            .and_then(|p| p["records"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r["model_name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if models.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    models.sort();
+    assert_eq!(models, ["before", "during"], "{}", server.log());
+    server.stop();
+}

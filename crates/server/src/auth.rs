@@ -90,7 +90,18 @@ impl KeyRing {
         {
             return Ok(key.clone());
         }
-        let key = store.key(id).await?;
+        let key = match store.key(id).await {
+            Ok(key) => key,
+            // The store cannot be read: the key as last read stands (a key revoked since
+            // could not have been revoked in a store that is down).
+            Err(e) => match self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+                Some((_, key)) => {
+                    tracing::warn!(error = %e, "the store cannot be read; using the key as last read");
+                    return Ok(key.clone());
+                }
+                None => return Err(e.into()),
+            },
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 100_000 {
             cache.clear(); // made-up ids must not grow it without bound

@@ -42,7 +42,18 @@ impl Policies {
         {
             return Ok(policy.clone());
         }
-        let policy = aitrail_store::policy_of(store, tenant).await?;
+        let policy = match aitrail_store::policy_of(store, tenant).await {
+            Ok(policy) => policy,
+            // The store cannot be read: the policy last read stands (the proxy in fail mode
+            // open must keep answering while the store is down).
+            Err(e) => match self.lock().get(tenant) {
+                Some((_, policy)) => {
+                    tracing::warn!(error = %e, %tenant, "the store cannot be read; using the policy last read");
+                    return Ok(policy.clone());
+                }
+                None => return Err(e.into()),
+            },
+        };
         self.lock().insert(tenant.clone(), (Instant::now(), policy.clone()));
         Ok(policy)
     }
