@@ -40,6 +40,9 @@ pub struct ProxyTarget {
 
 /// Records wait here while the store refuses them (fail mode open).
 const SPOOL_MAX: usize = 100_000;
+/// How long after the last commit that went through the store is asked again before a
+/// call in fail mode closed.
+const PROBE_AFTER: Duration = Duration::from_millis(250);
 /// How long after a failed commit calls in fail mode closed are refused outright.
 const REFUSE_FOR: Duration = Duration::from_secs(5);
 
@@ -70,6 +73,8 @@ pub(crate) struct Proxy {
     retrying: AtomicBool,
     /// Milliseconds since `epoch` of the last failed commit (0: none yet).
     failed_at: AtomicU64,
+    /// Milliseconds since `epoch` of the last commit that went through (0: none yet).
+    committed_at: AtomicU64,
     epoch: std::sync::OnceLock<Instant>,
 }
 
@@ -86,6 +91,17 @@ impl Proxy {
     fn note(&self, committed: bool) {
         let at = if committed { 0 } else { self.now_ms() };
         self.failed_at.store(at, Ordering::Relaxed);
+        if committed {
+            self.committed_at.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a commit went through within the last [`PROBE_AFTER`]: then the store is
+    /// taking writes and need not be asked (under load it never is: asking takes the
+    /// write lock, which commits need).
+    fn committed_lately(&self) -> bool {
+        let at = self.committed_at.load(Ordering::Relaxed);
+        at != 0 && self.now_ms() - at < PROBE_AFTER.as_millis() as u64
     }
 }
 
@@ -196,7 +212,9 @@ pub(crate) async fn forward(
             if app.proxy.commits_failing() {
                 return Err(ApiError::RecordsUnavailable);
             }
-            if let Err(e) = app.store.probe_write().await {
+            if !app.proxy.committed_lately()
+                && let Err(e) = app.store.probe_write().await
+            {
                 tracing::error!(error = %e, "the store takes no write; a proxied call is refused");
                 app.proxy.note(false);
                 return Err(ApiError::RecordsUnavailable);
