@@ -1,7 +1,8 @@
 //! Authentication: every route but /healthz takes `Authorization: Bearer ait_…`, or the
 //! dashboard's session cookie (crate::session) made from such a key. The key is looked up by its public id and its secret checked against the stored HMAC in
 //! constant time. Lookups are cached for a second, so a key revoked on another node stops
-//! working within a second (on this node, at once).
+//! working within a second (on this node, at once) — or, while this node cannot read the
+//! store, within a minute (STALE_FOR).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,9 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::{ApiError, AppState};
+
+/// How long a key read before stands while the store cannot be read.
+pub(crate) const STALE_FOR: Duration = Duration::from_secs(60);
 
 /// How long a looked-up key is trusted before it is read again.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -92,14 +96,14 @@ impl KeyRing {
         }
         let key = match store.key(id).await {
             Ok(key) => key,
-            // The store cannot be read: the key as last read stands (a key revoked since
-            // could not have been revoked in a store that is down).
+            // The store cannot be read: the key as last read stands for up to STALE_FOR (a
+            // revocation made meanwhile on another node is then seen that much later).
             Err(e) => match self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-                Some((_, key)) => {
+                Some((at, key)) if at.elapsed() < STALE_FOR => {
                     tracing::warn!(error = %e, "the store cannot be read; using the key as last read");
                     return Ok(key.clone());
                 }
-                None => return Err(e.into()),
+                _ => return Err(e.into()),
             },
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,7 +187,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let principal = match (header, crate::session::cookie(&parts.headers)) {
+        let principal = match (
+            header,
+            crate::session::cookie(&parts.headers, crate::session::secure(app, &parts.headers)),
+        ) {
             (None, Some(_)) => crate::session::SignedIn::from_request_parts(parts, app).await?.0,
             _ => app.keys.authenticate(app.store.as_ref(), header).await?,
         };

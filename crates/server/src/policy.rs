@@ -44,14 +44,14 @@ impl Policies {
         }
         let policy = match aitrail_store::policy_of(store, tenant).await {
             Ok(policy) => policy,
-            // The store cannot be read: the policy last read stands (the proxy in fail mode
-            // open must keep answering while the store is down).
+            // The store cannot be read: the policy last read stands for up to a minute (the
+            // proxy in fail mode open must keep answering while the store is down).
             Err(e) => match self.lock().get(tenant) {
-                Some((_, policy)) => {
+                Some((at, policy)) if at.elapsed() < crate::auth::STALE_FOR => {
                     tracing::warn!(error = %e, %tenant, "the store cannot be read; using the policy last read");
                     return Ok(policy.clone());
                 }
-                None => return Err(e.into()),
+                _ => return Err(e.into()),
             },
         };
         self.lock().insert(tenant.clone(), (Instant::now(), policy.clone()));

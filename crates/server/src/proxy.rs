@@ -175,11 +175,12 @@ fn provider_path(uri: &Uri, provider: Provider) -> Result<String, ApiError> {
     let path = uri.path().strip_prefix(&prefix).filter(|p| p.starts_with('/')).unwrap_or("/");
     let lower = path.to_ascii_lowercase();
     let dots = path.split('/').any(|seg| seg == "." || seg == "..");
-    let encoded = ["%2e", "%2f", "%3f", "%23", "%5c"].iter().any(|e| lower.contains(e));
+    // Any escape: `%63ompletions` would be recorded as no model call yet served as one.
+    let encoded = lower.contains('%');
     if dots || encoded || path.contains('\\') {
         return Err(ApiError::BadQuery(FieldError::new(
             "path",
-            "dot segments and encoded separators are not forwarded",
+            "dot segments and percent-escapes are not forwarded",
         )));
     }
     Ok(path.to_owned())
@@ -484,9 +485,20 @@ async fn retry_spool(app: AppState) {
             return;
         }
         let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
-        if app.store.append(records).await.is_ok() {
-            app.proxy.note(true);
-            continue;
+        match app.store.append(records).await {
+            Ok(_) => {
+                app.proxy.note(true);
+                continue;
+            }
+            // The store is away: the whole batch waits, however long.
+            Err(StoreError::Backend(_) | StoreError::Closed) => {
+                let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
+                for r in batch.into_iter().rev() {
+                    queue.push_front(r);
+                }
+                continue;
+            }
+            Err(_) => {}
         }
         let mut again = Vec::new();
         for (record, attempts) in batch {

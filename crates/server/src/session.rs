@@ -27,19 +27,16 @@ const SECURE_COOKIE: &str = "__Host-aitrail_session";
 /// The header a cookie-authenticated change must carry its CSRF token in.
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The session cookie's value, if the request has one.
-pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
+/// The session cookie's value, if the request has one. Under TLS only the `__Host-` name
+/// counts, so a cookie planted by a sibling subdomain is never read.
+pub(crate) fn cookie(headers: &HeaderMap, secure: bool) -> Option<&str> {
+    let name = if secure { SECURE_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let pair = pair.trim();
-            pair.strip_prefix(SECURE_COOKIE)
-                .or_else(|| pair.strip_prefix(COOKIE))?
-                .strip_prefix('=')
-        })
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// A request authenticated by a live session cookie (and, unless it only reads, by the
@@ -50,7 +47,8 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let token = cookie(&parts.headers).ok_or(ApiError::Unauthorized("not signed in"))?;
+        let token = cookie(&parts.headers, secure(app, &parts.headers))
+            .ok_or(ApiError::Unauthorized("not signed in"))?;
         let (principal, session) = app.keys.authenticate_session(app.store.as_ref(), token).await?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -96,7 +94,7 @@ fn session_body(app: &AppState, principal: &Principal, session: &Session) -> Ses
 
 /// Whether the cookie should be Secure: always when configured, and when a TLS-terminating
 /// proxy says the browser came over HTTPS.
-fn secure(app: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn secure(app: &AppState, headers: &HeaderMap) -> bool {
     app.config.secure_cookies
         || headers.get("x-forwarded-proto").is_some_and(|p| p.as_bytes() == b"https")
 }

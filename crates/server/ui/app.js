@@ -344,7 +344,8 @@ async function recordPage(id) {
     const steps = await checkRecord(record, proof, key);
     const pin = await pinned(key);
     if (pin.changed) steps.push({ step: "Log key pinned in this browser", ok: false, detail: pin.detail });
-    if (steps.some((s) => s.unsupported)) {
+    // "Cannot check here" only when nothing else failed: a real failure is never hidden.
+    if (steps.some((s) => s.unsupported) && steps.every((s) => s.ok || s.unsupported)) {
       integrity.dataset.state = "unavailable";
       integrity.replaceChildren(h("h2", { id: "integrity-h" }, "Integrity"), notice("info", `This browser cannot check Ed25519 signatures; \`aitrail verify ${record.id}\` checks them.`));
       return;

@@ -1686,8 +1686,17 @@ async fn a_tls_proxy_makes_the_session_cookie_secure() {
     assert!(cookie.starts_with("__Host-aitrail_session=") && cookie.contains("; Secure"), "{cookie}");
     // ... and that cookie signs the browser in.
     let token = cookie.split(';').next().unwrap();
-    let me = reqwest::Client::new().get(format!("{}/v1/session", s.base)).header("cookie", token).send().await.unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+    let over_tls = |cookie: String| {
+        let url = format!("{}/v1/session", s.base);
+        async move {
+            let r = reqwest::Client::new().get(url).header("cookie", cookie).header("x-forwarded-proto", "https");
+            r.send().await.unwrap().status()
+        }
+    };
+    assert_eq!(over_tls(token.to_owned()).await, StatusCode::OK);
+    // Under TLS the plain name is not read: a sibling subdomain could have planted it.
+    let planted = token.replacen("__Host-aitrail_session", "aitrail_session", 1);
+    assert_eq!(over_tls(planted).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
