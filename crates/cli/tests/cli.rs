@@ -1878,6 +1878,15 @@ fn spans_from_the_opentelemetry_python_sdk_become_records_field_by_field() {
     server.stop();
 }
 
+/// `aitrail serve` on a data dir in `dir`, proxying to `proxies` (`openai=URL,…`).
+fn proxy_server(dir: &Path, proxies: &str) -> ServerProcess {
+    let data = dir.join("data");
+    ServerProcess::start_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("AITRAIL_PROXY", proxies)],
+    )
+}
+
 /// The mock provider (tests/capture/mock_upstream.py) on loopback: the process and its URL.
 struct MockUpstream {
     child: Child,
@@ -1919,12 +1928,7 @@ fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_fiel
     };
     let upstream = MockUpstream::start(&python);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let proxies = format!("openai={0},anthropic={0}", upstream.url);
-    let server = ServerProcess::start_with(
-        &["--data-dir", data.to_str().unwrap()],
-        &[("AITRAIL_PROXY", &proxies)],
-    );
+    let server = proxy_server(dir.path(), &format!("openai={0},anthropic={0}", upstream.url));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ingest = make_key_on(&server, &rt, "ingest", "acme");
     let got = run_python(
@@ -2056,12 +2060,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     let Some(python) = capture_python("fail_modes_through_the_proxy") else { return };
     let upstream = MockUpstream::start(&python);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let proxies = format!("openai={}", upstream.url);
-    let server = ServerProcess::start_with(
-        &["--data-dir", data.to_str().unwrap()],
-        &[("AITRAIL_PROXY", &proxies)],
-    );
+    let server = proxy_server(dir.path(), &format!("openai={}", upstream.url));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let strict = make_key_on(&server, &rt, "ingest", "strict"); // fail mode closed: the default
     let lenient = make_key_on(&server, &rt, "ingest", "lenient");
@@ -2082,7 +2081,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
 
     // Another process takes SQLite's write lock and keeps it: every commit now fails (after
     // the store's 10 s busy timeout).
-    let db = data.join(aitrail_store_sqlite::DB_FILE);
+    let db = dir.path().join("data").join(aitrail_store_sqlite::DB_FILE);
     let mut lock = Command::new(&python)
         .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"])
         .arg(&db)
@@ -2195,14 +2194,12 @@ fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls
     let Some(python) = capture_python("the_proxy_forwards_only_what_it_records") else { return };
     let upstream = MockUpstream::start(&python);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     // openai over plain HTTP to the mock; anthropic over TLS to the same port, which
     // speaks no TLS: the handshake must be attempted (and fail), not refused as a scheme.
     let port = upstream.url.rsplit(':').next().unwrap();
-    let proxies = format!("openai={},anthropic=https://127.0.0.1:{port}", upstream.url);
-    let server = ServerProcess::start_with(
-        &["--data-dir", data.to_str().unwrap()],
-        &[("AITRAIL_PROXY", &proxies)],
+    let server = proxy_server(
+        dir.path(),
+        &format!("openai={},anthropic=https://127.0.0.1:{port}", upstream.url),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let key = make_key_on(&server, &rt, "ingest", "acme");

@@ -100,6 +100,17 @@ function page(title, ...content) {
   main.focus({ preventScroll: true });
 }
 
+/** "First page" and "Next page" links of a cursor-paged listing at `route`. */
+function pageLinks(route, values, nextCursor) {
+  const first = new URLSearchParams(values);
+  first.delete("cursor");
+  const next = new URLSearchParams({ ...Object.fromEntries(first), cursor: nextCursor });
+  return present(
+    values.get("cursor") ? h("a", { href: `${route}?${first}`, class: "button secondary" }, "First page") : null,
+    nextCursor ? h("a", { href: `${route}?${next}`, class: "button secondary", rel: "next" }, "Next page") : null,
+  );
+}
+
 /** Mark the page as drawn from the API, for whoever waits on it (the browser tests). */
 function ready() {
   main.dataset.ready = location.hash;
@@ -278,12 +289,7 @@ async function logsPage() {
         ),
       );
     }
-    const first = new URLSearchParams(values);
-    first.delete("cursor");
-    pager.replaceChildren(...present(
-      values.get("cursor") ? h("a", { href: `#/logs?${first}`, class: "button secondary" }, "First page") : null,
-      res.next_cursor ? h("a", { href: `#/logs?${new URLSearchParams({ ...Object.fromEntries(first), cursor: res.next_cursor })}`, class: "button secondary", rel: "next" }, "Next page") : null,
-    ));
+    pager.replaceChildren(...pageLinks("#/logs", values, res.next_cursor));
   } catch (e) {
     status.replaceWith(notice("error", `Could not load records: ${e.message}`));
   }
@@ -742,12 +748,7 @@ async function accessPage() {
           h("td", { "data-label": "Records" }, a.records ?? ""), h("td", { "data-label": "Status" }, a.status ?? ""),
           h("td", { "data-label": "Query" }, Object.entries(a.query || {}).map(([k, v]) => `${k}=${[].concat(v).join(",")}`).join(" ")));
       }))));
-    const first = new URLSearchParams(values);
-    first.delete("cursor");
-    pager.replaceChildren(...present(
-      values.get("cursor") ? h("a", { href: `#/access?${first}`, class: "button secondary" }, "First page") : null,
-      res.next_cursor ? h("a", { href: `#/access?${new URLSearchParams({ ...Object.fromEntries(first), cursor: res.next_cursor })}`, class: "button secondary", rel: "next" }, "Next page") : null,
-    ));
+    pager.replaceChildren(...pageLinks("#/access", values, res.next_cursor));
   } catch (e) {
     status.replaceWith(notice("error", e.message));
   }
