@@ -257,39 +257,55 @@ fn is_indexed_content(key: &str) -> bool {
 /// (kept as the JSON they are), else the older forms: OpenLLMetry's indexed attributes,
 /// the `gen_ai.content.prompt` / `gen_ai.content.completion` events, and the per-message
 /// events (`gen_ai.user.message`, `gen_ai.choice`, …), each as a JSON list of messages.
+/// The messages, in whichever form, join the system instructions, tool definitions and tool
+/// call arguments of the same span: none of them is dropped for another.
 fn content(span: &Span) -> (Option<String>, Option<String>) {
     let attrs = &span.attributes[..];
     // The newer conventions may carry content on the span or, instead, on its
     // `gen_ai.client.inference.operation.details` event.
     let details =
         span.events.iter().find(|e| e.name == "gen_ai.client.inference.operation.details");
-    let find_content =
-        |key: &str| find(attrs, key).or_else(|| details.and_then(|e| find(&e.attributes, key)));
-    let text_of = |key: &str| find_content(key).map(|v| as_text(v).unwrap_or_else(|| json_text(v)));
-    let mut prompt = joined(&[
+    let find_content = |key: &str| {
+        find(attrs, key)
+            .or_else(|| details.and_then(|e| find(&e.attributes, key)))
+            .and_then(any_json)
+    };
+    let (older_prompt, older_response) = older_content(span);
+    let prompt = joined(vec![
         ("system_instructions", find_content("gen_ai.system_instructions")),
         ("tool_definitions", find_content("gen_ai.tool.definitions")),
-        ("input_messages", find_content("gen_ai.input.messages")),
+        ("input_messages", find_content("gen_ai.input.messages").or(older_prompt)),
         ("tool_call_arguments", find_content("gen_ai.tool.call.arguments")),
     ]);
-    let mut response =
-        text_of("gen_ai.output.messages").or_else(|| text_of("gen_ai.tool.call.result"));
-    if prompt.is_none() {
-        prompt = indexed(attrs, "gen_ai.prompt.");
+    let response = find_content("gen_ai.output.messages")
+        .or_else(|| find_content("gen_ai.tool.call.result"))
+        .or(older_response)
+        .map(text_of_part);
+    (prompt, response)
+}
+
+fn text_of_part(v: Value) -> String {
+    match v {
+        Value::String(text) => text,
+        other => other.to_string(),
     }
-    if response.is_none() {
-        response = indexed(attrs, "gen_ai.completion.");
-    }
+}
+
+/// The older content forms' prompt and response, each as a JSON string (of a JSON list of
+/// messages, or of the event's text).
+fn older_content(span: &Span) -> (Option<Value>, Option<Value>) {
+    let attrs = &span.attributes[..];
+    let mut prompt = indexed(attrs, "gen_ai.prompt.").map(Value::String);
+    let mut response = indexed(attrs, "gen_ai.completion.").map(Value::String);
     let mut asked = Vec::new();
     let mut answered = Vec::new();
     for event in &span.events {
         let ev = &event.attributes[..];
+        let text = |key| find(ev, key).and_then(as_text).map(Value::String);
         match event.name.as_str() {
-            "gen_ai.content.prompt" => {
-                prompt = prompt.or_else(|| find(ev, "gen_ai.prompt").and_then(as_text));
-            }
+            "gen_ai.content.prompt" => prompt = prompt.or_else(|| text("gen_ai.prompt")),
             "gen_ai.content.completion" => {
-                response = response.or_else(|| find(ev, "gen_ai.completion").and_then(as_text));
+                response = response.or_else(|| text("gen_ai.completion"));
             }
             "gen_ai.system.message"
             | "gen_ai.user.message"
@@ -307,32 +323,30 @@ fn content(span: &Span) -> (Option<String>, Option<String>) {
             _ => {}
         }
     }
-    if prompt.is_none() && !asked.is_empty() {
-        prompt = Some(Value::Array(asked).to_string());
-    }
-    if response.is_none() && !answered.is_empty() {
-        response = Some(Value::Array(answered).to_string());
-    }
-    (prompt, response)
+    let listed = |list: Vec<Value>| (!list.is_empty()).then(|| Value::Array(list).to_string());
+    (
+        prompt.or_else(|| listed(asked).map(Value::String)),
+        response.or_else(|| listed(answered).map(Value::String)),
+    )
 }
 
 /// A prompt from its parts: one part alone as its text; several as a JSON object of them
 /// (a part that is JSON text kept as JSON).
-fn joined(parts: &[(&str, Option<&AnyValue>)]) -> Option<String> {
-    let present: Vec<(&str, &AnyValue)> =
-        parts.iter().filter_map(|(k, v)| Some((*k, (*v)?))).collect();
-    match present.as_slice() {
-        [] => None,
-        [(_, one)] => Some(as_text(one).unwrap_or_else(|| json_text(one))),
-        several => {
-            let object: Map<String, Value> = several
-                .iter()
+fn joined(parts: Vec<(&str, Option<Value>)>) -> Option<String> {
+    let mut present: Vec<(&str, Value)> =
+        parts.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    match present.len() {
+        0 => None,
+        1 => present.pop().map(|(_, one)| text_of_part(one)),
+        _ => {
+            let object: Map<String, Value> = present
+                .into_iter()
                 .map(|(k, v)| {
-                    let value = match as_text(v) {
-                        Some(t) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
-                        None => any_json(v).unwrap_or(Value::Null),
+                    let value = match v {
+                        Value::String(t) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
+                        other => other,
                     };
-                    ((*k).to_owned(), value)
+                    (k.to_owned(), value)
                 })
                 .collect();
             Some(Value::Object(object).to_string())
@@ -403,10 +417,6 @@ fn any_json(v: &AnyValue) -> Option<Value> {
         any_value::Value::BytesValue(b) => Value::String(hex::encode(b)),
         _ => return None,
     })
-}
-
-fn json_text(v: &AnyValue) -> String {
-    any_json(v).map(|v| v.to_string()).unwrap_or_default()
 }
 
 /// A double as a JSON number written the shortest way that reads back the same (0.7, not
@@ -579,6 +589,43 @@ mod tests {
         assert_eq!(chat["response"], "[]");
         assert!(agent.get("tokens_input").is_none(), "an agent's usage is its calls'");
         assert_eq!(agent["attributes"]["gen_ai.usage.input_tokens"], 500);
+    }
+
+    #[test]
+    fn system_instructions_join_messages_of_the_older_forms() {
+        let indexed = Span {
+            span_id: vec![6; 8],
+            attributes: vec![
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.system_instructions", "Be brief."),
+                s("gen_ai.prompt.0.role", "user"),
+                s("gen_ai.prompt.0.content", "Why?"),
+            ],
+            ..Default::default()
+        };
+        let events = Span {
+            span_id: vec![7; 8],
+            attributes: vec![
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.tool.definitions", r#"[{"name":"f"}]"#),
+            ],
+            events: vec![Event {
+                name: "gen_ai.user.message".into(),
+                attributes: vec![s("content", "Hi")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mapped = records(&export(vec![indexed, events]), None);
+        let [indexed, events] = [0, 1].map(|n| &mapped.records[n].record);
+        assert_eq!(
+            indexed["prompt"],
+            r#"{"input_messages":[{"content":"Why?","role":"user"}],"system_instructions":"Be brief."}"#
+        );
+        assert_eq!(
+            events["prompt"],
+            r#"{"input_messages":[{"content":"Hi","role":"user"}],"tool_definitions":[{"name":"f"}]}"#
+        );
     }
 
     #[test]
