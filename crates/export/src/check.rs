@@ -241,10 +241,11 @@ fn records(
 
     // Three stages at once: lines are split on one thread, read and checked a batch at a
     // time on every core, and taken in order (CSV rows, seqs, proofs) on a third.
-    let (batches_tx, batches) = std::sync::mpsc::sync_channel::<Vec<Pair>>(2);
+    let (batches_tx, batches) = std::sync::mpsc::sync_channel::<Batch>(2);
+    let (spent_tx, spent) = std::sync::mpsc::channel::<Batch>();
     let (checked_tx, checked) = std::sync::mpsc::sync_channel::<Vec<CheckedChunk>>(2);
     let (n, (findings, usage)) = std::thread::scope(|scope| {
-        let splitter = scope.spawn(move || split_lines(lines, batches_tx));
+        let splitter = scope.spawn(move || split_lines(lines, batches_tx, spent));
         let taker = scope.spawn(move || {
             for chunks in checked {
                 in_order.take(chunks)?;
@@ -252,7 +253,11 @@ fn records(
             in_order.finish()
         });
         for batch in batches {
-            let chunks = batch.par_chunks(64).map(check_chunk).collect();
+            let pairs = batch.pairs();
+            let chunks = pairs.par_chunks(64).map(check_chunk).collect();
+            drop(pairs);
+            // The splitter may be done: then the batch is simply dropped.
+            let _ = spent_tx.send(batch);
             if checked_tx.send(chunks).is_err() {
                 break;
             }
@@ -301,38 +306,62 @@ fn records(
 }
 
 /// Split records.jsonl into numbered lines, a batch at a time; the number of lines.
+/// Batches the checkers are done with come back on `spent` and are filled again, so the
+/// lines of a whole file take a few buffers, not an allocation each.
 fn split_lines(
     mut lines: impl BufRead,
-    batches: std::sync::mpsc::SyncSender<Vec<Pair>>,
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    spent: std::sync::mpsc::Receiver<Batch>,
 ) -> std::io::Result<u64> {
     let mut n = 0;
     loop {
-        let mut batch = Vec::with_capacity(BATCH);
-        while batch.len() < BATCH {
-            let mut line = Vec::new();
-            if lines.read_until(b'\n', &mut line)? == 0 {
+        let mut batch = spent.try_recv().unwrap_or_default();
+        batch.bytes.clear();
+        batch.lines.clear();
+        batch.first = n + 1;
+        while batch.lines.len() < BATCH {
+            let start = batch.bytes.len();
+            if lines.read_until(b'\n', &mut batch.bytes)? == 0 {
                 break;
             }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
+            let end = batch.bytes.len() - usize::from(batch.bytes.last() == Some(&b'\n'));
+            batch.lines.push(start..end);
             n += 1;
-            batch.push(Pair { number: n, line });
         }
         // An empty batch, or a checker that stopped: done.
-        if batch.is_empty() || batches.send(batch).is_err() {
+        if batch.lines.is_empty() || batches.send(batch).is_err() {
             return Ok(n);
         }
+    }
+}
+
+/// Lines of records.jsonl in one buffer.
+#[derive(Default)]
+struct Batch {
+    /// The first line's 1-based number.
+    first: u64,
+    bytes: Vec<u8>,
+    lines: Vec<std::ops::Range<usize>>,
+}
+
+impl Batch {
+    fn pairs(&self) -> Vec<Pair<'_>> {
+        (self.first..)
+            .zip(&self.lines)
+            .map(|(number, range)| Pair { number, line: &self.bytes[range.clone()] })
+            .collect()
     }
 }
 
 /// Records checked on their own, with their usage and the CSV bytes their rows make.
 type CheckedChunk = (Vec<Checked>, Usage, Vec<u8>);
 
-fn check_chunk(chunk: &[Pair]) -> CheckedChunk {
+fn check_chunk(chunk: &[Pair<'_>]) -> CheckedChunk {
     let mut usage = Usage::default();
     let mut rows = csv_writer(Vec::with_capacity(64 * 1024));
-    let checked = chunk.iter().map(|p| check_pair(p, &mut rows, &mut usage)).collect();
+    let mut scratch = String::with_capacity(4096);
+    let checked =
+        chunk.iter().map(|p| check_pair(p, &mut rows, &mut usage, &mut scratch)).collect();
     (checked, usage, rows.into_inner().expect("writing to memory"))
 }
 
@@ -610,10 +639,10 @@ fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
 const BATCH: usize = 4096;
 
 /// A line of records.jsonl.
-struct Pair {
+struct Pair<'a> {
     /// 1-based line number.
     number: u64,
-    line: Vec<u8>,
+    line: &'a [u8],
 }
 
 /// What checking one record on its own found; its seq and leaf go on to the checks that
@@ -664,12 +693,16 @@ fn csv_finding(number: u64, got: Next, want: &[u8], header: &[&str]) -> Option<S
 }
 
 /// Check one record against its own entry and commitments, and its CSV row against it.
-fn check_pair(pair: &Pair, rows: &mut csv::Writer<Vec<u8>>, usage: &mut Usage) -> Checked {
+fn check_pair(
+    pair: &Pair<'_>,
+    rows: &mut csv::Writer<Vec<u8>>,
+    usage: &mut Usage,
+    scratch: &mut String,
+) -> Checked {
     let mut problems: Vec<(&'static str, String)> = Vec::new();
-    let mut scratch = String::new();
-    let line = match std::str::from_utf8(&pair.line)
+    let line = match std::str::from_utf8(pair.line)
         .map_err(|e| e.to_string())
-        .and_then(|l| ReadLine::read(l, &mut scratch))
+        .and_then(|l| ReadLine::read(l, scratch))
     {
         Ok(l) => l,
         Err(e) => {

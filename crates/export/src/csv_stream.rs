@@ -41,7 +41,12 @@ impl<R: BufRead> CsvStream<R> {
             }
             let rest = &want[matched..];
             let len = buf.len().min(rest.len());
-            let same = buf[..len].iter().zip(rest).take_while(|(a, b)| a == b).count();
+            // Equal slices are compared as memory; only a mismatch is walked byte by byte.
+            let same = if buf[..len] == rest[..len] {
+                len
+            } else {
+                buf[..len].iter().zip(rest).take_while(|(a, b)| a == b).count()
+            };
             self.input.consume(same);
             matched += same;
             if matched == want.len() {

@@ -552,13 +552,17 @@ impl Usage {
     }
 }
 
-/// A decimal literal in units of 10^-COST_SCALE.
+/// A decimal literal in units of 10^-COST_SCALE (fraction digits beyond the scale dropped;
+/// a part that is not digits counts 0). Read for every exported record: allocates nothing.
 fn fixed(s: &str) -> i128 {
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let frac: String =
-        frac.chars().chain(std::iter::repeat('0')).take(COST_SCALE as usize).collect();
     let whole: i128 = whole.parse().unwrap_or(0);
-    whole * 10i128.pow(COST_SCALE) + frac.parse::<i128>().unwrap_or(0)
+    let frac = &frac.as_bytes()[..frac.len().min(COST_SCALE as usize)];
+    let frac = frac
+        .iter()
+        .try_fold(0i128, |n, d| d.is_ascii_digit().then(|| n * 10 + i128::from(d - b'0')))
+        .map_or(0, |n| n * 10i128.pow(COST_SCALE - frac.len() as u32));
+    whole * 10i128.pow(COST_SCALE) + frac
 }
 
 fn decimal(units: i128) -> String {
@@ -622,6 +626,11 @@ mod tests {
         assert_eq!(decimal(fixed("0.0042") + fixed("1.1") + fixed("2")), "3.1042");
         assert_eq!(decimal(fixed("0.1") * 3), "0.3");
         assert_eq!(decimal(0), "0");
+        // Beyond the scale, digits are dropped; what is not digits counts nothing.
+        assert_eq!(decimal(fixed("0.1234567890129")), "0.123456789012");
+        assert_eq!(decimal(fixed("2.")), "2");
+        assert_eq!(decimal(fixed("1.5e3")), "1");
+        assert_eq!(decimal(fixed("x")), "0");
     }
 
     #[test]
