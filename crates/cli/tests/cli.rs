@@ -1895,8 +1895,15 @@ struct MockUpstream {
 
 impl MockUpstream {
     fn start(python: &Path) -> Self {
+        Self::start_locking(python, Path::new(""))
+    }
+
+    /// A mock whose `locks-the-store` calls take the write lock of the SQLite database
+    /// `db` (until [`MockUpstream::unlock`]).
+    fn start_locking(python: &Path, db: &Path) -> Self {
         let mut child = Command::new(python)
             .arg(capture_dir().join("mock_upstream.py"))
+            .env("MOCK_LOCK_DB", db)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -1904,6 +1911,12 @@ impl MockUpstream {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().strip_prefix("listening ").expect("the mock says its port");
         Self { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn unlock(&self) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let url = format!("{}/unlock", self.url);
+        rt.block_on(async { assert!(reqwest::get(url).await.unwrap().status().is_success()) });
     }
 
     /// What the mock was sent.
@@ -2058,8 +2071,9 @@ fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_fiel
 #[test]
 fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     let Some(python) = capture_python("fail_modes_through_the_proxy") else { return };
-    let upstream = MockUpstream::start(&python);
     let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data").join(aitrail_store_sqlite::DB_FILE);
+    let upstream = MockUpstream::start_locking(&python, &db);
     let server = proxy_server(dir.path(), &format!("openai={}", upstream.url));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let strict = make_key_on(&server, &rt, "ingest", "strict"); // fail mode closed: the default
@@ -2081,7 +2095,6 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
 
     // Another process takes SQLite's write lock and keeps it: every commit now fails (after
     // the store's 10 s busy timeout).
-    let db = dir.path().join("data").join(aitrail_store_sqlite::DB_FILE);
     let mut lock = Command::new(&python)
         .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"])
         .arg(&db)
@@ -2125,9 +2138,24 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     }
     assert_eq!(lenient_records.len(), 1, "the spooled record arrived");
     assert_eq!(lenient_records[0]["model_name"], "gpt-4o-open");
-    let strict_models: Vec<Value> =
-        records_of(&server, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect();
-    assert_eq!(strict_models, [json!("gpt-4o")]);
+    let strict_models = || -> Vec<Value> {
+        records_of(&server, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect()
+    };
+    assert_eq!(strict_models(), [json!("gpt-4o")]);
+
+    // Closed, and the store fails while the call is out (the upstream takes the lock): the
+    // answer is withheld, 503, and nothing is recorded; the upstream was called.
+    let before = upstream.calls().len();
+    let withheld = call(&strict, "locks-the-store");
+    assert_eq!(withheld["status"], 503, "{withheld}");
+    assert!(withheld["detail"].as_str().unwrap().contains("fail mode is closed"), "{withheld}");
+    assert_eq!(upstream.calls().len(), before + 1, "the call went out before the store failed");
+    // While the lock is held, the next call is refused before it goes out (within 5 s of a
+    // failed commit without asking the store; later, because the store says no).
+    assert_eq!(call(&strict, "gpt-4o-after")["status"], 503);
+    assert_eq!(upstream.calls().len(), before + 1);
+    upstream.unlock();
+    assert_eq!(strict_models(), [json!("gpt-4o")]);
     server.stop();
 }
 

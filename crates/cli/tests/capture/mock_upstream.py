@@ -2,16 +2,21 @@
 for their official clients: chat completions (whole and streamed), embeddings, messages
 (whole and streamed), and a rate-limit error. It records what it was sent (GET /calls),
 so the tests can check the provider key arrived and the aitrail key did not. Streams
-pause between events, so a test can tell chunk-by-chunk delivery from buffering.
+pause between events, so a test can tell chunk-by-chunk delivery from buffering. A call
+for the model `locks-the-store` first takes the write lock of the SQLite database at
+$MOCK_LOCK_DB and keeps it until GET /unlock: the store then fails while the call is out.
 
 Prints `listening <port>` once ready. Standard library only."""
 
 import json
+import os
+import sqlite3
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 calls = []
+held = []
 PAUSE = float(sys.argv[1]) if len(sys.argv) > 1 else 0.3
 
 
@@ -45,6 +50,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/calls":
             return self.send_json(200, calls)
+        if self.path == "/unlock":
+            while held:
+                held.pop().close()
+            return self.send_json(200, {})
         if self.path == "/v1/redirect":
             self.send_response(302)
             self.send_header("Location", "http://127.0.0.1:9/elsewhere")
@@ -63,6 +72,10 @@ class Handler(BaseHTTPRequestHandler):
             "accept_encoding": self.headers.get("Accept-Encoding"),
             "model": body.get("model"),
         })
+        if body.get("model") == "locks-the-store":
+            store = sqlite3.connect(os.environ["MOCK_LOCK_DB"], isolation_level=None, check_same_thread=False)
+            store.execute("BEGIN EXCLUSIVE")
+            held.append(store)
         if body.get("model") == "slow":
             time.sleep(1.0)
         if body.get("model") == "rate-limited":
