@@ -18,6 +18,9 @@ const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","creat
 
 const REQUEST: &str = r#"{"model":"gpt-4o","temperature":0.2,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
 
+/// The record the proxy makes of that call, as a client would POST it itself.
+const RECORD: &str = r#"{"tenant_id":"bench-closed","model_provider":"openai","model_name":"gpt-4o","response_model":"gpt-4o-2024-08-06","operation_type":"chat","temperature":0.2,"tokens_input":14,"tokens_output":7,"processing_time_ms":1,"success":true,"prompt":"[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]","response":"The capital of France is Paris."}"#;
+
 async fn mock_upstream() -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/v1/chat/completions",
@@ -35,6 +38,7 @@ async fn open_loop(
     client: &reqwest::Client,
     url: &str,
     headers: &[(&str, &str)],
+    body: &'static str,
     rate: u32,
     seconds: u32,
 ) -> anyhow::Result<Vec<Duration>> {
@@ -43,7 +47,7 @@ async fn open_loop(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..rate * seconds {
         tick.tick().await;
-        let mut request = client.post(url).header("content-type", "application/json").body(REQUEST);
+        let mut request = client.post(url).header("content-type", "application/json").body(body);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -142,14 +146,32 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
     let direct_url = format!("{upstream}/v1/chat/completions");
     let proxy_url = format!("{}/proxy/openai/v1/chat/completions", server.base);
     for rate in [200, 1000] {
-        let direct = rt.block_on(open_loop(&client, &direct_url, &[], rate, seconds))?;
+        let direct = rt.block_on(open_loop(&client, &direct_url, &[], REQUEST, rate, seconds))?;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         println!("| {rate}/s | direct | {} | {} | | |", ms(d50), ms(d99));
+        // What fail mode closed waits for: one record's durable commit, as a client's own
+        // POST of the same record (no upstream call) at the same rate.
+        let auth = format!("Bearer {closed}");
+        let records_url = format!("{}/v1/records", server.base);
+        let own = rt.block_on(open_loop(
+            &client,
+            &records_url,
+            &[("authorization", &auth)],
+            RECORD,
+            rate,
+            seconds,
+        ))?;
+        println!(
+            "| {rate}/s | (for scale: POST /v1/records of the call's record) | {} | {} | | |",
+            ms(percentile(&own, 0.5)),
+            ms(percentile(&own, 0.99))
+        );
         for (label, key) in [("proxy, fail mode closed", &closed), ("proxy, fail mode open", &open)]
         {
             let headers =
                 [("authorization", "Bearer sk-bench-not-a-key"), ("x-aitrail-key", key.as_str())];
-            let lat = rt.block_on(open_loop(&client, &proxy_url, &headers, rate, seconds))?;
+            let lat =
+                rt.block_on(open_loop(&client, &proxy_url, &headers, REQUEST, rate, seconds))?;
             let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
             println!(
                 "| {rate}/s | {label} | {} | {} | {} | {} |",
