@@ -2355,12 +2355,18 @@ fn postgres_fail_mode_open_keeps_calls_going_while_the_database_is_unreachable()
     psql_at(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     ));
+    // Past the key and policy caches' second, so the call can only pass on what was last
+    // read (the log says so below).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let during = call("during");
     psql_at(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
     assert_eq!(during["status"], 200, "the call went through: {during}");
     assert!(during["seconds"].as_f64().unwrap() < 5.0, "{during}");
     let log = server.log();
     assert!(log.contains("could not be committed"), "the database really was unreachable:\n{log}");
+    for stale in ["using the key as last read", "using the policy last read"] {
+        assert!(log.contains(stale), "the node went on with what it read last ({stale}):\n{log}");
+    }
 
     // Back: the spooled record arrives.
     let mut models = Vec::new();
