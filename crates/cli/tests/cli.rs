@@ -2093,18 +2093,26 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     };
     assert_eq!(call(&strict, "gpt-4o")["status"], 200, "a call while the store works");
 
-    // Another process takes SQLite's write lock and keeps it: every commit now fails (after
-    // the store's 10 s busy timeout).
-    let mut lock = Command::new(&python)
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"])
-        .arg(&db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = String::new();
-    BufReader::new(lock.stdout.take().unwrap()).read_line(&mut said).unwrap();
-    assert_eq!(said.trim(), "locked");
+    // Another process takes SQLite's write lock and keeps it (until its stdin closes):
+    // every commit now fails (after the store's 10 s busy timeout).
+    let hold_write_lock = || {
+        let mut lock = Command::new(&python)
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"])
+            .arg(&db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        BufReader::new(lock.stdout.take().unwrap()).read_line(&mut said).unwrap();
+        assert_eq!(said.trim(), "locked");
+        lock
+    };
+    let release = |mut lock: Child| {
+        drop(lock.stdin.take());
+        lock.wait().unwrap();
+    };
+    let lock = hold_write_lock();
     // Within 250 ms of a commit that went through, the proxy trusts the store without
     // asking (docs/PROXY.md); past that window, it asks.
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -2126,8 +2134,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     assert_eq!(upstream.calls().len(), before + 1, "the upstream was not called");
 
     // The lock goes: the spooled record is committed; the refused calls left none.
-    drop(lock.stdin.take());
-    lock.wait().unwrap();
+    release(lock);
     let mut lenient_records = Vec::new();
     for _ in 0..100 {
         lenient_records = records_of(&server, &rt, "lenient");
@@ -2156,7 +2163,42 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     assert_eq!(upstream.calls().len(), before + 1);
     upstream.unlock();
     assert_eq!(strict_models(), [json!("gpt-4o")]);
-    server.stop();
+
+    // A spooled record outlives its node: spooled while the store is locked, the node is
+    // killed (-9); the next node on the data dir finds it in the spool and stores it.
+    let lock = hold_write_lock();
+    assert_eq!(call(&lenient, "gpt-4o-survives")["status"], 200);
+    let spool_dir = dir.path().join("data").join("proxy-spool");
+    let spooled = || -> usize {
+        std::fs::read_dir(&spool_dir).map_or(0, |d| {
+            d.filter(|e| e.as_ref().unwrap().path().extension() == Some("json".as_ref())).count()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while spooled() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record never reached the spool's directory"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.kill9();
+    release(lock);
+    let next = proxy_server(dir.path(), &format!("openai={}", upstream.url));
+    let mut models = Vec::new();
+    for _ in 0..100 {
+        models = records_of(&next, &rt, "lenient");
+        if models.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut models: Vec<&str> = models.iter().map(|r| r["model_name"].as_str().unwrap()).collect();
+    models.sort();
+    assert_eq!(models, ["gpt-4o-open", "gpt-4o-survives"], "{}", next.log());
+    assert_eq!(spooled(), 0, "its file went once it was stored");
+    assert!(next.log().contains("records a node left in the proxy's spool"), "{}", next.log());
+    next.stop();
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod proxy;
 mod records;
 mod retention;
 mod session;
+mod spool;
 mod usage;
 mod verification;
 
@@ -54,6 +55,9 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Upstreams of the logging proxy (`/proxy/<provider>/…`).
     pub proxies: Vec<ProxyTarget>,
+    /// Where the proxy keeps records the store has not taken yet, a file each, so they
+    /// outlive the node (None: in memory only).
+    pub proxy_spool: Option<std::path::PathBuf>,
     /// How often a tenant's key may start a full verification on a node.
     pub verification_cooldown: std::time::Duration,
 }
@@ -72,6 +76,7 @@ impl Default for Config {
             rate_limit: DEFAULT_RATE_LIMIT,
             secure_cookies: false,
             proxies: Vec::new(),
+            proxy_spool: None,
             verification_cooldown: std::time::Duration::from_secs(60),
         }
     }
@@ -123,8 +128,9 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
     let policies = Arc::default();
     let verifying = Arc::default();
-    let proxy = Arc::default();
+    let proxy = Arc::new(proxy::Proxy::new(config.proxy_spool.as_deref()));
     let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying, proxy };
+    proxy::resume(&state);
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))
         .route("/openapi.json", only(get(openapi), "GET, HEAD"))

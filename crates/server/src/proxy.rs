@@ -6,11 +6,9 @@
 //! The aitrail key travels in `X-Aitrail-Key`. The tenant's fail mode decides what a
 //! record that cannot be committed does: `closed` answers 503 (for a whole answer, the
 //! answer is withheld) and, while commits keep failing, refuses calls before they reach the
-//! upstream; `open` lets calls through and keeps their records in a spool retried every
-//! second.
+//! upstream; `open` lets calls through and keeps their records in a spool (crate::spool)
+//! retried every second.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,6 +26,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::records::read_limited;
+use crate::spool::Spool;
 use crate::{ApiError, AppState, policy};
 
 /// An upstream the proxy forwards to.
@@ -38,8 +37,6 @@ pub struct ProxyTarget {
     pub url: String,
 }
 
-/// Records wait here while the store refuses them (fail mode open).
-const SPOOL_MAX: usize = 100_000;
 /// How long after the last commit that went through the store is asked again before a
 /// call in fail mode closed.
 const PROBE_AFTER: Duration = Duration::from_millis(250);
@@ -68,8 +65,8 @@ impl std::ops::Deref for ProxyClient {
 #[derive(Default)]
 pub(crate) struct Proxy {
     client: ProxyClient,
-    /// Records waiting for the store, with the attempts made at each.
-    spool: Mutex<VecDeque<(Record, u32)>>,
+    /// Records waiting for the store.
+    spool: Spool,
     retrying: AtomicBool,
     /// Milliseconds since `epoch` of the last failed commit (0: none yet).
     failed_at: AtomicU64,
@@ -79,6 +76,12 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
+    /// The proxy's state, its spool also kept in `spool_dir` when given (records a node
+    /// left there are queued).
+    pub(crate) fn new(spool_dir: Option<&std::path::Path>) -> Self {
+        Self { spool: spool_dir.map(Spool::in_dir).unwrap_or_default(), ..Self::default() }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
     }
@@ -449,16 +452,19 @@ async fn commit(
 const SPOOL_ATTEMPTS: u32 = 600;
 
 fn spool(app: &AppState, records: Vec<Record>) {
-    {
-        let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-        for r in records {
-            if queue.len() >= SPOOL_MAX {
-                tracing::error!("the proxy's spool is full; a record is lost");
-                break;
-            }
-            queue.push_back((r, 0));
-        }
+    app.proxy.spool.push(records);
+    retry_spool_soon(app);
+}
+
+/// Send what a node left in the spool, if anything (at start).
+pub(crate) fn resume(app: &AppState) {
+    if !app.proxy.spool.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+        retry_spool_soon(app);
     }
+}
+
+/// Start the spool's retries unless they are running.
+fn retry_spool_soon(app: &AppState) {
     if !app.proxy.retrying.swap(true, Ordering::SeqCst) {
         tokio::spawn(retry_spool(app.clone()));
     }
@@ -468,54 +474,50 @@ fn spool(app: &AppState, records: Vec<Record>) {
 /// batch is refused (so one bad record holds up no other, and a duplicate — stored by an
 /// attempt whose answer was lost — counts as stored).
 async fn retry_spool(app: AppState) {
+    let spool = &app.proxy.spool;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let batch: Vec<(Record, u32)> = {
-            let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-            let n = queue.len().min(1000);
-            queue.drain(..n).collect()
-        };
+        let batch = spool.take(1000);
         if batch.is_empty() {
             app.proxy.retrying.store(false, Ordering::SeqCst);
-            // A record spooled between the drain and the line above would wait for no one.
-            let waiting = !app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-            if waiting && !app.proxy.retrying.swap(true, Ordering::SeqCst) {
+            // A record spooled between the take and the line above would wait for no one.
+            if !spool.is_empty() && !app.proxy.retrying.swap(true, Ordering::SeqCst) {
                 continue;
             }
             return;
         }
-        let records: Vec<Record> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let records: Vec<Record> = batch.iter().map(|s| s.record.clone()).collect();
         match app.store.append(records).await {
             Ok(_) => {
                 app.proxy.note(true);
+                batch.into_iter().for_each(|s| spool.stored(s));
                 continue;
             }
             // The store is away: the whole batch waits, however long.
             Err(StoreError::Backend(_) | StoreError::Closed) => {
-                let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-                for r in batch.into_iter().rev() {
-                    queue.push_front(r);
-                }
+                spool.put_back(batch);
                 continue;
             }
             Err(_) => {}
         }
         let mut again = Vec::new();
-        for (record, attempts) in batch {
-            match app.store.append(vec![record.clone()]).await {
-                Ok(_) | Err(StoreError::DuplicateExternalId) => app.proxy.note(true),
-                Err(e) if attempts + 1 >= SPOOL_ATTEMPTS => {
+        for mut spooled in batch {
+            match app.store.append(vec![spooled.record.clone()]).await {
+                Ok(_) | Err(StoreError::DuplicateExternalId) => {
+                    app.proxy.note(true);
+                    spool.stored(spooled);
+                }
+                Err(e) if spooled.attempts + 1 >= SPOOL_ATTEMPTS => {
                     tracing::error!(error = %e, "a spooled record was refused for ten minutes; it is given up");
+                    spool.given_up(spooled);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "a spooled record still cannot be committed");
-                    again.push((record, attempts + 1));
+                    spooled.attempts += 1;
+                    again.push(spooled);
                 }
             }
         }
-        let mut queue = app.proxy.spool.lock().unwrap_or_else(|e| e.into_inner());
-        for r in again.into_iter().rev() {
-            queue.push_front(r);
-        }
+        spool.put_back(again);
     }
 }

@@ -48,6 +48,11 @@ pub struct Args {
     /// aitrail key in X-Aitrail-Key (docs/PROXY.md).
     #[arg(long = "proxy", env = "AITRAIL_PROXY", value_delimiter = ',', value_name = "PROVIDER=URL", value_parser = proxy_target)]
     proxies: Vec<ProxyTarget>,
+    /// Where the proxy keeps the records of calls the store could not take yet, a file each,
+    /// until it does (default: proxy-spool in the data dir). A node started on it sends
+    /// what another left there.
+    #[arg(long, env = "AITRAIL_PROXY_SPOOL", value_name = "DIR")]
+    proxy_spool: Option<std::path::PathBuf>,
 }
 
 fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
@@ -89,6 +94,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         rate_limit: args.rate_limit,
         secure_cookies: args.secure_cookies,
         proxies: args.proxies,
+        proxy_spool: Some(args.proxy_spool.unwrap_or_else(|| global.data_dir.join("proxy-spool"))),
         ..Config::default()
     };
     let app = aitrail_server::router(store, log, config);
