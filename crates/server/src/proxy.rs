@@ -452,8 +452,12 @@ async fn commit(
 const SPOOL_ATTEMPTS: u32 = 600;
 
 fn spool(app: &AppState, records: Vec<Record>) {
-    app.proxy.spool.push(records);
-    retry_spool_soon(app);
+    // Writing and syncing the records' files blocks: not on a worker that serves calls.
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        app.proxy.spool.push(records);
+        retry_spool_soon(&app);
+    });
 }
 
 /// Send what a node left in the spool, if anything (at start).
