@@ -19,6 +19,9 @@ struct ServerProcess {
     key: String,
     /// Everything the server wrote to stderr (its log), as it comes.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The data dir of a server on PostgreSQL (its proxy spool), so none lands in the
+    /// source tree.
+    _own_dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -29,11 +32,15 @@ impl ServerProcess {
     /// `aitrail serve` on the store at `location` (`--data-dir D` or `--database URL`), with
     /// these environment variables. A global admin key is made on the store first, offline.
     fn start_with(location: &[&str], env: &[(&str, &str)]) -> Self {
+        let own_dir = (!location.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        let own = own_dir.as_ref().map(|d| d.path().to_str().unwrap().to_owned());
+        let location: Vec<&str> =
+            location.iter().copied().chain(own.iter().flat_map(|d| ["--data-dir", d])).collect();
         let mut make_key = Command::new(BIN);
-        make_key.args(location).args(["keys", "create", "--role", "admin"]);
+        make_key.args(&location).args(["keys", "create", "--role", "admin"]);
         let made = make_key.envs(env.iter().copied()).env_remove("AITRAIL_DATABASE_URL").output();
         let key = ok(&made.unwrap()).trim().to_owned();
-        let args = location;
+        let args = &location;
         let mut child = Command::new(BIN)
             // Durability under load is what these tests load for: no rate limit.
             .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval-ms", "50"])
@@ -63,7 +70,7 @@ impl ServerProcess {
         std::thread::spawn(move || {
             lines.for_each(|l| kept.lock().unwrap().push(l.unwrap_or_default()))
         });
-        Self { child, base, key, log }
+        Self { child, base, key, log, _own_dir: own_dir }
     }
 
     /// The server's log so far.
