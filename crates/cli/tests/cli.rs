@@ -2203,8 +2203,24 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     let mut models: Vec<&str> = models.iter().map(|r| r["model_name"].as_str().unwrap()).collect();
     models.sort();
     assert_eq!(models, ["gpt-4o-open", "gpt-4o-survives"], "{}", next.log());
-    assert_eq!(spooled(), 0, "its file went once it was stored");
+    let survivor = records_of(&next, &rt, "lenient")
+        .into_iter()
+        .find(|r| r["model_name"] == "gpt-4o-survives")
+        .unwrap();
+    assert!(
+        survivor["event_time"].as_str().unwrap() < survivor["recorded_at"].as_str().unwrap(),
+        "the record says when the call happened, not when it was stored: {survivor}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spooled() > 0 {
+        assert!(std::time::Instant::now() < deadline, "its file went once it was stored");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(next.log().contains("records a node left in the proxy's spool"), "{}", next.log());
+    // Nothing of fail mode closed was spooled: the strict tenant still has its one record.
+    let strict: Vec<Value> =
+        records_of(&next, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect();
+    assert_eq!(strict, [json!("gpt-4o")]);
     next.stop();
 }
 

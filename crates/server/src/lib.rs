@@ -128,7 +128,8 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
     let policies = Arc::default();
     let verifying = Arc::default();
-    let proxy = Arc::new(proxy::Proxy::new(config.proxy_spool.as_deref()));
+    let spool_secret = log.signer().derive_secret("proxy-spool");
+    let proxy = Arc::new(proxy::Proxy::new(config.proxy_spool.as_deref(), spool_secret));
     let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying, proxy };
     proxy::resume(&state);
     Router::new()

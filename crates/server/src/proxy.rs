@@ -16,7 +16,7 @@ use aitrail_capture::proxy::{Call, Provider, operation};
 use aitrail_core::access::{Action, Principal};
 use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
 use aitrail_core::policy::FailMode;
-use aitrail_core::{Record, TenantId};
+use aitrail_core::{Record, TenantId, Timestamp};
 use aitrail_store::StoreError;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::records::read_limited;
-use crate::spool::Spool;
+use crate::spool::{Spool, Spooled};
 use crate::{ApiError, AppState, policy};
 
 /// An upstream the proxy forwards to.
@@ -78,8 +78,9 @@ pub(crate) struct Proxy {
 impl Proxy {
     /// The proxy's state, its spool also kept in `spool_dir` when given (records a node
     /// left there are queued).
-    pub(crate) fn new(spool_dir: Option<&std::path::Path>) -> Self {
-        Self { spool: spool_dir.map(Spool::in_dir).unwrap_or_default(), ..Self::default() }
+    pub(crate) fn new(spool_dir: Option<&std::path::Path>, spool_secret: [u8; 32]) -> Self {
+        let spool = spool_dir.map(|dir| Spool::in_dir(dir, spool_secret)).unwrap_or_default();
+        Self { spool, ..Self::default() }
     }
 
     fn now_ms(&self) -> u64 {
@@ -257,14 +258,13 @@ async fn exchange(
     request: reqwest::RequestBuilder,
     fail_mode: FailMode,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let elapsed = || started.elapsed().as_millis() as u64;
+    let started = Started::now();
     let answer = match request.send().await {
         Ok(a) => a,
         Err(e) => {
             let why = format!("the upstream could not be reached: {e}");
             call.answered(0, false);
-            commit(&app, &who, call.record(elapsed(), Some(&why)), fail_mode).await?;
+            commit(&app, &who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
@@ -285,12 +285,12 @@ async fn exchange(
         Ok(b) => b,
         Err(e) => {
             let why = format!("the upstream's answer broke off: {e}");
-            commit(&app, &who, call.record(elapsed(), Some(&why)), fail_mode).await?;
+            commit(&app, &who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
     call.chunk(&bytes);
-    let record = call.record(elapsed(), None);
+    let record = started.record(call, None);
     match fail_mode {
         FailMode::Closed => commit(&app, &who, record, fail_mode).await?,
         // The call goes through whatever becomes of its record.
@@ -348,13 +348,34 @@ fn pass_back(answer: reqwest::Response, recorder: Option<Recorder>) -> Response 
     response
 }
 
+/// When a call went out: its record's event_time (so a record stored late, from the
+/// spool, still says when the call happened), and what its processing time counts from.
+#[derive(Clone, Copy)]
+struct Started {
+    at: Instant,
+    time: Timestamp,
+}
+
+impl Started {
+    fn now() -> Self {
+        Self { at: Instant::now(), time: Timestamp::now() }
+    }
+
+    /// The finished call's record. `failure`: why the answer did not arrive whole.
+    fn record(&self, call: Call, failure: Option<&str>) -> Value {
+        let mut record = call.record(self.at.elapsed().as_millis() as u64, failure);
+        record["event_time"] = self.time.to_string().into();
+        record
+    }
+}
+
 /// A streamed call's record in the making; committed when the stream ends, fails, or the
 /// client goes away (then dropped here).
 struct Recorder {
     app: AppState,
     who: Option<Caller>,
     call: Option<Call>,
-    started: Instant,
+    started: Started,
 }
 
 impl Recorder {
@@ -370,7 +391,7 @@ impl Recorder {
 
     fn commit(&mut self, failure: Option<String>) {
         let (Some(call), Some(who)) = (self.call.take(), self.who.take()) else { return };
-        let record = call.record(self.started.elapsed().as_millis() as u64, failure.as_deref());
+        let record = self.started.record(call, failure.as_deref());
         let app = self.app.clone();
         // The answer has gone out: a record that cannot be committed now is spooled.
         tokio::spawn(async move {
@@ -452,12 +473,22 @@ async fn commit(
 const SPOOL_ATTEMPTS: u32 = 600;
 
 fn spool(app: &AppState, records: Vec<Record>) {
+    if !app.proxy.spool.reserve(records.len()) {
+        return;
+    }
     // Writing and syncing the records' files blocks: not on a worker that serves calls.
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         app.proxy.spool.push(records);
         retry_spool_soon(&app);
     });
+}
+
+/// The records' files go, off the async workers.
+fn spooled_done(records: Vec<Spooled>) {
+    if records.iter().any(Spooled::has_file) {
+        tokio::task::spawn_blocking(move || Spool::done(records));
+    }
 }
 
 /// Send what a node left in the spool, if anything (at start).
@@ -494,7 +525,7 @@ async fn retry_spool(app: AppState) {
         match app.store.append(records).await {
             Ok(_) => {
                 app.proxy.note(true);
-                batch.into_iter().for_each(|s| spool.stored(s));
+                spooled_done(batch);
                 continue;
             }
             // The store is away: the whole batch waits, however long.
@@ -504,16 +535,17 @@ async fn retry_spool(app: AppState) {
             }
             Err(_) => {}
         }
-        let mut again = Vec::new();
+        let (mut again, mut done) = (Vec::new(), Vec::new());
         for mut spooled in batch {
             match app.store.append(vec![spooled.record.clone()]).await {
                 Ok(_) | Err(StoreError::DuplicateExternalId) => {
                     app.proxy.note(true);
-                    spool.stored(spooled);
+                    done.push(spooled);
                 }
                 Err(e) if spooled.attempts + 1 >= SPOOL_ATTEMPTS => {
-                    tracing::error!(error = %e, "a spooled record was refused for ten minutes; it is given up");
-                    spool.given_up(spooled);
+                    let (tenant, id) = (&spooled.record.tenant_id, &spooled.record.external_id);
+                    tracing::error!(error = %e, %tenant, external_id = ?id, "a spooled record was refused for ten minutes; it is given up");
+                    done.push(spooled);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "a spooled record still cannot be committed");
@@ -523,5 +555,6 @@ async fn retry_spool(app: AppState) {
             }
         }
         spool.put_back(again);
+        spooled_done(done);
     }
 }
