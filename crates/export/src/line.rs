@@ -552,17 +552,45 @@ impl Usage {
     }
 }
 
-/// A decimal literal in units of 10^-COST_SCALE (fraction digits beyond the scale dropped;
-/// a part that is not digits counts 0). Read for every exported record: allocates nothing.
+/// A decimal literal (a JSON number: `12`, `0.0042`, `1.5e3`) in units of 10^-COST_SCALE:
+/// digits beyond the scale are dropped; what is not such a number, or does not fit, counts
+/// 0. Read for every exported record, so it allocates nothing.
 fn fixed(s: &str) -> i128 {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let whole: i128 = whole.parse().unwrap_or(0);
-    let frac = &frac.as_bytes()[..frac.len().min(COST_SCALE as usize)];
-    let frac = frac
-        .iter()
-        .try_fold(0i128, |n, d| d.is_ascii_digit().then(|| n * 10 + i128::from(d - b'0')))
-        .map_or(0, |n| n * 10i128.pow(COST_SCALE - frac.len() as u32));
-    whole * 10i128.pow(COST_SCALE) + frac
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()),
+        None => (s, Some(0)),
+    };
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let (negative, whole) = match whole.strip_prefix('-') {
+        Some(w) => (true, w),
+        None => (false, whole),
+    };
+    let digits = whole.bytes().chain(frac.bytes());
+    let Some(exponent) = exponent else { return 0 };
+    if whole.is_empty() || !digits.clone().all(|d| d.is_ascii_digit()) {
+        return 0;
+    }
+    // The value is digits × 10^(exponent − frac.len()); in units, × 10^COST_SCALE more.
+    let shift = i64::from(exponent) - frac.len() as i64 + i64::from(COST_SCALE);
+    let mut units: i128 = 0;
+    // Digits past the scale (a negative shift) are dropped.
+    let keep = usize::try_from(digits.clone().count() as i64 + shift.min(0)).unwrap_or(0);
+    for d in digits.take(keep) {
+        let Some(u) = units.checked_mul(10).and_then(|u| u.checked_add(i128::from(d - b'0')))
+        else {
+            return 0;
+        };
+        units = u;
+    }
+    // (Zero stays zero whatever the exponent; anything else overflows within 39 steps.)
+    if units == 0 {
+        return 0;
+    }
+    for _ in 0..shift.max(0) {
+        let Some(u) = units.checked_mul(10) else { return 0 };
+        units = u;
+    }
+    if negative { -units } else { units }
 }
 
 fn decimal(units: i128) -> String {
@@ -629,7 +657,11 @@ mod tests {
         // Beyond the scale, digits are dropped; what is not digits counts nothing.
         assert_eq!(decimal(fixed("0.1234567890129")), "0.123456789012");
         assert_eq!(decimal(fixed("2.")), "2");
-        assert_eq!(decimal(fixed("1.5e3")), "1");
+        assert_eq!(decimal(fixed("1.5e3")), "1500");
+        assert_eq!(decimal(fixed("25E-4")), "0.0025");
+        assert_eq!(decimal(fixed("1e-13")), "0");
+        assert_eq!(decimal(fixed("1e40")), "0", "does not fit: counts nothing");
+        assert_eq!(decimal(fixed("0e2000000000")), "0");
         assert_eq!(decimal(fixed("x")), "0");
     }
 
