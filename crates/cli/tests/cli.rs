@@ -2090,14 +2090,15 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
         let r = server.client().put(url).json(&json!({"fail_mode": "open"})).send().await.unwrap();
         assert_eq!(r.status(), 200);
     });
-    let call = |key: &str, model: &str| {
+    let call_on = |server: &ServerProcess, key: &str, model: &str| {
         run_python(
             &python,
             "one_call.py",
             &[("AITRAIL_URL", &server.base), ("AITRAIL_KEY", key), ("MODEL", model)],
-            &server,
+            server,
         )
     };
+    let call = |key: &str, model: &str| call_on(&server, key, model);
     assert_eq!(call(&strict, "gpt-4o")["status"], 200, "a call while the store works");
 
     // Another process takes SQLite's write lock and keeps it (until its stdin closes):
@@ -2221,7 +2222,26 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     let strict: Vec<Value> =
         records_of(&next, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect();
     assert_eq!(strict, [json!("gpt-4o")]);
+
+    // A record still in flight when its node is told to stop is not lost: this node has
+    // seen no failure, so the call's commit waits out the store's 10 s busy timeout after
+    // the answer; SIGTERM at once; the node exits only once the record is in the spool.
+    let lock = hold_write_lock();
+    assert_eq!(call_on(&next, &lenient, "gpt-4o-at-stop")["status"], 200);
     next.stop();
+    assert_eq!(spooled(), 1, "the stopping node waited for the record and spooled it");
+    release(lock);
+    let last = proxy_server(dir.path(), &format!("openai={}", upstream.url));
+    let mut models = Vec::new();
+    for _ in 0..100 {
+        models = records_of(&last, &rt, "lenient");
+        if models.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(models.iter().any(|r| r["model_name"] == "gpt-4o-at-stop"), "{}", last.log());
+    last.stop();
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! upstream; `open` lets calls through and keeps their records in a spool (crate::spool)
 //! retried every second.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aitrail_capture::proxy::{Call, Provider, operation};
@@ -42,6 +42,39 @@ pub struct ProxyTarget {
 const PROBE_AFTER: Duration = Duration::from_millis(250);
 /// How long after a failed commit calls in fail mode closed are refused outright.
 const REFUSE_FOR: Duration = Duration::from_secs(5);
+
+/// Calls and records still on their way after their request was answered (or its client
+/// left): exchanges, background commits, spool writes. `serve` waits for them at shutdown,
+/// so a restart loses no record in flight. Process-wide: a node serves one router.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one piece of such work while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Wait, at most `within`, for the proxy's work in flight to end; whether it did.
+pub async fn settle(within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
 
 /// The HTTP client to upstreams: redirects are not followed (a redirect could carry the
 /// provider key elsewhere); the client gets them as the upstream sent them.
@@ -246,7 +279,11 @@ pub(crate) async fn forward(
     let call = Call::new(target.provider, operation, &body);
     // The exchange runs in a task of its own: a client that hangs up mid-call cancels
     // neither the call nor its record.
-    let exchange = tokio::spawn(exchange(app, who, call, request, fail_mode));
+    let in_flight = InFlight::new();
+    let exchange = tokio::spawn(async move {
+        let _in_flight = in_flight;
+        exchange(app, who, call, request, fail_mode).await
+    });
     exchange.await.map_err(|e| ApiError::Internal(format!("proxy task failed: {e}")))?
 }
 
@@ -296,7 +333,11 @@ async fn exchange(
         // The call goes through whatever becomes of its record.
         FailMode::Open => {
             let app = app.clone();
-            tokio::spawn(async move { commit(&app, &who, record, fail_mode).await });
+            let in_flight = InFlight::new();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                commit(&app, &who, record, fail_mode).await
+            });
         }
     }
     let mut response = Response::new(Body::from(bytes));
@@ -394,7 +435,9 @@ impl Recorder {
         let record = self.started.record(call, failure.as_deref());
         let app = self.app.clone();
         // The answer has gone out: a record that cannot be committed now is spooled.
+        let in_flight = InFlight::new();
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             let _ = commit(&app, &who, record, FailMode::Open).await;
         });
     }
@@ -477,8 +520,9 @@ fn spool(app: &AppState, records: Vec<Record>) {
         return;
     }
     // Writing and syncing the records' files blocks: not on a worker that serves calls.
-    let app = app.clone();
+    let (app, in_flight) = (app.clone(), InFlight::new());
     tokio::task::spawn_blocking(move || {
+        let _in_flight = in_flight;
         app.proxy.spool.push(records);
         retry_spool_soon(&app);
     });
