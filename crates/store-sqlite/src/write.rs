@@ -41,7 +41,7 @@ pub(crate) fn run(
             }
         }
         commit_group(&mut conn, group);
-        commits += 1;
+        commits = commits.wrapping_add(1);
         if commits.is_multiple_of(COMMITS_PER_NUDGE) {
             let _ = committed.try_send(());
         }
