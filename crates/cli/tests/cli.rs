@@ -1796,6 +1796,33 @@ fn make_key_on(
     made["key"].as_str().unwrap().to_owned()
 }
 
+/// The tenant's records once there are at least `n` (records arrive after their answer),
+/// or what there is after 10 s, for the caller's assertions to name.
+fn records_once(
+    server: &ServerProcess,
+    rt: &tokio::runtime::Runtime,
+    tenant: &str,
+    n: usize,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let records = records_of(server, rt, tenant);
+        if records.len() >= n || std::time::Instant::now() >= deadline {
+            return records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Wait up to `secs` for `done`, failing with `what` if it never is.
+fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn records_of(server: &ServerProcess, rt: &tokio::runtime::Runtime, tenant: &str) -> Vec<Value> {
     rt.block_on(async {
         let url = format!("{}/v1/records?tenant_id={tenant}&limit=1000", server.base);
@@ -1994,14 +2021,7 @@ fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_fiel
     }
 
     // One record per call, field by field; the stream's record is complete once it ends.
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        records = records_of(&server, &rt, "acme");
-        if records.len() >= 6 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let records = records_once(&server, &rt, "acme", 6);
     assert_eq!(records.len(), 6, "{records:?}");
     let text = serde_json::to_string(&records).unwrap();
     assert!(!text.contains("not-a-real-key"), "a provider key was stored");
@@ -2143,14 +2163,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
 
     // The lock goes: the spooled record is committed; the refused calls left none.
     release(lock);
-    let mut lenient_records = Vec::new();
-    for _ in 0..100 {
-        lenient_records = records_of(&server, &rt, "lenient");
-        if !lenient_records.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let lenient_records = records_once(&server, &rt, "lenient", 1);
     assert_eq!(lenient_records.len(), 1, "the spooled record arrived");
     assert_eq!(lenient_records[0]["model_name"], "gpt-4o-open");
     let strict_models = || -> Vec<Value> {
@@ -2182,25 +2195,11 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
             d.filter(|e| e.as_ref().unwrap().path().extension() == Some("json".as_ref())).count()
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while spooled() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the record never reached the spool's directory"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(30, "the record never reached the spool's directory", || spooled() > 0);
     server.kill9();
     release(lock);
     let next = proxy_server(dir.path(), &format!("openai={}", upstream.url));
-    let mut models = Vec::new();
-    for _ in 0..100 {
-        models = records_of(&next, &rt, "lenient");
-        if models.len() == 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let models = records_once(&next, &rt, "lenient", 2);
     let mut models: Vec<&str> = models.iter().map(|r| r["model_name"].as_str().unwrap()).collect();
     models.sort();
     assert_eq!(models, ["gpt-4o-open", "gpt-4o-survives"], "{}", next.log());
@@ -2212,11 +2211,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
         survivor["event_time"].as_str().unwrap() < survivor["recorded_at"].as_str().unwrap(),
         "the record says when the call happened, not when it was stored: {survivor}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while spooled() > 0 {
-        assert!(std::time::Instant::now() < deadline, "its file went once it was stored");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(10, "its file went once it was stored", || spooled() == 0);
     assert!(next.log().contains("records a node left in the proxy's spool"), "{}", next.log());
     // Nothing of fail mode closed was spooled: the strict tenant still has its one record.
     let strict: Vec<Value> =
@@ -2232,14 +2227,7 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     assert_eq!(spooled(), 1, "the stopping node waited for the record and spooled it");
     release(lock);
     let last = proxy_server(dir.path(), &format!("openai={}", upstream.url));
-    let mut models = Vec::new();
-    for _ in 0..100 {
-        models = records_of(&last, &rt, "lenient");
-        if models.len() == 3 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let models = records_once(&last, &rt, "lenient", 3);
     assert!(models.iter().any(|r| r["model_name"] == "gpt-4o-at-stop"), "{}", last.log());
     last.stop();
 }
@@ -2377,14 +2365,7 @@ fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls
         10_000,
     );
     assert_eq!(tls.unwrap(), 502);
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        records = records_of(&server, &rt, "acme");
-        if records.len() >= 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let records = records_once(&server, &rt, "acme", 2);
     let slow =
         records.iter().find(|r| r["model_name"] == "slow").expect("the slow call is recorded");
     assert_eq!(slow["success"], true, "{slow}");
