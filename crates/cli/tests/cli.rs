@@ -2096,19 +2096,23 @@ fn the_openai_and_anthropic_clients_through_the_proxy_are_recorded_field_by_fiel
 }
 
 #[test]
-fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
+fn when_records_cannot_be_committed_closed_refuses_calls_strict_also_answers_and_open_spools() {
     let Some(python) = capture_python("fail_modes_through_the_proxy") else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data").join(aitrail_store_sqlite::DB_FILE);
     let upstream = MockUpstream::start_locking(&python, &db);
     let server = proxy_server(dir.path(), &format!("openai={}", upstream.url));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let strict = make_key_on(&server, &rt, "ingest", "strict"); // fail mode closed: the default
+    let closed = make_key_on(&server, &rt, "ingest", "closed"); // the default fail mode
+    let strict = make_key_on(&server, &rt, "ingest", "strict");
     let lenient = make_key_on(&server, &rt, "ingest", "lenient");
     rt.block_on(async {
-        let url = format!("{}/v1/tenants/lenient/policy", server.base);
-        let r = server.client().put(url).json(&json!({"fail_mode": "open"})).send().await.unwrap();
-        assert_eq!(r.status(), 200);
+        for (tenant, mode) in [("strict", "strict"), ("lenient", "open")] {
+            let url = format!("{}/v1/tenants/{tenant}/policy", server.base);
+            let r =
+                server.client().put(url).json(&json!({"fail_mode": mode})).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
     });
     let call_on = |server: &ServerProcess, key: &str, model: &str| {
         run_python(
@@ -2119,7 +2123,25 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
         )
     };
     let call = |key: &str, model: &str| call_on(&server, key, model);
-    assert_eq!(call(&strict, "gpt-4o")["status"], 200, "a call while the store works");
+    // A streamed call by hand, to see how its body ends: whole, or broken off.
+    let streamed = |key: &str, model: &str| -> (u16, Result<String, String>) {
+        rt.block_on(async {
+            let answer = server
+                .client()
+                .post(format!("{}/proxy/openai/v1/chat/completions", server.base))
+                .header("X-Aitrail-Key", key)
+                .bearer_auth("sk-test-0000-not-a-real-key")
+                .json(&json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.text().await.map_err(|e| format!("{e:?}")))
+        })
+    };
+    for key in [&closed, &strict] {
+        assert_eq!(call(key, "gpt-4o")["status"], 200, "a call while the store works");
+    }
 
     // Another process takes SQLite's write lock and keeps it (until its stdin closes):
     // every commit now fails (after the store's 10 s busy timeout).
@@ -2151,13 +2173,16 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     assert_eq!(open["status"], 200, "{open}");
     assert!(open["seconds"].as_f64().unwrap() < 5.0, "the call did not wait for the store: {open}");
     assert_eq!(upstream.calls().len(), before + 1);
-    // Closed: the store takes no write, so the call is refused (503) before it reaches
-    // the upstream, at once.
-    for model in ["gpt-4o-closed", "gpt-4o-refused"] {
-        let closed = call(&strict, model);
-        assert_eq!(closed["status"], 503, "{closed}");
-        assert!(closed["detail"].as_str().unwrap().contains("fail mode is closed"), "{closed}");
-        assert!(closed["seconds"].as_f64().unwrap() < 5.0, "{closed}");
+    // Closed and strict: the store takes no write, so the call is refused (503) before it
+    // reaches the upstream, at once.
+    for (key, model) in [(&closed, "gpt-4o-closed"), (&strict, "gpt-4o-strict")] {
+        let refused = call(key, model);
+        assert_eq!(refused["status"], 503, "{refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains("not let a call go unrecorded"),
+            "{refused}"
+        );
+        assert!(refused["seconds"].as_f64().unwrap() < 5.0, "{refused}");
     }
     assert_eq!(upstream.calls().len(), before + 1, "the upstream was not called");
 
@@ -2166,24 +2191,59 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     let lenient_records = records_once(&server, &rt, "lenient", 1);
     assert_eq!(lenient_records.len(), 1, "the spooled record arrived");
     assert_eq!(lenient_records[0]["model_name"], "gpt-4o-open");
-    let strict_models = || -> Vec<Value> {
-        records_of(&server, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect()
+    let models_of = |tenant: &str| -> Vec<Value> {
+        records_of(&server, &rt, tenant).iter().map(|r| r["model_name"].clone()).collect()
     };
-    assert_eq!(strict_models(), [json!("gpt-4o")]);
+    assert_eq!(models_of("strict"), [json!("gpt-4o")]);
+    assert_eq!(models_of("closed"), [json!("gpt-4o")]);
 
     // Closed, and the store fails while the call is out (the upstream takes the lock): the
-    // answer is withheld, 503, and nothing is recorded; the upstream was called.
+    // answer comes at once; its record waits for the store and arrives once the lock goes.
+    // Meanwhile the next calls are refused before they go out.
+    let before = upstream.calls().len();
+    let answered = call(&closed, "locks-the-store");
+    assert_eq!(answered["status"], 200, "{answered}");
+    assert!(answered["seconds"].as_f64().unwrap() < 5.0, "the answer did not wait: {answered}");
+    assert_eq!(call(&closed, "gpt-4o-after")["status"], 503);
+    let (status, body) = streamed(&closed, "gpt-4o-stream-after");
+    assert_eq!(status, 503, "{body:?}");
+    assert_eq!(upstream.calls().len(), before + 1);
+    upstream.unlock();
+    wait_until(30, "the closed tenant's record never arrived", || models_of("closed").len() == 2);
+    assert_eq!(models_of("closed"), [json!("locks-the-store"), json!("gpt-4o")]);
+
+    // Strict, the same: the answer is withheld, 503, and nothing is recorded; the upstream
+    // was called.
     let before = upstream.calls().len();
     let withheld = call(&strict, "locks-the-store");
     assert_eq!(withheld["status"], 503, "{withheld}");
-    assert!(withheld["detail"].as_str().unwrap().contains("fail mode is closed"), "{withheld}");
+    assert!(withheld["detail"].as_str().unwrap().contains("answer is withheld"), "{withheld}");
     assert_eq!(upstream.calls().len(), before + 1, "the call went out before the store failed");
     // While the lock is held, the next call is refused before it goes out (within 5 s of a
     // failed commit without asking the store; later, because the store says no).
     assert_eq!(call(&strict, "gpt-4o-after")["status"], 503);
     assert_eq!(upstream.calls().len(), before + 1);
     upstream.unlock();
-    assert_eq!(strict_models(), [json!("gpt-4o")]);
+    // Calls go through again once the store is back (and a commit has: up to 5 s).
+    let back = || {
+        wait_until(30, "calls never went through again", || {
+            call(&strict, "gpt-4o-back")["status"] == 200
+        })
+    };
+    back();
+    // Streamed: the chunks come, but the stream is broken off before its end.
+    let (status, body) = streamed(&strict, "locks-the-store");
+    assert_eq!(status, 200);
+    assert!(body.is_err(), "a strict stream whose record failed must not end whole: {body:?}");
+    upstream.unlock();
+    back();
+    // A strict stream whose record is committed ends whole.
+    let (status, body) = streamed(&strict, "gpt-4o-stream");
+    assert_eq!(status, 200);
+    assert!(body.as_ref().is_ok_and(|b| b.trim_end().ends_with("data: [DONE]")), "{body:?}");
+    let strict_models =
+        [json!("gpt-4o-stream"), json!("gpt-4o-back"), json!("gpt-4o-back"), json!("gpt-4o")];
+    assert_eq!(models_of("strict"), strict_models);
 
     // A spooled record outlives its node: spooled while the store is locked, the node is
     // killed (-9); the next node on the data dir finds it in the spool and stores it.
@@ -2213,10 +2273,10 @@ fn when_records_cannot_be_committed_fail_mode_closed_refuses_and_open_spools() {
     );
     wait_until(10, "its file went once it was stored", || spooled() == 0);
     assert!(next.log().contains("records a node left in the proxy's spool"), "{}", next.log());
-    // Nothing of fail mode closed was spooled: the strict tenant still has its one record.
+    // Nothing of fail mode strict was spooled: the strict tenant still has its records.
     let strict: Vec<Value> =
         records_of(&next, &rt, "strict").iter().map(|r| r["model_name"].clone()).collect();
-    assert_eq!(strict, [json!("gpt-4o")]);
+    assert_eq!(strict, strict_models);
 
     // A record still in flight when its node is told to stop is not lost: this node has
     // seen no failure, so the call's commit waits out the store's 10 s busy timeout after

@@ -42,11 +42,22 @@ pub enum SecretsAction {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
-    /// The call fails: nothing reaches a model unlogged.
+    /// No call goes out while records cannot be committed; a record that fails after its
+    /// answer went back is kept (the proxy's spool) until the store takes it.
     #[default]
     Closed,
+    /// As closed, and no answer goes back before its record is committed: the client waits
+    /// one durable commit more, and a record that cannot be committed withholds the answer.
+    Strict,
     /// The call goes through, unlogged, and the client reports it.
     Open,
+}
+
+impl FailMode {
+    /// Whether a call may go out only while records can be committed.
+    pub fn refuses_unrecorded_calls(self) -> bool {
+        self != Self::Open
+    }
 }
 
 /// The least retention without an explicit override: six months, as the EU AI Act asks

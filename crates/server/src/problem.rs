@@ -34,7 +34,7 @@ pub enum ApiError {
     #[error("no proxy for provider {0}: start the server with --proxy {0}=URL")]
     NoProxy(String),
     #[error(
-        "the audit record of this call cannot be committed now, and the tenant's fail mode is closed: the call was not made or its answer is withheld"
+        "the audit record of this call cannot be committed now, and the tenant's fail mode does not let a call go unrecorded: the call was not made (fail mode closed or strict) or its answer is withheld (strict)"
     )]
     RecordsUnavailable,
     #[error("{0}")]

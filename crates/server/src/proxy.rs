@@ -245,8 +245,9 @@ pub(crate) async fn forward(
     let operation = (method == Method::POST).then(|| operation(target.provider, &path)).flatten();
     let fail_mode = app.policies.of(app.store.as_ref(), &who.tenant).await?.fail_mode();
     if let Some(operation) = operation {
-        // Fail mode closed: no call goes out while its record could not be committed.
-        if fail_mode == FailMode::Closed {
+        // Fail modes closed and strict: no call goes out while its record could not be
+        // committed.
+        if fail_mode.refuses_unrecorded_calls() {
             if app.proxy.commits_failing() {
                 return Err(ApiError::RecordsUnavailable);
             }
@@ -301,7 +302,7 @@ async fn exchange(
         Err(e) => {
             let why = format!("the upstream could not be reached: {e}");
             call.answered(0, false);
-            commit(&app, &who, started.record(call, Some(&why)), fail_mode).await?;
+            record_answered(&app, who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
@@ -312,34 +313,23 @@ async fn exchange(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     call.answered(answer.status().as_u16(), event_stream);
     if event_stream {
-        let recorder = Recorder { app: app.clone(), who: Some(who), call: Some(call), started };
+        let recorder =
+            Recorder { app: app.clone(), who: Some(who), call: Some(call), started, fail_mode };
         return Ok(pass_back(answer, Some(recorder)));
     }
-    // A whole answer: read, recorded, then returned (in fail mode closed, only once the
+    // A whole answer: read, recorded, then returned (in fail mode strict, only once the
     // record is committed).
     let (status, answer_headers) = (answer.status(), answer.headers().clone());
     let bytes = match answer.bytes().await {
         Ok(b) => b,
         Err(e) => {
             let why = format!("the upstream's answer broke off: {e}");
-            commit(&app, &who, started.record(call, Some(&why)), fail_mode).await?;
+            record_answered(&app, who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
     call.chunk(&bytes);
-    let record = started.record(call, None);
-    match fail_mode {
-        FailMode::Closed => commit(&app, &who, record, fail_mode).await?,
-        // The call goes through whatever becomes of its record.
-        FailMode::Open => {
-            let app = app.clone();
-            let in_flight = InFlight::new();
-            tokio::spawn(async move {
-                let _in_flight = in_flight;
-                commit(&app, &who, record, fail_mode).await
-            });
-        }
-    }
+    record_answered(&app, who, started.record(call, None), fail_mode).await?;
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() =
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -370,16 +360,21 @@ fn pass_back(answer: reqwest::Response, recorder: Option<Recorder>) -> Response 
                 }
                 Some(Err(e)) => {
                     if let Some(r) = recorder.take() {
-                        r.finish(Some(format!("the upstream stream failed: {e}")));
+                        let _ = r.finish(Some(format!("the upstream stream failed: {e}"))).await;
                     }
                     Some((Err(std::io::Error::other(e)), (upstream, None)))
                 }
-                None => {
-                    if let Some(r) = recorder.take() {
-                        r.finish(None);
-                    }
-                    None
-                }
+                None => match recorder.take().map(|r| r.finish(None)) {
+                    // Fail mode strict: a record that cannot be committed breaks the
+                    // stream off before its end, so the client sees it incomplete.
+                    Some(finished) => match finished.await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            Some((Err(std::io::Error::other(e.to_string())), (upstream, None)))
+                        }
+                    },
+                    None => None,
+                },
             }
         },
     );
@@ -417,6 +412,7 @@ struct Recorder {
     who: Option<Caller>,
     call: Option<Call>,
     started: Started,
+    fail_mode: FailMode,
 }
 
 impl Recorder {
@@ -426,26 +422,26 @@ impl Recorder {
         }
     }
 
-    fn finish(mut self, failure: Option<String>) {
-        self.commit(failure);
+    /// The stream ended (`failure`: how it broke off). In fail mode strict its end is
+    /// passed on only once the record is committed.
+    async fn finish(mut self, failure: Option<String>) -> Result<(), ApiError> {
+        let Some((who, record)) = self.take_record(failure.as_deref()) else { return Ok(()) };
+        record_answered(&self.app, who, record, self.fail_mode).await
     }
 
-    fn commit(&mut self, failure: Option<String>) {
-        let (Some(call), Some(who)) = (self.call.take(), self.who.take()) else { return };
-        let record = self.started.record(call, failure.as_deref());
-        let app = self.app.clone();
-        // The answer has gone out: a record that cannot be committed now is spooled.
-        let in_flight = InFlight::new();
-        tokio::spawn(async move {
-            let _in_flight = in_flight;
-            let _ = commit(&app, &who, record, FailMode::Open).await;
-        });
+    fn take_record(&mut self, failure: Option<&str>) -> Option<(Caller, Value)> {
+        let (call, who) = (self.call.take()?, self.who.take()?);
+        Some((who, self.started.record(call, failure)))
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.commit(Some("the client closed the connection before the answer ended".into()));
+        let why = "the client closed the connection before the answer ended";
+        if let Some((who, record)) = self.take_record(Some(why)) {
+            // Nobody is left to withhold an answer from: the record goes in the background.
+            commit_in_background(&self.app, who, record);
+        }
     }
 }
 
@@ -463,14 +459,48 @@ async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Reco
     Ok(policy::apply(app, vec![record], true).await?.remove(0))
 }
 
-/// Commit a call's record. If the store refuses it: in fail mode closed, 503; in open,
-/// it is spooled and retried. Each record carries an external id of its own, so a commit
+/// The record of a call whose answer is going back. In fail mode strict it is committed
+/// first, and if it cannot be the answer is withheld (503). Otherwise the answer does not
+/// wait for it: it is committed in the background, and spooled if the store will not take
+/// it (fail mode closed refuses the calls that come after, until commits go through).
+async fn record_answered(
+    app: &AppState,
+    who: Caller,
+    record: Value,
+    fail_mode: FailMode,
+) -> Result<(), ApiError> {
+    if fail_mode == FailMode::Strict {
+        return commit(app, &who, record, OnFailure::Refuse).await;
+    }
+    commit_in_background(app, who, record);
+    Ok(())
+}
+
+fn commit_in_background(app: &AppState, who: Caller, record: Value) {
+    let app = app.clone();
+    let in_flight = InFlight::new();
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        commit(&app, &who, record, OnFailure::Spool).await
+    });
+}
+
+/// What becomes of a record the store will not take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    /// 503: the answer waiting for it is withheld.
+    Refuse,
+    /// Kept in the spool and retried.
+    Spool,
+}
+
+/// Commit a call's record. Each record carries an external id of its own, so a commit
 /// retried after its answer was lost is refused as a duplicate rather than stored twice.
 async fn commit(
     app: &AppState,
     who: &Caller,
     record: Value,
-    fail_mode: FailMode,
+    on_failure: OnFailure,
 ) -> Result<(), ApiError> {
     let mut record = record;
     record["external_id"] = format!("aitrail-proxy:{}", uuid::Uuid::now_v7()).into();
@@ -488,7 +518,7 @@ async fn commit(
             prepare(app, who, record).await?
         }
     };
-    if fail_mode == FailMode::Open && app.proxy.commits_failing() {
+    if on_failure == OnFailure::Spool && app.proxy.commits_failing() {
         // Commits are failing: straight to the spool rather than another wait on the store.
         spool(app, vec![prepared]);
         return Ok(());
@@ -501,9 +531,9 @@ async fn commit(
         Err(e) => {
             app.proxy.note(false);
             tracing::error!(error = %e, "a proxied call's record could not be committed");
-            match fail_mode {
-                FailMode::Closed => Err(ApiError::RecordsUnavailable),
-                FailMode::Open => {
+            match on_failure {
+                OnFailure::Refuse => Err(ApiError::RecordsUnavailable),
+                OnFailure::Spool => {
                     spool(app, vec![prepared]);
                     Ok(())
                 }

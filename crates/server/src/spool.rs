@@ -1,5 +1,5 @@
-//! The proxy's spool: records the store would not take yet (fail mode open, and streams
-//! whose commit failed after they went out), each also kept in a file of its own when the
+//! The proxy's spool: records the store would not take yet after their answer went back
+//! (fail modes open and closed; strict withholds the answer instead), each also kept in a file of its own when the
 //! spool has a directory, so they outlive the node.
 //!
 //! A record's file (`<uuid v7>.json`, mode 0600, in a directory made 0700) holds the record

@@ -619,7 +619,7 @@ const POLICY_FIELDS = [
   ["retention_days", "Retention (days)"],
   ["content_retention_days", "Content retention (days)"],
   ["secrets", "Secrets found in content", [["redact", "redact"], ["reject", "reject the record"]]],
-  ["fail_mode", "When a record cannot be written", [["closed", "closed: refuse the call"], ["open", "open: let it through"]]],
+  ["fail_mode", "When a record cannot be written", [["closed", "closed: refuse calls"], ["strict", "strict: refuse calls, hold answers until recorded"], ["open", "open: let them through"]]],
 ];
 
 async function settingsPage() {

@@ -395,7 +395,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Whether the store would take a write now, without writing: the logging proxy asks
-    /// before a call whose record must not go missing (fail mode closed). Quick: it waits
+    /// before a call whose record must not go missing (fail modes closed and strict). Quick: it waits
     /// for a lock or a connection a fraction of a second at most.
     async fn probe_write(&self) -> Result<(), StoreError>;
 

@@ -1268,6 +1268,7 @@ async fn a_tenant_keeps_as_much_content_as_its_policy_says() {
     assert_eq!(status, StatusCode::OK, "{policy}");
     assert_eq!(policy["policy"]["content_mode"], "preview");
     assert_eq!(policy["policy"]["retention_days"], 180);
+    assert_eq!(policy["policy"]["fail_mode"], "closed");
     let record = stored(s.post_json(&body("t")).await.1).await;
     let want: String = prompt.chars().take(200).collect();
     assert_eq!(record["prompt"], want.as_str());
@@ -1294,6 +1295,7 @@ async fn a_tenant_keeps_as_much_content_as_its_policy_says() {
         (json!({"content_mode": "everything"}), "content_mode"),
         (json!({"preview_chars": 0}), "preview_chars"),
         (json!({"retain": 1}), "retain"),
+        (json!({"fail_mode": "sometimes"}), "fail_mode"),
     ] {
         let (status, problem) = s.put_policy("t", &doc).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{doc}: {problem}");
@@ -1301,15 +1303,17 @@ async fn a_tenant_keeps_as_much_content_as_its_policy_says() {
     }
     assert_eq!(s.get("/v1/tenants/t/policy").await.1["policy"]["content_mode"], "none");
     // Less than six months needs the override, and the change is in the access log.
-    let short = json!({"retention_days": 30, "retention_override": true, "content_retention_days": 7});
+    let short = json!({"retention_days": 30, "retention_override": true, "content_retention_days": 7,
+                       "fail_mode": "strict"});
     let (status, set) = s.put_policy("t", &short).await;
     assert_eq!(status, StatusCode::OK, "{set}");
     assert_eq!(set["policy"]["content_retention_days"], 7);
+    assert_eq!(set["policy"]["fail_mode"], "strict");
     let (_, log) = s.get("/v1/access-log?tenant_id=t&operation=policy.set").await;
     let events = log["records"].as_array().unwrap();
     let status = |e: &Value| e["attributes"]["status"].as_u64().unwrap();
     let made: Vec<u64> = events.iter().map(status).collect();
-    assert_eq!(made, [200, 422, 422, 422, 422, 422, 200, 200], "refused changes too: {log}");
+    assert_eq!(made, [200, 422, 422, 422, 422, 422, 422, 200, 200], "refused changes too: {log}");
     let logged: Value =
         serde_json::from_str(events[0]["attributes"]["query"]["policy"][0].as_str().unwrap()).unwrap();
     assert_eq!(logged["retention_override"], true);
