@@ -128,16 +128,17 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
             made["key"].as_str().map(str::to_owned).context("no key made")
         })
     };
-    let (closed, open) = (key("bench-closed")?, key("bench-open")?);
+    let (closed, strict, open) = (key("bench-closed")?, key("bench-strict")?, key("bench-open")?);
     rt.block_on(async {
-        let url = format!("{}/v1/tenants/bench-open/policy", server.base);
-        let r = client
-            .put(url)
-            .bearer_auth(&server.key)
-            .json(&json!({"fail_mode": "open"}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "policy: {}", r.status());
+        for (tenant, mode) in [("bench-strict", "strict"), ("bench-open", "open")] {
+            let r = client
+                .put(format!("{}/v1/tenants/{tenant}/policy", server.base))
+                .bearer_auth(&server.key)
+                .json(&json!({"fail_mode": mode}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "policy: {}", r.status());
+        }
         Ok(())
     })?;
 
@@ -149,7 +150,7 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
         let direct = rt.block_on(open_loop(&client, &direct_url, &[], REQUEST, rate, seconds))?;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         println!("| {rate}/s | direct | {} | {} | | |", ms(d50), ms(d99));
-        // What fail mode closed waits for: one record's durable commit, as a client's own
+        // What fail mode strict waits for: one record's durable commit, as a client's own
         // POST of the same record (no upstream call) at the same rate.
         let auth = format!("Bearer {closed}");
         let records_url = format!("{}/v1/records", server.base);
@@ -166,8 +167,11 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
             ms(percentile(&own, 0.5)),
             ms(percentile(&own, 0.99))
         );
-        for (label, key) in [("proxy, fail mode closed", &closed), ("proxy, fail mode open", &open)]
-        {
+        for (label, key) in [
+            ("proxy, fail mode closed (the default)", &closed),
+            ("proxy, fail mode strict", &strict),
+            ("proxy, fail mode open", &open),
+        ] {
             let headers =
                 [("authorization", "Bearer sk-bench-not-a-key"), ("x-aitrail-key", key.as_str())];
             let lat =

@@ -250,7 +250,14 @@ fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server>
         }
         said.push(line);
     };
-    std::thread::spawn(move || lines.for_each(drop));
+    // The server's warnings and errors go on to ours: a figure taken while it failed says so.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     Ok(Server { base, key, child, _dir: None })
 }
 

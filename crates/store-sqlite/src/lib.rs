@@ -129,7 +129,8 @@ impl Store for SqliteStore {
     async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
         let rows = records.iter().map(NewRecord::new).collect::<Result<_, _>>()?;
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(write::Job { rows, reply }).await.map_err(|_| StoreError::Closed)?;
+        let job = write::Job::Append(write::Append { rows, reply });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -282,7 +283,9 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
-        self.read(read::probe_write).await
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(write::Job::Probe(reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 

@@ -675,15 +675,3 @@ pub(crate) fn remove_records(
     truncate_wal(c)?;
     Ok(removed as u64)
 }
-
-/// Take the write lock and give it back at once: whether a commit could start now. Waits
-/// for the lock 200 ms at most (commits hold it for milliseconds).
-pub(crate) fn probe_write(c: &Connection) -> Result<(), StoreError> {
-    c.busy_timeout(std::time::Duration::from_millis(200)).map_err(backend)?;
-    let probed = c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
-    if probed.is_err() {
-        let _ = c.execute_batch("ROLLBACK;");
-    }
-    c.busy_timeout(crate::BUSY_TIMEOUT).map_err(backend)?;
-    probed.map_err(|e| StoreError::Backend(format!("the store cannot take a write now: {e}")))
-}

@@ -1,4 +1,4 @@
-//! The writer thread: group commit of every waiting append.
+//! The writer thread: group commit of every waiting append, and the write probe.
 
 use aitrail_core::tiles::{self, Tile};
 use aitrail_core::{Receipt, Timestamp};
@@ -11,7 +11,16 @@ use tokio::sync::{mpsc, oneshot};
 /// latency a huge group would add for everyone in it.
 const MAX_GROUP_RECORDS: usize = 50_000;
 
-pub(crate) struct Job {
+/// What the writer thread is asked to do.
+pub(crate) enum Job {
+    Append(Append),
+    /// Whether a commit could start now (`Store::probe_write`). Asked here, in line with
+    /// the commits, so the writer's own commits never make it fail: only another process
+    /// holding the lock, or a writer thread that is gone, does.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub(crate) struct Append {
     pub rows: Vec<NewRecord>,
     pub reply: oneshot::Sender<Result<Vec<Receipt>, StoreError>>,
 }
@@ -29,23 +38,45 @@ pub(crate) fn run(
 ) {
     let mut commits = 0u32;
     while let Some(first) = queue.blocking_recv() {
-        let mut group = vec![first];
-        let mut size = group[0].rows.len();
-        while size < MAX_GROUP_RECORDS {
-            match queue.try_recv() {
-                Ok(job) => {
-                    size += job.rows.len();
-                    group.push(job);
+        let (mut group, mut probes, mut size) = (Vec::new(), Vec::new(), 0);
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Append(append) => {
+                    size += append.rows.len();
+                    group.push(append);
                 }
-                Err(_) => break,
+                Job::Probe(reply) => probes.push(reply),
+            }
+            next = if size < MAX_GROUP_RECORDS { queue.try_recv().ok() } else { None };
+        }
+        if !group.is_empty() {
+            commit_group(&mut conn, group);
+            commits = commits.wrapping_add(1);
+            if commits.is_multiple_of(COMMITS_PER_NUDGE) {
+                let _ = committed.try_send(());
             }
         }
-        commit_group(&mut conn, group);
-        commits = commits.wrapping_add(1);
-        if commits.is_multiple_of(COMMITS_PER_NUDGE) {
-            let _ = committed.try_send(());
+        if !probes.is_empty() {
+            let probed = probe_write(&conn);
+            for reply in probes {
+                let _ = reply.send(probed.clone().map_err(StoreError::Backend));
+            }
         }
     }
+}
+
+/// Take the write lock and give it back at once. Waits for the lock 200 ms at most: only
+/// another process can hold it here, and then a commit would wait as long.
+fn probe_write(conn: &Connection) -> Result<(), String> {
+    let set_timeout = |t| conn.busy_timeout(t).map_err(|e| e.to_string());
+    set_timeout(std::time::Duration::from_millis(200))?;
+    let probed = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+    if probed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK;");
+    }
+    set_timeout(crate::BUSY_TIMEOUT)?;
+    probed.map_err(|e| format!("the store cannot take a write now: {e}"))
 }
 
 /// Copies committed WAL frames back into the database, nudged every few commits. PASSIVE:
@@ -61,7 +92,7 @@ pub(crate) fn checkpoint_loop(conn: Connection, committed: std::sync::mpsc::Rece
 
 /// Commit every job of the group in one transaction. Should that fail, each job is retried
 /// in a transaction of its own, so one failing append never takes the others down.
-fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+fn commit_group(conn: &mut Connection, group: Vec<Append>) {
     let together = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut leaves = NewLeaves::new();

@@ -1890,3 +1890,35 @@ async fn a_working_store_says_it_would_take_a_write() {
     s.store.probe_write().await.unwrap();
     assert_eq!(s.store.logs().await.unwrap(), before);
 }
+
+#[tokio::test]
+async fn a_store_busy_with_its_own_commits_still_says_it_would_take_a_write() {
+    // The proxy's fail modes closed and strict refuse calls on a failed probe: commits of
+    // this very store must never make it fail.
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let s = Arc::new(s);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    let (status, answer) =
+                        s.post_json(&json!({"tenant_id": "busy", "agent_id": format!("w{w}")})).await;
+                    assert_eq!(status, StatusCode::CREATED, "{answer}");
+                }
+            })
+        })
+        .collect();
+    let mut probes = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let asked: Vec<_> = (0..8).map(|_| s.store.probe_write()).collect();
+        for answer in futures_util::future::join_all(asked).await {
+            answer.expect("a probe failed while only this store was committing");
+            probes += 1;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(probes >= 8, "the probes ran while the commits did");
+}
