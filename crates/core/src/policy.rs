@@ -335,6 +335,21 @@ pub fn apply_all<'p>(
     if refused.is_empty() { Ok(kept) } else { Err(refused) }
 }
 
+/// Apply each record's tenant's policy, as [`apply_all`], keeping each outcome on its own:
+/// for senders whose records stand alone (OTLP spans), so one refusal drops only its record.
+pub fn apply_each<'p>(
+    records: Vec<Record>,
+    of: impl Fn(&crate::TenantId) -> (&'p Policy, [u8; 32]),
+) -> Vec<Result<Record, FieldError>> {
+    records
+        .into_iter()
+        .map(|record| {
+            let (policy, key) = of(&record.tenant_id);
+            policy.apply(record, "", &key)
+        })
+        .collect()
+}
+
 fn reject(prefix: &str, field: &str, rule: &str) -> FieldError {
     FieldError::new(
         format!("{prefix}{field}"),

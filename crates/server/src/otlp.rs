@@ -6,7 +6,7 @@
 
 use aitrail_capture::otlp::{self, Encoding};
 use aitrail_core::access::Action;
-use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
+use aitrail_core::ingest::{FieldError, parse_record};
 use aitrail_core::{Record, TenantId};
 use axum::body::Body;
 use axum::extract::State;
@@ -62,10 +62,9 @@ pub(crate) async fn traces(
     let mut refused = Refused::default();
     let mut records: Vec<Record> = Vec::with_capacity(mapped.records.len());
     for span in mapped.records {
-        let body = span.record.to_string();
-        let record = match parse_body(body.as_bytes(), BodyFormat::Json) {
-            Ok(Parsed::One(r)) => *r,
-            Ok(Parsed::Batch(_)) => unreachable!("a span is one record"),
+        // Through the same parser as POST /v1/records, so a span is held to the same rules.
+        let record = match parse_record(&span.record.to_string(), "") {
+            Ok(r) => r,
             Err(e) => {
                 refused.add(&span.span, &e.to_string());
                 continue;
@@ -78,20 +77,14 @@ pub(crate) async fn traces(
     }
     // The batch through the tenants' policies; if it is refused, each span on its own, so
     // one span with a credential does not cost the others.
-    let records = match policy::apply(&app, records.clone(), false).await {
-        Ok(records) => records,
-        Err(ApiError::Invalid(_)) => {
-            let mut kept = Vec::with_capacity(records.len());
-            for record in records {
-                match policy::apply(&app, vec![record], true).await {
-                    Ok(mut one) => kept.append(&mut one),
-                    Err(e) => refused.add("a span", &e.to_string()),
-                }
-            }
-            kept
+    let mut kept = Vec::with_capacity(records.len());
+    for applied in policy::apply_each(&app, records).await? {
+        match applied {
+            Ok(record) => kept.push(record),
+            Err(e) => refused.add("a span", &e.to_string()),
         }
-        Err(e) => return Err(e),
-    };
+    }
+    let records = kept;
     if !records.is_empty() {
         app.store.append(records).await?;
     }

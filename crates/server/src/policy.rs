@@ -73,20 +73,41 @@ pub(crate) async fn apply(
     records: Vec<Record>,
     one: bool,
 ) -> Result<Vec<Record>, ApiError> {
+    let tenants = tenant_policies(app, &records).await?;
+    aitrail_core::policy::apply_all(records, one, |t| {
+        let (policy, key) = &tenants[t];
+        (policy, *key)
+    })
+    .map_err(ApiError::Invalid)
+}
+
+/// As [`apply`], each record on its own: a refusal drops only its record.
+pub(crate) async fn apply_each(
+    app: &AppState,
+    records: Vec<Record>,
+) -> Result<Vec<Result<Record, FieldError>>, ApiError> {
+    let tenants = tenant_policies(app, &records).await?;
+    Ok(aitrail_core::policy::apply_each(records, |t| {
+        let (policy, key) = &tenants[t];
+        (policy, *key)
+    }))
+}
+
+/// The policy and content-hash key of each tenant among `records`.
+async fn tenant_policies(
+    app: &AppState,
+    records: &[Record],
+) -> Result<HashMap<TenantId, (Policy, [u8; 32])>, ApiError> {
     let secret = app.log.content_hash_secret();
     let mut tenants: HashMap<TenantId, (Policy, [u8; 32])> = HashMap::new();
-    for r in &records {
+    for r in records {
         if !tenants.contains_key(&r.tenant_id) {
             let policy = app.policies.of(app.store.as_ref(), &r.tenant_id).await?;
             let key = tenant_hash_key(&secret, &r.tenant_id);
             tenants.insert(r.tenant_id.clone(), (policy, key));
         }
     }
-    aitrail_core::policy::apply_all(records, one, |t| {
-        let (policy, key) = &tenants[t];
-        (policy, *key)
-    })
-    .map_err(ApiError::Invalid)
+    Ok(tenants)
 }
 
 /// The tenant of the path: the system's own logs have no policy.
