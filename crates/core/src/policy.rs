@@ -49,7 +49,8 @@ pub enum FailMode {
     /// As closed, and no answer goes back before its record is committed: the client waits
     /// one durable commit more, and a record that cannot be committed withholds the answer.
     Strict,
-    /// The call goes through, unlogged, and the client reports it.
+    /// The call goes through whatever the store's state; its record is kept (the proxy's
+    /// spool) until the store takes it.
     Open,
 }
 

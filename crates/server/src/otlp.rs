@@ -75,8 +75,8 @@ pub(crate) async fn traces(
             Err(e) => refused.add(&span.span, &e.to_string()),
         }
     }
-    // The batch through the tenants' policies; if it is refused, each span on its own, so
-    // one span with a credential does not cost the others.
+    // Each span through its tenant's policy on its own, so one span with a credential
+    // does not cost the others.
     let mut kept = Vec::with_capacity(records.len());
     for applied in policy::apply_each(&app, records).await? {
         match applied {
@@ -84,9 +84,8 @@ pub(crate) async fn traces(
             Err(e) => refused.add("a span", &e.to_string()),
         }
     }
-    let records = kept;
-    if !records.is_empty() {
-        app.store.append(records).await?;
+    if !kept.is_empty() {
+        app.store.append(kept).await?;
     }
     let mut message = refused.first.unwrap_or_default();
     if mapped.skipped > 0 {

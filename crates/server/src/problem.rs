@@ -34,9 +34,13 @@ pub enum ApiError {
     #[error("no proxy for provider {0}: start the server with --proxy {0}=URL")]
     NoProxy(String),
     #[error(
-        "the audit record of this call cannot be committed now, and the tenant's fail mode does not let a call go unrecorded: the call was not made (fail mode closed or strict) or its answer is withheld (strict)"
+        "audit records cannot be committed now, and the tenant's fail mode does not let a call go unrecorded: the call was not made"
     )]
     RecordsUnavailable,
+    #[error(
+        "the call was made, but its audit record could not be committed, and the tenant's fail mode is strict: its answer is withheld"
+    )]
+    AnswerWithheld,
     #[error("{0}")]
     Upstream(String),
     /// Something that runs one at a time is running.
@@ -126,6 +130,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "records-unavailable",
                 "Audit records cannot be committed",
+            ),
+            AnswerWithheld => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "answer-withheld",
+                "The answer is withheld: its audit record could not be committed",
             ),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", "The upstream failed"),
             Busy(_) => (StatusCode::CONFLICT, "busy", "Already running"),

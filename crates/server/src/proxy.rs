@@ -3,11 +3,12 @@
 //! `Accept-Encoding` is dropped, so answers arrive readable) and streams the answer back
 //! chunk by chunk, reading it as it passes to make the call's record (docs/PROXY.md).
 //!
-//! The aitrail key travels in `X-Aitrail-Key`. The tenant's fail mode decides what a
-//! record that cannot be committed does: `closed` answers 503 (for a whole answer, the
-//! answer is withheld) and, while commits keep failing, refuses calls before they reach the
-//! upstream; `open` lets calls through and keeps their records in a spool (crate::spool)
-//! retried every second.
+//! The aitrail key travels in `X-Aitrail-Key`. The tenant's fail mode decides what happens
+//! while records cannot be committed: `closed` refuses calls (503) before they reach the
+//! upstream; `strict` also holds each answer until its record is committed (a whole answer
+//! is withheld with 503, a stream broken off before its end); `open` lets calls through.
+//! A record the store did not take after its answer went back waits in a spool
+//! (crate::spool), retried every second.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,9 +39,9 @@ pub struct ProxyTarget {
 }
 
 /// How long after the last commit that went through the store is asked again before a
-/// call in fail mode closed.
+/// call in fail mode closed or strict.
 const PROBE_AFTER: Duration = Duration::from_millis(250);
-/// How long after a failed commit calls in fail mode closed are refused outright.
+/// How long after a failed commit calls in fail mode closed or strict are refused outright.
 const REFUSE_FOR: Duration = Duration::from_secs(5);
 
 /// Calls and records still on their way after their request was answered (or its client
@@ -302,7 +303,7 @@ async fn exchange(
         Err(e) => {
             let why = format!("the upstream could not be reached: {e}");
             call.answered(0, false);
-            record_answered(&app, who, started.record(call, Some(&why)), fail_mode).await?;
+            record_call(&app, who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
@@ -324,12 +325,12 @@ async fn exchange(
         Ok(b) => b,
         Err(e) => {
             let why = format!("the upstream's answer broke off: {e}");
-            record_answered(&app, who, started.record(call, Some(&why)), fail_mode).await?;
+            record_call(&app, who, started.record(call, Some(&why)), fail_mode).await?;
             return Err(ApiError::Upstream(why));
         }
     };
     call.chunk(&bytes);
-    record_answered(&app, who, started.record(call, None), fail_mode).await?;
+    record_call(&app, who, started.record(call, None), fail_mode).await?;
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() =
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -423,10 +424,15 @@ impl Recorder {
     }
 
     /// The stream ended (`failure`: how it broke off). In fail mode strict its end is
-    /// passed on only once the record is committed.
+    /// passed on only once the record is committed; the chunks are with the client by then,
+    /// so a record that cannot be committed is spooled, and the error breaks the stream off.
     async fn finish(mut self, failure: Option<String>) -> Result<(), ApiError> {
         let Some((who, record)) = self.take_record(failure.as_deref()) else { return Ok(()) };
-        record_answered(&self.app, who, record, self.fail_mode).await
+        if self.fail_mode == FailMode::Strict {
+            return commit_awaited(&self.app, who, record, OnFailure::SpoolAndFail).await;
+        }
+        commit_in_background(&self.app, who, record);
+        Ok(())
     }
 
     fn take_record(&mut self, failure: Option<&str>) -> Option<(Caller, Value)> {
@@ -463,14 +469,14 @@ async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Reco
 /// first, and if it cannot be the answer is withheld (503). Otherwise the answer does not
 /// wait for it: it is committed in the background, and spooled if the store will not take
 /// it (fail mode closed refuses the calls that come after, until commits go through).
-async fn record_answered(
+async fn record_call(
     app: &AppState,
     who: Caller,
     record: Value,
     fail_mode: FailMode,
 ) -> Result<(), ApiError> {
     if fail_mode == FailMode::Strict {
-        return commit(app, &who, record, OnFailure::Refuse).await;
+        return commit_awaited(app, who, record, OnFailure::Withhold).await;
     }
     commit_in_background(app, who, record);
     Ok(())
@@ -481,17 +487,39 @@ fn commit_in_background(app: &AppState, who: Caller, record: Value) {
     let in_flight = InFlight::new();
     tokio::spawn(async move {
         let _in_flight = in_flight;
-        commit(&app, &who, record, OnFailure::Spool).await
+        if let Err(e) = commit(&app, &who, record, OnFailure::Spool).await {
+            tracing::error!(error = %e, tenant = %who.tenant, "a proxied call's record was lost");
+        }
     });
+}
+
+/// Commit in a task of its own, and wait for it: a caller that is dropped (a stream whose
+/// client left) does not cancel the commit halfway.
+async fn commit_awaited(
+    app: &AppState,
+    who: Caller,
+    record: Value,
+    on_failure: OnFailure,
+) -> Result<(), ApiError> {
+    let app = app.clone();
+    let in_flight = InFlight::new();
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        commit(&app, &who, record, on_failure).await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("commit task failed: {e}")))?
 }
 
 /// What becomes of a record the store will not take.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnFailure {
-    /// 503: the answer waiting for it is withheld.
-    Refuse,
+    /// Dropped, and 503: the answer waiting for it is withheld.
+    Withhold,
     /// Kept in the spool and retried.
     Spool,
+    /// Kept in the spool, and an error for the answer that waits (a stream's end).
+    SpoolAndFail,
 }
 
 /// Commit a call's record. Each record carries an external id of its own, so a commit
@@ -532,10 +560,14 @@ async fn commit(
             app.proxy.note(false);
             tracing::error!(error = %e, "a proxied call's record could not be committed");
             match on_failure {
-                OnFailure::Refuse => Err(ApiError::RecordsUnavailable),
+                OnFailure::Withhold => Err(ApiError::AnswerWithheld),
                 OnFailure::Spool => {
                     spool(app, vec![prepared]);
                     Ok(())
+                }
+                OnFailure::SpoolAndFail => {
+                    spool(app, vec![prepared]);
+                    Err(ApiError::AnswerWithheld)
                 }
             }
         }

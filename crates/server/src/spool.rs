@@ -1,6 +1,6 @@
 //! The proxy's spool: records the store would not take yet after their answer went back
-//! (fail modes open and closed; strict withholds the answer instead), each also kept in a file of its own when the
-//! spool has a directory, so they outlive the node.
+//! (any fail mode but a strict whole answer, which is withheld instead), each also kept
+//! in a file of its own when the spool has a directory, so they outlive the node.
 //!
 //! A record's file (`<uuid v7>.json`, mode 0600, in a directory made 0700) holds the record
 //! as the store would take it, after the tenant's policy, so no text the policy keeps out

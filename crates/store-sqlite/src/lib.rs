@@ -40,6 +40,9 @@ pub const DB_FILE: &str = "aitrail.db";
 /// How long a connection waits for another's lock before its statement fails.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long `probe_write` waits for the writer's answer before judging by what it is doing.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How many appends may wait for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -59,6 +62,7 @@ pub enum OpenError {
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<write::Job>,
+    writer: Arc<write::WriterState>,
     readers: Arc<Readers>,
 }
 
@@ -91,12 +95,14 @@ impl SqliteStore {
             .spawn(move || write::checkpoint_loop(checkpointer, committed))
             .map_err(spawn_err)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let writer = Arc::new(write::WriterState::new());
+        let state = writer.clone();
         std::thread::Builder::new()
             .name("aitrail-sqlite-writer".into())
-            .spawn(move || write::run(conn, queue, commits))
+            .spawn(move || write::run(conn, queue, commits, &state))
             .map_err(spawn_err)?;
         let readers = Arc::new(Readers { path, mode, idle: Mutex::new(Vec::new()) });
-        Ok(Self { jobs, readers })
+        Ok(Self { jobs, writer, readers })
     }
 
     /// Apply pending migrations only; returns (version found, version now).
@@ -283,9 +289,23 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs.send(write::Job::Probe(reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let asked = async {
+            let (reply, answer) = oneshot::channel();
+            self.jobs.send(write::Job::Probe(reply)).await.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        };
+        match tokio::time::timeout(PROBE_WAIT, asked).await {
+            Ok(answer) => answer,
+            // The writer is in a commit: a yes while it works, a no while it waits for a
+            // lock another connection holds (then a commit would wait as long).
+            Err(_) => match self.writer.waiting_for_lock() {
+                Some(waited) if waited >= PROBE_WAIT => Err(StoreError::Backend(format!(
+                    "the store cannot take a write now: its writer has waited {} ms for the write lock",
+                    waited.as_millis()
+                ))),
+                _ => Ok(()),
+            },
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
 use aitrail_store::append::{self, NewLeaves, NewRecord};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Records one commit may carry before the writer answers and starts the next; bounds the
@@ -14,10 +15,42 @@ const MAX_GROUP_RECORDS: usize = 50_000;
 /// What the writer thread is asked to do.
 pub(crate) enum Job {
     Append(Append),
-    /// Whether a commit could start now (`Store::probe_write`). Asked here, in line with
-    /// the commits, so the writer's own commits never make it fail: only another process
-    /// holding the lock, or a writer thread that is gone, does.
+    /// Whether a commit could start now (`Store::probe_write`). Asked here, between the
+    /// writer's commits, so they never make it fail: only another connection holding the
+    /// lock (another process, or this store's retention, erasure and admin writes), or a
+    /// writer thread that is gone, does.
     Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// What the writer is doing, for a probe that cannot wait for it: since when it has been
+/// waiting for the write lock, if it is.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    started: std::time::Instant,
+    /// Milliseconds from `started` to when the wait began, plus one; 0 while not waiting.
+    waiting_since: AtomicU64,
+}
+
+impl WriterState {
+    pub fn new() -> Self {
+        Self { started: std::time::Instant::now(), waiting_since: AtomicU64::new(0) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// How long the writer has been waiting for the write lock, if it is.
+    pub fn waiting_for_lock(&self) -> Option<std::time::Duration> {
+        match self.waiting_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(std::time::Duration::from_millis(self.now_ms().saturating_sub(since))),
+        }
+    }
+
+    fn waiting(&self, waiting: bool) {
+        self.waiting_since.store(if waiting { self.now_ms() } else { 0 }, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Append {
@@ -35,6 +68,7 @@ pub(crate) fn run(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Job>,
     committed: std::sync::mpsc::SyncSender<()>,
+    state: &WriterState,
 ) {
     let mut commits = 0u32;
     while let Some(first) = queue.blocking_recv() {
@@ -50,32 +84,35 @@ pub(crate) fn run(
             }
             next = if size < MAX_GROUP_RECORDS { queue.try_recv().ok() } else { None };
         }
-        if !group.is_empty() {
-            commit_group(&mut conn, group);
-            commits = commits.wrapping_add(1);
-            if commits.is_multiple_of(COMMITS_PER_NUDGE) {
-                let _ = committed.try_send(());
-            }
-        }
+        // Probes first: they must not wait for the commits queued with them.
         if !probes.is_empty() {
             let probed = probe_write(&conn);
             for reply in probes {
                 let _ = reply.send(probed.clone().map_err(StoreError::Backend));
             }
         }
+        if !group.is_empty() {
+            commit_group(&mut conn, group, state);
+            commits = commits.wrapping_add(1);
+            if commits.is_multiple_of(COMMITS_PER_NUDGE) {
+                let _ = committed.try_send(());
+            }
+        }
     }
 }
 
-/// Take the write lock and give it back at once. Waits for the lock 200 ms at most: only
-/// another process can hold it here, and then a commit would wait as long.
+/// Take the write lock and give it back at once. Waits for the lock 200 ms at most (a
+/// commit holds it for milliseconds).
 fn probe_write(conn: &Connection) -> Result<(), String> {
-    let set_timeout = |t| conn.busy_timeout(t).map_err(|e| e.to_string());
-    set_timeout(std::time::Duration::from_millis(200))?;
+    conn.busy_timeout(std::time::Duration::from_millis(200)).map_err(|e| e.to_string())?;
     let probed = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
     if probed.is_err() {
         let _ = conn.execute_batch("ROLLBACK;");
     }
-    set_timeout(crate::BUSY_TIMEOUT)?;
+    if let Err(e) = conn.busy_timeout(crate::BUSY_TIMEOUT) {
+        // Commits would give up after 200 ms: say so, though SQLite cannot fail here.
+        tracing::error!(error = %e, "the writer's busy timeout could not be restored");
+    }
     probed.map_err(|e| format!("the store cannot take a write now: {e}"))
 }
 
@@ -92,9 +129,12 @@ pub(crate) fn checkpoint_loop(conn: Connection, committed: std::sync::mpsc::Rece
 
 /// Commit every job of the group in one transaction. Should that fail, each job is retried
 /// in a transaction of its own, so one failing append never takes the others down.
-fn commit_group(conn: &mut Connection, group: Vec<Append>) {
+fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) {
     let together = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        state.waiting(true);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate);
+        state.waiting(false);
+        let tx = tx?;
         let mut leaves = NewLeaves::new();
         let receipts = group
             .iter()
@@ -110,7 +150,8 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>) {
                 let _ = job.reply.send(Ok(r));
             }
         }
-        Err(e) if group.len() == 1 => {
+        // One append alone, or the lock is held elsewhere (each alone would wait as long).
+        Err(e) if group.len() == 1 || is_busy(&e) => {
             if !matches!(refused(&e), StoreError::DuplicateExternalId) {
                 tracing::error!(error = %e, "append failed");
             }
@@ -121,7 +162,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>) {
         Err(e) => {
             tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
             for job in group {
-                commit_group(conn, vec![job]);
+                commit_group(conn, vec![job], state);
             }
         }
     }
@@ -230,6 +271,13 @@ pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, re
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// Why an append was refused: a duplicate external_id, or the backend failing.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn refused(e: &rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, Some(msg))

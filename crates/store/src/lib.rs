@@ -395,8 +395,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Whether the store would take a write now, without writing: the logging proxy asks
-    /// before a call whose record must not go missing (fail modes closed and strict). Quick: it waits
-    /// for a lock or a connection a fraction of a second at most.
+    /// before a call whose record must not go missing (fail modes closed and strict).
+    /// Quick: it waits for a lock or a connection a fraction of a second at most, and this
+    /// store's own commits never make it fail.
     async fn probe_write(&self) -> Result<(), StoreError>;
 
     /// Set the tenant's policy (its JSON), replacing any.

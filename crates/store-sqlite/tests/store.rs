@@ -1,0 +1,69 @@
+//! What only the SQLite store has: migrations of files written by older versions, and its
+//! writer thread's answers to the write probe while another connection holds the lock.
+
+use std::time::{Duration, Instant};
+
+use aitrail_store::Store;
+use aitrail_store_sqlite::{DB_FILE, MIGRATIONS, SqliteStore};
+
+/// The proxy's fail modes closed and strict refuse calls on a failed probe, so it must say
+/// no at once while another connection holds the write lock, also while an append of this
+/// store waits for that lock in the writer (the probe once queued behind it, for the 10 s
+/// of its busy timeout).
+#[tokio::test]
+async fn the_write_probe_says_no_at_once_while_another_connection_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.probe_write().await.unwrap();
+    let other = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let record = aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
+    let pending = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![record]).await })
+    };
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let asked = Instant::now();
+        let probed = store.probe_write().await;
+        assert!(probed.is_err(), "the lock is held elsewhere: {probed:?}");
+        assert!(asked.elapsed() < Duration::from_secs(1), "took {:?}", asked.elapsed());
+    }
+    other.execute_batch("COMMIT").unwrap();
+    pending.await.unwrap().expect("the append waiting for the lock went through");
+    store.probe_write().await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_stored_before_their_table_existed_survive_the_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Vec<u8>> = (0..3).map(|i| format!("entry bytes {i}").into_bytes()).collect();
+    {
+        // The schema as of migration 4, entries still inside records.
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        for m in &MIGRATIONS[..4] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        for (i, entry) in entries.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, success, entry)
+                 VALUES (?1, 't', ?2, '2026-11-23T00:00:00Z', 0, 1, ?3)",
+                rusqlite::params![
+                    format!("00000000-0000-7000-8000-00000000000{i}"),
+                    i as i64,
+                    entry
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute("INSERT INTO logs (tenant_id, size) VALUES ('t', 3)", []).unwrap();
+    }
+    let (found, now) = SqliteStore::migrate(dir.path()).unwrap();
+    assert_eq!((found, now), (4, MIGRATIONS.len() as i64));
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let (first, last) = store.pos_span().await.unwrap().unwrap();
+    let rows = store.scan(first, last + 1).await.unwrap();
+    let moved: Vec<Vec<u8>> = rows.into_iter().map(|r| r.entry).collect();
+    assert_eq!(moved, entries);
+}
