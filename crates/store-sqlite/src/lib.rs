@@ -40,7 +40,8 @@ pub const DB_FILE: &str = "aitrail.db";
 /// How long a connection waits for another's lock before its statement fails.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long `probe_write` waits for the writer's answer before judging by what it is doing.
+/// How long `probe_write` waits for the writer's answer before judging by what it is
+/// doing; twice while the writer waits for the lock.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How many appends may wait for the writer before callers are made to wait.
@@ -289,23 +290,35 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
-        let asked = async {
-            let (reply, answer) = oneshot::channel();
-            self.jobs.send(write::Job::Probe(reply)).await.map_err(|_| StoreError::Closed)?;
-            answer.await.map_err(|_| StoreError::Closed)?
+        let stuck = || {
+            StoreError::Backend(
+                "the store cannot take a write now: its writer is waiting for the write lock, \
+                 which another connection holds"
+                    .into(),
+            )
         };
-        match tokio::time::timeout(PROBE_WAIT, asked).await {
-            Ok(answer) => answer,
-            // The writer is in a commit: a yes while it works, a no while it waits for a
-            // lock another connection holds (then a commit would wait as long).
-            Err(_) => match self.writer.waiting_for_lock() {
-                Some(waited) if waited >= PROBE_WAIT => Err(StoreError::Backend(format!(
-                    "the store cannot take a write now: its writer has waited {} ms for the write lock",
-                    waited.as_millis()
-                ))),
-                _ => Ok(()),
-            },
+        let (reply, mut answer) = oneshot::channel();
+        match self.jobs.try_send(write::Job::Probe(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+            // A full queue: the writer is behind; judged by what it is doing, as below.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return match self.writer.waiting_for_lock() {
+                    Some(_) => Err(stuck()),
+                    None => Ok(()),
+                };
+            }
         }
+        // No answer in time: the writer is in a commit, which is a yes while it works and
+        // a no while it keeps waiting for a lock another connection holds.
+        for _ in 0..2 {
+            match tokio::time::timeout(PROBE_WAIT, &mut answer).await {
+                Ok(answered) => return answered.map_err(|_| StoreError::Closed)?,
+                Err(_) if self.writer.waiting_for_lock().is_none() => return Ok(()),
+                Err(_) => {}
+            }
+        }
+        Err(stuck())
     }
 }
 

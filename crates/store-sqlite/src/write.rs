@@ -40,7 +40,8 @@ impl WriterState {
         self.started.elapsed().as_millis() as u64 + 1
     }
 
-    /// How long the writer has been waiting for the write lock, if it is.
+    /// How long the writer has been waiting for the write lock (for a commit or a probe),
+    /// if it is.
     pub fn waiting_for_lock(&self) -> Option<std::time::Duration> {
         match self.waiting_since.load(Ordering::Relaxed) {
             0 => None,
@@ -86,7 +87,9 @@ pub(crate) fn run(
         }
         // Probes first: they must not wait for the commits queued with them.
         if !probes.is_empty() {
+            state.waiting(true);
             let probed = probe_write(&conn);
+            state.waiting(false);
             for reply in probes {
                 let _ = reply.send(probed.clone().map_err(StoreError::Backend));
             }
