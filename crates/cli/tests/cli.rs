@@ -651,15 +651,27 @@ fn verify_database(db: &TestDatabase, key: &str) -> (bool, String) {
 #[test]
 fn postgres_commands_work_on_the_database() {
     let Some((db, _rt)) = postgres("postgres_commands_work_on_the_database") else { return };
-    log_list_show(&["--database", &db.url]);
-    let out = ok(&aitrail(&["--database", &db.url, "migrate"], None));
+    // The log key is read from (or made in) the data dir: a temporary one, never the
+    // source tree the tests run in.
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    log_list_show(&["--data-dir", data, "--database", &db.url]);
+    let out = ok(&aitrail(&["--data-dir", data, "--database", &db.url, "migrate"], None));
     let version = aitrail_store_postgres::MIGRATIONS.len();
     assert!(out.contains(&format!("schema is at version {version}, nothing to do")), "{out}");
     // The database may come from a config file too.
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), format!("database = {:?}\n", db.url)).unwrap();
     let listed = ok(&aitrail(
-        &["--config", config.path().to_str().unwrap(), "list", "--format", "json"],
+        &[
+            "--data-dir",
+            data,
+            "--config",
+            config.path().to_str().unwrap(),
+            "list",
+            "--format",
+            "json",
+        ],
         None,
     ));
     assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
@@ -1000,7 +1012,9 @@ fn import_from_seed_000_postgres_table_into_postgres() {
         ('org-123', 'agent-001', 'sess-abc', 'api', 'What is AI?', 'AI is...', '2026-01-30 10:30:00', 'openai', 'gpt-4-turbo', '0.7', 'strict', '{\"top_p\": 0.9}'),
         ('org-123', 'agent-002', 'sess-def', 'web', 'Hi', 'Hello', '2026-01-30 10:31:00.25', 'anthropic', 'claude-3-sonnet', '0.95', 'relaxed', NULL),
         ('org-456', 'agent-009', 'sess-ghi', 'api', 'Q', 'A', '2026-01-29 08:00:00', 'azure', 'gpt-35-turbo', NULL, NULL, NULL)");
-    let at = ["--database", db.url.as_str()];
+    // The log key is read from (or made in) the data dir: a temporary one.
+    let data = tempfile::tempdir().unwrap();
+    let at = ["--data-dir", data.path().to_str().unwrap(), "--database", db.url.as_str()];
     let import = || {
         let mut args = at.to_vec();
         args.extend(["import", "--from-postgres", &db.url, "--table", "conversation_audit_logs"]);
@@ -1018,7 +1032,9 @@ fn import_from_seed_000_postgres_table_into_postgres() {
     let other = records.iter().find(|r| r["tenant_id"] == "org-456").unwrap();
     assert_eq!(other["seq"], 0, "each tenant's log starts at 0");
     // The auditor's question works on what was imported.
-    let hot = aitrail(&[at[0], at[1], "list", "--format", "json", "--temperature-gt", "0.8"], None);
+    let mut hot = at.to_vec();
+    hot.extend(["list", "--format", "json", "--temperature-gt", "0.8"]);
+    let hot = aitrail(&hot, None);
     let hot: Vec<Value> = serde_json::from_str(&ok(&hot)).unwrap();
     assert_eq!(hot.len(), 1);
     // Re-run: nothing twice.
