@@ -74,11 +74,7 @@ pub(crate) async fn apply(
     one: bool,
 ) -> Result<Vec<Record>, ApiError> {
     let tenants = tenant_policies(app, &records).await?;
-    aitrail_core::policy::apply_all(records, one, |t| {
-        let (policy, key) = &tenants[t];
-        (policy, *key)
-    })
-    .map_err(ApiError::Invalid)
+    aitrail_core::policy::apply_all(records, one, |t| tenants.of(t)).map_err(ApiError::Invalid)
 }
 
 /// As [`apply`], each record on its own: a refusal drops only its record.
@@ -87,19 +83,22 @@ pub(crate) async fn apply_each(
     records: Vec<Record>,
 ) -> Result<Vec<Result<Record, FieldError>>, ApiError> {
     let tenants = tenant_policies(app, &records).await?;
-    Ok(aitrail_core::policy::apply_each(records, |t| {
-        let (policy, key) = &tenants[t];
-        (policy, *key)
-    }))
+    Ok(aitrail_core::policy::apply_each(records, |t| tenants.of(t)))
 }
 
-/// The policy and content-hash key of each tenant among `records`.
-async fn tenant_policies(
-    app: &AppState,
-    records: &[Record],
-) -> Result<HashMap<TenantId, (Policy, [u8; 32])>, ApiError> {
+/// The policy and content-hash key of each tenant among some records.
+struct TenantPolicies(HashMap<TenantId, (Policy, [u8; 32])>);
+
+impl TenantPolicies {
+    fn of(&self, tenant: &TenantId) -> (&Policy, [u8; 32]) {
+        let (policy, key) = &self.0[tenant];
+        (policy, *key)
+    }
+}
+
+async fn tenant_policies(app: &AppState, records: &[Record]) -> Result<TenantPolicies, ApiError> {
     let secret = app.log.content_hash_secret();
-    let mut tenants: HashMap<TenantId, (Policy, [u8; 32])> = HashMap::new();
+    let mut tenants = HashMap::new();
     for r in records {
         if !tenants.contains_key(&r.tenant_id) {
             let policy = app.policies.of(app.store.as_ref(), &r.tenant_id).await?;
@@ -107,7 +106,7 @@ async fn tenant_policies(
             tenants.insert(r.tenant_id.clone(), (policy, key));
         }
     }
-    Ok(tenants)
+    Ok(TenantPolicies(tenants))
 }
 
 /// The tenant of the path: the system's own logs have no policy.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aitrail_capture::proxy::{Call, Provider, operation};
 use aitrail_core::access::{Action, Principal};
-use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
+use aitrail_core::ingest::{FieldError, parse_record};
 use aitrail_core::policy::FailMode;
 use aitrail_core::{Record, TenantId, Timestamp};
 use aitrail_store::StoreError;
@@ -365,17 +365,16 @@ fn pass_back(answer: reqwest::Response, recorder: Option<Recorder>) -> Response 
                     }
                     Some((Err(std::io::Error::other(e)), (upstream, None)))
                 }
-                None => match recorder.take().map(|r| r.finish(None)) {
+                None => {
+                    let finished = match recorder.take() {
+                        Some(r) => r.finish(None).await,
+                        None => Ok(()),
+                    };
                     // Fail mode strict: a record that cannot be committed breaks the
                     // stream off before its end, so the client sees it incomplete.
-                    Some(finished) => match finished.await {
-                        Ok(()) => None,
-                        Err(e) => {
-                            Some((Err(std::io::Error::other(e.to_string())), (upstream, None)))
-                        }
-                    },
-                    None => None,
-                },
+                    let broken = |e: ApiError| std::io::Error::other(e.to_string());
+                    finished.err().map(|e| (Err(broken(e)), (upstream, None)))
+                }
             }
         },
     );
@@ -458,10 +457,7 @@ async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Reco
     for (field, value) in &who.fields {
         record[*field] = value.clone().into();
     }
-    let record = match parse_body(record.to_string().as_bytes(), BodyFormat::Json)? {
-        Parsed::One(r) => *r,
-        Parsed::Batch(_) => unreachable!("one record"),
-    };
+    let record = parse_record(&record.to_string(), "").map_err(|e| ApiError::Invalid(vec![e]))?;
     Ok(policy::apply(app, vec![record], true).await?.remove(0))
 }
 

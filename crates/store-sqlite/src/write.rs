@@ -49,8 +49,12 @@ impl WriterState {
         }
     }
 
-    fn waiting(&self, waiting: bool) {
-        self.waiting_since.store(if waiting { self.now_ms() } else { 0 }, Ordering::Relaxed);
+    /// Run `take_lock`, which waits for the write lock, marked as waiting.
+    fn waiting_for<T>(&self, take_lock: impl FnOnce() -> T) -> T {
+        self.waiting_since.store(self.now_ms(), Ordering::Relaxed);
+        let taken = take_lock();
+        self.waiting_since.store(0, Ordering::Relaxed);
+        taken
     }
 }
 
@@ -87,9 +91,7 @@ pub(crate) fn run(
         }
         // Probes first: they must not wait for the commits queued with them.
         if !probes.is_empty() {
-            state.waiting(true);
-            let probed = probe_write(&conn);
-            state.waiting(false);
+            let probed = state.waiting_for(|| probe_write(&conn));
             for reply in probes {
                 let _ = reply.send(probed.clone().map_err(StoreError::Backend));
             }
@@ -134,10 +136,8 @@ pub(crate) fn checkpoint_loop(conn: Connection, committed: std::sync::mpsc::Rece
 /// in a transaction of its own, so one failing append never takes the others down.
 fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) {
     let together = (|| {
-        state.waiting(true);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate);
-        state.waiting(false);
-        let tx = tx?;
+        let tx =
+            state.waiting_for(|| conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
         let mut leaves = NewLeaves::new();
         let receipts = group
             .iter()
@@ -273,7 +273,7 @@ pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, re
     success) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-/// Why an append was refused: a duplicate external_id, or the backend failing.
+/// Whether another connection holds the lock.
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -281,6 +281,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Why an append was refused: a duplicate external_id, or the backend failing.
 fn refused(e: &rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, Some(msg))
