@@ -142,9 +142,9 @@ pub fn prepare(record: &Record, salt: [u8; 32]) -> Prepared {
     }
     let kept = !fields.is_empty() || hashes != KeyedHashes::default();
     let content = kept.then_some(Content { salt, fields, hashes });
-    let record_json = canonical_json(&Value::Object(map));
-    let view: RecordView<'_> =
-        serde_json::from_str(&record_json).expect("a record's JSON has a tenant_id");
+    let record = Value::Object(map);
+    let record_json = canonical_json(&record);
+    let view = RecordView::deserialize(&record).expect("a record's JSON has a tenant_id");
     let columns = FieldColumns::of(&view);
     Prepared { record_json, content, columns }
 }
@@ -544,41 +544,45 @@ impl ColumnsRef<'_> {
 /// as `\b \f \n \r \t` or `\u00xx`); numbers as the client wrote them, except that an
 /// exponent without a sign gets `+` (`2e3` is written `2e+3`).
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(v, &mut out);
-    out
+    String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    // serde_json's compact writer escapes exactly as canonical JSON requires.
+    let write_str = |s: &str, out: &mut Vec<u8>| {
+        serde_json::to_writer(&mut *out, s).expect("a string serialises");
+    };
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => out.push_str(&serde_json::to_string(s).expect("strings serialise")),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::String(s) => write_str(s, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(map) => {
             // Sorted here, whatever order the map keeps.
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::to_string(k).expect("strings serialise"));
-                out.push(':');
-                write_canonical(&map[k], out);
+                write_str(k, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
