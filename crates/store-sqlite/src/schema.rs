@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_policies.sql"),
     include_str!("../migrations/0007_holds.sql"),
     include_str!("../migrations/0008_keyed_hashes.sql"),
+    include_str!("../migrations/0009_partial_indexes.sql"),
 ];
 
 /// Apply pending migrations; returns (version found, version known).

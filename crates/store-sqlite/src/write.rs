@@ -4,7 +4,7 @@ use aitrail_core::tiles::{self, Tile};
 use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
 use aitrail_store::append::{self, NewLeaves, NewRecord};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, ToSql, Transaction, TransactionBehavior, params, params_from_iter};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
@@ -139,9 +139,11 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) 
         let tx =
             state.waiting_for(|| conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
         let mut leaves = NewLeaves::new();
+        let mut next_pos: i64 =
+            tx.query_row("SELECT coalesce(max(pos), 0) + 1 FROM records", [], |r| r.get(0))?;
         let receipts = group
             .iter()
-            .map(|job| insert_rows(&tx, &job.rows, &mut leaves))
+            .map(|job| insert_rows(&tx, &job.rows, &mut next_pos, &mut leaves))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         update_tiles(&tx, &leaves)?;
         tx.commit()?;
@@ -174,6 +176,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) 
 fn insert_rows(
     tx: &Transaction<'_>,
     rows: &[NewRecord],
+    next_pos: &mut i64,
     leaves: &mut NewLeaves,
 ) -> rusqlite::Result<Vec<Receipt>> {
     // Claim each tenant's seq range with one statement.
@@ -188,51 +191,96 @@ fn insert_rows(
         *n = size as u64 - *n;
     }
     let (placed, receipts) = append::place(rows, &starts, Timestamp::now(), leaves);
-    let mut insert = tx.prepare_cached(INSERT_SQL)?;
-    let mut insert_entry = tx.prepare_cached("INSERT INTO entries (pos, entry) VALUES (?1, ?2)")?;
-    let mut insert_content = tx.prepare_cached(
-        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables, prompt_hash, response_hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for row in placed {
-        let (columns, f) = (&row.columns, &row.columns.fields);
-        let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10] = &f.text;
-        insert.execute(params![
-            columns.id,
-            f.tenant_id,
-            columns.seq,
-            columns.recorded_at,
-            columns.event_time,
-            t0,
-            t1,
-            t2,
-            t3,
-            t4,
-            t5,
-            t6,
-            t7,
-            t8,
-            t9,
-            t10,
-            f.temperature,
-            f.success,
-        ])?;
-        let pos = tx.last_insert_rowid();
-        insert_entry.execute(params![pos, row.entry])?;
-        if let Some(c) = row.content {
+    // The rows' pos, given here rather than by SQLite, so entries and contents need not
+    // wait for each row's rowid and every table takes its rows many to a statement.
+    let first_pos = *next_pos;
+    *next_pos += placed.len() as i64;
+    let pos: Vec<i64> = (first_pos..*next_pos).collect();
+    let records: Vec<[&dyn ToSql; 19]> = placed
+        .iter()
+        .zip(&pos)
+        .map(|(row, pos)| {
+            let (columns, f) = (&row.columns, &row.columns.fields);
+            let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10] = &f.text;
+            [
+                pos as &dyn ToSql,
+                &columns.id,
+                &f.tenant_id,
+                &columns.seq,
+                &columns.recorded_at,
+                &columns.event_time,
+                t0,
+                t1,
+                t2,
+                t3,
+                t4,
+                t5,
+                t6,
+                t7,
+                t8,
+                t9,
+                t10,
+                &f.temperature,
+                &f.success,
+            ]
+        })
+        .collect();
+    insert_all(tx, INSERT_SQL, &records)?;
+    let entries: Vec<[&dyn ToSql; 2]> =
+        placed.iter().zip(&pos).map(|(row, pos)| [pos as &dyn ToSql, &row.entry]).collect();
+    insert_all(tx, "INSERT INTO entries (pos, entry)", &entries)?;
+    let contents: Vec<_> = placed
+        .iter()
+        .zip(&pos)
+        .filter_map(|(row, pos)| {
+            let c = row.content?;
             let field = |name: &str| c.fields.get(name);
-            insert_content.execute(params![
+            Some((
                 pos,
                 c.salt.as_slice(),
-                field("prompt"),
-                field("response"),
-                field("prompt_variables"),
-                c.hashes.prompt.map(|h| h.0.to_vec()),
-                c.hashes.response.map(|h| h.0.to_vec()),
-            ])?;
+                [field("prompt"), field("response"), field("prompt_variables")],
+                [c.hashes.prompt.map(|h| h.0), c.hashes.response.map(|h| h.0)],
+            ))
+        })
+        .collect();
+    let contents: Vec<[&dyn ToSql; 7]> = contents
+        .iter()
+        .map(|(pos, salt, [prompt, response, variables], [prompt_hash, response_hash])| {
+            [*pos as &dyn ToSql, salt, prompt, response, variables, prompt_hash, response_hash]
+        })
+        .collect();
+    insert_all(
+        tx,
+        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables, prompt_hash, response_hash)",
+        &contents,
+    )?;
+    Ok(receipts)
+}
+
+/// Rows per multi-row INSERT: SQLite opens the table's and indexes' cursors once for them
+/// all, not once a row.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `head` (`INSERT INTO t (columns)`) for every row, many rows to a statement.
+fn insert_all<const N: usize>(
+    tx: &Transaction<'_>,
+    head: &str,
+    rows: &[[&dyn ToSql; N]],
+) -> rusqlite::Result<()> {
+    let one = format!("({})", ["?"; N].join(", "));
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let many = format!("{head} VALUES {}", vec![one.as_str(); ROWS_PER_INSERT].join(", "));
+        let mut insert = tx.prepare_cached(&many)?;
+        for chunk in &mut chunks {
+            insert.execute(params_from_iter(chunk.iter().flatten()))?;
         }
     }
-    Ok(receipts)
+    let mut insert = tx.prepare_cached(&format!("{head} VALUES {one}"))?;
+    for row in chunks.remainder() {
+        insert.execute(params_from_iter(row))?;
+    }
+    Ok(())
 }
 
 /// Add the group's new leaves to each tenant's hash tiles.
@@ -267,11 +315,10 @@ fn corrupt(what: String) -> rusqlite::Error {
 }
 
 /// Column order matches `TextField::ALL` (the text columns).
-pub(crate) const INSERT_SQL: &str = "INSERT INTO records (id, tenant_id, seq, recorded_at, \
+const INSERT_SQL: &str = "INSERT INTO records (pos, id, tenant_id, seq, recorded_at, \
     event_time, model_provider, model_name, model_version, deployment_id, safety_mode, \
     operation_type, user_id, agent_id, session_id, feature_code, external_id, temperature, \
-    success) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    success)";
 
 /// Whether another connection holds the lock.
 fn is_busy(e: &rusqlite::Error) -> bool {

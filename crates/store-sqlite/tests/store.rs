@@ -1,5 +1,6 @@
-//! What only the SQLite store has: migrations of files written by older versions, and its
-//! writer thread's answers to the write probe while another connection holds the lock.
+//! What only the SQLite store has: migrations of files written by older versions, filter
+//! indexes that hold only the rows with a value, and its writer thread's answers to the
+//! write probe while another connection holds the lock.
 
 use std::time::{Duration, Instant};
 
@@ -66,4 +67,38 @@ async fn entries_stored_before_their_table_existed_survive_the_move() {
     let rows = store.scan(first, last + 1).await.unwrap();
     let moved: Vec<Vec<u8>> = rows.into_iter().map(|r| r.entry).collect();
     assert_eq!(moved, entries);
+}
+
+/// The filter indexes of optional columns hold only rows with a value (migration 9), which
+/// SQLite uses only where the filter itself rules NULL out: the listing's must. (A
+/// temperature range alone walks the records by pos, as it did with a full index.)
+#[test]
+fn filters_on_optional_columns_walk_their_partial_indexes() {
+    use aitrail_core::query::TextField;
+    let dir = tempfile::tempdir().unwrap();
+    SqliteStore::migrate(dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let filters = TextField::ALL
+        .iter()
+        .filter(|f| **f != TextField::ExternalId)
+        .map(|f| (f.name().to_owned(), format!("records_{}", f.name())))
+        .chain([("external_id".to_owned(), "records_external_id".to_owned())]);
+    for (param, index) in filters {
+        let mut pairs = vec![(param.as_str(), "0.5")];
+        if param == "external_id" {
+            pairs.push(("tenant_id", "t"));
+        }
+        let query = aitrail_core::Query::from_pairs(pairs).unwrap();
+        let (sql, params) = aitrail_store::sql::list(&query, "r.pos", "", "pos", |_| "?".into());
+        let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let details: Vec<String> = plan
+            .query_map(rusqlite::params_from_iter(params.iter().map(|_| "0.5")), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            details.iter().any(|d| d.contains(&format!("USING INDEX {index} "))),
+            "{param}: {details:?}"
+        );
+    }
 }

@@ -48,6 +48,49 @@ async fn batches_answer_in_order_with_contiguous_seq() {
 }
 
 #[tokio::test]
+async fn a_large_batch_over_two_tenants_keeps_each_record_with_its_own_entry_and_content() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for t in ["even", "odd"] {
+        assert_eq!(s.put_policy(t, &json!({"content_mode": "full"})).await.0, StatusCode::OK);
+    }
+    // More records than one multi-row INSERT takes, content on every third only, so rows,
+    // entries and contents are written in chunks that do not line up.
+    let batch: Vec<Value> = (0..101)
+        .map(|i| {
+            let tenant = ["even", "odd"][i % 2];
+            let mut r = json!({"tenant_id": tenant, "agent_id": format!("a{i}")});
+            if i % 3 == 0 {
+                r["prompt"] = json!(format!("prompt {i}"));
+            }
+            r
+        })
+        .collect();
+    let (status, body) = s.post("/v1/records?wait=checkpoint", "application/json", Value::Array(batch).to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let results = body["results"].as_array().unwrap();
+    for (i, receipt) in results.iter().enumerate() {
+        let (_, record) = s.get(&format!("/v1/records/{}", receipt["id"].as_str().unwrap())).await;
+        assert_eq!(record["tenant_id"], ["even", "odd"][i % 2], "{record}");
+        assert_eq!((record["seq"].as_u64(), record["agent_id"].as_str()), (Some(i as u64 / 2), Some(format!("a{i}").as_str())));
+        let prompt = (i % 3 == 0).then(|| format!("prompt {i}"));
+        assert_eq!(record["prompt"].as_str(), prompt.as_deref(), "{record}");
+    }
+    // Listed newest first in the order they were sent; a filter finds its one record.
+    let (_, page) = s.get("/v1/records?tenant_id=odd&limit=100").await;
+    let listed: Vec<&str> = page["records"].as_array().unwrap().iter().map(|r| r["agent_id"].as_str().unwrap()).collect();
+    let sent: Vec<String> = (0..101).rev().filter(|i| i % 2 == 1).map(|i| format!("a{i}")).collect();
+    assert_eq!(listed, sent);
+    let (_, page) = s.get("/v1/records?agent_id=a57").await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["records"][0]["prompt"], "prompt 57");
+    // Every entry is in its log where its columns say, and every content matches its entry.
+    let post = (reqwest::Method::POST, "/v1/verification".to_owned(), None);
+    let (status, run) = send(&s.client, &s.base, &post).await;
+    let sizes = (run["tenants"]["even"]["size"].as_u64(), run["tenants"]["odd"]["size"].as_u64());
+    assert_eq!((status, run["ok"].as_bool(), sizes), (StatusCode::OK, Some(true), (Some(51), Some(50))), "{run}");
+}
+
+#[tokio::test]
 async fn concurrent_appends_keep_seq_contiguous_and_unique() {
     let Some(s) = Server::start(BACKEND).await else { return };
     let s = Arc::new(s);
