@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::record::{RECORD_FIELDS, Record};
@@ -189,6 +190,30 @@ pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
     Err(FieldError::new(join(&field), message))
 }
 
+/// [`parse_record`] of a record its caller has built as a JSON value (an OTLP span's, a
+/// proxied call's), without writing it out and reading it back. A refused one, or one
+/// nested too deep for its text to be read back, is parsed as text after all, so it is
+/// refused as its text would be, in the same words.
+pub fn parse_record_value(value: &Value, prefix: &str) -> Result<Record, FieldError> {
+    if !nested_deeper_than(value, MAX_DEPTH - 1)
+        && let Ok(record) = Record::deserialize(value)
+        && !record.tenant_id.is_reserved()
+    {
+        return Ok(record);
+    }
+    parse_record(&value.to_string(), prefix)
+}
+
+/// Whether `value` has more than `levels` levels of arrays and objects (looks no deeper).
+fn nested_deeper_than(value: &Value, levels: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    levels == 0 || children.into_iter().any(|v| nested_deeper_than(v, levels - 1))
+}
+
 fn unknown_fields(json: &str) -> Vec<String> {
     let all: BTreeMap<String, IgnoredAny> = serde_json::from_str(json).unwrap_or_default();
     all.into_keys().filter(|k| !RECORD_FIELDS.contains(&k.as_str())).collect()
@@ -296,5 +321,45 @@ mod tests {
         assert!(json.contains(r#""temperature":"0.70""#), "{json}");
         let back: crate::record::StoredRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, stored);
+    }
+
+    /// OTLP spans and proxied calls are parsed from the JSON value they were mapped to: it
+    /// must take and refuse exactly what the same record as text does, in the same words.
+    #[test]
+    fn a_record_as_a_json_value_parses_as_its_text_does() {
+        let texts = [
+            r#"{"tenant_id":"t","temperature":0.70,"cost_amount":"1.50","cost_currency":"CHF"}"#,
+            r#"{"tenant_id":"t","model_provider":"openai","model_name":"gpt-4o","tokens_input":12,
+                "tokens_output":0,"processing_time_ms":800,"success":null,"temperature":"1e-3",
+                "event_time":"2026-11-23T10:00:00.5Z","prompt":"Hi","response":"Hello",
+                "model_config":{"top_p":0.90,"stop":["\n"],"n":{"deep":[1,2e3,-0.0]}},
+                "prompt_variables":{"b":1.50,"a":"x"},"attributes":{"otel.span_id":"ab"}}"#,
+            r#"{"tenant_id":"t","temperature":"abc"}"#,
+            r#"{"tenant_id":"t","temperature":-0.5}"#,
+            r#"{"tenant_id":"t","tokens_input":-1}"#,
+            r#"{"tenant_id":"t","tokens_input":1.5}"#,
+            r#"{"tenant_id":"t","zeta":1,"alpha":2}"#,
+            r#"{"tenant_id":"t","input":{"record_count":"x"}}"#,
+            r#"{"tenant_id":"t","cost_currency":"usd"}"#,
+            r#"{"tenant_id":"t","event_time":"yesterday"}"#,
+            r#"{"tenant_id":"aitrail.system"}"#,
+            r#"{"tenant_id":""}"#,
+            r#"{"model_name":"gpt-4o"}"#,
+            r#"["tenant_id"]"#,
+            r#""t""#,
+        ];
+        let mut values: Vec<Value> =
+            texts.iter().map(|text| serde_json::from_str(text).unwrap()).collect();
+        // Built, not parsed: around the deepest nesting whose text parse_record takes.
+        for levels in [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 5] {
+            let config = (1..levels).fold(serde_json::json!(1), |v, _| serde_json::json!({"a": v}));
+            values.push(serde_json::json!({"tenant_id": "t", "model_config": config}));
+        }
+        for value in values {
+            let text = value.to_string();
+            let from_text = parse_record(&text, "records[2]").map_err(|e| e.to_string());
+            let from_value = parse_record_value(&value, "records[2]").map_err(|e| e.to_string());
+            assert_eq!(from_value, from_text, "{text}");
+        }
     }
 }

@@ -214,7 +214,8 @@ impl Serialize for Decimal {
 impl<'de> Deserialize<'de> for Decimal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // The raw JSON text is the only way to keep a number's literal ("0.70", "1e-3").
-        let raw = <&RawValue>::deserialize(d)?;
+        // Owned: a JSON value being deserialized (not text) can only give it so.
+        let raw = Box::<RawValue>::deserialize(d)?;
         let text = raw.get();
         let literal = if text.starts_with('"') {
             serde_json::from_str::<String>(text).map_err(de::Error::custom)?

@@ -6,7 +6,7 @@
 
 use aitrail_capture::otlp::{self, Encoding};
 use aitrail_core::access::Action;
-use aitrail_core::ingest::{FieldError, parse_record};
+use aitrail_core::ingest::{FieldError, parse_record_value};
 use aitrail_core::{Record, TenantId};
 use axum::body::Body;
 use axum::extract::State;
@@ -63,7 +63,7 @@ pub(crate) async fn traces(
     let mut records: Vec<Record> = Vec::with_capacity(mapped.records.len());
     for span in mapped.records {
         // Through the same parser as POST /v1/records, so a span is held to the same rules.
-        let record = match parse_record(&span.record.to_string(), "") {
+        let record = match parse_record_value(&span.record, "") {
             Ok(r) => r,
             Err(e) => {
                 refused.add(&span.span, &e.to_string());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aitrail_capture::proxy::{Call, Provider, operation};
 use aitrail_core::access::{Action, Principal};
-use aitrail_core::ingest::{FieldError, parse_record};
+use aitrail_core::ingest::{FieldError, parse_record_value};
 use aitrail_core::policy::FailMode;
 use aitrail_core::{Record, TenantId, Timestamp};
 use aitrail_store::StoreError;
@@ -457,7 +457,7 @@ async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Reco
     for (field, value) in &who.fields {
         record[*field] = value.clone().into();
     }
-    let record = parse_record(&record.to_string(), "").map_err(|e| ApiError::Invalid(vec![e]))?;
+    let record = parse_record_value(&record, "").map_err(|e| ApiError::Invalid(vec![e]))?;
     Ok(policy::apply(app, vec![record], true).await?.remove(0))
 }
 
