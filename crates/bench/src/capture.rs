@@ -2,6 +2,7 @@
 //! calling the same mock upstream directly in the same run, at fixed (open-loop) request
 //! rates; (i) OTLP ingest of gen_ai spans, in spans/s.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -10,6 +11,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::json;
+
+use aitrail_store_sqlite::{CHECKPOINT_THREAD, WRITER_THREAD};
 
 use crate::{bench_dir, ms, percentile, spawn_server};
 
@@ -191,8 +194,10 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
     // Collector's exporters send with 10 consumers by default: sending_queue.num_consumers).
     let ingest = key("bench-otlp")?;
     let url = format!("{}/v1/traces", server.base);
+    let mut where_the_time_went = Vec::new();
     for in_flight in [4, 10] {
         let bodies: Vec<Vec<u8>> = (0..100).map(|b| export(1000, b)).collect();
+        let threads_before = thread_times(server.child.id())?;
         let started = Instant::now();
         rt.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -219,11 +224,55 @@ pub fn run(seconds: u32) -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(())
         })?;
         let elapsed = started.elapsed();
+        let threads = thread_times(server.child.id())?;
         println!(
             "| (i) OTLP/HTTP protobuf, 100 exports of 1,000 gen_ai spans, {in_flight} at a time | {:.1} s | {:.0} spans/s |",
             elapsed.as_secs_f64(),
             100_000.0 / elapsed.as_secs_f64()
         );
+        let used = |name: &str| {
+            let (before, after) = (threads_before.get(name), threads.get(name));
+            let (run, wait) = after.copied().unwrap_or_default();
+            let (run0, wait0) = before.copied().unwrap_or_default();
+            (run - run0, wait - wait0)
+        };
+        let (writer, writer_waited) = used(WRITER_THREAD);
+        let (checkpointer, _) = used(CHECKPOINT_THREAD);
+        let all: f64 = threads.keys().map(|name| used(name).0).sum();
+        where_the_time_went.push(format!(
+            "{in_flight} at a time, the server's threads over the {:.1} s: the SQLite writer ran \
+             {writer:.2} s and waited {writer_waited:.2} s for a core; the checkpointer ran \
+             {checkpointer:.2} s; all others (HTTP, decoding, mapping, policy, entries) {:.2} s",
+            elapsed.as_secs_f64(),
+            all - writer - checkpointer
+        ));
+    }
+    println!();
+    for line in where_the_time_went {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// Each thread name's time on a core and waiting for one, in seconds, summed over the
+/// process's threads (/proc/PID/task/*/schedstat). A thread that ended is no longer
+/// counted, so a span between two readings undercounts threads that ended within it.
+fn thread_times(pid: u32) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
+    let mut times = BTreeMap::<String, (f64, f64)>::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        // A thread may end between listing and reading: skip it.
+        let (Ok(name), Ok(sched)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut nanos = sched.split_whitespace().map(|n| n.parse::<f64>().unwrap_or(0.0) / 1e9);
+        let (run, wait) = (nanos.next().unwrap_or(0.0), nanos.next().unwrap_or(0.0));
+        let total = times.entry(name.trim().to_owned()).or_default();
+        total.0 += run;
+        total.1 += wait;
+    }
+    Ok(times)
 }

@@ -44,6 +44,11 @@ pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// doing; twice while the writer waits for the lock.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// The writer's and the checkpointer's thread names: under 16 bytes, so `top`, `perf` and
+/// /proc show them whole (Linux cuts longer names).
+pub const WRITER_THREAD: &str = "aitrail-writer";
+pub const CHECKPOINT_THREAD: &str = "aitrail-ckpt";
+
 /// How many appends may wait for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -92,14 +97,14 @@ impl SqliteStore {
         let (commits, committed) = std::sync::mpsc::sync_channel(1);
         let spawn_err = |source| OpenError::DataDir { path: data_dir.to_owned(), source };
         std::thread::Builder::new()
-            .name("aitrail-sqlite-checkpoint".into())
+            .name(CHECKPOINT_THREAD.into())
             .spawn(move || write::checkpoint_loop(checkpointer, committed))
             .map_err(spawn_err)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer = Arc::new(write::WriterState::new());
         let state = writer.clone();
         std::thread::Builder::new()
-            .name("aitrail-sqlite-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || write::run(conn, queue, commits, &state))
             .map_err(spawn_err)?;
         let readers = Arc::new(Readers { path, mode, idle: Mutex::new(Vec::new()) });
