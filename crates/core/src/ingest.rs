@@ -137,6 +137,12 @@ pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Parsed, BodyError> 
 
 /// Parse one record's JSON text; `prefix` is its place in the body (`records[3]`, or "").
 pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
+    // serde would also read a record from an array, field by field in order: only an
+    // object is one.
+    if !json.trim_start().starts_with('{') {
+        let at = if prefix.is_empty() { "record" } else { prefix };
+        return Err(FieldError::new(at, "must be a JSON object (one record)"));
+    }
     // Tracking the path costs a good part of the parse, and only a refused record needs it.
     if let Ok(record) = Record::deserialize(&mut serde_json::Deserializer::from_str(json))
         && !record.tenant_id.is_reserved()
@@ -191,11 +197,12 @@ pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
 }
 
 /// [`parse_record`] of a record its caller has built as a JSON value (an OTLP span's, a
-/// proxied call's), without writing it out and reading it back. A refused one, or one
-/// nested too deep for its text to be read back, is parsed as text after all, so it is
-/// refused as its text would be, in the same words.
+/// proxied call's), without writing it out and reading it back. A refused one, or one that
+/// would not read back unchanged, is parsed as text after all, so it is taken or refused
+/// exactly as its text would be, in the same words.
 pub fn parse_record_value(value: &Value, prefix: &str) -> Result<Record, FieldError> {
-    if !nested_deeper_than(value, MAX_DEPTH - 1)
+    if value.is_object()
+        && reads_back_unchanged(value, MAX_DEPTH - 1)
         && let Ok(record) = Record::deserialize(value)
         && !record.tenant_id.is_reserved()
     {
@@ -204,14 +211,18 @@ pub fn parse_record_value(value: &Value, prefix: &str) -> Result<Record, FieldEr
     parse_record(&value.to_string(), prefix)
 }
 
-/// Whether `value` has more than `levels` levels of arrays and objects (looks no deeper).
-fn nested_deeper_than(value: &Value, levels: usize) -> bool {
+/// Whether serde reads `value` as its text would be read: no more than `levels` levels of
+/// arrays and objects (text deeper than that is refused), and every number keeps its
+/// literal (from a value, serde_json writes some its own way: `-0` as `0`, `0.000002` as
+/// `2e-6`). Looks no deeper than `levels`.
+fn reads_back_unchanged(value: &Value, levels: usize) -> bool {
     let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Number(_) => return Value::deserialize(value).is_ok_and(|read| read == *value),
         Value::Array(items) => Box::new(items.iter()),
         Value::Object(map) => Box::new(map.values()),
-        _ => return false,
+        _ => return true,
     };
-    levels == 0 || children.into_iter().any(|v| nested_deeper_than(v, levels - 1))
+    levels > 0 && children.into_iter().all(|v| reads_back_unchanged(v, levels - 1))
 }
 
 fn unknown_fields(json: &str) -> Vec<String> {
@@ -259,6 +270,19 @@ mod tests {
             ["tokens_input: must not be negative"]
         );
         assert_eq!(invalid(r#"{"model_name":"x"}"#), ["tenant_id: required"]);
+    }
+
+    #[test]
+    fn a_record_in_array_form_is_refused() {
+        assert_eq!(invalid(r#"[["t"]]"#), ["records[0]: must be a JSON object (one record)"]);
+        assert_eq!(
+            invalid(r#"[{"tenant_id":"t"}, ["t", null]]"#),
+            ["records[1]: must be a JSON object (one record)"]
+        );
+        assert_eq!(
+            parse_record(r#" ["t"]"#, "").unwrap_err().to_string(),
+            "record: must be a JSON object (one record)"
+        );
     }
 
     #[test]
@@ -334,6 +358,10 @@ mod tests {
                 "event_time":"2026-11-23T10:00:00.5Z","prompt":"Hi","response":"Hello",
                 "model_config":{"top_p":0.90,"stop":["\n"],"n":{"deep":[1,2e3,-0.0]}},
                 "prompt_variables":{"b":1.50,"a":"x"},"attributes":{"otel.span_id":"ab"}}"#,
+            // Read from a value, serde_json writes these numbers its own way (2e-6, 0).
+            r#"{"tenant_id":"t","model_config":{"a":0.000002,"b":-0,"c":-1e-7,"d":1E5,"e":0.1e1},
+                "prompt_variables":{"x":[0.000001,-0.0,100000000000000000000]}}"#,
+            r#"{"tenant_id":"t","reproducibility":{"seed":-0}}"#,
             r#"{"tenant_id":"t","temperature":"abc"}"#,
             r#"{"tenant_id":"t","temperature":-0.5}"#,
             r#"{"tenant_id":"t","tokens_input":-1}"#,
@@ -346,6 +374,7 @@ mod tests {
             r#"{"tenant_id":""}"#,
             r#"{"model_name":"gpt-4o"}"#,
             r#"["tenant_id"]"#,
+            r#"["t", null, "u1"]"#,
             r#""t""#,
         ];
         let mut values: Vec<Value> =
