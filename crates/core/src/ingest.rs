@@ -216,13 +216,14 @@ pub fn parse_record_value(value: &Value, prefix: &str) -> Result<Record, FieldEr
 /// literal (from a value, serde_json writes some its own way: `-0` as `0`, `0.000002` as
 /// `2e-6`). Looks no deeper than `levels`.
 fn reads_back_unchanged(value: &Value, levels: usize) -> bool {
-    let children: Box<dyn Iterator<Item = &Value>> = match value {
-        Value::Number(_) => return Value::deserialize(value).is_ok_and(|read| read == *value),
-        Value::Array(items) => Box::new(items.iter()),
-        Value::Object(map) => Box::new(map.values()),
-        _ => return true,
-    };
-    levels > 0 && children.into_iter().all(|v| reads_back_unchanged(v, levels - 1))
+    // A container counts as a level, empty or not, as serde_json's limit counts it.
+    let within = |v: &Value| reads_back_unchanged(v, levels - 1);
+    match value {
+        Value::Number(_) => Value::deserialize(value).is_ok_and(|read| read == *value),
+        Value::Array(items) => levels > 0 && items.iter().all(within),
+        Value::Object(map) => levels > 0 && map.values().all(within),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
 }
 
 fn unknown_fields(json: &str) -> Vec<String> {

@@ -101,7 +101,7 @@ impl SqliteStore {
             .spawn(move || write::checkpoint_loop(checkpointer, committed))
             .map_err(spawn_err)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let writer = Arc::new(write::WriterState::new());
+        let writer = Arc::new(write::WriterState::default());
         let state = writer.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
@@ -308,10 +308,7 @@ impl Store for SqliteStore {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
             // A full queue: the writer is behind; judged by what it is doing, as below.
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return match self.writer.waiting_for_lock() {
-                    Some(_) => Err(stuck()),
-                    None => Ok(()),
-                };
+                return if self.writer.waiting_for_lock() { Err(stuck()) } else { Ok(()) };
             }
         }
         // No answer in time: the writer is in a commit, which is a yes while it works and
@@ -319,7 +316,7 @@ impl Store for SqliteStore {
         for _ in 0..2 {
             match tokio::time::timeout(PROBE_WAIT, &mut answer).await {
                 Ok(answered) => return answered.map_err(|_| StoreError::Closed)?,
-                Err(_) if self.writer.waiting_for_lock().is_none() => return Ok(()),
+                Err(_) if !self.writer.waiting_for_lock() => return Ok(()),
                 Err(_) => {}
             }
         }

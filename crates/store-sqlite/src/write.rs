@@ -5,7 +5,7 @@ use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
 use aitrail_store::append::{self, NewLeaves, NewRecord};
 use rusqlite::{Connection, ToSql, Transaction, TransactionBehavior, params, params_from_iter};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Records one commit may carry before the writer answers and starts the next; bounds the
@@ -22,38 +22,23 @@ pub(crate) enum Job {
     Probe(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// What the writer is doing, for a probe that cannot wait for it: since when it has been
-/// waiting for the write lock, if it is.
-#[derive(Debug)]
+/// Whether the writer is waiting for the write lock (for a commit or a probe): what a
+/// probe that cannot wait for the writer's answer judges by.
+#[derive(Debug, Default)]
 pub(crate) struct WriterState {
-    started: std::time::Instant,
-    /// Milliseconds from `started` to when the wait began, plus one; 0 while not waiting.
-    waiting_since: AtomicU64,
+    waiting: AtomicBool,
 }
 
 impl WriterState {
-    pub fn new() -> Self {
-        Self { started: std::time::Instant::now(), waiting_since: AtomicU64::new(0) }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64 + 1
-    }
-
-    /// How long the writer has been waiting for the write lock (for a commit or a probe),
-    /// if it is.
-    pub fn waiting_for_lock(&self) -> Option<std::time::Duration> {
-        match self.waiting_since.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(std::time::Duration::from_millis(self.now_ms().saturating_sub(since))),
-        }
+    pub fn waiting_for_lock(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Run `take_lock`, which waits for the write lock, marked as waiting.
     fn waiting_for<T>(&self, take_lock: impl FnOnce() -> T) -> T {
-        self.waiting_since.store(self.now_ms(), Ordering::Relaxed);
+        self.waiting.store(true, Ordering::Relaxed);
         let taken = take_lock();
-        self.waiting_since.store(0, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
         taken
     }
 }
