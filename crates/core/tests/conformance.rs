@@ -1,5 +1,6 @@
-//! Conformance with implementations we did not write: the vectors in ../shared/vectors
-//! (read from there, never copied) and the ct-merkle crate.
+//! Conformance with implementations we did not write: the vectors in tests/vectors (copied
+//! unchanged from their sources, named with their licences in tests/vectors/README.md) and
+//! the ct-merkle crate.
 
 use std::path::PathBuf;
 
@@ -13,12 +14,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
 fn vectors() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
-    assert!(
-        dir.is_dir(),
-        "conformance vectors not found at {} (../shared/vectors beside the checkout)",
-        dir.display()
-    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    assert!(dir.is_dir(), "conformance vectors not found at {}", dir.display());
     dir
 }
 
