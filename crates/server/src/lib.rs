@@ -44,8 +44,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Config {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Serve GET /v1/log-key and GET /v1/checkpoint without a key, so anyone may check
-    /// the log's signatures.
+    /// Serve GET /v1/checkpoint without a key, so anyone may check the log's signatures
+    /// (GET /v1/log-key never needs one).
     pub public_log: bool,
     /// Requests a second each API key may make on this node (0: no limit); a key over it
     /// gets 429 with Retry-After.

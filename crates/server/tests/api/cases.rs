@@ -1169,9 +1169,15 @@ async fn the_log_key_and_checkpoints_may_be_public_and_nothing_else() {
     for path in ["/v1/records", "/v1/consistency?tenant_id=t&from=1", "/v1/access-log", "/openapi.json"] {
         assert_eq!(send(&anyone, &s.base, &get(path)).await.0, StatusCode::UNAUTHORIZED, "{path}");
     }
-    // Without the setting, the log key too needs a key.
+    // Without the setting, the checkpoint needs a key; the log key never does (it is what
+    // an auditor pins before trusting anything), not even a bad one.
     let Some(closed) = Server::start(BACKEND).await else { return };
-    assert_eq!(send(&anyone, &closed.base, &get("/v1/log-key")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&anyone, &closed.base, &get("/v1/checkpoint?tenant_id=t")).await.0, StatusCode::UNAUTHORIZED);
+    let (status, key) = send(&anyone, &closed.base, &get("/v1/log-key")).await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert!(key.as_str().unwrap().starts_with("test.aitrail+"), "{key}");
+    let wrong = http("ait_0000000000000000_not-a-key");
+    assert_eq!(send(&wrong, &closed.base, &get("/v1/log-key")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
