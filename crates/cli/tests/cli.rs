@@ -434,7 +434,7 @@ fn verify_names_every_kind_of_tampering() {
     let (dir, ids, key) = signed_log();
     let (ok, out) = verify(dir.path(), &key, &[]);
     assert!(ok, "an untouched log verifies: {out}");
-    assert!(out.contains("OK: 10 records in 1 tenant log(s)"), "{out}");
+    assert!(out.contains("OK: 10 records in 1 tenant log, plus 0 in the system log and "), "{out}");
 
     let db = |d: &Path| d.join("aitrail.db");
     let cases: Vec<(&str, String, Vec<String>)> = vec![
@@ -488,6 +488,42 @@ fn verify_names_every_kind_of_tampering() {
         }
         assert!(out.contains("verification FAILED"), "{name}: {out}");
     }
+}
+
+#[test]
+fn whole_store_verify_through_a_server_pins_the_key_and_names_tampering() {
+    let (dir, ids, key) = signed_log();
+    let through = |dir: &Path, pinned: &str| {
+        let server = ServerProcess::start(dir);
+        let out = aitrail(&[&server.remote()[..], &["verify", "--key", pinned]].concat(), None);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server.stop();
+        (out.status.success(), said)
+    };
+    let (ok, out) = through(dir.path(), &key);
+    assert!(ok, "{out}");
+    assert!(out.contains("OK: the server verified 10 records in 1 tenant log, plus "), "{out}");
+
+    // A server that signs with another key than the one pinned is not taken at its word.
+    let other = aitrail_core::note::NoteSigner::from_seed("aitrail", [9; 32]).unwrap().verifier();
+    let (ok, out) = through(dir.path(), &other.to_string());
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("not with the pinned key {other}")), "{out}");
+
+    // What the server's own check finds, the command prints, and fails.
+    sqlite3(
+        &dir.path().join("aitrail.db"),
+        "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3",
+    );
+    let (ok, out) = through(dir.path(), &key);
+    assert!(!ok, "tampering went unnoticed: {out}");
+    let modified = format!("MODIFIED  tenant tamper seq 3 id {}: model_name differ", ids[3]);
+    assert!(out.contains(&modified), "{out}");
+    assert!(out.contains("verification FAILED on the server: 1 problem(s) in 10 records"), "{out}");
 }
 
 #[test]

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aitrail_core::TenantId;
@@ -9,14 +10,16 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
 
-use crate::target::Target;
+use crate::target::{Target, json_answer};
 use crate::{Global, keyfile};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Check this one record's inclusion in the latest checkpoint. Without it (and without
-    /// --checkpoint), verify the whole local store.
+    /// --checkpoint), verify the whole store: the local one, or, with --server, the
+    /// server's (it runs the check; this command checks its checkpoints' signatures).
     id: Option<String>,
     /// A checkpoint saved earlier: prove today's log is an append-only extension of it.
     #[arg(long, conflicts_with = "id")]
@@ -57,12 +60,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()> {
-    let Target::Local(store) = target else {
-        bail!(
-            "full verification reads the store itself: run it with --data-dir or --database, without --server"
-        )
-    };
-    let total: u64 = store.logs().await?.iter().map(|h| h.size).sum();
+    let Target::Local(store) = target else { return whole_store_on_server(target, verifier).await };
+    let heads = store.logs().await?;
+    let logs = LogCounts::of(heads.iter().map(|h| (h.tenant_id.as_str(), h.size)));
+    let total: u64 = heads.iter().map(|h| h.size).sum();
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records {per_sec} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -73,18 +74,104 @@ async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()>
         println!("{f}");
     }
     if !report.ok() {
-        bail!(
-            "verification FAILED: {} problem(s) in {} records of {} tenant log(s)",
-            report.findings.len(),
-            report.records,
-            report.tenants
-        );
+        bail!("verification FAILED: {} problem(s) in {logs}", report.findings.len());
     }
     println!(
-        "OK: {} records in {} tenant log(s) match their leaves; {} signed checkpoint(s) verified with {}",
-        report.records, report.tenants, report.checkpoints, verifier
+        "OK: {logs} match their leaves; {} signed checkpoint(s) verified with {verifier}",
+        report.checkpoints
     );
     Ok(())
+}
+
+/// What a server answers to POST /v1/verification (the parts read here).
+#[derive(Deserialize)]
+struct ServerRun {
+    ok: bool,
+    findings: u64,
+    examples: Vec<String>,
+    tenants: BTreeMap<String, ServerLog>,
+}
+
+#[derive(Deserialize)]
+struct ServerLog {
+    size: u64,
+}
+
+/// Through a server: the server runs the whole-store check on its own store (as the
+/// dashboard's "verify now" does), and this command checks itself what it can with the
+/// pinned key alone: that the server signs with it, and that each tenant log's latest
+/// checkpoint is signed by it.
+async fn whole_store_on_server(target: &Target, verifier: &Verifier) -> anyhow::Result<()> {
+    let published = target.log_key().await?;
+    if published != verifier.to_string() {
+        bail!("the server signs with {published}, not with the pinned key {verifier}");
+    }
+    let answer = target.request(reqwest::Method::POST, "/v1/verification").send().await;
+    let run: ServerRun = json_answer(answer.context("cannot reach the server")?).await?;
+    let logs = LogCounts::of(run.tenants.iter().map(|(t, l)| (t.as_str(), l.size)));
+    for finding in &run.examples {
+        println!("{finding}");
+    }
+    if !run.ok {
+        bail!("verification FAILED on the server: {} problem(s) in {logs}", run.findings);
+    }
+    // aitrail's own logs (system, access) are left to the server's check.
+    let tenant_logs = run.tenants.iter().filter(|(_, log)| log.size > 0).map(|(t, _)| t);
+    for tenant in tenant_logs.filter_map(|t| TenantId::parse(t).ok()).filter(|t| !t.is_reserved()) {
+        let note = target.checkpoint(&tenant).await?;
+        let cp = Checkpoint::open(&note, verifier)
+            .with_context(|| format!("the latest checkpoint of tenant {tenant}"))?;
+        if cp.origin != format!("{}/{tenant}", verifier.name()) {
+            bail!("the latest checkpoint of tenant {tenant} is of another log: {}", cp.origin);
+        }
+    }
+    println!(
+        "OK: the server verified {logs} against their leaves and signed checkpoints; each tenant log's latest checkpoint verified here with {verifier}"
+    );
+    println!(
+        "(checked by the server on its own store: `aitrail verify ID` checks a record here, `aitrail verify --export` a bundle offline)"
+    );
+    Ok(())
+}
+
+/// Records per kind of log: the tenants' logs, and aitrail's own system and access logs
+/// counted apart, so "3 records" never hides that 2 of them are our own events.
+#[derive(Default)]
+struct LogCounts {
+    tenant_logs: usize,
+    tenant_records: u64,
+    system_records: u64,
+    access_records: u64,
+}
+
+impl LogCounts {
+    fn of<'a>(logs: impl Iterator<Item = (&'a str, u64)>) -> Self {
+        let (system, access) = (TenantId::system_log(), TenantId::access_log());
+        let mut counts = Self::default();
+        for (tenant, size) in logs {
+            if tenant == system.as_str() {
+                counts.system_records += size;
+            } else if tenant == access.as_str() {
+                counts.access_records += size;
+            } else {
+                counts.tenant_logs += 1;
+                counts.tenant_records += size;
+            }
+        }
+        counts
+    }
+}
+
+impl std::fmt::Display for LogCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let records = if self.tenant_records == 1 { "record" } else { "records" };
+        let logs = if self.tenant_logs == 1 { "log" } else { "logs" };
+        write!(
+            f,
+            "{} {records} in {} tenant {logs}, plus {} in the system log and {} in the access log",
+            self.tenant_records, self.tenant_logs, self.system_records, self.access_records
+        )
+    }
 }
 
 async fn one_record(target: &Target, verifier: &Verifier, id: &str) -> anyhow::Result<()> {
