@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
+mod readme;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aitrail");
 
 /// A running `aitrail serve` on 127.0.0.1:0, and an admin key for it.

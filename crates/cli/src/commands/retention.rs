@@ -81,7 +81,7 @@ pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Re
     let RetentionCommand::Run(args) = command;
     let Target::Local(store) = Target::open(global).await? else {
         bail!(
-            "a retention run works on the store (--data-dir or --database); the server runs its own"
+            "a retention run works on the store: run it without --server (unset AITRAIL_SERVER), with --data-dir or --database; a server runs its own every hour"
         )
     };
     let run = retention::run(store.as_ref(), Timestamp::now(), args.dry_run).await?;
@@ -151,6 +151,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
         }
         HoldCommand::Add { tenant_id, session_id, reason } => {
             let tenant = tenant(&tenant_id)?;
+            let held = held(&tenant, session_id.as_deref());
             match &target {
                 Target::Local(store) => {
                     let hold = Hold {
@@ -171,15 +172,16 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         json_answer(response.await.context("cannot reach the server")?).await?;
                 }
             }
-            eprintln!("hold placed on tenant {tenant}");
+            eprintln!("hold placed on {held}");
         }
         HoldCommand::Remove { tenant_id, session_id } => {
             let tenant = tenant(&tenant_id)?;
+            let held = held(&tenant, session_id.as_deref());
             match &target {
                 Target::Local(store) => {
                     let session = session_id.as_deref();
                     if !retention::release_hold(store.as_ref(), &tenant, session, LOCAL).await? {
-                        bail!("no such hold on tenant {tenant}");
+                        bail!("no such hold on {held}");
                     }
                     sign(global, store.as_ref()).await?;
                 }
@@ -193,8 +195,16 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         json_answer(response.await.context("cannot reach the server")?).await?;
                 }
             }
-            eprintln!("hold on tenant {tenant} lifted");
+            eprintln!("hold on {held} lifted");
         }
     }
     Ok(())
+}
+
+/// What a hold covers, as the messages name it.
+fn held(tenant: &TenantId, session: Option<&str>) -> String {
+    match session {
+        Some(session) => format!("session {session} of tenant {tenant}"),
+        None => format!("tenant {tenant}"),
+    }
 }
