@@ -3,20 +3,21 @@
 //! (Merkle tree, signed checkpoints, `aitrail verify`), before the answer goes out. If
 //! that append fails, the answer is 503 instead: no access goes unrecorded.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use aitrail_core::TenantId;
 use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, Principal, access_log_query};
 use aitrail_core::ingest::FieldError;
+use aitrail_core::{StoredRecord, TenantId};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::records::PageBody;
 use crate::{ApiError, AppState};
 
 /// Where the [`Caller`] extractor leaves who the request authenticated as.
@@ -133,6 +134,16 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
     }
 }
 
+/// A page of the access log, and the labels of the keys it names: joined from the keys
+/// table when read, never logged. Beside the events rather than in them, so a client that
+/// reads each event as a record (the CLI) is not refused an unknown field.
+#[derive(Serialize)]
+struct EventsBody {
+    records: Vec<StoredRecord>,
+    next_cursor: Option<String>,
+    key_labels: BTreeMap<String, String>,
+}
+
 /// GET /v1/access-log: the accesses of the caller's tenant (a global key: of every
 /// tenant), newest first; filters tenant_id, key_id, operation, since, until.
 pub(crate) async fn list(
@@ -152,7 +163,23 @@ pub(crate) async fn list(
         records: page.records.len() as u64,
         details: Vec::new(),
     };
-    let body =
-        PageBody { records: page.records, next_cursor: page.next_cursor.map(|c| c.to_string()) };
+    // Labels of the keys GET /v1/keys would show this caller: a tenant's key is not told
+    // what a global key or another tenant's key is called.
+    let named: BTreeSet<&str> =
+        page.records.iter().filter_map(|r| r.record.user_id.as_ref()).map(|k| k.as_str()).collect();
+    let key_labels = app
+        .store
+        .keys()
+        .await?
+        .into_iter()
+        .filter(|k| caller.0.tenant.is_none() || k.tenant == caller.0.tenant)
+        .filter(|k| named.contains(k.id.as_str()))
+        .filter_map(|k| Some((k.id.to_string(), k.label?)))
+        .collect();
+    let body = EventsBody {
+        records: page.records,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        key_labels,
+    };
     Ok(accessed.on(Json(body).into_response()))
 }

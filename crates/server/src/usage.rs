@@ -4,12 +4,13 @@
 
 use aitrail_core::access::Action;
 use aitrail_core::ingest::FieldError;
-use aitrail_core::usage::Bucket;
+use aitrail_core::usage::{Bucket, Report};
 use aitrail_core::{Query, Timestamp};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::QueryRejection;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use crate::access::Accessed;
 use crate::auth::Caller;
@@ -17,6 +18,15 @@ use crate::{ApiError, AppState};
 
 /// The window covered when the request names no `since`.
 const DEFAULT_DAYS: i64 = 30;
+
+/// The report and the window it covers, so a reader is told when `since` was the default.
+#[derive(Serialize)]
+struct UsageBody {
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    #[serde(flatten)]
+    report: Report,
+}
 
 pub(crate) async fn usage(
     State(app): State<AppState>,
@@ -57,7 +67,8 @@ pub(crate) async fn usage(
         records: report.totals.records,
         details: Vec::new(),
     };
-    Ok(accessed.on(Json(report).into_response()))
+    let body = UsageBody { since: query.since, until: query.until, report };
+    Ok(accessed.on(Json(body).into_response()))
 }
 
 /// Hours for a window of up to two days, else days.

@@ -148,7 +148,8 @@ function fromUtc(v) {
   return new Date(d - off).toISOString().slice(0, 16);
 }
 
-// The API's listing filters, as the logs, usage and export pages offer them.
+// The API's listing filters, as the logs, usage and export pages offer them. Each of these
+// may be given several values: a record matching any of them is listed.
 const TEXT_FILTERS = [
   ["model_provider", "Model Provider"],
   ["model_name", "Model Name"],
@@ -161,30 +162,97 @@ const TEXT_FILTERS = [
   ["session_id", "Session"],
   ["feature_code", "Feature"],
   ["external_id", "External ID"],
+  ["id", "Record ID"],
 ];
 
-function filterForm(values, { submitLabel, extra = [], onsubmit }) {
+const TEMPERATURE_FILTERS = [
+  ["temperature_gt", "Temperature >"],
+  ["temperature_min", "Temperature ≥"],
+  ["temperature_lt", "Temperature <"],
+  ["temperature_max", "Temperature ≤"],
+];
+
+// Exact texts, looked up by keyed hash: the listing takes them; usage and export do not.
+const CONTENT_FILTERS = [
+  ["prompt_text", "Prompt (exact text)"],
+  ["response_text", "Response (exact text)"],
+];
+
+/** One input per value of a filter that takes several, and a button to add another. */
+function multiField(name, label, values) {
+  const list = h("div", { class: "values" });
+  const add = (value) => {
+    const n = list.children.length;
+    const el = input(name, { value, id: n ? `f-${name}-${n + 1}` : `f-${name}`, "aria-label": n ? `${label} ${n + 1}` : null });
+    list.append(el);
+    return el;
+  };
+  const given = values.getAll(name);
+  for (const v of given.length ? given : [""]) add(v);
+  return h("div", { class: "field" }, h("label", { for: `f-${name}` }, label), list,
+    h("button", { type: "button", class: "link", "aria-label": `${label}: add another value`, title: "Records matching any of the values are listed", onclick: () => add("").focus() }, "+ or"));
+}
+
+/** A time filter's input, in local time; an unchanged value keeps the URL's exact text. */
+function timeField(name, label, values) {
+  const utc = values.get(name) || "";
+  return field(label, h("input", { name, type: "datetime-local", value: fromUtc(utc), "data-utc": utc || null }), "your local time");
+}
+
+/** The form's filters as a query: every non-empty control, repeated names kept. */
+function formParams(form) {
+  const q = new URLSearchParams();
+  for (const el of form.elements) {
+    let v = el.name && !el.disabled ? el.value.trim() : "";
+    if (!v) continue;
+    if (el.type === "datetime-local") v = v === fromUtc(el.dataset.utc) ? el.dataset.utc : toUtc(v);
+    q.append(el.name, v);
+  }
+  return q;
+}
+
+/**
+ * The listing's filters, filled in from the URL. `extra`: the page's own fields in the grid;
+ * `beside`: fields beside the buttons; neither counts as a filter.
+ */
+function filterForm(values, { submitLabel, extra = [], beside = [], content = false, onsubmit }) {
   const fields = [
-    field("From", h("input", { name: "since", type: "datetime-local", value: fromUtc(values.get("since")) })),
-    field("To", h("input", { name: "until", type: "datetime-local", value: fromUtc(values.get("until")) })),
+    timeField("since", "From", values),
+    timeField("until", "To", values),
     !session.tenant_id ? field("Tenant", input("tenant_id", { value: values.get("tenant_id") || "" })) : null,
-    ...TEXT_FILTERS.map(([name, label]) => field(label, input(name, { value: values.get(name) || "" }))),
-    field("Temperature ≥", input("temperature_min", { inputmode: "decimal", value: values.get("temperature_min") || "" })),
-    field("Temperature ≤", input("temperature_max", { inputmode: "decimal", value: values.get("temperature_max") || "" })),
+    ...TEXT_FILTERS.map(([name, label]) => multiField(name, label, values)),
+    ...TEMPERATURE_FILTERS.map(([name, label]) => field(label, input(name, { inputmode: "decimal", value: values.get(name) || "" }))),
+    ...(content ? CONTENT_FILTERS.map(([name, label]) => field(label, input(name, { value: values.get(name) || "" }))) : []),
     field("Success", select("success", [["", "any"], ["true", "succeeded"], ["false", "failed"]], values.get("success") || "")),
     ...extra,
   ];
+  const grid = h("div", { class: "grid" }, present(fields));
+  const buttons = h("div", { class: "actions" }, beside, h("button", { type: "submit" }, submitLabel), h("button", { type: "button", class: "secondary", onclick: () => onsubmit(new URLSearchParams()) }, "Clear"));
+  const held = (name) => grid.querySelectorAll(`[name="${CSS.escape(name)}"]`).length + buttons.querySelectorAll(`[name="${CSS.escape(name)}"]`).length;
+  const own = new Set([...extra, ...beside].flatMap((f) => [...f.querySelectorAll("[name]")].map((el) => el.name)));
+  // A filter in the URL that no control above holds (a parameter this form does not offer,
+  // or a second value of a one-value filter) is kept, and shown, so Apply never drops it.
+  const kept = h("ul", { class: "kept" });
+  for (const name of new Set(values.keys())) {
+    if (name === "cursor") continue;
+    for (const v of values.getAll(name).slice(held(name))) {
+      const item = h("li", {}, h("input", { type: "hidden", name, value: v }), h("code", {}, `${name}=${v}`), " ",
+        h("button", { type: "button", class: "link", "aria-label": `Remove filter ${name}=${v}`, onclick: () => item.remove() }, "remove"));
+      kept.append(item);
+    }
+  }
+  const active = [...new Set(values.keys())].filter((k) => k !== "cursor" && !own.has(k)).length;
   const form = h(
     "form",
     { class: "filters", role: "search", onsubmit: (e) => {
       e.preventDefault();
-      const v = formValues(form);
-      if (v.since) v.since = toUtc(v.since);
-      if (v.until) v.until = toUtc(v.until);
-      onsubmit(new URLSearchParams(v));
+      onsubmit(formParams(form));
     } },
-    h("details", { open: [...values.keys()].some((k) => k !== "cursor") || null }, h("summary", {}, "Filters"), h("div", { class: "grid" }, fields)),
-    h("div", { class: "actions" }, h("button", { type: "submit" }, submitLabel), h("button", { type: "button", class: "secondary", onclick: () => onsubmit(new URLSearchParams()) }, "Clear")),
+    h("details", { open: active > 0 || null },
+      h("summary", {}, active ? `Filters (${active} active)` : "Filters"),
+      grid,
+      kept.children.length ? h("div", { class: "field" }, h("p", {}, "Also filtered by (kept as they are):"), kept) : null),
+    buttons,
   );
   return form;
 }
@@ -244,8 +312,11 @@ function renderNav() {
 
 // ---------------------------------------------------------------- logs
 
+// The API lists the newest recorded first; an imported record's event time may be older,
+// so both times are shown and the header says which one orders the list.
 const LOG_COLUMNS = [
-  ["Time", (r) => fmtTime(r.event_time || r.recorded_at)],
+  ["Recorded ↓", (r) => fmtTime(r.recorded_at)],
+  ["Event time", (r) => fmtTime(r.event_time || r.recorded_at)],
   ["Tenant", (r) => r.tenant_id],
   ["Agent", (r) => r.agent_id],
   ["User", (r) => r.user_id],
@@ -266,7 +337,7 @@ async function logsPage() {
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   page(
     "Logs",
-    filterForm(values, { submitLabel: "Apply filters", onsubmit: (q) => go(`#/logs?${q}`) }),
+    filterForm(values, { submitLabel: "Apply filters", content: true, onsubmit: (q) => go(`#/logs?${q}`) }),
     status,
     table,
     pager,
@@ -275,11 +346,11 @@ async function logsPage() {
   q.set("limit", "50");
   try {
     const res = await api(`/v1/records?${q}`);
-    status.textContent = res.records.length ? `${res.records.length} records${values.get("cursor") ? " (later page)" : ""}` : "No records match these filters.";
+    status.textContent = res.records.length ? `${res.records.length} records${values.get("cursor") ? " (later page)" : ""}, newest recorded first` : "No records match these filters.";
     if (res.records.length) {
       table.replaceChildren(
         h("table", { class: "logs" },
-          h("thead", {}, h("tr", {}, LOG_COLUMNS.map(([label]) => h("th", { scope: "col" }, label)))),
+          h("thead", {}, h("tr", {}, LOG_COLUMNS.map(([label], i) => h("th", { scope: "col", "aria-sort": i === 0 ? "descending" : null }, label)))),
           h("tbody", {}, res.records.map((r) =>
             h("tr", { "data-id": r.id, class: r.success ? "" : "failed", onclick: (e) => {
               if (e.target.tagName !== "A") go(`#/records/${r.id}`);
@@ -305,6 +376,27 @@ const RECORD_GROUPS = [
   ["Outcome", ["success", "error_message", "event_time", "recorded_at", "seq", "id"]],
   ["Privacy", ["content_mode", "secrets_redacted", "neutralization_active", "neutralization_mappings_count", "prompt_hash", "response_hash"]],
 ];
+
+// Field names as people read them, as the Logs table and the New log form say them.
+const FIELD_LABELS = {
+  tenant_id: "Tenant", user_id: "User", username: "Username", agent_id: "Agent", session_id: "Session",
+  channel: "Channel", feature_code: "Feature", feature_instance_id: "Feature Instance ID",
+  instance_label: "Instance Label", external_id: "External ID", operation_type: "Operation",
+  model_provider: "Model Provider", model_name: "Model Name", model_version: "Model Version",
+  response_model: "Response Model", deployment_id: "Deployment ID", temperature: "Temperature",
+  safety_mode: "Safety Mode", model_config: "Model Config", model_info: "Model Info",
+  tokens_input: "Tokens In", tokens_output: "Tokens Out", processing_time_ms: "Processing Time (ms)",
+  cost_amount: "Cost", cost_currency: "Currency", success: "Success", error_message: "Error Message",
+  event_time: "Event Time", recorded_at: "Recorded", seq: "Position in Log (seq)", id: "Record ID",
+  content_mode: "Content Mode", secrets_redacted: "Secrets Redacted",
+  neutralization_active: "Neutralization Active", neutralization_mappings_count: "Neutralization Mappings",
+  prompt_hash: "Prompt Hash", response_hash: "Response Hash",
+};
+
+/** A field's label; one not listed above (an extension) in words from its name. */
+function fieldLabel(name) {
+  return FIELD_LABELS[name] || name.split("_").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(" ");
+}
 
 function show(v) {
   if (v === null || v === undefined) return null;
@@ -337,7 +429,7 @@ async function recordPage(id) {
     ...groups.map(([title, fields]) => {
       const rows = fields.filter((f) => record[f] !== undefined && record[f] !== null);
       if (!rows.length) return null;
-      return h("section", { class: "card" }, h("h2", {}, title), h("dl", {}, rows.map((f) => [h("dt", {}, f), h("dd", {}, show(record[f]))])));
+      return h("section", { class: "card" }, h("h2", {}, title), h("dl", {}, rows.map((f) => [h("dt", { title: f }, fieldLabel(f)), h("dd", {}, show(record[f]))])));
     }),
   ));
   if (!globalThis.crypto || !crypto.subtle) {
@@ -393,7 +485,7 @@ async function pinned(keyText) {
   return { changed: false, detail: `Log key ${key.fingerprint.slice(0, 16)}… is the one this browser pinned.` };
 }
 
-// ---------------------------------------------------------------- new log (seed 000's form)
+// ---------------------------------------------------------------- new log (the conversation-audit-log service's form)
 
 function newLogPage(result) {
   const form = h("form", { class: "card", onsubmit: async (e) => {
@@ -462,7 +554,9 @@ async function usagePage() {
     field("Split by", select("by", [["provider", "provider"], ["model", "model"]], by)),
     field("Period", select("bucket", [["", "automatic"], ["hour", "hour"], ["day", "day"]], values.get("bucket") || "")),
   ];
-  page("Usage", filterForm(values, { submitLabel: "Show", extra, onsubmit: (q) => go(`#/usage?${q}`) }), status, out);
+  const form = filterForm(values, { submitLabel: "Show", extra, onsubmit: (q) => go(`#/usage?${q}`) });
+  const period = h("p", { id: "usage-period" });
+  page("Usage", form, period, status, out);
   const q = new URLSearchParams(values);
   q.delete("metric");
   q.delete("by");
@@ -471,11 +565,21 @@ async function usagePage() {
     report = await api(`/v1/usage?${q}`);
   } catch (e) {
     status.replaceWith(notice("error", `Could not load usage: ${e.message}`));
-    return;
+    return ready();
   }
+  // Without From the API sums the last 30 days only (the Logs page lists every record), so
+  // the window is said, as the server answered it.
+  const window = `${fmtTime(report.since)} to ${report.until ? fmtTime(report.until) : "now"} (UTC, by event time)`;
+  period.replaceChildren(
+    h("strong", {}, "Period: "), values.get("since") ? window : `the last 30 days, ${window}; set From to see earlier records.`, " ",
+    h("button", { type: "button", class: "link", onclick: () => {
+      form.querySelector("details").open = true;
+      form.querySelector('[name="since"]').focus();
+    } }, "Change period"),
+  );
   if (!report.totals.records) {
     status.textContent = values.get("since") ? "No records in this period." : "No records in the last 30 days.";
-    return;
+    return ready();
   }
   const currencies = Object.keys(report.totals.cost);
   const currency = currencies[0] || "";
@@ -508,6 +612,7 @@ async function usagePage() {
   legend.querySelectorAll(".swatch").forEach((sw) => {
     sw.style.background = colour(Number(sw.dataset.colour));
   });
+  ready();
 }
 
 // ---------------------------------------------------------------- integrity
@@ -598,8 +703,10 @@ async function integrityPage() {
 function exportPage() {
   const values = params();
   const link = h("p", {});
-  const extra = [field("Format", select("format", [["zip", "zip bundle (verifiable offline)"], ["csv", "CSV"], ["json", "JSON (audit records)"], ["jsonl", "JSON Lines"]], values.get("format") || "zip"))];
-  const form = filterForm(values, { submitLabel: "Prepare export", extra, onsubmit: (q) => {
+  // The format is not a filter: it stands beside the button, as wide as its longest option.
+  const format = field("Format", select("format", [["zip", "zip bundle (verifiable offline)"], ["csv", "CSV"], ["json", "JSON (audit records)"], ["jsonl", "JSON Lines"]], values.get("format") || "zip"));
+  format.classList.add("fit");
+  const form = filterForm(values, { submitLabel: "Prepare export", beside: [format], onsubmit: (q) => {
     if (!q.get("format")) q.set("format", "zip");
     if (!session.tenant_id && !q.get("tenant_id")) {
       link.replaceChildren(notice("error", "tenant_id: name the tenant to export"));
@@ -742,8 +849,9 @@ async function accessPage() {
       h("thead", {}, h("tr", {}, ["Time", "Key", "Role", "Operation", "Route", "Tenant", "Records", "Status", "Query"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, res.records.map((r) => {
         const a = r.attributes || {};
+        const labels = res.key_labels || {};
         return h("tr", {},
-          h("td", { "data-label": "Time" }, fmtTime(r.recorded_at)), h("td", { "data-label": "Key" }, h("code", {}, r.user_id)), h("td", { "data-label": "Role" }, r.agent_id),
+          h("td", { "data-label": "Time" }, fmtTime(r.recorded_at)), h("td", { "data-label": "Key" }, h("span", {}, h("code", {}, r.user_id), labels[r.user_id] ? h("span", { class: "key-label" }, ` ${labels[r.user_id]}`) : null)), h("td", { "data-label": "Role" }, r.agent_id),
           h("td", { "data-label": "Operation" }, r.operation_type), h("td", { "data-label": "Route" }, r.feature_code), h("td", { "data-label": "Tenant" }, r.session_id),
           h("td", { "data-label": "Records" }, a.records ?? ""), h("td", { "data-label": "Status" }, a.status ?? ""),
           h("td", { "data-label": "Query" }, Object.entries(a.query || {}).map(([k, v]) => `${k}=${[].concat(v).join(",")}`).join(" ")));

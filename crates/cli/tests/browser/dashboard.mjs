@@ -85,14 +85,56 @@ try {
   await page.locator(`tr[data-id="${id}"]`).waitFor();
   const providers = () => page.locator('table.logs td[data-label="Model Provider"]').allTextContents();
   assert.ok((await providers()).includes("openai"), "seeded openai records are listed");
+  // The list is newest recorded first, and says so; the seeded batch's event times run the
+  // other way (12 days back), shown in their own column.
+  const headers = await page.locator("table.logs th").allTextContents();
+  assert.deepEqual(headers.slice(0, 2), ["Recorded ↓", "Event time"]);
+  const column = (label) => page.locator(`table.logs td[data-label="${label}"]`).allTextContents();
+  const recorded = await column("Recorded ↓");
+  assert.ok(recorded.every((t, i) => i === 0 || recorded[i - 1] >= t), `recorded, newest first: ${recorded}`);
+  const events = await column("Event time");
+  assert.ok(events.some((t, i) => i > 0 && events[i - 1] < t), `event times differ from the order: ${events}`);
   await shot(page, "logs");
   await page.locator("summary", { hasText: "Filters" }).click();
-  await page.getByLabel("Model Provider").fill("anthropic");
+  await page.getByLabel("Model Provider", { exact: true }).fill("anthropic");
   await page.getByRole("button", { name: "Apply filters" }).click();
   await page.locator('main[data-ready*="model_provider=anthropic"]').waitFor();
   await page.locator(`tr[data-id="${id}"]`).waitFor();
   const filtered = await providers();
   assert.ok(filtered.length >= 1 && filtered.every((p) => p === "anthropic"), `only anthropic rows: ${filtered}`);
+  // The form shows the active filters, read from the URL: after a reload too.
+  await page.reload();
+  await page.locator('main[data-ready*="model_provider=anthropic"]').waitFor();
+  assert.equal(await page.getByLabel("Model Provider", { exact: true }).inputValue(), "anthropic");
+  await page.locator("summary", { hasText: "Filters (1 active)" }).waitFor();
+  // Claude vs GPT: two values of one filter, any of them matching.
+  await page.getByRole("button", { name: "Model Provider: add another value" }).click();
+  await page.getByLabel("Model Provider 2", { exact: true }).fill("openai");
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator('main[data-ready*="model_provider=anthropic&model_provider=openai"]').waitFor();
+  assert.deepEqual([...new Set(await providers())].sort(), ["anthropic", "openai"]);
+  assert.equal(await page.getByLabel("Model Provider 2", { exact: true }).inputValue(), "openai");
+  // Strictly above 0.5 leaves out the record logged at 0.5; at least 0.5 finds it alone.
+  await page.getByLabel("Temperature >", { exact: true }).fill("0.5");
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator('main[data-ready*="temperature_gt=0.5"]').waitFor();
+  await page.getByText("No records match these filters.").waitFor();
+  assert.ok(page.url().includes("model_provider=anthropic&model_provider=openai"), page.url());
+  await page.getByLabel("Temperature >", { exact: true }).fill("");
+  await page.getByLabel("Temperature ≥", { exact: true }).fill("0.5");
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator('main[data-ready*="temperature_min=0.5"]').waitFor();
+  assert.deepEqual(await page.locator("table.logs tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.id)), [id]);
+  // A filter the form has no input for (tenant_id, for a tenant's key) is shown and kept.
+  await page.goto(`${base}/#/logs?tenant_id=acme&model_provider=anthropic`);
+  await page.locator('main[data-ready*="tenant_id=acme"]').waitFor();
+  await page.locator(".kept code", { hasText: "tenant_id=acme" }).waitFor();
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator('main[data-ready="#/logs?model_provider=anthropic&tenant_id=acme"]').waitFor();
+  await page.locator(`tr[data-id="${id}"]`).waitFor();
+  await shot(page, "logs-filtered");
+  await page.goto(`${base}/#/logs`);
+  await page.locator(`tr[data-id="${id}"]`).waitFor();
 
   // ---- keyboard: the row's link opens the record; the browser checks its integrity
   step("record");
@@ -106,6 +148,10 @@ try {
   assert.ok(steps.some((s) => s.startsWith("✓ Checkpoint signature")), steps.join("\n"));
   assert.ok(steps.some((s) => s.startsWith("✓ Content")), steps.join("\n"));
   await page.getByText("What is our refund policy for the browser test?").waitFor();
+  // Fields are labelled as the Logs table labels them, not by their API names.
+  const terms = await page.locator("dt").allTextContents();
+  assert.ok(terms.includes("Model Provider") && terms.includes("Model Name"), terms.join(", "));
+  assert.ok(!terms.some((t) => /_/.test(t)), `API names shown: ${terms}`);
   found.integrity = steps;
   await shot(page, "record");
 
@@ -174,7 +220,22 @@ try {
   const series = await page.locator("svg.chart rect[data-series]").evaluateAll((rects) => [...new Set(rects.map((r) => r.dataset.series))].sort());
   assert.deepEqual(series, ["anthropic", "openai"]);
   found.usage = await page.getByRole("status").first().textContent();
+  // The page says its window: the API's default, the last 30 days.
+  const period = page.locator("#usage-period");
+  assert.match(await period.textContent(), /the last 30 days, \d{4}-\d\d-\d\d .* to now/);
   await shot(page, "usage");
+  // ... and lets the user change it: from 5½ days ago, 6 seeded records and the new one.
+  await page.getByRole("button", { name: "Change period" }).click();
+  const from = await page.evaluate(() => {
+    const d = new Date(Date.now() - 5.5 * 86400e3);
+    return new Date(d - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
+  });
+  await page.getByLabel("From", { exact: true }).fill(from);
+  await page.getByRole("button", { name: "Show", exact: true }).click();
+  await page.locator('main[data-ready*="since="]').waitFor();
+  assert.match(await page.getByRole("status").first().textContent(), /^7 records/);
+  assert.doesNotMatch(await period.textContent(), /30 days/);
+  assert.equal(await page.getByLabel("From", { exact: true }).inputValue(), from);
 
   // ---- integrity: verify now
   step("integrity");
@@ -187,6 +248,16 @@ try {
   // ---- export: a zip download
   step("export");
   await page.getByRole("link", { name: "Export" }).click();
+  // The format select is as wide as its longest option (it used to cut it off).
+  const cut = await page.getByLabel("Format").evaluate((select) => {
+    const style = getComputedStyle(select);
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = style.font;
+    const text = Math.max(...[...select.options].map((o) => ctx.measureText(o.text).width));
+    const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 20; // the arrow
+    return { text, room };
+  });
+  assert.ok(cut.text <= cut.room, `the format select cuts its text: ${JSON.stringify(cut)}`);
   await page.getByRole("button", { name: "Prepare export" }).click();
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download zip export" }).click()]);
   await download.saveAs(process.env.DOWNLOAD);
@@ -203,6 +274,8 @@ try {
   await shot(page, "keys");
   await page.getByRole("link", { name: "Access log" }).click();
   await page.locator('td[data-label="Operation"]', { hasText: "export" }).first().waitFor();
+  // Key ids come with their labels, from the keys table.
+  await page.locator('td[data-label="Key"] .key-label', { hasText: "browser admin" }).first().waitFor();
   await shot(page, "access-log");
 
   // ---- CSRF: the session alone does not make a change

@@ -351,7 +351,7 @@ filter_tests! {
     filter_session_id: "session_id=s2" => |r| r.session == "s2";
     filter_feature_code: "feature_code=search" => |r| r.feature == "search";
     filter_success: "success=false" => |r| !r.success;
-    // The auditor questions of seed 000, one call each.
+    // The auditor questions of the conversation-audit-log service, one call each.
     question_temperature_above_0_8: "temperature_gt=0.8" => |r| temp(r).is_some_and(|t| t > 0.8);
     question_claude_vs_gpt: "model_provider=anthropic&model_provider=openai&operation_type=chat" => |r| r.provider != "azure" && r.op == "chat";
     question_azure_last_month: "model_provider=azure&since=2026-10-01&until=2026-10-15" => |r| r.provider == "azure" && r.day < 15;
@@ -1082,9 +1082,12 @@ async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
         let (status, _) = s.post("/v1/records?wait=checkpoint", "application/json", body).await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (viewer_id, viewer) = make_key(&s, "viewer", Some("own")).await;
+    let labelled = json!({"role": "viewer", "tenant_id": "own", "label": "support desk"});
+    let (status, made) = s.post("/v1/keys", "application/json", labelled.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let viewer_id = made["id"].as_str().unwrap().to_owned();
     let (auditor_id, auditor) = make_key(&s, "auditor", Some("own")).await;
-    let viewer = http(&viewer);
+    let viewer = http(made["key"].as_str().unwrap());
     let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
     let (_, page) = send(&viewer, &s.base, &get("/v1/records?model_name=x&model_name=y")).await;
     assert_eq!(page["records"].as_array().unwrap().len(), 0);
@@ -1093,6 +1096,10 @@ async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
     send(&viewer, &s.base, &get(&format!("/v1/records/{id}/proof"))).await;
     // The global admin reads the other tenant; that is not the own tenant's auditor's to see.
     s.get("/v1/records?tenant_id=other").await;
+    // A labelled global key reads the own tenant: its label is not the tenant's to read.
+    let (_, ops) = s.post("/v1/keys", "application/json", json!({"role": "admin", "label": "ops"}).to_string()).await;
+    let ops_id = ops["id"].as_str().unwrap().to_owned();
+    send(&http(ops["key"].as_str().unwrap()), &s.base, &get("/v1/records?tenant_id=own")).await;
     let auditor = http(&auditor);
     let (status, log) = send(&auditor, &s.base, &get("/v1/access-log?limit=1000")).await;
     assert_eq!(status, StatusCode::OK, "{log}");
@@ -1107,6 +1114,9 @@ async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
     assert_eq!(proof["agent_id"], "viewer");
     assert_eq!(proof["session_id"], "own");
     assert_eq!(proof["attributes"]["status"], 200);
+    // The key's label is read from the keys table, beside the events; it was never logged.
+    assert_eq!(log["key_labels"][&viewer_id], "support desk", "{log}");
+    assert!(!proof.to_string().contains("support desk"), "{proof}");
     let filtered = viewer_events[2];
     assert_eq!(filtered["operation_type"], "read");
     assert_eq!(filtered["attributes"]["query"]["model_name"], json!(["x", "y"]));
@@ -1117,11 +1127,15 @@ async fn every_access_is_in_the_access_log_which_is_itself_a_signed_log() {
     assert_eq!(made, 2, "{events:?}");
     assert!(events.iter().all(|e| e["session_id"] == "own"), "only its tenant's accesses");
     assert!(by(&auditor_id).is_empty(), "this read is logged after it answers");
+    assert_eq!(by(&ops_id).len(), 1, "{events:?}");
+    assert!(log["key_labels"].get(&ops_id).is_none(), "{log}");
     // The global admin sees every tenant's, its own read of other included.
     let (_, all) = s.get("/v1/access-log?tenant_id=other&operation=read").await;
     let all = all["records"].as_array().unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["session_id"], "other");
+    let (_, theirs) = s.get(&format!("/v1/access-log?key_id={ops_id}")).await;
+    assert_eq!(theirs["key_labels"][&ops_id], "ops", "{theirs}");
     // The access log is a log like any other: checkpointed, and no client may write to it.
     let (status, problem) = s.post_json(&json!({"tenant_id": "aitrail.access"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
@@ -1775,6 +1789,7 @@ async fn usage_sums_records_tokens_and_cost_by_provider_model_time_user_and_feat
     let (status, u) = send(&viewer, &s.base, &get("/v1/usage?since=2026-11-01&until=2026-12-01")).await;
     assert_eq!(status, StatusCode::OK, "{u}");
     assert_eq!(u["bucket"], "day");
+    assert_eq!((u["since"].as_str(), u["until"].as_str()), (Some("2026-11-01T00:00:00Z"), Some("2026-12-01T00:00:00Z")));
     assert_eq!((u["totals"]["records"].as_u64(), u["totals"]["tokens_input"].as_u64()), (Some(4), Some(38)));
     assert_eq!(u["totals"]["cost"]["USD"], 1.76);
     assert_eq!(u["by_provider"][0]["key"], "openai");
@@ -1794,6 +1809,11 @@ async fn usage_sums_records_tokens_and_cost_by_provider_model_time_user_and_feat
     let (_, u) = send(&viewer, &s.base, &get("/v1/usage?since=2026-11-20&until=2026-11-21&bucket=hour&model_provider=openai")).await;
     let hours: Vec<&str> = u["over_time"].as_array().unwrap().iter().map(|p| p["at"].as_str().unwrap()).collect();
     assert_eq!(hours, ["2026-11-20T09:00:00Z", "2026-11-20T10:00:00Z"]);
+    // Without since, the last 30 days, and the answer says from when.
+    let (_, u) = send(&viewer, &s.base, &get("/v1/usage")).await;
+    let since = aitrail_core::Timestamp::parse_rfc3339(u["since"].as_str().unwrap()).unwrap();
+    let days = (aitrail_core::Timestamp::now().unix_nanos() - since.unix_nanos()) / 86_400_000_000_000;
+    assert_eq!((days, u["until"].is_null()), (30, true), "{u}");
     for (bad, named) in [("bucket=week", "bucket"), ("limit=5", "limit"), ("temperature_min=x", "temperature_min")] {
         let (status, problem) = send(&viewer, &s.base, &get(&format!("/v1/usage?{bad}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
