@@ -69,7 +69,8 @@ enum Command {
     Export(Box<commands::export::Args>),
     /// Print the latest signed checkpoint of a tenant's log.
     Checkpoint(commands::checkpoint::Args),
-    /// Bring in logs from seed 000's system: its PostgreSQL table or its compliance CSV.
+    /// Bring in logs from the conversation-audit-log service: its PostgreSQL table or its
+    /// compliance CSV.
     Import(commands::import::Args),
     /// Who read what, when: the access log (auditors and admins).
     AccessLog(commands::access_log::Args),

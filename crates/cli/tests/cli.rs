@@ -956,9 +956,10 @@ fn postgres_verify_names_tampering_done_with_psql() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Moving in from seed 000's system.
+// Moving in from the conversation-audit-log service.
 
-/// seed 000's compliance export, as its document shows it, with RFC 4180 quoting.
+/// the conversation-audit-log service's compliance export, as its document shows it, with RFC 4180
+/// quoting.
 const SEED_000_CSV: &str = "Log ID,Timestamp,Agent ID,Session ID,Channel,Prompt,Response,Model Info,Model Provider,Model Name,Model Version,Deployment ID,Temperature,Safety Mode,Model Config
 log-123,2026-01-30T10:30:00Z,agent-001,sess-abc,api,What is AI?,\"AI is, briefly, \"\"software\"\"...\",gpt-4-turbo,openai,gpt-4-turbo,2024-04-09,,0.7,strict,\"{\"\"top_p\"\": 0.9}\"
 log-124,2026-01-30T10:31:00Z,agent-002,sess-abc,web,Hi,Hello,,azure,gpt-35-turbo,,my-gpt-deployment,0.2,balanced,
@@ -1034,7 +1035,8 @@ fn import_from_seed_000_postgres_table_into_postgres() {
     let Some((db, _rt)) = postgres("import_from_seed_000_postgres_table_into_postgres") else {
         return;
     };
-    // seed 000's table: its base columns and the seven of its model-metadata migration.
+    // the conversation-audit-log service's table: its base columns and the seven of its
+    // model-metadata migration.
     psql(
         &db,
         "CREATE TABLE conversation_audit_logs (

@@ -1,5 +1,5 @@
-//! Moving in from seed 000's system: one row of its `conversation_audit_logs` table, or of
-//! its compliance export `conversation_logs.csv`, becomes a record.
+//! Moving in from the conversation-audit-log service: one row of its `conversation_audit_logs`
+//! table, or of its compliance export `conversation_logs.csv`, becomes a record.
 //!
 //! Names are matched loosely (`Log ID`, `log_id` and `LOG ID` are one name): the CSV's
 //! headers and the table's columns map alike. `Log ID` (or `id`) becomes `external_id`,

@@ -21,9 +21,9 @@ use crate::value::{
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub tenant_id: TenantId,
-    /// The caller's own id for this call (seed 000's Log ID, a provider request id). Unique
-    /// within the tenant: a second record with the same one is refused, so retries and
-    /// re-imports never log a call twice.
+    /// The caller's own id for this call (the conversation-audit-log service's Log ID, a
+    /// provider request id). Unique within the tenant: a second record with the same one is
+    /// refused, so retries and re-imports never log a call twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<ShortText>,
 
@@ -91,7 +91,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_variables: Option<JsonObject>,
 
-    // Provenance (seed 004)
+    // Provenance (from the generation-audit-trail API)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputProvenance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +103,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
 
-    // Data protection (seed 003)
+    // Data protection (from the multi-tenant platform's AiAuditLogEntry)
     #[serde(default, deserialize_with = "null_as_false")]
     pub neutralization_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +221,7 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
-/// The data a generation read (seed 004 `input`).
+/// The data a generation read (the generation-audit-trail record's `input`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputProvenance {
@@ -233,7 +233,7 @@ pub struct InputProvenance {
     pub record_count: Option<Count>,
 }
 
-/// What a generation produced (seed 004 `output`).
+/// What a generation produced (the generation-audit-trail record's `output`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputProvenance {
@@ -243,7 +243,8 @@ pub struct OutputProvenance {
     pub artifact_path: Option<ShortText>,
 }
 
-/// Validation of the output (seed 004 `quality`). Scores keep their decimal literal.
+/// Validation of the output (the generation-audit-trail record's `quality`). Scores keep their
+/// decimal literal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quality {
@@ -253,7 +254,7 @@ pub struct Quality {
     pub scores: BTreeMap<String, Decimal>,
 }
 
-/// What is needed to reproduce the call (seed 004 `reproducibility`).
+/// What is needed to reproduce the call (the generation-audit-trail record's `reproducibility`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reproducibility {
@@ -265,7 +266,7 @@ pub struct Reproducibility {
     pub api_call_ids: Vec<ShortText>,
 }
 
-/// Where the call was made from (seed 004 `session` environment).
+/// Where the call was made from (the generation-audit-trail record's `session` environment).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {

@@ -51,7 +51,7 @@ pub enum Format {
     Csv,
     /// records.jsonl alone.
     Jsonl,
-    /// Seed 004's audit records, as one JSON array.
+    /// Generation-audit-trail records, as one JSON array.
     Json,
 }
 

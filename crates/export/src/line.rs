@@ -1,6 +1,6 @@
 //! One exported record and what is read from it: the line of records.jsonl (the record
 //! exactly as stored: its entry and its content), its fields, its row of
-//! conversation_logs.csv and its seed 004 audit record. The exporter and the offline
+//! conversation_logs.csv and its generation-audit-trail record. The exporter and the offline
 //! verifier both derive the CSV row from the line with these functions, so a cell that
 //! differs from its record is found.
 
@@ -80,8 +80,8 @@ impl<'a> Line<'a> {
     }
 }
 
-/// conversation_logs.csv: seed 000's columns, exact headers in its order, each with the
-/// record field it shows.
+/// conversation_logs.csv: the conversation-audit-log service's columns, exact headers in its
+/// order, each with the record field it shows.
 pub const SEED_COLUMNS: [(&str, &str); 15] = [
     ("Log ID", "id"),
     ("Timestamp", "event_time"),
@@ -100,8 +100,8 @@ pub const SEED_COLUMNS: [(&str, &str); 15] = [
     ("Model Config", "model_config"),
 ];
 
-/// Every column of conversation_logs.csv as (header, field): seed 000's, then every other
-/// field under its API name.
+/// Every column of conversation_logs.csv as (header, field): the conversation-audit-log service's,
+/// then every other field under its API name.
 static COLUMNS: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
     let shown = |f: &&str| SEED_COLUMNS.iter().any(|(_, field)| field == f);
     let others = ["seq", "recorded_at"].into_iter().chain(RECORD_FIELDS.iter().copied());
@@ -390,7 +390,7 @@ impl Row<'_> {
     }
 }
 
-/// Seed 004's audit record shape (docs/EXPORT.md has the mapping); what has no place
+/// The generation-audit-trail record's shape (docs/EXPORT.md has the mapping); what has no place
 /// there is kept under `aitrail`.
 pub fn audit_record(fields: &Map<String, Value>) -> Value {
     let get = |k: &str| fields.get(k).cloned().unwrap_or(Value::Null);

@@ -1,4 +1,4 @@
-//! Record routes: append, list, get, and seed 000's POST /audit/log.
+//! Record routes: append, list, get, and the conversation-audit-log service's POST /audit/log.
 
 use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
 use aitrail_core::{Query, StoredRecord};
@@ -88,7 +88,8 @@ pub(crate) async fn append(
     Ok(response)
 }
 
-/// POST /audit/log: seed 000's payload (one record); answers with the stored record.
+/// POST /audit/log: the conversation-audit-log service's payload (one record); answers with the
+/// stored record.
 pub(crate) async fn audit_log(
     State(app): State<AppState>,
     caller: Caller,

@@ -1,6 +1,6 @@
-//! The auditor queries of seed 000 are served by indexes on PostgreSQL: over a table of
-//! varied records (most with content), after ANALYZE, no plan reads a table whole. The plans are
-//! printed (`--nocapture`) and kept in docs/POSTGRES.md.
+//! The auditor queries of the conversation-audit-log service are served by indexes on
+//! PostgreSQL: over a table of varied records (most with content), after ANALYZE, no plan
+//! reads a table whole. The plans are printed (`--nocapture`) and kept in docs/POSTGRES.md.
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
 use aitrail_core::{Query, Record};

@@ -1,5 +1,5 @@
-//! Moving in from seed 000's system: its PostgreSQL table or its compliance CSV. Each old
-//! row becomes a new log entry (aitrail_core::legacy maps the columns); its Log ID becomes
+//! Moving in from the conversation-audit-log service: its PostgreSQL table or its compliance CSV.
+//! Each old row becomes a new log entry (aitrail_core::legacy maps the columns); its Log ID becomes
 //! the record's external_id, which is what makes a re-run import nothing twice.
 
 use std::collections::{BTreeMap, HashSet};
