@@ -16,14 +16,14 @@
 //! `aitrail` is found where the README's `export PATH=…` line says it is
 //! (`target/release` under the working directory), which the test links to the binary.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{BIN, say_skipped};
+use crate::{BIN, say_skipped, serve_bare};
 
 /// Sections whose commands a reader runs in order: each must still have some.
 const SECTIONS: &[&str] = &[
@@ -118,38 +118,15 @@ fn runnable(block: &Block, admin_key: &str, address: &str) -> Result<String, Str
     Ok(text.replace("localhost:8080", address).replace("127.0.0.1:8080", address))
 }
 
-/// `aitrail serve` as the README starts it, in `dir`: its address and the admin key it
-/// printed.
+/// `aitrail serve` as the README starts it, its data in `dir/aitrail-data` (the default
+/// the README's later commands rely on): its address and the admin key it printed.
 fn serve(dir: &Path) -> (std::process::Child, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("AITRAIL_DATA_DIR")
-        .env_remove("AITRAIL_DATABASE_URL")
-        .env_remove("AITRAIL_LISTEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut said, mut admin_key) = (Vec::new(), None);
-    let address = loop {
-        let Some(line) = lines.next() else {
-            panic!("server exited before listening:\n{}", said.join("\n"))
-        };
-        let line = line.unwrap();
-        if let Some(key) = line.strip_prefix("aitrail admin key: ") {
-            admin_key = Some(key.trim().to_owned());
-        }
-        if let Some(rest) = line.strip_prefix("aitrail listening on http://") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-        said.push(line);
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (said, child, base) = serve_bare(&dir.join("aitrail-data"));
+    let admin_key = said.iter().find_map(|l| l.strip_prefix("aitrail admin key: "));
     let admin_key =
         admin_key.unwrap_or_else(|| panic!("no admin key printed:\n{}", said.join("\n")));
-    (child, address, admin_key)
+    let address = base.strip_prefix("http://").unwrap().to_owned();
+    (child, address, admin_key.trim().to_owned())
 }
 
 /// What one block printed.
