@@ -526,6 +526,80 @@ fn whole_store_verify_through_a_server_pins_the_key_and_names_tampering() {
     assert!(out.contains("verification FAILED on the server: 1 problem(s) in 10 records"), "{out}");
 }
 
+/// A server that answers whole-store verify's three requests as it is told: one that lies,
+/// for the checks `verify` makes itself.
+fn scripted_server(
+    runtime: &tokio::runtime::Runtime,
+    log_key: String,
+    run: Value,
+    checkpoint: String,
+) -> String {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route("/v1/log-key", get(move || async move { log_key }))
+        .route("/v1/verification", post(move || async move { axum::Json(run) }))
+        .route("/v1/checkpoint", get(move || async move { checkpoint }));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[test]
+fn whole_store_verify_through_a_server_checks_each_tenant_checkpoint_itself() {
+    use aitrail_core::note::{Checkpoint, NoteSigner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pinned = NoteSigner::from_seed("aitrail", [7; 32]).unwrap();
+    let forger = NoteSigner::from_seed("aitrail", [9; 32]).unwrap();
+    let all_logs = json!({"ok": true, "findings": 0, "examples": [],
+        "tenants": {"tamper": {"size": 10}, "aitrail.access": {"size": 3}}});
+    let one_tenant = json!({"ok": true, "findings": 0, "examples": [], "tenant": "tamper",
+        "tenants": {"tamper": {"size": 10}}});
+    let signed = |by: &NoteSigner, origin: &str| {
+        by.sign(&Checkpoint { origin: origin.into(), size: 10, root: [1; 32] }.to_text()).unwrap()
+    };
+    let cases = [
+        (
+            &pinned,
+            "aitrail/tamper",
+            &all_logs,
+            Ok(
+                "OK: the server verified 10 records in 1 tenant log, plus 0 in the system log and 3 in the access log",
+            ),
+        ),
+        (
+            &pinned,
+            "aitrail/tamper",
+            &one_tenant,
+            Ok("10 records in 1 tenant log (this key does not see the system and access logs)"),
+        ),
+        (&forger, "aitrail/tamper", &all_logs, Err("the latest checkpoint of tenant tamper")),
+        (&pinned, "aitrail/other", &all_logs, Err("is of another log: aitrail/other")),
+    ];
+    for (signer, origin, run, expected) in cases {
+        let base = scripted_server(
+            &runtime,
+            pinned.verifier().to_string(),
+            run.clone(),
+            signed(signer, origin),
+        );
+        let key = pinned.verifier().to_string();
+        let out =
+            aitrail(&["--server", &base, "--api-key", "ait_x", "verify", "--key", &key], None);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (ok, text) = match expected {
+            Ok(text) => (true, text),
+            Err(text) => (false, text),
+        };
+        assert_eq!(out.status.success(), ok, "{origin}: {said}");
+        assert!(said.contains(text), "{origin}: expected {text:?} in {said}");
+    }
+}
+
 #[test]
 fn verify_against_another_key_fails() {
     let (dir, _, _) = signed_log();

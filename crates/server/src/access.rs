@@ -163,7 +163,7 @@ pub(crate) async fn list(
         records: page.records.len() as u64,
         details: Vec::new(),
     };
-    // Labels of the keys GET /v1/keys would show this caller: a tenant's key is not told
+    // Labels of the caller's tenant's keys (a global key: all): a tenant's key is not told
     // what a global key or another tenant's key is called.
     let named: BTreeSet<&str> =
         page.records.iter().filter_map(|r| r.record.user_id.as_ref()).map(|k| k.as_str()).collect();

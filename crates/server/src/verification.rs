@@ -52,6 +52,10 @@ struct RunBody {
     finished_at: String,
     /// The system log record that keeps this run.
     event_id: Option<String>,
+    /// The tenant whose logs the caller sees (a tenant's key); absent: every log, aitrail's
+    /// own system and access logs included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     /// Records in the logs the caller may see.
     records: u64,
     findings: u64,
@@ -91,6 +95,7 @@ fn visible(caller: &Caller, event: RunEvent, event_id: Option<String>) -> RunBod
         started_at: event.started_at,
         finished_at: event.finished_at,
         event_id,
+        tenant: caller.0.tenant.as_ref().map(ToString::to_string),
         records: tenants.values().map(|t| t.size).sum(),
         findings,
         examples: tenants

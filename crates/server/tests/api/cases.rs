@@ -1854,6 +1854,9 @@ async fn a_full_verification_from_the_api_is_kept_and_shows_each_tenant_its_own_
     let (_, mine) = send(&auditor, &s.base, &get("/v1/verification")).await;
     assert_eq!((mine["ok"].as_bool(), mine["records"].as_u64()), (Some(true), Some(3)), "{mine}");
     assert!(!mine.to_string().contains("other"), "{mine}");
+    // It is told its view is one tenant's, so nobody reads "0 in the system log" into it.
+    assert_eq!(mine["tenant"], "own", "{mine}");
+    assert!(run.get("tenant").is_none(), "a global key sees every log: {run}");
     // The last run is kept in the system log, the same for every node.
     let (_, latest) = send(&s.client, &s.base, &get("/v1/verification")).await;
     assert_eq!(latest["ok"], false);
