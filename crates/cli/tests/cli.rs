@@ -1034,7 +1034,7 @@ fn postgres_verify_names_tampering_done_with_psql() {
 
 /// the conversation-audit-log service's compliance export, as its document shows it, with RFC 4180
 /// quoting.
-const SEED_000_CSV: &str = "Log ID,Timestamp,Agent ID,Session ID,Channel,Prompt,Response,Model Info,Model Provider,Model Name,Model Version,Deployment ID,Temperature,Safety Mode,Model Config
+const CONVERSATION_LOGS_CSV: &str = "Log ID,Timestamp,Agent ID,Session ID,Channel,Prompt,Response,Model Info,Model Provider,Model Name,Model Version,Deployment ID,Temperature,Safety Mode,Model Config
 log-123,2026-01-30T10:30:00Z,agent-001,sess-abc,api,What is AI?,\"AI is, briefly, \"\"software\"\"...\",gpt-4-turbo,openai,gpt-4-turbo,2024-04-09,,0.7,strict,\"{\"\"top_p\"\": 0.9}\"
 log-124,2026-01-30T10:31:00Z,agent-002,sess-abc,web,Hi,Hello,,azure,gpt-35-turbo,,my-gpt-deployment,0.2,balanced,
 log-122,2026-01-29T09:00:00Z,agent-001,sess-xyz,api,Old,Older,,anthropic,claude-3-sonnet,,,0.90,relaxed,
@@ -1047,10 +1047,10 @@ fn listed(location: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-fn import_of_seed_000_csv_is_exact_and_idempotent() {
+fn import_of_conversation_logs_csv_is_exact_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let csv_file = dir.path().join("conversation_logs.csv");
-    std::fs::write(&csv_file, SEED_000_CSV).unwrap();
+    std::fs::write(&csv_file, CONVERSATION_LOGS_CSV).unwrap();
     let data = dir.path().join("data");
     let at = ["--data-dir", data.to_str().unwrap()];
     let import = |extra: &[&str]| {
@@ -1105,8 +1105,9 @@ fn import_of_seed_000_csv_is_exact_and_idempotent() {
 }
 
 #[test]
-fn import_from_seed_000_postgres_table_into_postgres() {
-    let Some((db, _rt)) = postgres("import_from_seed_000_postgres_table_into_postgres") else {
+fn import_from_the_conversation_audit_logs_table_into_postgres() {
+    let Some((db, _rt)) = postgres("import_from_the_conversation_audit_logs_table_into_postgres")
+    else {
         return;
     };
     // the conversation-audit-log service's table: its base columns and the seven of its

@@ -312,8 +312,9 @@ function renderNav() {
 
 // ---------------------------------------------------------------- logs
 
-// The API lists the newest recorded first; an imported record's event time may be older,
-// so both times are shown and the header says which one orders the list.
+// The API lists records in the order they were logged, newest first (each recorded_at is
+// taken as it is logged); an imported record's event time may be older, so both times are
+// shown and the header says which one orders the list.
 const LOG_COLUMNS = [
   ["Recorded ↓", (r) => fmtTime(r.recorded_at)],
   ["Event time", (r) => fmtTime(r.event_time || r.recorded_at)],
@@ -346,7 +347,7 @@ async function logsPage() {
   q.set("limit", "50");
   try {
     const res = await api(`/v1/records?${q}`);
-    status.textContent = res.records.length ? `${res.records.length} records${values.get("cursor") ? " (later page)" : ""}, newest recorded first` : "No records match these filters.";
+    status.textContent = res.records.length ? `${res.records.length} records${values.get("cursor") ? " (later page)" : ""}, newest logged first` : "No records match these filters.";
     if (res.records.length) {
       table.replaceChildren(
         h("table", { class: "logs" },

@@ -56,7 +56,7 @@ try {
   assert.equal(cookie.sameSite, "Strict");
   assert.ok(!cookie.value.includes(process.env.ADMIN_KEY.split("_").slice(2).join("_")), "the cookie does not hold the key's secret");
 
-  // ---- create a log through seed 000's form
+  // ---- create a log through the conversation-audit-log service's form
   step("new log");
   await page.getByRole("link", { name: "New log" }).click();
   await page.getByLabel("Agent ID").fill("support-bot");
@@ -85,7 +85,7 @@ try {
   await page.locator(`tr[data-id="${id}"]`).waitFor();
   const providers = () => page.locator('table.logs td[data-label="Model Provider"]').allTextContents();
   assert.ok((await providers()).includes("openai"), "seeded openai records are listed");
-  // The list is newest recorded first, and says so; the seeded batch's event times run the
+  // The list is newest logged first, and says so; the seeded batch's event times run the
   // other way (12 days back), shown in their own column.
   const headers = await page.locator("table.logs th").allTextContents();
   assert.deepEqual(headers.slice(0, 2), ["Recorded ↓", "Event time"]);
@@ -94,6 +94,7 @@ try {
   assert.ok(recorded.every((t, i) => i === 0 || recorded[i - 1] >= t), `recorded, newest first: ${recorded}`);
   const events = await column("Event time");
   assert.ok(events.some((t, i) => i > 0 && events[i - 1] < t), `event times differ from the order: ${events}`);
+  assert.match(await page.getByRole("status").first().textContent(), /newest logged first/);
   await shot(page, "logs");
   await page.locator("summary", { hasText: "Filters" }).click();
   await page.getByLabel("Model Provider", { exact: true }).fill("anthropic");

@@ -17,6 +17,7 @@
 //! (`target/release` under the working directory), which the test links to the binary.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,15 +57,25 @@ struct Block {
     text: String,
 }
 
-/// Every ```sh block under a `## ` heading, with its `<!-- readme-test: … -->` marker.
+/// Code blocks the test runs: what a reader pastes into a shell.
+const SHELL: &[&str] = &["sh", "bash", "shell", "console"];
+/// Code blocks that are not commands. Any other kind fails the test, so a new kind of
+/// block is decided on, never silently left out.
+const NOT_SHELL: &[&str] = &["json", "text", "toml", "python", "rust"];
+
+/// Every shell block under its `## ` heading, with its `<!-- readme-test: … -->` marker.
 fn shell_blocks(readme: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
-    let (mut section, mut marker, mut open) = (String::new(), None, None::<Block>);
+    let (mut section, mut marker) = (String::new(), None);
+    // The block being read, and whether it is a shell block.
+    let mut open: Option<(Block, bool)> = None;
     for (i, line) in readme.lines().enumerate() {
-        if let Some(block) = open.as_mut() {
-            if line.trim_end() == "```" {
-                blocks.extend(open.take());
-            } else {
+        let fence = line.trim_start().strip_prefix("```").map(str::trim);
+        if let Some((block, shell)) = open.as_mut() {
+            if fence == Some("") {
+                let (block, shell) = open.take().unwrap();
+                blocks.extend(shell.then_some(block));
+            } else if *shell {
                 block.text.push_str(line);
                 block.text.push('\n');
             }
@@ -73,10 +84,20 @@ fn shell_blocks(readme: &str) -> Vec<Block> {
         if let Some(heading) = line.strip_prefix("## ") {
             section = heading.trim().to_owned();
         }
-        if line.trim_end() == "```sh" {
-            let marker = marker.take();
-            open =
-                Some(Block { section: section.clone(), line: i + 1, marker, text: String::new() });
+        if let Some(kind) = fence {
+            let shell = SHELL.contains(&kind);
+            assert!(
+                shell || NOT_SHELL.contains(&kind),
+                "README.md:{}: a ```{kind} block: run it or not?",
+                i + 1
+            );
+            let block = Block {
+                section: section.clone(),
+                line: i + 1,
+                marker: marker.take(),
+                text: String::new(),
+            };
+            open = Some((block, shell));
         } else if let Some(rest) = line.trim().strip_prefix("<!-- readme-test:") {
             let rest = rest.strip_suffix("-->").expect("a readme-test marker ends on its line");
             marker = Some(rest.trim().to_owned());
@@ -132,6 +153,7 @@ fn serve(dir: &Path) -> (std::process::Child, String, String) {
 /// What one block printed.
 struct Ran {
     section: String,
+    text: String,
     stdout: String,
 }
 
@@ -166,7 +188,8 @@ fn every_command_of_the_readme_walkthrough_works_as_pasted() {
     let release = dir.path().join("target/release");
     std::fs::create_dir_all(&release).unwrap();
     std::os::unix::fs::symlink(BIN, release.join("aitrail")).unwrap();
-    let (mut server, address, admin_key) = serve(dir.path());
+    let (server, address, admin_key) = serve(dir.path());
+    let _server = KillOnDrop(server);
 
     // One bash for the whole walk-through, as one terminal: each block's output in files
     // of its own, so the checks below read each answer and a failure names its block.
@@ -174,7 +197,7 @@ fn every_command_of_the_readme_walkthrough_works_as_pasted() {
     std::fs::create_dir(&out).unwrap();
     let mut script =
         String::from("set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n");
-    let mut ran = Vec::new();
+    let mut ran: Vec<&Block> = Vec::new();
     for block in &blocks {
         match runnable(block, &admin_key, &address) {
             Err(reason) => {
@@ -196,26 +219,31 @@ fn every_command_of_the_readme_walkthrough_works_as_pasted() {
             }
         }
     }
-    let mut bash = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(dir.path())
-        .env_remove("AITRAIL_SERVER")
-        .env_remove("AITRAIL_API_KEY")
-        .env_remove("AITRAIL_DATA_DIR")
-        .env_remove("AITRAIL_DATABASE_URL")
-        .env_remove("AITRAIL_VERIFIER_KEY")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Proof that bash got to the end: a block that exits early, or a heredoc left open,
+    // would otherwise swallow every block after it and still look like success.
+    script.push_str(&format!("echo {} > {}/done\n", ran.len(), out.display()));
+    let mut bash = Command::new("bash");
+    bash.arg("-c").arg(&script).current_dir(dir.path()).stdin(Stdio::null());
+    // A reader's fresh terminal has none of aitrail's settings; neither has this one.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AITRAIL_") {
+            bash.env_remove(name);
+        }
+    }
+    // Its own process group, so running out of time stops the command it is running too.
+    let bash = bash.process_group(0).spawn().unwrap();
+    let mut bash = KillGroupOnDrop(bash);
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = bash.try_wait().unwrap() {
+        if let Some(status) = bash.0.try_wait().unwrap() {
             break status;
         }
         if started.elapsed() > DEADLINE {
-            let _ = bash.kill();
-            break bash.wait().unwrap();
+            drop(bash);
+            panic!(
+                "the README's commands took longer than {DEADLINE:?}: stuck at block {}",
+                std::fs::read_to_string(out.join("last")).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -224,23 +252,48 @@ fn every_command_of_the_readme_walkthrough_works_as_pasted() {
         let last: usize = read("last".into()).trim().parse().unwrap_or(0);
         let block = ran[last];
         panic!(
-            "README.md:{} ({}) failed ({status}{}):\n{}\n--- stdout:\n{}\n--- stderr:\n{}",
+            "README.md:{} ({}) failed ({status}):\n{}\n--- stdout:\n{}\n--- stderr:\n{}",
             block.line,
             block.section,
-            if started.elapsed() > DEADLINE { ", out of time" } else { "" },
             block.text,
             read(format!("{last}.out")),
             read(format!("{last}.err")),
         );
     }
+    assert_eq!(read("done".into()).trim(), ran.len().to_string(), "bash stopped before the end");
     let results: Vec<Ran> = ran
         .iter()
         .enumerate()
-        .map(|(n, b)| Ran { section: b.section.clone(), stdout: read(format!("{n}.out")) })
+        .map(|(n, b)| Ran {
+            section: b.section.clone(),
+            text: b.text.clone(),
+            stdout: read(format!("{n}.out")),
+        })
         .collect();
-    let _ = server.kill();
-    let _ = server.wait();
     the_answers_are_the_ones_the_readme_promises(&results);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process leading its own group: dropped, the whole group is killed.
+struct KillGroupOnDrop(std::process::Child);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let group = format!("-{}", self.0.id());
+            let mut kill = Command::new("kill");
+            let _ = kill.args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Everything the blocks of one section printed.
@@ -248,11 +301,17 @@ fn printed(results: &[Ran], section: &str) -> String {
     results.iter().filter(|r| r.section == section).map(|r| r.stdout.as_str()).collect()
 }
 
-/// The JSON answers, one after the other, that a section's first block printed.
-fn answers(results: &[Ran], section: &str) -> Vec<Value> {
-    let first = results.iter().find(|r| r.section == section).map(|r| r.stdout.as_str());
-    let values = serde_json::Deserializer::from_str(first.unwrap_or_default()).into_iter::<Value>();
-    values.map(|v| v.unwrap_or_else(|e| panic!("{section}: not JSON: {e}"))).collect()
+/// What the block whose text contains `command` printed.
+fn printed_by(results: &[Ran], command: &str) -> String {
+    let block = results.iter().find(|r| r.text.contains(command));
+    block.unwrap_or_else(|| panic!("no README block runs {command:?}")).stdout.clone()
+}
+
+/// The JSON answers, one after the other, that the block running `command` printed.
+fn answers(results: &[Ran], command: &str) -> Vec<Value> {
+    let text = printed_by(results, command);
+    let values = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
+    values.map(|v| v.unwrap_or_else(|e| panic!("{command}: not JSON: {e}"))).collect()
 }
 
 fn records(answer: &Value) -> &Vec<Value> {
@@ -276,7 +335,7 @@ fn the_answers_are_the_ones_the_readme_promises(results: &[Ran]) {
     );
 
     // The four questions, in the README's order, answered from the README's own records.
-    let asked = answers(results, "Auditor questions");
+    let asked = answers(results, "v1/records?temperature_gt=0.8");
     let curls: Vec<&Value> = asked.iter().filter(|a| a.get("records").is_some()).collect();
     assert!(curls.len() >= 4, "four questions, four answers: {asked:?}");
     let hot = records(curls[0]);
@@ -297,6 +356,24 @@ fn the_answers_are_the_ones_the_readme_promises(results: &[Ran]) {
     // An auditor's key reads content: the prompt the Quick start logged is there.
     assert!(strict.iter().any(|r| field(r, "prompt") == "What is AI?"), "{strict:?}");
 
+    // The CLI asks the same questions.
+    let listed = printed_by(results, "aitrail list --temperature-gt 0.8");
+    for model in ["claude-sonnet-4", "command-r", "gpt-4o"] {
+        assert!(listed.contains(model), "{model} in:\n{listed}");
+    }
+    assert!(!listed.contains("azure"), "no question here finds the azure call:\n{listed}");
+
+    // Keys: the viewer key is listed with its label, then revoked.
+    let keys = printed_by(results, "aitrail keys list");
+    for label in ["chat app", "compliance", "BI dashboard"] {
+        assert!(keys.contains(label), "{label} in:\n{keys}");
+    }
+    let revoked = |line: &str| {
+        let id = line.strip_prefix("revoked ").unwrap_or_default();
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    assert!(keys.lines().any(revoked), "{keys}");
+
     let integrity = printed(results, "Integrity");
     for said in [
         "OK: record ",
@@ -310,7 +387,7 @@ fn the_answers_are_the_ones_the_readme_promises(results: &[Ran]) {
     assert!(export.contains("OK: 4 records of tenant org-123"), "{export}");
 
     // u-42's one call (the Quick start's first record) has its content erased.
-    let privacy = answers(results, "Privacy");
+    let privacy = answers(results, "aitrail erase");
     let erased = privacy.iter().find(|a| a.get("held").is_some()).expect("the erasure's answer");
     assert_eq!(erased["records"], 1, "{erased}");
 }
