@@ -1,7 +1,8 @@
 //! Usage over time: records, tokens and cost by provider and model, per hour or day, and
 //! the top users and features, summed from entries as logged (so the figures cover every
-//! record, whatever content was kept or erased). Costs are summed per currency in floating
-//! point, for charts; the export's usage_summary.csv has the exact decimal sums.
+//! record, whatever content was kept or erased). Costs are summed per currency exactly, as
+//! [`Cost`]: the same arithmetic as the export's usage_summary.csv, so the two agree to the
+//! last digit on the same records.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -50,6 +51,88 @@ impl Bucket {
     }
 }
 
+/// A sum of money, exact to [`Cost::SCALE`] decimal places: what a client sent as a
+/// decimal literal (`0.0042`, `1.5e3`), added without rounding, so `0.1 + 0.2` is `0.3`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cost(i128);
+
+impl Cost {
+    /// Decimal places kept; digits beyond are dropped.
+    pub const SCALE: u32 = 12;
+
+    /// A decimal literal (a JSON number) as a cost; `None` if it is not one, or does not fit
+    /// (beyond about 10^26). Read for every record summed, so it allocates nothing.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+            Some((m, e)) => (m, e.parse::<i32>().ok()?),
+            None => (s, 0),
+        };
+        let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let (negative, whole) = match whole.strip_prefix('-') {
+            Some(w) => (true, w),
+            None => (false, whole),
+        };
+        let digits = whole.bytes().chain(frac.bytes());
+        if whole.is_empty() || !digits.clone().all(|d| d.is_ascii_digit()) {
+            return None;
+        }
+        // The value is digits × 10^(exponent − frac.len()); in units, × 10^SCALE more.
+        let shift = i64::from(exponent) - frac.len() as i64 + i64::from(Self::SCALE);
+        // Digits past the scale (a negative shift) are dropped.
+        let keep = usize::try_from(digits.clone().count() as i64 + shift.min(0)).unwrap_or(0);
+        let mut units: i128 = 0;
+        for d in digits.take(keep) {
+            units = units.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
+        }
+        // (Zero stays zero whatever the exponent; anything else overflows within 39 steps.)
+        if units != 0 {
+            for _ in 0..shift.max(0) {
+                units = units.checked_mul(10)?;
+            }
+        }
+        Some(Self(if negative { -units } else { units }))
+    }
+
+    /// In units of 10^-SCALE.
+    pub fn from_units(units: i128) -> Self {
+        Self(units)
+    }
+
+    pub fn units(self) -> i128 {
+        self.0
+    }
+
+    /// The sum; clients' amounts may be absurd, so it stops at the largest cost rather than
+    /// wrap.
+    #[must_use]
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self(self.0.saturating_add(other.0))
+    }
+}
+
+impl std::fmt::Display for Cost {
+    /// The shortest exact decimal: `3.1042`, `2`, `-0.5`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scale = 10u128.pow(Self::SCALE);
+        let magnitude = self.0.unsigned_abs();
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let frac = format!("{:0width$}", magnitude % scale, width = Self::SCALE as usize);
+        match frac.trim_end_matches('0') {
+            "" => write!(f, "{sign}{}", magnitude / scale),
+            frac => write!(f, "{sign}{}.{frac}", magnitude / scale),
+        }
+    }
+}
+
+impl Serialize for Cost {
+    /// A JSON number with the exact digits (serde_json keeps them: arbitrary_precision).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let number =
+            serde_json::Number::from_str(&self.to_string()).map_err(serde::ser::Error::custom)?;
+        number.serialize(serializer)
+    }
+}
+
 /// Records, tokens and cost (per currency) of some group.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Totals {
@@ -57,7 +140,7 @@ pub struct Totals {
     pub failures: u64,
     pub tokens_input: u64,
     pub tokens_output: u64,
-    pub cost: BTreeMap<String, f64>,
+    pub cost: BTreeMap<String, Cost>,
 }
 
 impl Totals {
@@ -67,12 +150,10 @@ impl Totals {
         // Counts are the clients' and may be absurd: a sum saturates rather than wraps.
         self.tokens_input = self.tokens_input.saturating_add(e.tokens_input.unwrap_or(0));
         self.tokens_output = self.tokens_output.saturating_add(e.tokens_output.unwrap_or(0));
-        let cost = e.cost_amount.as_deref().and_then(|c| c.parse::<f64>().ok());
-        if let Some(cost) = cost.filter(|c| c.is_finite()) {
+        if let Some(cost) = e.cost_amount.as_deref().and_then(Cost::parse) {
             let currency = e.cost_currency.as_deref().unwrap_or("");
             let sum = self.cost.entry(currency.to_owned()).or_default();
-            // A sum past f64's range stays at the largest finite value (JSON has no infinity).
-            *sum = (*sum + cost).min(f64::MAX);
+            *sum = sum.saturating_add(cost);
         }
     }
 }
@@ -264,7 +345,7 @@ mod tests {
         assert_eq!(r.totals.records, 3);
         assert_eq!(r.totals.failures, 1);
         assert_eq!(r.totals.tokens_input, 11);
-        assert_eq!(r.totals.cost["USD"], 0.75);
+        assert_eq!(r.totals.cost["USD"].to_string(), "0.75");
         assert_eq!(r.by_provider[0].key, "openai");
         assert_eq!(r.by_provider[0].totals.records, 2);
         assert_eq!(r.by_model[1].key, "anthropic/claude");
@@ -284,13 +365,53 @@ mod tests {
         let mut usage = Usage::new(Bucket::Day);
         for seq in 0..3 {
             let fields =
-                r#""tokens_input":9223372036854775807,"cost_amount":"1e308","cost_currency":"USD""#;
+                r#""tokens_input":9223372036854775807,"cost_amount":"1e26","cost_currency":"USD""#;
             usage.add_entry(&entry_bytes_for_test(fields, seq)).unwrap();
         }
+        // A cost beyond what a sum can hold counts nothing (as in the export).
+        let beyond = r#""cost_amount":"1e308","cost_currency":"USD""#;
+        usage.add_entry(&entry_bytes_for_test(beyond, 3)).unwrap();
         let r = usage.report();
         assert_eq!(r.totals.tokens_input, u64::MAX);
-        assert_eq!(r.totals.cost["USD"], f64::MAX);
+        assert_eq!(r.totals.cost["USD"], Cost::from_units(i128::MAX));
         assert!(serde_json::to_value(&r).unwrap()["totals"]["cost"]["USD"].is_number());
+    }
+
+    #[test]
+    fn costs_are_summed_exactly_and_written_as_json_numbers() {
+        let mut usage = Usage::new(Bucket::Day);
+        for (seq, cost) in ["0.1", "0.2", "1e-13"].into_iter().enumerate() {
+            let fields = format!(r#""cost_amount":"{cost}","cost_currency":"USD""#);
+            usage.add_entry(&entry_bytes_for_test(&fields, seq as u64)).unwrap();
+        }
+        let json = serde_json::to_string(&usage.report().totals).unwrap();
+        assert!(json.contains(r#""cost":{"USD":0.3}"#), "{json}");
+        assert_eq!(Cost::from_units(-1_500_000_000_000).to_string(), "-1.5");
+    }
+
+    /// Text to units and back, as the export's usage summary uses them.
+    fn fixed(s: &str) -> i128 {
+        Cost::parse(s).map_or(0, Cost::units)
+    }
+
+    fn decimal(units: i128) -> String {
+        Cost::from_units(units).to_string()
+    }
+
+    #[test]
+    fn costs_sum_exactly() {
+        assert_eq!(decimal(fixed("0.0042") + fixed("1.1") + fixed("2")), "3.1042");
+        assert_eq!(decimal(fixed("0.1") * 3), "0.3");
+        assert_eq!(decimal(0), "0");
+        // Beyond the scale, digits are dropped; what is not digits counts nothing.
+        assert_eq!(decimal(fixed("0.1234567890129")), "0.123456789012");
+        assert_eq!(decimal(fixed("2.")), "2");
+        assert_eq!(decimal(fixed("1.5e3")), "1500");
+        assert_eq!(decimal(fixed("25E-4")), "0.0025");
+        assert_eq!(decimal(fixed("1e-13")), "0");
+        assert_eq!(decimal(fixed("1e40")), "0", "does not fit: counts nothing");
+        assert_eq!(decimal(fixed("0e2000000000")), "0");
+        assert_eq!(decimal(fixed("x")), "0");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use aitrail_core::entry::ENTRY_PREFIX;
 use aitrail_core::record::RECORD_FIELDS;
+use aitrail_core::usage::Cost;
 use aitrail_store::EntryRow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -477,17 +478,14 @@ struct Totals {
     records: u64,
     tokens_input: u64,
     tokens_output: u64,
-    /// In units of 10^-COST_SCALE.
-    cost: i128,
+    /// Summed as GET /v1/usage sums it: exactly.
+    cost: Cost,
 }
-
-/// Decimal places costs are summed to (exactly; digits beyond are dropped).
-const COST_SCALE: u32 = 12;
 
 impl Usage {
     pub fn add(&mut self, row: &Row<'_>) {
         let count = |f: &str| row.get(f).parse::<u64>().unwrap_or(0);
-        let cost = fixed(row.get("cost_amount"));
+        let cost = Cost::parse(row.get("cost_amount")).unwrap_or_default();
         let (provider, model, currency) =
             (row.get("model_provider"), row.get("model_name"), row.get("cost_currency"));
         for (by, model) in [("0", ""), ("1", model)] {
@@ -503,7 +501,7 @@ impl Usage {
             totals.records += 1;
             totals.tokens_input += count("tokens_input");
             totals.tokens_output += count("tokens_output");
-            totals.cost += cost;
+            totals.cost = totals.cost.saturating_add(cost);
         }
     }
 
@@ -514,7 +512,7 @@ impl Usage {
             mine.records += t.records;
             mine.tokens_input += t.tokens_input;
             mine.tokens_output += t.tokens_output;
-            mine.cost += t.cost;
+            mine.cost = mine.cost.saturating_add(t.cost);
         }
     }
 
@@ -543,61 +541,13 @@ impl Usage {
                 t.records.to_string(),
                 t.tokens_input.to_string(),
                 t.tokens_output.to_string(),
-                decimal(t.cost),
+                t.cost.to_string(),
             ];
             w.write_record(row.iter().map(|c| aitrail_core::csv::safe_cell(c).into_owned()))
                 .expect("writing to memory");
         }
         w.into_inner().expect("writing to memory")
     }
-}
-
-/// A decimal literal (a JSON number: `12`, `0.0042`, `1.5e3`) in units of 10^-COST_SCALE:
-/// digits beyond the scale are dropped; what is not such a number, or does not fit, counts
-/// 0. Read for every exported record, so it allocates nothing.
-fn fixed(s: &str) -> i128 {
-    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().ok()),
-        None => (s, Some(0)),
-    };
-    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let (negative, whole) = match whole.strip_prefix('-') {
-        Some(w) => (true, w),
-        None => (false, whole),
-    };
-    let digits = whole.bytes().chain(frac.bytes());
-    let Some(exponent) = exponent else { return 0 };
-    if whole.is_empty() || !digits.clone().all(|d| d.is_ascii_digit()) {
-        return 0;
-    }
-    // The value is digits × 10^(exponent − frac.len()); in units, × 10^COST_SCALE more.
-    let shift = i64::from(exponent) - frac.len() as i64 + i64::from(COST_SCALE);
-    let mut units: i128 = 0;
-    // Digits past the scale (a negative shift) are dropped.
-    let keep = usize::try_from(digits.clone().count() as i64 + shift.min(0)).unwrap_or(0);
-    for d in digits.take(keep) {
-        let Some(u) = units.checked_mul(10).and_then(|u| u.checked_add(i128::from(d - b'0')))
-        else {
-            return 0;
-        };
-        units = u;
-    }
-    // (Zero stays zero whatever the exponent; anything else overflows within 39 steps.)
-    if units == 0 {
-        return 0;
-    }
-    for _ in 0..shift.max(0) {
-        let Some(u) = units.checked_mul(10) else { return 0 };
-        units = u;
-    }
-    if negative { -units } else { units }
-}
-
-fn decimal(units: i128) -> String {
-    let scale = 10i128.pow(COST_SCALE);
-    let frac = format!("{:0width$}", units % scale, width = COST_SCALE as usize);
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() { (units / scale).to_string() } else { format!("{}.{frac}", units / scale) }
 }
 
 /// The CSV dialect of every CSV file in an export: RFC 4180 (CRLF, quotes where needed).
@@ -648,22 +598,6 @@ mod tests {
         }
     }
     use super::*;
-
-    #[test]
-    fn costs_sum_exactly() {
-        assert_eq!(decimal(fixed("0.0042") + fixed("1.1") + fixed("2")), "3.1042");
-        assert_eq!(decimal(fixed("0.1") * 3), "0.3");
-        assert_eq!(decimal(0), "0");
-        // Beyond the scale, digits are dropped; what is not digits counts nothing.
-        assert_eq!(decimal(fixed("0.1234567890129")), "0.123456789012");
-        assert_eq!(decimal(fixed("2.")), "2");
-        assert_eq!(decimal(fixed("1.5e3")), "1500");
-        assert_eq!(decimal(fixed("25E-4")), "0.0025");
-        assert_eq!(decimal(fixed("1e-13")), "0");
-        assert_eq!(decimal(fixed("1e40")), "0", "does not fit: counts nothing");
-        assert_eq!(decimal(fixed("0e2000000000")), "0");
-        assert_eq!(decimal(fixed("x")), "0");
-    }
 
     #[test]
     fn the_header_starts_with_seed_000s_columns() {

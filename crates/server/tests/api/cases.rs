@@ -1794,7 +1794,7 @@ async fn usage_sums_records_tokens_and_cost_by_provider_model_time_user_and_feat
     assert_eq!(u["totals"]["cost"]["USD"], 1.76);
     assert_eq!(u["by_provider"][0]["key"], "openai");
     assert_eq!(u["by_provider"][0]["records"], 3);
-    assert_eq!(u["by_provider"][1]["cost"]["USD"], 1.0);
+    assert_eq!(u["by_provider"][1]["cost"]["USD"], 1, "summed exactly: 1.00 is 1");
     assert_eq!(u["by_model"][0]["key"], "openai/gpt-4o");
     let days: Vec<(&str, &str, u64)> = u["over_time"].as_array().unwrap().iter()
         .map(|p| (p["at"].as_str().unwrap(), p["model"].as_str().unwrap(), p["records"].as_u64().unwrap())).collect();
@@ -1819,6 +1819,27 @@ async fn usage_sums_records_tokens_and_cost_by_provider_model_time_user_and_feat
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(problem.to_string().contains(named), "{bad}: {problem}");
     }
+}
+
+#[tokio::test]
+async fn usage_and_the_exports_summary_sum_costs_exactly_and_agree() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    // Each a cost binary floating point cannot hold: summed as f64 they make 0.6000000000000001.
+    let records: Vec<Value> = ["0.1", "0.2", "0.3"].iter().map(|c| json!({"tenant_id": "t",
+        "model_provider": "openai", "cost_amount": c, "cost_currency": "USD"})).collect();
+    let (status, _) = s.post("/v1/records?wait=checkpoint", "application/json", json!(records).to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let auditor = http(&make_key(&s, "auditor", Some("t")).await.1);
+    let get = |p: &str| (reqwest::Method::GET, p.to_owned(), None);
+    let (_, u) = send(&auditor, &s.base, &get("/v1/usage")).await;
+    assert_eq!(u["totals"]["cost"]["USD"].to_string(), "0.6", "{u}");
+    assert_eq!(u["by_provider"][0]["cost"]["USD"].to_string(), "0.6", "{u}");
+    let (status, _, zip) = fetch(&auditor, format!("{}/v1/export", s.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut usage = String::new();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).unwrap();
+    std::io::Read::read_to_string(&mut archive.by_name("usage_summary.csv").unwrap(), &mut usage).unwrap();
+    assert!(usage.contains("provider,openai,,USD,3,0,0,0.6\r\n"), "{usage}");
 }
 
 #[tokio::test]
