@@ -8,15 +8,15 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::retention::{Hold, Purged, Selector};
-use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
+use aitrail_store::sql::{self, Param, RecordColumns};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
     content_from_columns,
 };
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -37,31 +37,43 @@ fn rfc3339(t: OffsetDateTime) -> String {
     Timestamp::from_datetime(t).map_or_else(|_| t.to_string(), |t| t.to_string())
 }
 
-fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
+/// The record columns of a statement's result, by name.
+fn record_columns(stmt: &Statement) -> Result<RecordColumns, StoreError> {
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    RecordColumns::find(&names)
+}
+
+fn raw_row(row: &Row, at: &RecordColumns) -> Result<RawRow, tokio_postgres::Error> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
-    for (i, t) in text.iter_mut().enumerate() {
-        *t = row.try_get(TEXT_AT + i)?;
+    for (t, &i) in text.iter_mut().zip(&at.text) {
+        *t = row.try_get(i)?;
     }
-    let event_time: OffsetDateTime = row.try_get(5)?;
+    let event_time: OffsetDateTime = row.try_get(at.event_time)?;
     let columns = RowColumns {
-        id: row.try_get::<_, Uuid>(1)?.hyphenated().to_string(),
-        seq: row.try_get(3)?,
-        recorded_at: rfc3339(row.try_get(4)?),
+        id: row.try_get::<_, Uuid>(at.id)?.hyphenated().to_string(),
+        seq: row.try_get(at.seq)?,
+        recorded_at: rfc3339(row.try_get(at.recorded_at)?),
         event_time: i64::try_from(event_time.unix_timestamp_nanos()).unwrap_or(i64::MAX),
         fields: FieldColumns {
-            tenant_id: row.try_get(2)?,
+            tenant_id: row.try_get(at.tenant_id)?,
             event_time: None,
             text,
-            temperature: row.try_get(AFTER_TEXT)?,
-            success: row.try_get(AFTER_TEXT + 1)?,
+            temperature: row.try_get(at.temperature)?,
+            success: row.try_get(at.success)?,
         },
     };
     let content = content_from_columns(
-        row.try_get(AFTER_TEXT + 3)?,
-        [row.try_get(AFTER_TEXT + 4)?, row.try_get(AFTER_TEXT + 5)?, row.try_get(AFTER_TEXT + 6)?],
-        [row.try_get(AFTER_TEXT + 7)?, row.try_get(AFTER_TEXT + 8)?],
+        row.try_get(at.salt)?,
+        [row.try_get(at.prompt)?, row.try_get(at.response)?, row.try_get(at.prompt_variables)?],
+        [row.try_get(at.prompt_hash)?, row.try_get(at.response_hash)?],
     );
-    Ok(RawRow { pos: row.try_get(0)?, columns, entry: row.try_get(AFTER_TEXT + 2)?, content })
+    Ok(RawRow { pos: row.try_get(at.pos)?, columns, entry: row.try_get(at.entry)?, content })
+}
+
+/// Every row of a record read, mapped.
+fn raw_rows(stmt: &Statement, rows: &[Row]) -> Result<Vec<RawRow>, StoreError> {
+    let at = record_columns(stmt)?;
+    rows.iter().map(|row| raw_row(row, &at)).collect::<Result<_, _>>().map_err(backend)
 }
 
 pub(crate) async fn raw_by_id(
@@ -73,7 +85,7 @@ pub(crate) async fn raw_by_id(
         .await
         .map_err(backend)?;
     let row = c.query_opt(&stmt, &[&id]).await.map_err(backend)?;
-    row.as_ref().map(raw_row).transpose().map_err(backend)
+    Ok(raw_rows(&stmt, row.as_slice())?.pop())
 }
 
 pub(crate) async fn entry(
@@ -125,7 +137,7 @@ pub(crate) async fn list_rows(c: &impl GenericClient, q: &Query) -> Result<RowPa
     let (sql, params) = list_sql(q, "");
     let stmt = c.prepare_cached(&sql).await.map_err(backend)?;
     let rows = c.query(&stmt, &refs(&params)).await.map_err(backend)?;
-    let mut rows = rows.iter().map(raw_row).collect::<Result<Vec<_>, _>>().map_err(backend)?;
+    let mut rows = raw_rows(&stmt, &rows)?;
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
@@ -232,16 +244,16 @@ pub(crate) async fn add_checkpoint(
 const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root, note, signed_at";
 
 fn to_checkpoint(r: &Row) -> Result<StoredCheckpoint, StoreError> {
-    let tenant: String = r.try_get(0).map_err(backend)?;
-    let size: i64 = r.try_get(1).map_err(backend)?;
-    let root: Vec<u8> = r.try_get(2).map_err(backend)?;
-    let signed_at: OffsetDateTime = r.try_get(4).map_err(backend)?;
+    let tenant: String = r.try_get("tenant_id").map_err(backend)?;
+    let size: i64 = r.try_get("size").map_err(backend)?;
+    let root: Vec<u8> = r.try_get("root").map_err(backend)?;
+    let signed_at: OffsetDateTime = r.try_get("signed_at").map_err(backend)?;
     let bad = |what: &str| StoreError::Corrupt(format!("checkpoint {size} of {tenant}: {what}"));
     Ok(StoredCheckpoint {
         tenant_id: tenant_id(&tenant)?,
         size: size as u64,
         root: root.try_into().map_err(|_| bad("root is not 32 bytes"))?,
-        note: r.try_get(3).map_err(backend)?,
+        note: r.try_get("note").map_err(backend)?,
         signed_at: Timestamp::from_datetime(signed_at).map_err(|_| bad("bad signed_at"))?,
     })
 }
@@ -308,7 +320,7 @@ pub(crate) async fn scan(
         .await
         .map_err(backend)?;
     let rows = c.query(&stmt, &[&from, &to]).await.map_err(backend)?;
-    rows.iter().map(raw_row).collect::<Result<_, _>>().map_err(backend)
+    raw_rows(&stmt, &rows)
 }
 
 pub(crate) async fn claim_log_key(c: &impl GenericClient, offered: &str) -> Result<(), StoreError> {
@@ -361,17 +373,19 @@ pub(crate) async fn keys(
     let rows = c.query(&stmt, &[&id.map(KeyId::as_str)]).await.map_err(backend)?;
     rows.iter()
         .map(|r| {
-            let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
-                let t: Option<OffsetDateTime> = r.try_get(i).map_err(backend)?;
+            let time = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+                let t: Option<OffsetDateTime> = r.try_get(name).map_err(backend)?;
                 Ok(t.and_then(|t| Timestamp::from_datetime(t).ok()))
             };
-            let text =
-                |i: usize| -> Result<Option<String>, StoreError> { r.try_get(i).map_err(backend) };
-            let id: String = r.try_get(0).map_err(backend)?;
-            let role: String = r.try_get(1).map_err(backend)?;
-            let digest: Vec<u8> = r.try_get(3).map_err(backend)?;
-            let times = [time(5)?, time(6)?, time(7)?];
-            StoredKey::from_columns(&id, &role, text(2)?.as_deref(), &digest, text(4)?, times)
+            let text = |name: &str| -> Result<Option<String>, StoreError> {
+                r.try_get(name).map_err(backend)
+            };
+            let id: String = r.try_get("id").map_err(backend)?;
+            let role: String = r.try_get("role").map_err(backend)?;
+            let digest: Vec<u8> = r.try_get("digest").map_err(backend)?;
+            let times = [time("created_at")?, time("expires_at")?, time("revoked_at")?];
+            let (tenant, label) = (text("tenant_id")?, text("label")?);
+            StoredKey::from_columns(&id, &role, tenant.as_deref(), &digest, label, times)
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::retention::{Hold, Purged, Selector};
-use aitrail_store::sql::{self, AFTER_TEXT, Param, TEXT_AT};
+use aitrail_store::sql::{self, Param, RecordColumns, column_at};
 use aitrail_store::verify::Checked;
 use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
@@ -16,7 +16,7 @@ use aitrail_store::{
     StoredKey, content_from_columns,
 };
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -33,31 +33,36 @@ fn columns() -> &'static str {
 /// empty entry, which verify names, rather than vanishing from the answer.
 const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
 
-fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+/// The record columns of a statement's result, by name.
+fn record_columns(stmt: &CachedStatement<'_>) -> Result<RecordColumns, StoreError> {
+    RecordColumns::find(&stmt.column_names())
+}
+
+fn raw_row(row: &Row<'_>, at: &RecordColumns) -> rusqlite::Result<RawRow> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
-    for (i, t) in text.iter_mut().enumerate() {
-        *t = row.get(TEXT_AT + i)?;
+    for (t, &i) in text.iter_mut().zip(&at.text) {
+        *t = row.get(i)?;
     }
     let columns = RowColumns {
-        id: row.get(1)?,
-        seq: row.get(3)?,
-        recorded_at: row.get(4)?,
-        event_time: row.get(5)?,
+        id: row.get(at.id)?,
+        seq: row.get(at.seq)?,
+        recorded_at: row.get(at.recorded_at)?,
+        event_time: row.get(at.event_time)?,
         fields: FieldColumns {
-            tenant_id: row.get(2)?,
+            tenant_id: row.get(at.tenant_id)?,
             event_time: None,
             text,
-            temperature: row.get(AFTER_TEXT)?,
-            success: row.get(AFTER_TEXT + 1)?,
+            temperature: row.get(at.temperature)?,
+            success: row.get(at.success)?,
         },
     };
     let content = content_from_columns(
-        row.get(AFTER_TEXT + 3)?,
-        [row.get(AFTER_TEXT + 4)?, row.get(AFTER_TEXT + 5)?, row.get(AFTER_TEXT + 6)?],
-        [row.get(AFTER_TEXT + 7)?, row.get(AFTER_TEXT + 8)?],
+        row.get(at.salt)?,
+        [row.get(at.prompt)?, row.get(at.response)?, row.get(at.prompt_variables)?],
+        [row.get(at.prompt_hash)?, row.get(at.response_hash)?],
     );
-    let entry: Option<Vec<u8>> = row.get(AFTER_TEXT + 2)?;
-    Ok(RawRow { pos: row.get(0)?, columns, entry: entry.unwrap_or_default(), content })
+    let entry: Option<Vec<u8>> = row.get(at.entry)?;
+    Ok(RawRow { pos: row.get(at.pos)?, columns, entry: entry.unwrap_or_default(), content })
 }
 
 pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
@@ -68,7 +73,9 @@ pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, Stor
 fn raw_by_id(c: &Connection, id: Uuid) -> Result<Option<RawRow>, StoreError> {
     let sql = format!("SELECT {} FROM records r {JOIN} WHERE r.id = ?1", columns());
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-    stmt.query_row([id.hyphenated().to_string()], raw_row).optional().map_err(backend)
+    let at = record_columns(&stmt)?;
+    let row = stmt.query_row([id.hyphenated().to_string()], |row| raw_row(row, &at));
+    row.optional().map_err(backend)
 }
 
 pub(crate) fn entry(c: &Connection, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
@@ -86,8 +93,9 @@ pub(crate) fn entry(c: &Connection, id: Uuid) -> Result<Option<EntryRecord>, Sto
 pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError> {
     let (sql, params) = list_sql(q);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let at = record_columns(&stmt)?;
     let mut rows = stmt
-        .query_map(params_from_iter(params), raw_row)
+        .query_map(params_from_iter(params), |row| raw_row(row, &at))
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)?;
@@ -102,16 +110,29 @@ pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError
 pub(crate) fn list_entries(c: &Connection, q: &Query) -> Result<EntryPage, StoreError> {
     let (sql, params) = list_sql_of(q, ENTRY_COLUMNS);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let names = stmt.column_names();
+    let at = |name| column_at(&names, name);
+    let [pos, id, seq, entry, salt, prompt, response, prompt_variables] = [
+        at("pos")?,
+        at("id")?,
+        at("seq")?,
+        at("entry")?,
+        at("salt")?,
+        at("prompt")?,
+        at("response")?,
+        at("prompt_variables")?,
+    ];
+    drop(names);
     let entry_row = |row: &Row<'_>| -> rusqlite::Result<EntryRow> {
-        let entry: Option<Vec<u8>> = row.get(3)?;
+        let entry_bytes: Option<Vec<u8>> = row.get(entry)?;
         Ok(EntryRow {
-            pos: row.get(0)?,
-            id: row.get(1)?,
-            seq: row.get(2)?,
-            entry: entry.unwrap_or_default(),
+            pos: row.get(pos)?,
+            id: row.get(id)?,
+            seq: row.get(seq)?,
+            entry: entry_bytes.unwrap_or_default(),
             content: content_from_columns(
-                row.get(4)?,
-                [row.get(5)?, row.get(6)?, row.get(7)?],
+                row.get(salt)?,
+                [row.get(prompt)?, row.get(response)?, row.get(prompt_variables)?],
                 [None, None],
             ),
         })
@@ -267,7 +288,7 @@ pub(crate) fn add_checkpoint(c: &Connection, cp: &StoredCheckpoint) -> Result<()
 const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root, note, signed_at";
 
 fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<(String, i64, Vec<u8>, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((r.get("tenant_id")?, r.get("size")?, r.get("root")?, r.get("note")?, r.get("signed_at")?))
 }
 
 fn to_checkpoint(
@@ -349,40 +370,42 @@ pub(crate) fn check_rows(
             _ => Some(&[]),
         })
     }
-    let one = |row: &Row<'_>| -> rusqlite::Result<Checked> {
+    let one = |row: &Row<'_>, at: &RecordColumns| -> rusqlite::Result<Checked> {
         let mut texts: [Option<&str>; TextField::ALL.len()] = [None; TextField::ALL.len()];
-        for (i, t) in texts.iter_mut().enumerate() {
-            *t = text(row, TEXT_AT + i)?;
+        for (t, &i) in texts.iter_mut().zip(&at.text) {
+            *t = text(row, i)?;
         }
         let columns = ColumnsRef {
-            id: text(row, 1)?.unwrap_or_default(),
-            tenant_id: text(row, 2)?.unwrap_or_default(),
-            seq: row.get(3)?,
-            recorded_at: text(row, 4)?.unwrap_or_default(),
-            event_time: row.get(5)?,
+            id: text(row, at.id)?.unwrap_or_default(),
+            tenant_id: text(row, at.tenant_id)?.unwrap_or_default(),
+            seq: row.get(at.seq)?,
+            recorded_at: text(row, at.recorded_at)?.unwrap_or_default(),
+            event_time: row.get(at.event_time)?,
             text: texts,
-            temperature: row.get(AFTER_TEXT)?,
-            success: row.get(AFTER_TEXT + 1)?,
+            temperature: row.get(at.temperature)?,
+            success: row.get(at.success)?,
         };
-        let content = match bytes(row, AFTER_TEXT + 3)? {
+        let content = match bytes(row, at.salt)? {
             None => None,
             Some(salt) => {
-                let field = |i| bytes(row, AFTER_TEXT + i);
-                Some(ContentRef { salt, fields: [field(4)?, field(5)?, field(6)?] })
+                let fields = [at.prompt, at.response, at.prompt_variables];
+                let [prompt, response, variables] = fields.map(|i| bytes(row, i));
+                Some(ContentRef { salt, fields: [prompt?, response?, variables?] })
             }
         };
-        let entry = bytes(row, AFTER_TEXT + 2)?.unwrap_or_default();
-        Ok(check(&RowRef { pos: row.get(0)?, columns, entry, content }))
+        let entry = bytes(row, at.entry)?.unwrap_or_default();
+        Ok(check(&RowRef { pos: row.get(at.pos)?, columns, entry, content }))
     };
     let sql = format!(
         "SELECT {} FROM records r {JOIN} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos",
         columns()
     );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let at = record_columns(&stmt)?;
     let mut rows = stmt.query(params![from, to]).map_err(backend)?;
     let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0).min(1 << 16));
     while let Some(row) = rows.next().map_err(backend)? {
-        out.push(one(row).map_err(backend)?);
+        out.push(one(row, &at).map_err(backend)?);
     }
     Ok(out)
 }
@@ -393,7 +416,8 @@ pub(crate) fn scan(c: &Connection, from: i64, to: i64) -> Result<Vec<RawRow>, St
         columns()
     );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-    stmt.query_map(params![from, to], raw_row)
+    let at = record_columns(&stmt)?;
+    stmt.query_map(params![from, to], |row| raw_row(row, &at))
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)
@@ -443,14 +467,14 @@ pub(crate) fn keys(c: &Connection, id: Option<&KeyId>) -> Result<Vec<StoredKey>,
         .map_err(backend)?;
     let rows = stmt
         .query_map([id.map(KeyId::as_str)], |r| {
-            let time = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+            let time = |name: &str| -> rusqlite::Result<Option<String>> { r.get(name) };
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                [time(5)?, time(6)?, time(7)?],
+                r.get::<_, String>("id")?,
+                r.get::<_, String>("role")?,
+                r.get::<_, Option<String>>("tenant_id")?,
+                r.get::<_, Vec<u8>>("digest")?,
+                r.get::<_, Option<String>>("label")?,
+                [time("created_at")?, time("expires_at")?, time("revoked_at")?],
             ))
         })
         .map_err(backend)?;

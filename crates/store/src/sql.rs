@@ -6,15 +6,11 @@ use aitrail_core::query::{Bound, TextField};
 use aitrail_core::{Cursor, Query, Timestamp};
 use uuid::Uuid;
 
-/// Where the text columns start in [`record_columns`], and the column after them; then
-/// come temperature, success, the entry, the salt, prompt, response, prompt variables and
-/// the keyed hashes of prompt and response.
-pub const TEXT_AT: usize = 6;
-pub const AFTER_TEXT: usize = TEXT_AT + TextField::ALL.len();
+use crate::StoreError;
 
-/// The columns every record read selects, in this order, over `records r` and `contents
-/// c`; `entry` names where the backend keeps the entry (`r.entry`, `e.entry`). The text
-/// columns come from [`TextField::ALL`], so their order cannot drift from the reader's.
+/// The columns every record read selects, over `records r` and `contents c`; `entry` names
+/// where the backend keeps the entry (`r.entry`, `e.entry`). Readers find them by name
+/// ([`RecordColumns::find`]), so their order here is free.
 pub fn record_columns(entry: &str) -> String {
     let text: Vec<String> = TextField::ALL.iter().map(|f| format!("r.{}", f.name())).collect();
     format!(
@@ -23,6 +19,72 @@ pub fn record_columns(entry: &str) -> String {
          c.response_hash",
         text.join(", ")
     )
+}
+
+/// Where each column of a record read stands in a result, found once per statement from
+/// its column names: a row is then read by position at no cost, yet the select list and
+/// the readers agree by name, so a column added, dropped or moved is found or named as
+/// missing, never read in another's place. To add a column: the select list above, a
+/// field here, and the readers of both backends (`read.rs`).
+#[derive(Clone, Debug)]
+pub struct RecordColumns {
+    pub pos: usize,
+    pub id: usize,
+    pub tenant_id: usize,
+    pub seq: usize,
+    pub recorded_at: usize,
+    pub event_time: usize,
+    /// The filterable text columns, in [`TextField::ALL`]'s order.
+    pub text: [usize; TextField::ALL.len()],
+    pub temperature: usize,
+    pub success: usize,
+    pub entry: usize,
+    pub salt: usize,
+    pub prompt: usize,
+    pub response: usize,
+    pub prompt_variables: usize,
+    pub prompt_hash: usize,
+    pub response_hash: usize,
+}
+
+impl RecordColumns {
+    /// The columns among a result's `names`; an error names one that is missing or there
+    /// twice.
+    pub fn find(names: &[&str]) -> Result<Self, StoreError> {
+        let at = |name: &str| column_at(names, name);
+        let mut text = [0; TextField::ALL.len()];
+        for (at_text, field) in text.iter_mut().zip(TextField::ALL) {
+            *at_text = at(field.name())?;
+        }
+        Ok(Self {
+            pos: at("pos")?,
+            id: at("id")?,
+            tenant_id: at("tenant_id")?,
+            seq: at("seq")?,
+            recorded_at: at("recorded_at")?,
+            event_time: at("event_time")?,
+            text,
+            temperature: at("temperature")?,
+            success: at("success")?,
+            entry: at("entry")?,
+            salt: at("salt")?,
+            prompt: at("prompt")?,
+            response: at("response")?,
+            prompt_variables: at("prompt_variables")?,
+            prompt_hash: at("prompt_hash")?,
+            response_hash: at("response_hash")?,
+        })
+    }
+}
+
+/// Where the column `name` is among a result's `names`: exactly one, or an error.
+pub fn column_at(names: &[&str], name: &str) -> Result<usize, StoreError> {
+    let mut found = names.iter().enumerate().filter(|(_, n)| **n == name).map(|(i, _)| i);
+    match (found.next(), found.next()) {
+        (Some(i), None) => Ok(i),
+        (None, _) => Err(StoreError::Backend(format!("the query reads no column {name}"))),
+        (Some(_), Some(_)) => Err(StoreError::Backend(format!("the query reads {name} twice"))),
+    }
 }
 
 /// A query parameter, before the backend turns it into its own value type.
@@ -125,6 +187,26 @@ pub fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_columns_are_found_by_name_wherever_they_stand() {
+        let select = record_columns("e.entry");
+        let names: Vec<&str> =
+            select.split(", ").map(|c| c.rsplit('.').next().unwrap().trim()).collect();
+        let found = RecordColumns::find(&names).unwrap();
+        assert_eq!(names[found.pos], "pos");
+        assert_eq!(names[found.entry], "entry");
+        assert_eq!(names[found.text[0]], TextField::ALL[0].name());
+        assert_eq!(names[found.response_hash], "response_hash");
+        let mut moved = names.clone();
+        moved.reverse();
+        assert_eq!(moved[RecordColumns::find(&moved).unwrap().seq], "seq");
+        let missing: Vec<&str> = names.iter().copied().filter(|n| *n != "salt").collect();
+        let error = RecordColumns::find(&missing).unwrap_err().to_string();
+        assert!(error.contains("no column salt"), "{error}");
+        let twice = [names.as_slice(), &["pos"]].concat();
+        assert!(RecordColumns::find(&twice).unwrap_err().to_string().contains("pos twice"));
+    }
 
     #[test]
     fn placeholders_number_every_parameter_in_order() {
