@@ -9,6 +9,7 @@
 //! Tenants are claimed in sorted order, the same on every node, so two groups never wait
 //! for each other in a cycle. Reads use a pool of connections.
 
+mod admin;
 mod read;
 mod schema;
 pub mod testing;
@@ -174,7 +175,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-        read::add_checkpoint(&self.client().await?, cp).await
+        admin::add_checkpoint(&self.client().await?, cp).await
     }
 
     async fn checkpoint(
@@ -217,11 +218,11 @@ impl Store for PostgresStore {
     }
 
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
-        read::claim_log_key(&self.client().await?, verifier).await
+        admin::claim_log_key(&self.client().await?, verifier).await
     }
 
     async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        read::add_key(&self.client().await?, key).await
+        admin::add_key(&self.client().await?, key).await
     }
 
     async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
@@ -233,7 +234,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
-        read::revoke_key(&self.client().await?, id, at).await
+        admin::revoke_key(&self.client().await?, id, at).await
     }
 
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
@@ -246,7 +247,7 @@ impl Store for PostgresStore {
         selector: &Selector,
         dry_run: bool,
     ) -> Result<Purged, StoreError> {
-        read::purge_content(&self.client().await?, tenant, selector, dry_run).await
+        admin::purge_content(&self.client().await?, tenant, selector, dry_run).await
     }
 
     async fn records_before(
@@ -258,7 +259,7 @@ impl Store for PostgresStore {
     }
 
     async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
-        read::remove_records(&mut self.client().await?, tenant, seqs).await
+        admin::remove_records(&mut self.client().await?, tenant, seqs).await
     }
 
     async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
@@ -266,7 +267,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
-        read::add_hold(&self.client().await?, hold).await
+        admin::add_hold(&self.client().await?, hold).await
     }
 
     async fn remove_hold(
@@ -274,7 +275,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         session_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        read::remove_hold(&self.client().await?, tenant, session_id.unwrap_or_default()).await
+        admin::remove_hold(&self.client().await?, tenant, session_id.unwrap_or_default()).await
     }
 
     async fn set_policy(
@@ -283,6 +284,6 @@ impl Store for PostgresStore {
         policy: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        read::set_policy(&self.client().await?, tenant, policy, at).await
+        admin::set_policy(&self.client().await?, tenant, policy, at).await
     }
 }

@@ -7,7 +7,7 @@ use aitrail_core::entry::{FieldColumns, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
-use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::retention::Hold;
 use aitrail_store::sql::{self, Param, RecordColumns};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
@@ -215,32 +215,6 @@ pub(crate) async fn tenants(c: &impl GenericClient) -> Result<Vec<TenantId>, Sto
     rows.iter().map(|r| tenant_id(r.try_get(0).map_err(backend)?)).collect()
 }
 
-pub(crate) async fn add_checkpoint(
-    c: &impl GenericClient,
-    cp: &StoredCheckpoint,
-) -> Result<(), StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO checkpoints (tenant_id, size, root, note, signed_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (tenant_id, size) DO NOTHING",
-        )
-        .await
-        .map_err(backend)?;
-    let params: [&(dyn ToSql + Sync); 5] = [
-        &cp.tenant_id.as_str(),
-        &(cp.size as i64),
-        &cp.root.as_slice(),
-        &cp.note,
-        &cp.signed_at.datetime(),
-    ];
-    c.execute(&stmt, &params).await.map_err(backend)?;
-    // Either ours, or one signed before (by this node or another): it must be the same root.
-    match checkpoint(c, &cp.tenant_id, Some(cp.size)).await? {
-        Some(existing) if existing.root == cp.root => Ok(()),
-        _ => Err(StoreError::CheckpointConflict { tenant_id: cp.tenant_id.clone(), size: cp.size }),
-    }
-}
-
 const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root, note, signed_at";
 
 fn to_checkpoint(r: &Row) -> Result<StoredCheckpoint, StoreError> {
@@ -323,41 +297,6 @@ pub(crate) async fn scan(
     raw_rows(&stmt, &rows)
 }
 
-pub(crate) async fn claim_log_key(c: &impl GenericClient, offered: &str) -> Result<(), StoreError> {
-    // Two statements, so the second sees a key another node registered meanwhile.
-    let claim = "INSERT INTO log_key (verifier) VALUES ($1) ON CONFLICT DO NOTHING";
-    c.execute(claim, &[&offered]).await.map_err(backend)?;
-    let row = c.query_one("SELECT verifier FROM log_key", &[]).await.map_err(backend)?;
-    let registered: String = row.try_get(0).map_err(backend)?;
-    if registered == offered {
-        Ok(())
-    } else {
-        Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
-    }
-}
-
-pub(crate) async fn add_key(c: &impl GenericClient, k: &StoredKey) -> Result<(), StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO api_keys (id, role, tenant_id, digest, label, created_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await
-        .map_err(backend)?;
-    let params: [&(dyn ToSql + Sync); 8] = [
-        &k.id.as_str(),
-        &k.role.name(),
-        &k.tenant.as_ref().map(TenantId::as_str),
-        &k.digest.as_slice(),
-        &k.label,
-        &k.created_at.datetime(),
-        &k.expires_at.map(Timestamp::datetime),
-        &k.revoked_at.map(Timestamp::datetime),
-    ];
-    c.execute(&stmt, &params).await.map_err(backend)?;
-    Ok(())
-}
-
 /// One key (`Some(id)`) or all of them, oldest first.
 pub(crate) async fn keys(
     c: &impl GenericClient,
@@ -390,19 +329,6 @@ pub(crate) async fn keys(
         .collect()
 }
 
-pub(crate) async fn revoke_key(
-    c: &impl GenericClient,
-    id: &KeyId,
-    at: Timestamp,
-) -> Result<bool, StoreError> {
-    let stmt = c
-        .prepare_cached("UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1")
-        .await
-        .map_err(backend)?;
-    let n = c.execute(&stmt, &[&id.as_str(), &at.datetime()]).await.map_err(backend)?;
-    Ok(n > 0)
-}
-
 pub(crate) async fn policy(
     c: &impl GenericClient,
     tenant: &TenantId,
@@ -415,57 +341,8 @@ pub(crate) async fn policy(
     Ok(row.map(|r| r.get(0)))
 }
 
-pub(crate) async fn set_policy(
-    c: &impl GenericClient,
-    tenant: &TenantId,
-    policy: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO policies (tenant_id, policy, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
-        )
-        .await
-        .map_err(backend)?;
-    c.execute(&stmt, &[&tenant.as_str(), &policy, &at.datetime()]).await.map_err(backend)?;
-    Ok(())
-}
-
-const HELD: &str = "(r.session_id IS NOT NULL AND EXISTS (SELECT 1 FROM holds h \
+pub(crate) const HELD: &str = "(r.session_id IS NOT NULL AND EXISTS (SELECT 1 FROM holds h \
      WHERE h.tenant_id = r.tenant_id AND h.session_id = r.session_id))";
-
-pub(crate) async fn purge_content(
-    c: &impl GenericClient,
-    tenant: &TenantId,
-    selector: &Selector,
-    dry_run: bool,
-) -> Result<Purged, StoreError> {
-    let (condition, text, at) = match selector {
-        Selector::User(u) => ("r.user_id = $2", Some(u.as_str()), None),
-        Selector::Session(s) => ("r.session_id = $2", Some(s.as_str()), None),
-        Selector::RecordedBefore(t) => ("r.recorded_at < $3", None, Some(t.datetime())),
-    };
-    // Every parameter must appear, typed, in each statement, used or not.
-    let params: [&(dyn ToSql + Sync); 3] = [&tenant.as_str(), &text, &at];
-    let counts = format!(
-        "SELECT count(*) FILTER (WHERE NOT {HELD}), count(*) FILTER (WHERE {HELD}) \
-         FROM records r JOIN contents c ON c.id = r.id \
-         WHERE r.tenant_id = $1 AND {condition} AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE)"
-    );
-    let row = c.query_one(&counts, &params).await.map_err(backend)?;
-    let (records, held): (i64, i64) = (row.get(0), row.get(1));
-    if dry_run || records == 0 {
-        return Ok(Purged { records: records as u64, held: held as u64 });
-    }
-    let delete = format!(
-        "DELETE FROM contents WHERE id IN (SELECT r.id FROM records r \
-         WHERE r.tenant_id = $1 AND {condition} AND NOT {HELD} \
-         AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE))"
-    );
-    let deleted = c.execute(&delete, &params).await.map_err(backend)?;
-    Ok(Purged { records: deleted, held: held as u64 })
-}
 
 pub(crate) async fn holds(c: &impl GenericClient) -> Result<Vec<Hold>, StoreError> {
     let rows = c
@@ -486,37 +363,6 @@ pub(crate) async fn holds(c: &impl GenericClient) -> Result<Vec<Hold>, StoreErro
             })
         })
         .collect()
-}
-
-pub(crate) async fn add_hold(c: &impl GenericClient, hold: &Hold) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO holds (tenant_id, session_id, placed_at, reason) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, session_id) DO NOTHING",
-        &[
-            &hold.tenant_id.as_str(),
-            &hold.session_id.as_deref().unwrap_or_default(),
-            &hold.placed_at.datetime(),
-            &hold.reason,
-        ],
-    )
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-pub(crate) async fn remove_hold(
-    c: &impl GenericClient,
-    tenant: &TenantId,
-    session: &str,
-) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "DELETE FROM holds WHERE tenant_id = $1 AND session_id = $2",
-            &[&tenant.as_str(), &session],
-        )
-        .await
-        .map_err(backend)?;
-    Ok(n > 0)
 }
 
 pub(crate) async fn records_before(
@@ -542,25 +388,4 @@ pub(crate) async fn records_before(
         }
     }
     Ok((seqs, held))
-}
-
-pub(crate) async fn remove_records(
-    c: &mut deadpool_postgres::Client,
-    tenant: &TenantId,
-    seqs: &[u64],
-) -> Result<u64, StoreError> {
-    let seqs: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
-    let picked = format!(
-        "SELECT r.id FROM records r WHERE r.tenant_id = $1 AND r.seq = ANY($2) AND NOT {HELD}"
-    );
-    let tx = c.transaction().await.map_err(backend)?;
-    tx.execute(&format!("DELETE FROM contents WHERE id IN ({picked})"), &[&tenant.as_str(), &seqs])
-        .await
-        .map_err(backend)?;
-    let n = tx
-        .execute(&format!("DELETE FROM records WHERE id IN ({picked})"), &[&tenant.as_str(), &seqs])
-        .await
-        .map_err(backend)?;
-    tx.commit().await.map_err(backend)?;
-    Ok(n)
 }

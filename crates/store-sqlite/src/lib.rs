@@ -8,6 +8,7 @@
 //! tenant's hash tiles. Reads use a small pool of their own connections and never wait
 //! for the writer (WAL).
 
+mod admin;
 mod read;
 mod schema;
 mod write;
@@ -125,7 +126,9 @@ impl SqliteStore {
         Ok((found, known))
     }
 
-    async fn read<T: Send + 'static>(
+    /// `f` on a connection of the pool, off the async workers: every read, and the writes
+    /// that are not appends (`admin.rs`; appends go through the writer thread).
+    async fn pooled<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -147,35 +150,35 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
-        self.read(move |c| read::get(c, id)).await
+        self.pooled(move |c| read::get(c, id)).await
     }
 
     async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
         let query = query.clone();
-        self.read(move |c| read::list_rows(c, &query)).await
+        self.pooled(move |c| read::list_rows(c, &query)).await
     }
 
     async fn list_entries(&self, query: &Query) -> Result<EntryPage, StoreError> {
         let query = query.clone();
-        self.read(move |c| read::list_entries(c, &query)).await
+        self.pooled(move |c| read::list_entries(c, &query)).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
-        self.read(move |c| read::entry(c, id)).await
+        self.pooled(move |c| read::entry(c, id)).await
     }
 
     async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError> {
         let (tenant, ids) = (tenant.clone(), ids.to_vec());
-        self.read(move |c| read::tiles(c, &tenant, &ids)).await
+        self.pooled(move |c| read::tiles(c, &tenant, &ids)).await
     }
 
     async fn logs(&self) -> Result<Vec<LogHead>, StoreError> {
-        self.read(read::logs).await
+        self.pooled(read::logs).await
     }
 
     async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
         let cp = cp.clone();
-        self.read(move |c| read::add_checkpoint(c, &cp)).await
+        self.pooled(move |c| admin::add_checkpoint(c, &cp)).await
     }
 
     async fn checkpoint(
@@ -184,20 +187,20 @@ impl Store for SqliteStore {
         size: Option<u64>,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::checkpoint(c, &tenant, size)).await
+        self.pooled(move |c| read::checkpoint(c, &tenant, size)).await
     }
 
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::checkpoints(c, &tenant)).await
+        self.pooled(move |c| read::checkpoints(c, &tenant)).await
     }
 
     async fn pos_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
-        self.read(read::pos_span).await
+        self.pooled(read::pos_span).await
     }
 
     async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
-        self.read(move |c| read::scan(c, from, to)).await
+        self.pooled(move |c| read::scan(c, from, to)).await
     }
 
     async fn check_rows(
@@ -206,40 +209,40 @@ impl Store for SqliteStore {
         to: i64,
         check: RowCheck,
     ) -> Result<Vec<Checked>, StoreError> {
-        self.read(move |c| read::check_rows(c, from, to, check)).await
+        self.pooled(move |c| read::check_rows(c, from, to, check)).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
-        self.read(read::tenants).await
+        self.pooled(read::tenants).await
     }
 
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
         let offered = verifier.to_owned();
-        self.read(move |c| read::claim_log_key(c, &offered)).await
+        self.pooled(move |c| admin::claim_log_key(c, &offered)).await
     }
 
     async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
         let key = key.clone();
-        self.read(move |c| read::add_key(c, &key)).await
+        self.pooled(move |c| admin::add_key(c, &key)).await
     }
 
     async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
         let id = id.clone();
-        self.read(move |c| read::keys(c, Some(&id)).map(|mut k| k.pop())).await
+        self.pooled(move |c| read::keys(c, Some(&id)).map(|mut k| k.pop())).await
     }
 
     async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        self.read(|c| read::keys(c, None)).await
+        self.pooled(|c| read::keys(c, None)).await
     }
 
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.clone();
-        self.read(move |c| read::revoke_key(c, &id, at)).await
+        self.pooled(move |c| admin::revoke_key(c, &id, at)).await
     }
 
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::policy(c, &tenant)).await
+        self.pooled(move |c| read::policy(c, &tenant)).await
     }
 
     async fn purge_content(
@@ -249,7 +252,7 @@ impl Store for SqliteStore {
         dry_run: bool,
     ) -> Result<Purged, StoreError> {
         let (tenant, selector) = (tenant.clone(), selector.clone());
-        self.read(move |c| read::purge_content(c, &tenant, &selector, dry_run)).await
+        self.pooled(move |c| admin::purge_content(c, &tenant, &selector, dry_run)).await
     }
 
     async fn records_before(
@@ -258,21 +261,21 @@ impl Store for SqliteStore {
         cutoff: Timestamp,
     ) -> Result<(Vec<u64>, u64), StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::records_before(c, &tenant, cutoff)).await
+        self.pooled(move |c| read::records_before(c, &tenant, cutoff)).await
     }
 
     async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
         let (tenant, seqs) = (tenant.clone(), seqs.to_vec());
-        self.read(move |c| read::remove_records(c, &tenant, &seqs)).await
+        self.pooled(move |c| admin::remove_records(c, &tenant, &seqs)).await
     }
 
     async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
-        self.read(read::holds).await
+        self.pooled(read::holds).await
     }
 
     async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
         let hold = hold.clone();
-        self.read(move |c| read::add_hold(c, &hold)).await
+        self.pooled(move |c| admin::add_hold(c, &hold)).await
     }
 
     async fn remove_hold(
@@ -281,7 +284,7 @@ impl Store for SqliteStore {
         session_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let (tenant, session) = (tenant.clone(), session_id.unwrap_or_default().to_owned());
-        self.read(move |c| read::remove_hold(c, &tenant, &session)).await
+        self.pooled(move |c| admin::remove_hold(c, &tenant, &session)).await
     }
 
     async fn set_policy(
@@ -291,7 +294,7 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let (tenant, policy) = (tenant.clone(), policy.to_owned());
-        self.read(move |c| read::set_policy(c, &tenant, &policy, at)).await
+        self.pooled(move |c| admin::set_policy(c, &tenant, &policy, at)).await
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {

@@ -1,0 +1,216 @@
+//! Every write but appends (those are `write.rs`'s): signed checkpoints, the log key's
+//! claim, API keys, policies, legal holds, and the deletions of erasure and retention.
+
+use aitrail_core::access::KeyId;
+use aitrail_core::{TenantId, Timestamp};
+use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::{StoreError, StoredCheckpoint, StoredKey};
+use rusqlite::{Connection, params};
+
+use crate::read::{HELD, backend, checkpoint};
+
+pub(crate) fn add_checkpoint(c: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO checkpoints (tenant_id, size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant_id, size) DO NOTHING",
+        params![cp.tenant_id.as_str(), cp.size as i64, cp.root.as_slice(), cp.note, cp.signed_at.to_string()],
+    )
+    .map_err(backend)?;
+    // Either ours, or one signed before (by us or another node): it must be the same root.
+    match checkpoint(c, &cp.tenant_id, Some(cp.size))? {
+        Some(existing) if existing.root == cp.root => Ok(()),
+        _ => Err(StoreError::CheckpointConflict { tenant_id: cp.tenant_id.clone(), size: cp.size }),
+    }
+}
+
+pub(crate) fn claim_log_key(c: &Connection, offered: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO log_key (only_one, verifier) VALUES (1, ?1) ON CONFLICT DO NOTHING",
+        [offered],
+    )
+    .map_err(backend)?;
+    let registered: String =
+        c.query_row("SELECT verifier FROM log_key", [], |r| r.get(0)).map_err(backend)?;
+    if registered == offered {
+        Ok(())
+    } else {
+        Err(StoreError::OtherLogKey { registered, offered: offered.to_owned() })
+    }
+}
+
+pub(crate) fn add_key(c: &Connection, k: &StoredKey) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO api_keys (id, role, tenant_id, digest, label, created_at, expires_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            k.id.as_str(),
+            k.role.name(),
+            k.tenant.as_ref().map(TenantId::as_str),
+            k.digest.as_slice(),
+            k.label,
+            k.created_at.to_string(),
+            k.expires_at.map(|t| t.to_string()),
+            k.revoked_at.map(|t| t.to_string()),
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn revoke_key(c: &Connection, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+    c.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+        params![id.as_str(), at.to_string()],
+    )
+    .map(|n| n > 0)
+    .map_err(backend)
+}
+
+pub(crate) fn set_policy(
+    c: &Connection,
+    tenant: &TenantId,
+    policy: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO policies (tenant_id, policy, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        params![tenant.as_str(), policy, at.to_string()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Records of the tenant picked by the selector (?1 tenant, ?2 its value), and whether
+/// each is in a held session.
+fn picked(selector: &Selector) -> (&'static str, String) {
+    match selector {
+        Selector::User(u) => ("r.user_id = ?2", u.clone()),
+        Selector::Session(s) => ("r.session_id = ?2", s.clone()),
+        Selector::RecordedBefore(t) => ("julianday(r.recorded_at) < julianday(?2)", t.to_string()),
+    }
+}
+
+pub(crate) fn purge_content(
+    c: &Connection,
+    tenant: &TenantId,
+    selector: &Selector,
+    dry_run: bool,
+) -> Result<Purged, StoreError> {
+    let (condition, value) = picked(selector);
+    let counts = format!(
+        "SELECT count(*) - coalesce(sum({HELD}), 0), coalesce(sum({HELD}), 0) \
+         FROM records r JOIN contents c ON c.pos = r.pos WHERE r.tenant_id = ?1 AND {condition}"
+    );
+    let (records, held): (i64, i64) = c
+        .query_row(&counts, params![tenant.as_str(), value], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(backend)?;
+    let purged = Purged { records: records as u64, held: held as u64 };
+    if dry_run {
+        return Ok(purged);
+    }
+    if records == 0 {
+        // Nothing left to delete, but an earlier erasure that could not empty the WAL
+        // (readers held it) is finished by this one.
+        truncate_wal(c)?;
+        return Ok(purged);
+    }
+    // Overwrite the deleted bytes in the database file, then fold the WAL (which holds
+    // the pages as they were) into it and empty it: none of the text stays on disk.
+    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    let deleted = c
+        .execute(
+            &format!(
+                "DELETE FROM contents WHERE pos IN (SELECT r.pos FROM records r \
+                 WHERE r.tenant_id = ?1 AND {condition} AND NOT {HELD})"
+            ),
+            params![tenant.as_str(), value],
+        )
+        .map_err(backend);
+    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    let deleted = deleted?;
+    truncate_wal(c)?;
+    Ok(Purged { records: deleted as u64, held: purged.held })
+}
+
+/// Checkpoint the WAL into the database and truncate it, waiting for readers of older
+/// snapshots to finish (they hold frames the checkpoint must not drop).
+fn truncate_wal(c: &Connection) -> Result<(), StoreError> {
+    for _ in 0..200 {
+        let busy: i64 =
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(backend)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    Err(StoreError::Backend(
+        "the deleted content is gone from the database, but the write-ahead log could not be \
+         emptied while readers held it; run the erasure again when the store is quieter"
+            .into(),
+    ))
+}
+
+pub(crate) fn add_hold(c: &Connection, hold: &Hold) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO holds (tenant_id, session_id, placed_at, reason) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id, session_id) DO NOTHING",
+        params![
+            hold.tenant_id.as_str(),
+            hold.session_id.as_deref().unwrap_or_default(),
+            hold.placed_at.to_string(),
+            hold.reason
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn remove_hold(
+    c: &Connection,
+    tenant: &TenantId,
+    session: &str,
+) -> Result<bool, StoreError> {
+    c.execute(
+        "DELETE FROM holds WHERE tenant_id = ?1 AND session_id = ?2",
+        params![tenant.as_str(), session],
+    )
+    .map(|n| n > 0)
+    .map_err(backend)
+}
+
+pub(crate) fn remove_records(
+    c: &Connection,
+    tenant: &TenantId,
+    seqs: &[u64],
+) -> Result<u64, StoreError> {
+    let seqs = serde_json::to_string(seqs).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let picked = format!(
+        "SELECT r.pos FROM records r WHERE r.tenant_id = ?1 \
+         AND r.seq IN (SELECT value FROM json_each(?2)) AND NOT {HELD}"
+    );
+    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    // IMMEDIATE: take the write lock first (waiting for the writer thread), rather than
+    // fail when a read transaction cannot become a write one.
+    let removed = (|| {
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        let done = (|| {
+            c.execute(
+                &format!("CREATE TEMP TABLE gone AS {picked}"),
+                params![tenant.as_str(), seqs],
+            )?;
+            c.execute("DELETE FROM contents WHERE pos IN (SELECT pos FROM gone)", [])?;
+            c.execute("DELETE FROM entries WHERE pos IN (SELECT pos FROM gone)", [])?;
+            let n = c.execute("DELETE FROM records WHERE pos IN (SELECT pos FROM gone)", [])?;
+            c.execute("DROP TABLE gone", [])?;
+            Ok::<_, rusqlite::Error>(n)
+        })();
+        c.execute_batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        done
+    })()
+    .map_err(backend);
+    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    let removed = removed?;
+    truncate_wal(c)?;
+    Ok(removed as u64)
+}
