@@ -121,10 +121,10 @@ impl Target {
             Target::Local(store) => {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
-                let one = matches!(parsed, aitrail_core::Parsed::One(_));
+                let sent = parsed.sent();
                 let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
                 let records =
-                    apply_policies(store.as_ref(), parsed.into_records(), one, &secret).await?;
+                    apply_policies(store.as_ref(), parsed.into_records(), sent, &secret).await?;
                 Ok(store.append(records).await?)
             }
         }
@@ -354,7 +354,7 @@ fn describe(e: aitrail_core::BodyError) -> String {
 async fn apply_policies(
     store: &dyn Store,
     records: Vec<aitrail_core::Record>,
-    one: bool,
+    sent: aitrail_core::Sent,
     secret: &[u8; 32],
 ) -> anyhow::Result<Vec<aitrail_core::Record>> {
     let mut tenants = std::collections::HashMap::new();
@@ -365,7 +365,7 @@ async fn apply_policies(
             tenants.insert(r.tenant_id.clone(), (policy, key));
         }
     }
-    aitrail_core::policy::apply_all(records, one, |t| {
+    aitrail_core::policy::apply_all(records, sent, |t| {
         let (policy, key) = &tenants[t];
         (policy, *key)
     })

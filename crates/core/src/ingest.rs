@@ -34,7 +34,22 @@ pub enum Parsed {
     Batch(Vec<Record>),
 }
 
+/// How a request sent its records, which decides how an error names a field: bare for one
+/// record (`prompt`), by index in a batch (`records[3].prompt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    One,
+    Batch,
+}
+
 impl Parsed {
+    pub fn sent(&self) -> Sent {
+        match self {
+            Parsed::One(_) => Sent::One,
+            Parsed::Batch(_) => Sent::Batch,
+        }
+    }
+
     pub fn into_records(self) -> Vec<Record> {
         match self {
             Parsed::One(r) => vec![*r],

@@ -17,7 +17,7 @@ pub mod tiles;
 pub mod usage;
 pub mod value;
 
-pub use ingest::{BodyError, BodyFormat, FieldError, Parsed, parse_body};
+pub use ingest::{BodyError, BodyFormat, FieldError, Parsed, Sent, parse_body};
 pub use query::{Cursor, Query};
 pub use record::{Receipt, Record, StoredRecord};
 pub use value::{TenantId, Timestamp};

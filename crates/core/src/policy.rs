@@ -320,14 +320,17 @@ impl Policy {
 /// a batch's records are named `records[i].` in errors, and every refusal is returned.
 pub fn apply_all<'p>(
     records: Vec<Record>,
-    one: bool,
+    sent: crate::Sent,
     of: impl Fn(&crate::TenantId) -> (&'p Policy, [u8; 32]),
 ) -> Result<Vec<Record>, Vec<FieldError>> {
     let mut kept = Vec::with_capacity(records.len());
     let mut refused = Vec::new();
     for (i, record) in records.into_iter().enumerate() {
         let (policy, key) = of(&record.tenant_id);
-        let prefix = if one { String::new() } else { format!("records[{i}].") };
+        let prefix = match sent {
+            crate::Sent::One => String::new(),
+            crate::Sent::Batch => format!("records[{i}]."),
+        };
         match policy.apply(record, &prefix, &key) {
             Ok(r) => kept.push(r),
             Err(e) => refused.push(e),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aitrail_core::access::Action;
 use aitrail_core::ingest::FieldError;
 use aitrail_core::policy::{Policy, tenant_hash_key};
-use aitrail_core::{Record, TenantId, Timestamp};
+use aitrail_core::{Record, Sent, TenantId, Timestamp};
 use aitrail_store::Store;
 use axum::Json;
 use axum::body::Bytes;
@@ -71,10 +71,10 @@ impl Policies {
 pub(crate) async fn apply(
     app: &AppState,
     records: Vec<Record>,
-    one: bool,
+    sent: Sent,
 ) -> Result<Vec<Record>, ApiError> {
     let tenants = tenant_policies(app, &records).await?;
-    aitrail_core::policy::apply_all(records, one, |t| tenants.of(t)).map_err(ApiError::Invalid)
+    aitrail_core::policy::apply_all(records, sent, |t| tenants.of(t)).map_err(ApiError::Invalid)
 }
 
 /// As [`apply`], each record on its own: a refusal drops only its record.

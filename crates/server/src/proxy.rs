@@ -17,7 +17,7 @@ use aitrail_capture::proxy::{Call, Provider, operation};
 use aitrail_core::access::{Action, Principal};
 use aitrail_core::ingest::{FieldError, parse_record_value};
 use aitrail_core::policy::FailMode;
-use aitrail_core::{Record, TenantId, Timestamp};
+use aitrail_core::{Record, Sent, TenantId, Timestamp};
 use aitrail_store::StoreError;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -144,7 +144,7 @@ impl Proxy {
 }
 
 /// Who the call is recorded for, from the `X-Aitrail-*` headers.
-struct Caller {
+struct RecordedFor {
     tenant: TenantId,
     fields: Vec<(&'static str, String)>,
 }
@@ -153,7 +153,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn recorded_for(app: &AppState, headers: &HeaderMap) -> Result<RecordedFor, ApiError> {
     let key = header_text(headers, "x-aitrail-key").ok_or(ApiError::Unauthorized(
         "no X-Aitrail-Key: the proxy needs an aitrail key that may write",
     ))?;
@@ -177,7 +177,7 @@ async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError>
     .into_iter()
     .filter_map(|(h, f)| Some((f, header_text(headers, h)?.to_owned())))
     .collect();
-    Ok(Caller { tenant, fields })
+    Ok(RecordedFor { tenant, fields })
 }
 
 /// Request headers not forwarded: hop-by-hop ones, ours, and Accept-Encoding (the answer
@@ -240,7 +240,7 @@ pub(crate) async fn forward(
         .find(|t| t.provider.name() == provider)
         .cloned()
         .ok_or_else(|| ApiError::NoProxy(provider.clone()))?;
-    let who = caller(&app, &headers).await?;
+    let who = recorded_for(&app, &headers).await?;
     let path = provider_path(&uri, target.provider)?;
     let body = read_limited(body, app.config.max_body_bytes).await?;
     let operation = (method == Method::POST).then(|| operation(target.provider, &path)).flatten();
@@ -292,7 +292,7 @@ pub(crate) async fn forward(
 /// Send the call upstream and answer with what comes back, recording it.
 async fn exchange(
     app: AppState,
-    who: Caller,
+    who: RecordedFor,
     mut call: Call,
     request: reqwest::RequestBuilder,
     fail_mode: FailMode,
@@ -409,7 +409,7 @@ impl Started {
 /// client goes away (then dropped here).
 struct Recorder {
     app: AppState,
-    who: Option<Caller>,
+    who: Option<RecordedFor>,
     call: Option<Call>,
     started: Started,
     fail_mode: FailMode,
@@ -434,7 +434,7 @@ impl Recorder {
         Ok(())
     }
 
-    fn take_record(&mut self, failure: Option<&str>) -> Option<(Caller, Value)> {
+    fn take_record(&mut self, failure: Option<&str>) -> Option<(RecordedFor, Value)> {
         let (call, who) = (self.call.take()?, self.who.take()?);
         Some((who, self.started.record(call, failure)))
     }
@@ -452,13 +452,13 @@ impl Drop for Recorder {
 
 /// The record as it will be stored: the caller's tenant and fields, parsed, through the
 /// tenant's policy. Refusals name the problem.
-async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Record, ApiError> {
+async fn prepare(app: &AppState, who: &RecordedFor, mut record: Value) -> Result<Record, ApiError> {
     record["tenant_id"] = who.tenant.as_str().into();
     for (field, value) in &who.fields {
         record[*field] = value.clone().into();
     }
     let record = parse_record_value(&record, "").map_err(|e| ApiError::Invalid(vec![e]))?;
-    Ok(policy::apply(app, vec![record], true).await?.remove(0))
+    Ok(policy::apply(app, vec![record], Sent::One).await?.remove(0))
 }
 
 /// The record of a call whose answer is going back. In fail mode strict it is committed
@@ -467,7 +467,7 @@ async fn prepare(app: &AppState, who: &Caller, mut record: Value) -> Result<Reco
 /// it (fail mode closed refuses the calls that come after, until commits go through).
 async fn record_call(
     app: &AppState,
-    who: Caller,
+    who: RecordedFor,
     record: Value,
     fail_mode: FailMode,
 ) -> Result<(), ApiError> {
@@ -478,7 +478,7 @@ async fn record_call(
     Ok(())
 }
 
-fn commit_in_background(app: &AppState, who: Caller, record: Value) {
+fn commit_in_background(app: &AppState, who: RecordedFor, record: Value) {
     let app = app.clone();
     let in_flight = InFlight::new();
     tokio::spawn(async move {
@@ -493,7 +493,7 @@ fn commit_in_background(app: &AppState, who: Caller, record: Value) {
 /// client left) does not cancel the commit halfway.
 async fn commit_awaited(
     app: &AppState,
-    who: Caller,
+    who: RecordedFor,
     record: Value,
     on_failure: OnFailure,
 ) -> Result<(), ApiError> {
@@ -522,7 +522,7 @@ enum OnFailure {
 /// retried after its answer was lost is refused as a duplicate rather than stored twice.
 async fn commit(
     app: &AppState,
-    who: &Caller,
+    who: &RecordedFor,
     record: Value,
     on_failure: OnFailure,
 ) -> Result<(), ApiError> {

@@ -1,7 +1,7 @@
 //! Record routes: append, list, get, and the conversation-audit-log service's POST /audit/log.
 
 use aitrail_core::ingest::{BodyFormat, FieldError, Parsed, parse_body};
-use aitrail_core::{Query, StoredRecord};
+use aitrail_core::{Query, Sent, StoredRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -58,14 +58,13 @@ pub(crate) async fn append(
 ) -> Result<Response, ApiError> {
     let q = q.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
     let parsed = read_records(&app, &headers, body).await?;
-    let (one, records) = match parsed {
-        Parsed::One(record) => (true, vec![*record]),
-        Parsed::Batch(records) => (false, records),
-    };
+    let sent = parsed.sent();
+    let one = sent == Sent::One;
+    let records = parsed.into_records();
     for r in &records {
         caller.may(Action::Write, Some(&r.tenant_id))?;
     }
-    let records = policy::apply(&app, records, one).await?;
+    let records = policy::apply(&app, records, sent).await?;
     let receipts = app.store.append(records).await?;
     let location = one.then(|| format!("/v1/records/{}", receipts[0].id));
     let body = if q.wait == Some(Wait::Checkpoint) {
@@ -103,7 +102,7 @@ pub(crate) async fn audit_log(
         )]));
     };
     caller.may(Action::Write, Some(&record.tenant_id))?;
-    let record = policy::apply(&app, vec![*record], true).await?.remove(0);
+    let record = policy::apply(&app, vec![*record], Sent::One).await?.remove(0);
     let receipt = app.store.append(vec![record.clone()]).await?.remove(0);
     let stored =
         StoredRecord { id: receipt.id, seq: receipt.seq, recorded_at: receipt.recorded_at, record };

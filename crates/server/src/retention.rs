@@ -160,7 +160,7 @@ pub async fn run_job(store: Arc<dyn Store>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        match retention::run(store.as_ref(), Timestamp::now(), false).await {
+        match retention::run(store.as_ref(), Timestamp::now(), retention::Mode::Delete).await {
             Ok(run) => {
                 let purged: u64 = run.tenants.iter().map(|t| t.purged.records).sum();
                 tracing::info!(purged, tenants = run.tenants.len(), "retention run");

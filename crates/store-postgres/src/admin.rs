@@ -3,7 +3,7 @@
 
 use aitrail_core::access::KeyId;
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::retention::{Hold, Mode, Purged, Selector};
 use aitrail_store::{StoreError, StoredCheckpoint, StoredKey};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -105,7 +105,7 @@ pub(crate) async fn purge_content(
     c: &impl GenericClient,
     tenant: &TenantId,
     selector: &Selector,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<Purged, StoreError> {
     let (condition, text, at) = match selector {
         Selector::User(u) => ("r.user_id = $2", Some(u.as_str()), None),
@@ -121,7 +121,7 @@ pub(crate) async fn purge_content(
     );
     let row = c.query_one(&counts, &params).await.map_err(backend)?;
     let (records, held): (i64, i64) = (row.get(0), row.get(1));
-    if dry_run || records == 0 {
+    if mode == Mode::DryRun || records == 0 {
         return Ok(Purged { records: records as u64, held: held as u64 });
     }
     let delete = format!(

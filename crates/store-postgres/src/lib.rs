@@ -22,7 +22,7 @@ use aitrail_core::access::KeyId;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
-use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::retention::{Hold, Mode, Purged, Selector};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
 };
@@ -245,9 +245,9 @@ impl Store for PostgresStore {
         &self,
         tenant: &TenantId,
         selector: &Selector,
-        dry_run: bool,
+        mode: Mode,
     ) -> Result<Purged, StoreError> {
-        admin::purge_content(&self.client().await?, tenant, selector, dry_run).await
+        admin::purge_content(&self.client().await?, tenant, selector, mode).await
     }
 
     async fn records_before(

@@ -3,7 +3,7 @@
 
 use aitrail_core::access::KeyId;
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::retention::{Hold, Mode, Purged, Selector};
 use aitrail_store::{StoreError, StoredCheckpoint, StoredKey};
 use rusqlite::{Connection, params};
 
@@ -95,7 +95,7 @@ pub(crate) fn purge_content(
     c: &Connection,
     tenant: &TenantId,
     selector: &Selector,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<Purged, StoreError> {
     let (condition, value) = picked(selector);
     let counts = format!(
@@ -106,7 +106,7 @@ pub(crate) fn purge_content(
         .query_row(&counts, params![tenant.as_str(), value], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(backend)?;
     let purged = Purged { records: records as u64, held: held as u64 };
-    if dry_run {
+    if mode == Mode::DryRun {
         return Ok(purged);
     }
     if records == 0 {

@@ -22,7 +22,7 @@ use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
-use aitrail_store::retention::{Hold, Purged, Selector};
+use aitrail_store::retention::{Hold, Mode, Purged, Selector};
 use aitrail_store::verify::Checked;
 use aitrail_store::{
     EntryPage, EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint,
@@ -249,10 +249,10 @@ impl Store for SqliteStore {
         &self,
         tenant: &TenantId,
         selector: &Selector,
-        dry_run: bool,
+        mode: Mode,
     ) -> Result<Purged, StoreError> {
         let (tenant, selector) = (tenant.clone(), selector.clone());
-        self.pooled(move |c| admin::purge_content(c, &tenant, &selector, dry_run)).await
+        self.pooled(move |c| admin::purge_content(c, &tenant, &selector, mode)).await
     }
 
     async fn records_before(

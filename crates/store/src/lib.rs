@@ -360,12 +360,13 @@ pub trait Store: Send + Sync + 'static {
     async fn policy(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
 
     /// Delete the content and salts of the tenant's records `selector` picks, but for
-    /// those in a held session (none when `dry_run`). Entries, leaves and every proof stay.
+    /// those in a held session (in [`retention::Mode::DryRun`], only count them). Entries,
+    /// leaves and every proof stay.
     async fn purge_content(
         &self,
         tenant: &TenantId,
         selector: &retention::Selector,
-        dry_run: bool,
+        mode: retention::Mode,
     ) -> Result<retention::Purged, StoreError>;
 
     /// The seqs of the tenant's records recorded before `cutoff`, but for those in held

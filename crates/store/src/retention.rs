@@ -81,7 +81,7 @@ pub async fn erase(
     if tenant_held(store, tenant).await? {
         return Err(RetentionError::Held(tenant.clone()));
     }
-    let purged = store.purge_content(tenant, selector, false).await?;
+    let purged = store.purge_content(tenant, selector, Mode::Delete).await?;
     let whom = match selector {
         Selector::User(u) => json!({"user_id": u}),
         Selector::Session(s) => json!({"session_id": s}),
@@ -118,6 +118,14 @@ pub struct TenantRun {
     pub records_held: u64,
 }
 
+/// Whether a purge or a retention run deletes, or only counts what it would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Delete,
+    /// Count what would go; delete nothing, log nothing.
+    DryRun,
+}
+
 /// A retention run over every tenant.
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
@@ -137,7 +145,7 @@ pub const RETENTION_EVENT: &str = "retention";
 /// deleted, but for held tenants and sessions. What a run will delete is appended to the
 /// system log first, in one event with every tenant's cut-offs, counts and removed seqs;
 /// then it is deleted.
-pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run, RetentionError> {
+pub async fn run(store: &dyn Store, now: Timestamp, mode: Mode) -> Result<Run, RetentionError> {
     let holds = store.holds().await?;
     let mut tenants = Vec::new();
     for tenant in store.tenants().await? {
@@ -165,7 +173,7 @@ pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run
         };
         if !held {
             run.purged = store
-                .purge_content(&tenant, &Selector::RecordedBefore(content_cutoff), true)
+                .purge_content(&tenant, &Selector::RecordedBefore(content_cutoff), Mode::DryRun)
                 .await?;
             let (seqs, records_held) = store.records_before(&tenant, records_cutoff).await?;
             run.records_removed = seqs.len() as u64;
@@ -174,6 +182,7 @@ pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run
         }
         tenants.push(run);
     }
+    let dry_run = mode == Mode::DryRun;
     let mut run = Run { at: now, dry_run, tenants, event_id: None };
     let anything = run.tenants.iter().any(|t| t.purged.records > 0 || t.records_removed > 0);
     if dry_run || !anything {
@@ -189,7 +198,7 @@ pub async fn run(store: &dyn Store, now: Timestamp, dry_run: bool) -> Result<Run
         }
         if t.purged.records > 0 {
             let cutoff = Selector::RecordedBefore(t.content_cutoff);
-            t.purged = store.purge_content(&t.tenant_id, &cutoff, false).await?;
+            t.purged = store.purge_content(&t.tenant_id, &cutoff, Mode::Delete).await?;
         }
     }
     Ok(run)

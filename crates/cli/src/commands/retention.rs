@@ -84,7 +84,8 @@ pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Re
             "a retention run works on the store: run it without --server (unset AITRAIL_SERVER), with --data-dir or --database; a server runs its own every hour"
         )
     };
-    let run = retention::run(store.as_ref(), Timestamp::now(), args.dry_run).await?;
+    let mode = if args.dry_run { retention::Mode::DryRun } else { retention::Mode::Delete };
+    let run = retention::run(store.as_ref(), Timestamp::now(), mode).await?;
     if run.event_id.is_some() {
         sign(global, store.as_ref()).await?;
     }
