@@ -1,4 +1,4 @@
-"""The Python client against a running aitrail server (run by crates/cli/tests/cli.rs):
+"""The Python client against a running aitrail server (run by crates/cli/tests/cli/capture.rs):
 record, query, export, and verify — including that verification fails, naming the step,
 for each way a record, its proof or the key can be wrong.
 

@@ -1,6 +1,7 @@
 //! The HTTP API, end to end: a real server on 127.0.0.1:0 spoken to with a real HTTP
-//! client, over each storage backend: every case in `api/cases.rs` runs once on SQLite
-//! and once on PostgreSQL (a fresh database per test; see aitrail_store_postgres::testing).
+//! client, over each storage backend: every case in `api/*.rs` (a file per concern) runs
+//! once on SQLite and once on PostgreSQL (a fresh database per test; see
+//! aitrail_store_postgres::testing).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -174,14 +175,32 @@ fn problem_fields(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The behaviour tests of the API, a file per concern under `api/`, included once per
+/// storage backend (`BACKEND` says which).
+macro_rules! cases {
+    () => {
+        include!("api/records.rs");
+        include!("api/filters.rs");
+        include!("api/bad_input.rs");
+        include!("api/integrity.rs");
+        include!("api/access.rs");
+        include!("api/export.rs");
+        include!("api/privacy.rs");
+        include!("api/dashboard.rs");
+        include!("api/usage.rs");
+        include!("api/verification.rs");
+        include!("api/capture.rs");
+    };
+}
+
 mod sqlite {
     use super::*;
     const BACKEND: Backend = Backend::Sqlite;
-    include!("api/cases.rs");
+    cases!();
 }
 
 mod postgres {
     use super::*;
     const BACKEND: Backend = Backend::Postgres;
-    include!("api/cases.rs");
+    cases!();
 }

@@ -1,4 +1,4 @@
-// Drives the dashboard in Debian's headless Chromium. Run by crates/cli/tests/cli.rs
+// Drives the dashboard in Debian's headless Chromium. Run by crates/cli/tests/cli/browser.rs
 // (`dashboard_in_a_real_browser`), which starts the server, seeds records and keys, and
 // afterwards checks the downloaded export with `aitrail verify --export`.
 //

@@ -1,6 +1,6 @@
 """Sends gen_ai spans to aitrail with the OpenTelemetry Python SDK and its OTLP/HTTP
 exporter (protobuf, gzip), as an instrumented application would. Run by
-crates/cli/tests/cli.rs; prints what it sent as JSON for the test to check field by field.
+crates/cli/tests/cli/capture.rs; prints what it sent as JSON for the test to check field by field.
 
 Env: AITRAIL_URL, AITRAIL_KEY (an ingest key bound to a tenant)."""
 

@@ -1,6 +1,6 @@
 """Calls the logging proxy with the official openai and anthropic Python packages, streaming
 and not, as an application would after changing only its base URL. Run by
-crates/cli/tests/cli.rs; prints what the clients received as JSON.
+crates/cli/tests/cli/capture.rs; prints what the clients received as JSON.
 
 Env: AITRAIL_URL (the aitrail server), AITRAIL_KEY (an ingest key)."""
 

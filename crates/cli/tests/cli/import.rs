@@ -1,0 +1,130 @@
+//! Moving in from the conversation-audit-log service: its CSV export and its table.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Moving in from the conversation-audit-log service.
+
+/// the conversation-audit-log service's compliance export, as its document shows it, with RFC 4180
+/// quoting.
+const CONVERSATION_LOGS_CSV: &str = "Log ID,Timestamp,Agent ID,Session ID,Channel,Prompt,Response,Model Info,Model Provider,Model Name,Model Version,Deployment ID,Temperature,Safety Mode,Model Config
+log-123,2026-01-30T10:30:00Z,agent-001,sess-abc,api,What is AI?,\"AI is, briefly, \"\"software\"\"...\",gpt-4-turbo,openai,gpt-4-turbo,2024-04-09,,0.7,strict,\"{\"\"top_p\"\": 0.9}\"
+log-124,2026-01-30T10:31:00Z,agent-002,sess-abc,web,Hi,Hello,,azure,gpt-35-turbo,,my-gpt-deployment,0.2,balanced,
+log-122,2026-01-29T09:00:00Z,agent-001,sess-xyz,api,Old,Older,,anthropic,claude-3-sonnet,,,0.90,relaxed,
+";
+
+fn listed(location: &[&str]) -> Vec<Value> {
+    let mut args = location.to_vec();
+    args.extend(["list", "--format", "json", "--limit", "1000"]);
+    serde_json::from_str(&ok(&aitrail(&args, None))).unwrap()
+}
+
+#[test]
+fn import_of_conversation_logs_csv_is_exact_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_file = dir.path().join("conversation_logs.csv");
+    std::fs::write(&csv_file, CONVERSATION_LOGS_CSV).unwrap();
+    let data = dir.path().join("data");
+    let at = ["--data-dir", data.to_str().unwrap()];
+    let import = |extra: &[&str]| {
+        let mut args = at.to_vec();
+        args.extend(["import", "--csv", csv_file.to_str().unwrap()]);
+        args.extend(extra);
+        aitrail(&args, None)
+    };
+    // Without a tenant the CSV's rows belong to nobody: refused, nothing stored.
+    let out = import(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("row 1: tenant_id"), "{out:?}");
+    assert!(listed(&at).is_empty());
+
+    let out = ok(&import(&["--tenant-id", "org-123"]));
+    assert!(out.contains("imported 3 record(s)"), "{out}");
+    let records = listed(&at);
+    // Logged in the old system's time order; original timestamps kept as event_time.
+    let by_seq: BTreeSet<(u64, String, String)> = records
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (r["seq"].as_u64().unwrap(), s("external_id"), s("event_time"))
+        })
+        .collect();
+    let expected: BTreeSet<(u64, String, String)> = [
+        (0, "log-122", "2026-01-29T09:00:00Z"),
+        (1, "log-123", "2026-01-30T10:30:00Z"),
+        (2, "log-124", "2026-01-30T10:31:00Z"),
+    ]
+    .iter()
+    .map(|(s, i, t)| (*s, (*i).to_owned(), (*t).to_owned()))
+    .collect();
+    assert_eq!(by_seq, expected);
+    let first = records.iter().find(|r| r["external_id"] == "log-123").unwrap();
+    assert_eq!(first["response"], "AI is, briefly, \"software\"...");
+    assert_eq!(first["model_info"], "gpt-4-turbo");
+    assert_eq!(first["temperature"], "0.7");
+    assert_eq!(first["model_config"]["top_p"].to_string(), "0.9");
+    assert_eq!(first["channel"], "api");
+    assert!(first.get("deployment_id").is_none());
+    let older = records.iter().find(|r| r["external_id"] == "log-122").unwrap();
+    assert_eq!(older["temperature"], "0.90", "the literal is kept");
+
+    // A re-run imports nothing twice.
+    let out = ok(&import(&["--tenant-id", "org-123"]));
+    assert!(
+        out.contains("imported 0 record(s)") && out.contains("3 of 3 were imported before"),
+        "{out}"
+    );
+    assert_eq!(listed(&at).len(), 3);
+}
+
+#[test]
+fn import_from_the_conversation_audit_logs_table_into_postgres() {
+    let Some((db, _rt)) = postgres("import_from_the_conversation_audit_logs_table_into_postgres")
+    else {
+        return;
+    };
+    // the conversation-audit-log service's table: its base columns and the seven of its
+    // model-metadata migration.
+    psql(
+        &db,
+        "CREATE TABLE conversation_audit_logs (
+        id SERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, agent_id TEXT, session_id TEXT,
+        channel TEXT, prompt TEXT, response TEXT, model_info TEXT,
+        timestamp TIMESTAMP NOT NULL DEFAULT now(),
+        model_provider TEXT, model_name TEXT, model_version TEXT, deployment_id TEXT,
+        temperature TEXT, safety_mode TEXT, model_config JSONB)",
+    );
+    psql(&db, "INSERT INTO conversation_audit_logs (tenant_id, agent_id, session_id, channel, prompt, response, timestamp, model_provider, model_name, temperature, safety_mode, model_config) VALUES
+        ('org-123', 'agent-001', 'sess-abc', 'api', 'What is AI?', 'AI is...', '2026-01-30 10:30:00', 'openai', 'gpt-4-turbo', '0.7', 'strict', '{\"top_p\": 0.9}'),
+        ('org-123', 'agent-002', 'sess-def', 'web', 'Hi', 'Hello', '2026-01-30 10:31:00.25', 'anthropic', 'claude-3-sonnet', '0.95', 'relaxed', NULL),
+        ('org-456', 'agent-009', 'sess-ghi', 'api', 'Q', 'A', '2026-01-29 08:00:00', 'azure', 'gpt-35-turbo', NULL, NULL, NULL)");
+    // The log key is read from (or made in) the data dir: a temporary one.
+    let data = tempfile::tempdir().unwrap();
+    let at = ["--data-dir", data.path().to_str().unwrap(), "--database", db.url.as_str()];
+    let import = || {
+        let mut args = at.to_vec();
+        args.extend(["import", "--from-postgres", &db.url, "--table", "conversation_audit_logs"]);
+        ok(&aitrail(&args, None))
+    };
+    let out = import();
+    assert!(out.contains("imported 3 record(s) from table conversation_audit_logs"), "{out}");
+    let records = listed(&at);
+    assert_eq!(records.len(), 3);
+    let r = records.iter().find(|r| r["external_id"] == "2").unwrap();
+    assert_eq!(r["tenant_id"], "org-123");
+    assert_eq!(r["event_time"], "2026-01-30T10:31:00.25Z");
+    assert_eq!(r["model_provider"], "anthropic");
+    assert_eq!(r["temperature"], "0.95");
+    let other = records.iter().find(|r| r["tenant_id"] == "org-456").unwrap();
+    assert_eq!(other["seq"], 0, "each tenant's log starts at 0");
+    // The auditor's question works on what was imported.
+    let mut hot = at.to_vec();
+    hot.extend(["list", "--format", "json", "--temperature-gt", "0.8"]);
+    let hot = aitrail(&hot, None);
+    let hot: Vec<Value> = serde_json::from_str(&ok(&hot)).unwrap();
+    assert_eq!(hot.len(), 1);
+    // Re-run: nothing twice.
+    let out = import();
+    assert!(out.contains("imported 0 record(s)"), "{out}");
+    assert_eq!(listed(&at).len(), 3);
+}

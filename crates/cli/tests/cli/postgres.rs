@@ -1,0 +1,292 @@
+//! PostgreSQL: the same commands on --database, several nodes on one database, kill -9 of
+//! one of them, and tampering done with psql.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: the same commands on --database, several nodes on one database, kill -9 of
+// a node under load, and tampering with psql. Each test has a fresh database of its own;
+// without AITRAIL_TEST_POSTGRES they are skipped, loudly (and fail in CI).
+
+fn node(db: &TestDatabase, private_key: &str) -> ServerProcess {
+    ServerProcess::start_with(&["--database", &db.url], &[("AITRAIL_LOG_KEY", private_key)])
+}
+
+fn verify_database(db: &TestDatabase, key: &str) -> (bool, String) {
+    let out = aitrail(&["--database", &db.url, "verify", "--key", key], None);
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn postgres_commands_work_on_the_database() {
+    let Some((db, _rt)) = postgres("postgres_commands_work_on_the_database") else { return };
+    // The log key is read from (or made in) the data dir: a temporary one, never the
+    // source tree the tests run in.
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    log_list_show(&["--data-dir", data, "--database", &db.url]);
+    let out = ok(&aitrail(&["--data-dir", data, "--database", &db.url, "migrate"], None));
+    let version = aitrail_store_postgres::MIGRATIONS.len();
+    assert!(out.contains(&format!("schema is at version {version}, nothing to do")), "{out}");
+    // The database may come from a config file too.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("database = {:?}\n", db.url)).unwrap();
+    let listed = ok(&aitrail(
+        &[
+            "--data-dir",
+            data,
+            "--config",
+            config.path().to_str().unwrap(),
+            "list",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
+    // The same records through a server on that database.
+    let (private, _) = shared_key();
+    let server = node(&db, &private);
+    let mut args = server.remote().to_vec();
+    args.extend(["list", "--format", "json"]);
+    let listed = ok(&aitrail(&args, None));
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
+}
+
+#[test]
+fn postgres_nodes_with_different_keys_are_refused() {
+    let Some((db, _rt)) = postgres("postgres_nodes_with_different_keys_are_refused") else {
+        return;
+    };
+    let (private, verifier) = shared_key();
+    let first = node(&db, &private);
+    let other = aitrail_core::note::NoteSigner::from_seed("aitrail", [8; 32]).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
+        .env("AITRAIL_LOG_KEY", other.to_private_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("this store's checkpoints are signed with the key {verifier}")),
+        "{stderr}"
+    );
+    first.stop();
+}
+
+/// Writers spread over `nodes` post to one shared tenant (and one of their own) until each
+/// has made `requests` requests or its node is gone; returns the acknowledged (tenant, id).
+async fn write_through(
+    nodes: Vec<(String, String)>,
+    writers_per_node: usize,
+    requests: usize,
+) -> Vec<(String, String)> {
+    let mut tasks = Vec::new();
+    for (n, (base, key)) in nodes.into_iter().enumerate() {
+        for w in 0..writers_per_node {
+            let (base, client) = (base.clone(), http(&key));
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..requests {
+                    let tenant = if i % 4 == 3 { format!("node-{n}") } else { "shared".into() };
+                    let one = json!({"tenant_id": tenant, "agent_id": format!("n{n}w{w}i{i}"), "prompt": "p"});
+                    let body = if i % 5 == 0 { json!([one.clone(), one]) } else { one };
+                    let Some(ids) = post_records(&client, &base, &body).await else { break };
+                    acked.extend(ids.into_iter().map(|id| (tenant.clone(), id)));
+                }
+                acked
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Every acknowledged record is stored exactly once, every tenant's seq is contiguous from
+/// 0 with nothing unacknowledged beyond what failed requests may have left, and the
+/// checkpoints form one history that `aitrail verify` accepts.
+fn assert_one_log(db: &TestDatabase, acked: &[(String, String)], key: &str) {
+    let stored: std::collections::HashMap<String, usize> =
+        psql(db, "SELECT id, count(*) FROM records GROUP BY id")
+            .lines()
+            .map(|l| {
+                let (id, n) = l.split_once('|').unwrap();
+                (id.to_owned(), n.parse().unwrap())
+            })
+            .collect();
+    for (_, id) in acked {
+        assert_eq!(
+            stored.get(id),
+            Some(&1),
+            "acknowledged record {id} must be stored exactly once"
+        );
+    }
+    for line in psql(db, "SELECT tenant_id, count(*), min(seq), max(seq), count(DISTINCT seq) FROM records GROUP BY tenant_id").lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let (n, min, max, distinct): (i64, i64, i64, i64) =
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].parse().unwrap());
+        assert_eq!((min, max, distinct), (0, n - 1, n), "tenant {}: seq must be 0..{n} without gap or duplicate", f[0]);
+        let size = psql(db, &format!("SELECT size FROM logs WHERE tenant_id = '{}'", f[0]));
+        assert_eq!(size.trim(), n.to_string(), "tenant {}: log size", f[0]);
+    }
+    let (ok, out) = verify_database(db, key);
+    assert!(ok, "verify must pass:\n{out}");
+}
+
+#[test]
+fn postgres_three_nodes_write_one_log() {
+    let Some((db, runtime)) = postgres("postgres_three_nodes_write_one_log") else { return };
+    let (private, verifier) = shared_key();
+    let nodes: Vec<ServerProcess> = (0..3).map(|_| node(&db, &private)).collect();
+    let bases = nodes.iter().map(|n| (n.base.clone(), n.key.clone())).collect();
+    let acked = runtime.block_on(write_through(bases, 6, 40));
+    // 3 nodes x 6 writers x 40 requests, a fifth of them batches of two.
+    assert_eq!(acked.len(), 3 * 6 * (40 + 8), "every request is acknowledged");
+    // Let every node sign what it has seen, then stop them all.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for n in nodes {
+        n.stop();
+    }
+    assert_one_log(&db, &acked, &verifier);
+    // Every node signed; one history: the checkpoints of the shared log grow with size and
+    // each size has one root (the primary key refuses a second, and verify checked each).
+    let sizes = psql(&db, "SELECT count(*) FROM checkpoints WHERE tenant_id = 'shared'");
+    assert!(sizes.trim().parse::<u32>().unwrap() >= 1);
+}
+
+#[test]
+fn postgres_kill_9_of_one_node_under_load() {
+    let Some((db, runtime)) = postgres("postgres_kill_9_of_one_node_under_load") else { return };
+    let (private, verifier) = shared_key();
+    let victim = node(&db, &private);
+    let survivors: Vec<ServerProcess> = (0..2).map(|_| node(&db, &private)).collect();
+    let acked = runtime.block_on(async {
+        let killed = tokio::spawn(ingest_until_killed(0, victim));
+        let carried_on = write_through(
+            survivors.iter().map(|n| (n.base.clone(), n.key.clone())).collect(),
+            4,
+            60,
+        )
+        .await;
+        let mut acked = killed.await.unwrap();
+        assert_eq!(carried_on.len(), 2 * 4 * (60 + 12), "the other nodes carry on");
+        acked.extend(carried_on);
+        acked
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for n in survivors {
+        n.stop();
+    }
+    assert_one_log(&db, &acked, &verifier);
+}
+
+#[test]
+fn postgres_verify_names_tampering_done_with_psql() {
+    let Some((db, runtime)) = postgres("postgres_verify_names_tampering_done_with_psql") else {
+        return;
+    };
+    let (private, verifier) = shared_key();
+    let server = node(&db, &private);
+    let ids: Vec<String> = runtime.block_on(async {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"tenant_id": "tamper", "model_name": "gpt-4o", "temperature": "0.5",
+                       "model_config": {"top_p": 0.9}, "prompt": format!("prompt {i}")})
+            })
+            .collect();
+        let answer: Value = server
+            .client()
+            .post(format!("{}/v1/records?wait=checkpoint", server.base))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    });
+    server.stop();
+    let (ok, out) = verify_database(&db, &verifier);
+    assert!(ok, "an untouched log verifies: {out}");
+    // Each edit is made, checked and undone inside one transaction-free sequence.
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3",
+            "UPDATE records SET model_name = 'gpt-4o' WHERE seq = 3",
+            format!(
+                "MODIFIED  tenant tamper seq 3 id {}: model_name differ from the logged entry",
+                ids[3]
+            ),
+        ),
+        (
+            "UPDATE records SET temperature = 0.1 WHERE seq = 4",
+            "UPDATE records SET temperature = 0.5 WHERE seq = 4",
+            format!(
+                "MODIFIED  tenant tamper seq 4 id {}: temperature differ from the logged entry",
+                ids[4]
+            ),
+        ),
+        (
+            "UPDATE records SET recorded_at = '2020-01-01T00:00:00Z' WHERE seq = 5",
+            "",
+            format!(
+                "MODIFIED  tenant tamper seq 5 id {}: recorded_at differ from the logged entry",
+                ids[5]
+            ),
+        ),
+        (
+            "UPDATE contents SET prompt = 'another' WHERE id = (SELECT id FROM records WHERE seq = 7)",
+            "",
+            format!(
+                "MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment",
+                ids[7]
+            ),
+        ),
+        (
+            "DELETE FROM contents WHERE id = (SELECT id FROM records WHERE seq = 6); DELETE FROM records WHERE seq = 6",
+            "",
+            "REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into(),
+        ),
+        (
+            "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100",
+            "",
+            format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
+        ),
+        (
+            "UPDATE checkpoints SET note = replace(note, E'\\n10\\n', E'\\n9\\n')",
+            "",
+            "CHECKPOINT tenant tamper size 10: signature check failed".into(),
+        ),
+    ];
+    // The edits accumulate; each one's finding must appear once it is made.
+    for (edit, undo, expected) in cases {
+        psql(&db, edit);
+        let (ok, out) = verify_database(&db, &verifier);
+        assert!(!ok, "`{edit}` went unnoticed:\n{out}");
+        assert!(out.contains(&expected), "`{edit}`: expected `{expected}` in:\n{out}");
+        if !undo.is_empty() {
+            psql(&db, undo);
+        }
+    }
+    // model_config as JSONB is read from the entry: it cannot be edited apart from it.
+    let top_p = psql(&db, "SELECT model_config->>'top_p' FROM records_json WHERE seq = 0");
+    assert_eq!(top_p.trim(), "0.9");
+    let out = Command::new("psql")
+        .args([db.url.as_str(), "-Atc", "UPDATE records_json SET model_config = '{}'"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the JSONB view must not be editable");
+}
