@@ -87,6 +87,6 @@ pub fn verifier(key: Option<&str>, data_dir: &Path) -> anyhow::Result<Verifier> 
 /// key derives it (made as `serve` would make it if no server ever ran).
 pub fn content_hash_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let signer = load_or_create(data_dir, "aitrail")?;
-    Ok(aitrail_server::LogSigner::new(signer, std::time::Duration::from_secs(1))
+    Ok(aitrail_service::LogSigner::new(signer, std::time::Duration::from_secs(1))
         .content_hash_secret())
 }

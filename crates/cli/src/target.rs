@@ -123,9 +123,15 @@ impl Target {
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let sent = parsed.sent();
                 let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
-                let records =
-                    apply_policies(store.as_ref(), parsed.into_records(), sent, &secret).await?;
-                Ok(store.append(records).await?)
+                let trail = aitrail_service::Trail::new(store.clone(), secret);
+                trail.append(parsed.into_records(), sent).await.map_err(|e| match e {
+                    aitrail_service::IngestError::Refused(refused) => {
+                        let refused: Vec<String> =
+                            refused.iter().map(ToString::to_string).collect();
+                        anyhow::anyhow!("refused, nothing stored: {}", refused.join("; "))
+                    }
+                    aitrail_service::IngestError::Store(e) => e.into(),
+                })
             }
         }
     }
@@ -347,30 +353,4 @@ fn describe(e: aitrail_core::BodyError) -> String {
             fs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
         }
     }
-}
-
-/// Records as their tenants' policies keep them (secrets, content mode), as the server
-/// does before it logs them.
-async fn apply_policies(
-    store: &dyn Store,
-    records: Vec<aitrail_core::Record>,
-    sent: aitrail_core::Sent,
-    secret: &[u8; 32],
-) -> anyhow::Result<Vec<aitrail_core::Record>> {
-    let mut tenants = std::collections::HashMap::new();
-    for r in &records {
-        if !tenants.contains_key(&r.tenant_id) {
-            let policy = aitrail_store::policy_of(store, &r.tenant_id).await?;
-            let key = aitrail_core::policy::tenant_hash_key(secret, &r.tenant_id);
-            tenants.insert(r.tenant_id.clone(), (policy, key));
-        }
-    }
-    aitrail_core::policy::apply_all(records, sent, |t| {
-        let (policy, key) = &tenants[t];
-        (policy, *key)
-    })
-    .map_err(|refused| {
-        let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("refused, nothing stored: {}", refused.join("; "))
-    })
 }

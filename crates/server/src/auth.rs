@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use crate::{ApiError, AppState};
 
 /// How long a key read before stands while the store cannot be read.
-pub(crate) const STALE_FOR: Duration = Duration::from_secs(60);
+const STALE_FOR: Duration = Duration::from_secs(60);
 
 /// How long a looked-up key is trusted before it is read again.
 const CACHE_FOR: Duration = Duration::from_secs(1);

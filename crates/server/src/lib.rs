@@ -7,7 +7,6 @@ mod dashboard;
 mod export;
 mod integrity;
 mod keys;
-mod log;
 mod otlp;
 mod policy;
 mod problem;
@@ -28,8 +27,8 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 
 pub use aitrail_capture::proxy::Provider;
+pub use aitrail_service::LogSigner;
 pub use auth::KeyRing;
-pub use log::LogSigner;
 pub use problem::ApiError;
 pub use proxy::ProxyTarget;
 pub use retention::run_job as retention_job;
@@ -88,7 +87,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub log: Arc<LogSigner>,
     pub keys: Arc<KeyRing>,
-    pub policies: Arc<policy::Policies>,
+    /// The use cases the server shares with the CLI (`aitrail-service`).
+    pub trail: Arc<aitrail_service::Trail>,
     /// Held while a full verification runs on this node; when each tenant last started one.
     pub verifying: Arc<
         tokio::sync::Mutex<std::collections::HashMap<aitrail_core::TenantId, std::time::Instant>>,
@@ -126,11 +126,11 @@ pub const PATHS: &[&str] = &[
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
-    let policies = Arc::default();
+    let trail = Arc::new(aitrail_service::Trail::new(store.clone(), log.content_hash_secret()));
     let verifying = Arc::default();
     let spool_secret = log.signer().derive_secret("proxy-spool");
     let proxy = Arc::new(proxy::Proxy::new(config.proxy_spool.as_deref(), spool_secret));
-    let state = AppState { store, config: Arc::new(config), log, keys, policies, verifying, proxy };
+    let state = AppState { store, config: Arc::new(config), log, keys, trail, verifying, proxy };
     proxy::resume(&state);
     Router::new()
         .route("/healthz", only(get(healthz), "GET, HEAD"))

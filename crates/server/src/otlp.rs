@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::Caller;
 use crate::records::read_limited;
-use crate::{ApiError, AppState, policy};
+use crate::{ApiError, AppState};
 
 fn encoding(headers: &HeaderMap) -> Result<(Encoding, bool), ApiError> {
     let text = |h| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().trim();
@@ -78,7 +78,7 @@ pub(crate) async fn traces(
     // Each span through its tenant's policy on its own, so one span with a credential
     // does not cost the others.
     let mut kept = Vec::with_capacity(records.len());
-    for applied in policy::apply_each(&app, records).await? {
+    for applied in app.trail.kept_each(records).await? {
         match applied {
             Ok(record) => kept.push(record),
             Err(e) => refused.add("a span", &e.to_string()),

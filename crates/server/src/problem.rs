@@ -82,6 +82,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<aitrail_service::IngestError> for ApiError {
+    fn from(e: aitrail_service::IngestError) -> Self {
+        match e {
+            aitrail_service::IngestError::Refused(fields) => ApiError::Invalid(fields),
+            aitrail_service::IngestError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<BodyError> for ApiError {
     fn from(e: BodyError) -> Self {
         match e {

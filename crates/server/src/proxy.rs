@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::records::read_limited;
 use crate::spool::{Spool, Spooled};
-use crate::{ApiError, AppState, policy};
+use crate::{ApiError, AppState};
 
 /// An upstream the proxy forwards to.
 #[derive(Clone, Debug)]
@@ -244,7 +244,7 @@ pub(crate) async fn forward(
     let path = provider_path(&uri, target.provider)?;
     let body = read_limited(body, app.config.max_body_bytes).await?;
     let operation = (method == Method::POST).then(|| operation(target.provider, &path)).flatten();
-    let fail_mode = app.policies.of(app.store.as_ref(), &who.tenant).await?.fail_mode();
+    let fail_mode = app.trail.policy(&who.tenant).await?.fail_mode();
     if let Some(operation) = operation {
         // Fail modes closed and strict: no call goes out while its record could not be
         // committed.
@@ -458,7 +458,7 @@ async fn prepare(app: &AppState, who: &RecordedFor, mut record: Value) -> Result
         record[*field] = value.clone().into();
     }
     let record = parse_record_value(&record, "").map_err(|e| ApiError::Invalid(vec![e]))?;
-    Ok(policy::apply(app, vec![record], Sent::One).await?.remove(0))
+    Ok(app.trail.kept(vec![record], Sent::One).await?.remove(0))
 }
 
 /// The record of a call whose answer is going back. In fail mode strict it is committed

@@ -17,7 +17,7 @@ use aitrail_core::policy::tenant_hash_key;
 
 use crate::access::Accessed;
 use crate::auth::Caller;
-use crate::{ApiError, AppState, integrity, policy};
+use crate::{ApiError, AppState, integrity};
 
 /// Bodies above this are parsed off the async workers, so a 10 MiB batch never stalls
 /// other requests.
@@ -64,7 +64,7 @@ pub(crate) async fn append(
     for r in &records {
         caller.may(Action::Write, Some(&r.tenant_id))?;
     }
-    let records = policy::apply(&app, records, sent).await?;
+    let records = app.trail.kept(records, sent).await?;
     let receipts = app.store.append(records).await?;
     let location = one.then(|| format!("/v1/records/{}", receipts[0].id));
     let body = if q.wait == Some(Wait::Checkpoint) {
@@ -102,7 +102,7 @@ pub(crate) async fn audit_log(
         )]));
     };
     caller.may(Action::Write, Some(&record.tenant_id))?;
-    let record = policy::apply(&app, vec![*record], Sent::One).await?.remove(0);
+    let record = app.trail.kept(vec![*record], Sent::One).await?.remove(0);
     let receipt = app.store.append(vec![record.clone()]).await?.remove(0);
     let stored =
         StoredRecord { id: receipt.id, seq: receipt.seq, recorded_at: receipt.recorded_at, record };

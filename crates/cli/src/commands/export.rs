@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aitrail_core::Timestamp;
 use aitrail_export::{Format, Request};
-use aitrail_server::LogSigner;
+use aitrail_service::LogSigner;
 use aitrail_store_sqlite::ReadMode;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};

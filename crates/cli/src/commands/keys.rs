@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aitrail_core::access::{KeyId, Role};
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_server::LogSigner;
+use aitrail_service::LogSigner;
 use aitrail_store::keys::{KeyInfo, KeyRequest, issue};
 use anyhow::{Context, bail};
 use serde_json::json;

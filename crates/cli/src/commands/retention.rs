@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_server::LogSigner;
+use aitrail_service::LogSigner;
 use aitrail_store::Store;
 use aitrail_store::retention::{self, Hold, Selector};
 use anyhow::{Context, bail};

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aitrail_core::access::Role;
-use aitrail_server::{
-    Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, LogSigner, Provider, ProxyTarget,
-};
+use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, Provider, ProxyTarget};
+use aitrail_service::LogSigner;
 use aitrail_store::Store;
 use aitrail_store::keys::{self, KeyRequest};
 use anyhow::Context;
