@@ -18,9 +18,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::merkle::Hash;
-use crate::query::TextField;
+use crate::record::TextField;
 use crate::record::{Record, StoredRecord};
 use crate::value::Timestamp;
+
+pub use crate::value::KeyedHash;
 
 /// First bytes of every version-1 entry.
 pub const ENTRY_PREFIX: &[u8] = b"aitrail.entry.v1\n";
@@ -48,44 +50,6 @@ pub struct Content {
 pub struct KeyedHashes {
     pub prompt: Option<KeyedHash>,
     pub response: Option<KeyedHash>,
-}
-
-/// A keyed hash, shown as `hmac-sha256:<hex>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct KeyedHash(pub [u8; 32]);
-
-impl KeyedHash {
-    const PREFIX: &'static str = "hmac-sha256:";
-}
-
-impl std::fmt::Display for KeyedHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, hex::encode(self.0))
-    }
-}
-
-impl serde::Serialize for KeyedHash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for KeyedHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl std::str::FromStr for KeyedHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let hex = s.strip_prefix(Self::PREFIX).unwrap_or(s);
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(hex, &mut hash)
-            .map_err(|_| "not a keyed hash (hmac-sha256: and 64 hex digits)".to_owned())?;
-        Ok(Self(hash))
-    }
 }
 
 /// SHA-256(tag ‖ salt ‖ field ‖ 0x00 ‖ content).

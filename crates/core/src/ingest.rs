@@ -2,7 +2,6 @@
 //! (`records[3].temperature: not a decimal number`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -10,6 +9,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::record::{RECORD_FIELDS, Record};
+
+pub use crate::value::FieldError;
 
 /// Most records one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -55,26 +56,6 @@ impl Parsed {
             Parsed::One(r) => vec![*r],
             Parsed::Batch(rs) => rs,
         }
-    }
-}
-
-/// One problem with one field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Where: `records[3].temperature`, `temperature`, `body`.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
     }
 }
 

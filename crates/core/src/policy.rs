@@ -6,26 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::FieldError;
 use crate::record::Record;
 use crate::secrets;
 use crate::value::{Count, JsonObject, Text};
 
-/// How much of a record's content (prompt, response, prompt variables) is kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContentMode {
-    /// None of it: the record says only that there was content.
-    None,
-    /// Only keyed hashes of prompt and response: a known text can be looked up, nothing
-    /// can be read.
-    Hash,
-    /// The first `preview_chars` characters of prompt and response; no prompt variables.
-    #[default]
-    Preview,
-    /// All of it (the tenant opted in).
-    Full,
-}
+pub use crate::value::{ContentMode, FieldError, keyed_hash};
 
 /// What a credential found in content does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,12 +376,4 @@ pub fn tenant_hash_key(secret: &[u8; 32], tenant: &crate::TenantId) -> [u8; 32] 
     mac.update(b"aitrail.content-hash.v1\0");
     mac.update(tenant.as_str().as_bytes());
     mac.finalize().into_bytes().into()
-}
-
-/// HMAC-SHA256(key, text): a content field's keyed hash.
-pub fn keyed_hash(key: &[u8; 32], text: &str) -> crate::entry::KeyedHash {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(text.as_bytes());
-    crate::entry::KeyedHash(mac.finalize().into_bytes().into())
 }

@@ -8,80 +8,13 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
 
-use crate::ingest::FieldError;
-use crate::record::Record;
-use crate::value::{ShortText, TenantId, Timestamp};
+pub use crate::record::TextField;
+use crate::value::{FieldError, ShortText, TenantId, Timestamp};
 
 /// Records per page when the client does not say.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Most records per page.
 pub const MAX_LIMIT: u32 = 1000;
-
-/// A record field filtered by exact match (any of the given values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TextField {
-    ModelProvider,
-    ModelName,
-    ModelVersion,
-    DeploymentId,
-    SafetyMode,
-    OperationType,
-    UserId,
-    AgentId,
-    SessionId,
-    FeatureCode,
-    ExternalId,
-}
-
-impl TextField {
-    pub const ALL: [TextField; 11] = [
-        Self::ModelProvider,
-        Self::ModelName,
-        Self::ModelVersion,
-        Self::DeploymentId,
-        Self::SafetyMode,
-        Self::OperationType,
-        Self::UserId,
-        Self::AgentId,
-        Self::SessionId,
-        Self::FeatureCode,
-        Self::ExternalId,
-    ];
-
-    /// The record field's name, which is also the query parameter's and the column's.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ModelProvider => "model_provider",
-            Self::ModelName => "model_name",
-            Self::ModelVersion => "model_version",
-            Self::DeploymentId => "deployment_id",
-            Self::SafetyMode => "safety_mode",
-            Self::OperationType => "operation_type",
-            Self::UserId => "user_id",
-            Self::AgentId => "agent_id",
-            Self::SessionId => "session_id",
-            Self::FeatureCode => "feature_code",
-            Self::ExternalId => "external_id",
-        }
-    }
-
-    /// This field's value in a record.
-    pub fn of(self, r: &Record) -> Option<&ShortText> {
-        match self {
-            Self::ModelProvider => r.model_provider.as_ref(),
-            Self::ModelName => r.model_name.as_ref(),
-            Self::ModelVersion => r.model_version.as_ref(),
-            Self::DeploymentId => r.deployment_id.as_ref(),
-            Self::SafetyMode => r.safety_mode.as_ref(),
-            Self::OperationType => r.operation_type.as_ref(),
-            Self::UserId => r.user_id.as_ref(),
-            Self::AgentId => r.agent_id.as_ref(),
-            Self::SessionId => r.session_id.as_ref(),
-            Self::FeatureCode => r.feature_code.as_ref(),
-            Self::ExternalId => r.external_id.as_ref(),
-        }
-    }
-}
 
 /// A numeric comparison on temperature.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,7 +67,7 @@ pub struct Query {
     /// text, before [`Query::hash_texts`] turns them into `content_hashes`.
     pub content_texts: Vec<(ContentField, String)>,
     /// Records whose content field has this keyed hash (docs/PRIVACY.md).
-    pub content_hashes: Vec<(ContentField, crate::entry::KeyedHash)>,
+    pub content_hashes: Vec<(ContentField, crate::value::KeyedHash)>,
 }
 
 impl Default for Query {
@@ -207,7 +140,7 @@ impl Query {
     /// (`policy::tenant_hash_key`), so the text itself goes no further.
     pub fn hash_texts(&mut self, key: &[u8; 32]) {
         for (field, text) in std::mem::take(&mut self.content_texts) {
-            self.content_hashes.push((field, crate::policy::keyed_hash(key, &text)));
+            self.content_hashes.push((field, crate::value::keyed_hash(key, &text)));
         }
     }
 }

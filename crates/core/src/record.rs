@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::entry::KeyedHash;
-use crate::policy::ContentMode;
 use crate::value::{
-    Count, Decimal, JsonObject, NonNegativeDecimal, ShortText, TenantId, Text, Timestamp,
+    ContentMode, Count, Decimal, JsonObject, KeyedHash, NonNegativeDecimal, ShortText, TenantId,
+    Text, Timestamp,
 };
 
 /// What a client sends for one call. Unknown top-level fields are refused (extensions belong
@@ -323,5 +322,71 @@ impl<'de> Deserialize<'de> for StoredRecord {
         let rest = serde_json::to_string(&fields).map_err(D::Error::custom)?;
         let record = serde_json::from_str(&rest).map_err(D::Error::custom)?;
         Ok(Self { id, seq, recorded_at, record })
+    }
+}
+
+/// A record field filtered by exact match (any of the given values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextField {
+    ModelProvider,
+    ModelName,
+    ModelVersion,
+    DeploymentId,
+    SafetyMode,
+    OperationType,
+    UserId,
+    AgentId,
+    SessionId,
+    FeatureCode,
+    ExternalId,
+}
+
+impl TextField {
+    pub const ALL: [TextField; 11] = [
+        Self::ModelProvider,
+        Self::ModelName,
+        Self::ModelVersion,
+        Self::DeploymentId,
+        Self::SafetyMode,
+        Self::OperationType,
+        Self::UserId,
+        Self::AgentId,
+        Self::SessionId,
+        Self::FeatureCode,
+        Self::ExternalId,
+    ];
+
+    /// The record field's name, which is also the query parameter's and the column's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ModelProvider => "model_provider",
+            Self::ModelName => "model_name",
+            Self::ModelVersion => "model_version",
+            Self::DeploymentId => "deployment_id",
+            Self::SafetyMode => "safety_mode",
+            Self::OperationType => "operation_type",
+            Self::UserId => "user_id",
+            Self::AgentId => "agent_id",
+            Self::SessionId => "session_id",
+            Self::FeatureCode => "feature_code",
+            Self::ExternalId => "external_id",
+        }
+    }
+
+    /// This field's value in a record.
+    pub fn of(self, r: &Record) -> Option<&ShortText> {
+        match self {
+            Self::ModelProvider => r.model_provider.as_ref(),
+            Self::ModelName => r.model_name.as_ref(),
+            Self::ModelVersion => r.model_version.as_ref(),
+            Self::DeploymentId => r.deployment_id.as_ref(),
+            Self::SafetyMode => r.safety_mode.as_ref(),
+            Self::OperationType => r.operation_type.as_ref(),
+            Self::UserId => r.user_id.as_ref(),
+            Self::AgentId => r.agent_id.as_ref(),
+            Self::SessionId => r.session_id.as_ref(),
+            Self::FeatureCode => r.feature_code.as_ref(),
+            Self::ExternalId => r.external_id.as_ref(),
+        }
     }
 }

@@ -479,3 +479,85 @@ mod tests {
         assert_eq!(Timestamp::from_unix_nanos(t.unix_nanos()), Some(t));
     }
 }
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where: `records[3].temperature`, `temperature`, `body`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A keyed hash, shown as `hmac-sha256:<hex>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyedHash(pub [u8; 32]);
+
+impl KeyedHash {
+    const PREFIX: &'static str = "hmac-sha256:";
+}
+
+impl std::fmt::Display for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, hex::encode(self.0))
+    }
+}
+
+impl serde::Serialize for KeyedHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyedHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for KeyedHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hex = s.strip_prefix(Self::PREFIX).unwrap_or(s);
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(hex, &mut hash)
+            .map_err(|_| "not a keyed hash (hmac-sha256: and 64 hex digits)".to_owned())?;
+        Ok(Self(hash))
+    }
+}
+
+/// HMAC-SHA256(key, text): a content field's keyed hash.
+pub fn keyed_hash(key: &[u8; 32], text: &str) -> KeyedHash {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(text.as_bytes());
+    KeyedHash(mac.finalize().into_bytes().into())
+}
+
+/// How much of a record's content (prompt, response, prompt variables) is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// None of it: the record says only that there was content.
+    None,
+    /// Only keyed hashes of prompt and response: a known text can be looked up, nothing
+    /// can be read.
+    Hash,
+    /// The first `preview_chars` characters of prompt and response; no prompt variables.
+    #[default]
+    Preview,
+    /// All of it (the tenant opted in).
+    Full,
+}

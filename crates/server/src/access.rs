@@ -4,9 +4,8 @@
 //! that append fails, the answer is 503 instead: no access goes unrecorded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 
-use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, Principal, access_log_query};
+use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, access_log_query};
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{StoredRecord, TenantId};
 use axum::Json;
@@ -18,21 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::Caller;
+use crate::seen::Seen;
 use crate::{ApiError, AppState};
-
-/// Where the [`Caller`] extractor leaves who the request authenticated as.
-#[derive(Clone, Default)]
-pub(crate) struct Seen(Arc<Mutex<Option<Principal>>>);
-
-impl Seen {
-    pub(crate) fn set(&self, p: &Principal) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
-    }
-
-    fn take(&self) -> Option<Principal> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
 
 /// What a handler tells the access log about its answer: the tenant it was about and
 /// how many records it held.

@@ -194,7 +194,7 @@ impl FromRequestParts<AppState> for Caller {
             (None, Some(_)) => crate::session::SignedIn::from_request_parts(parts, app).await?.0,
             _ => app.keys.authenticate(app.store.as_ref(), header).await?,
         };
-        if let Some(seen) = parts.extensions.get::<crate::access::Seen>() {
+        if let Some(seen) = parts.extensions.get::<crate::seen::Seen>() {
             seen.set(&principal);
         }
         Ok(Caller(principal))

@@ -13,6 +13,7 @@ mod problem;
 mod proxy;
 mod records;
 mod retention;
+mod seen;
 mod session;
 mod spool;
 mod usage;

@@ -17,7 +17,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::access::Seen;
+use crate::seen::Seen;
 use crate::{ApiError, AppState};
 
 /// The session cookie's name; under TLS with the `__Host-` prefix, which browsers only
