@@ -34,6 +34,15 @@ pub async fn open_store_with(global: &Global, mode: ReadMode) -> anyhow::Result<
     })
 }
 
+/// The service over a store the CLI opened itself, signing with the data dir's log key.
+pub fn local_trail(
+    global: &Global,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<aitrail_service::Trail> {
+    let signer = crate::keyfile::log_signer(&global.data_dir)?;
+    Ok(aitrail_service::Trail::new(store, Arc::new(signer)))
+}
+
 /// A page as both targets return it.
 #[derive(Deserialize)]
 pub struct Page {
@@ -122,8 +131,7 @@ impl Target {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let sent = parsed.sent();
-                let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
-                let trail = aitrail_service::Trail::new(store.clone(), secret);
+                let trail = local_trail(global, store.clone())?;
                 trail.append(parsed.into_records(), sent).await.map_err(|e| match e {
                     aitrail_service::IngestError::Refused(refused) => {
                         let refused: Vec<String> =

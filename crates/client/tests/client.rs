@@ -9,8 +9,8 @@ use aitrail_client::{Client, Config, Error};
 use aitrail_core::access::Role;
 use aitrail_core::note::NoteSigner;
 use aitrail_server::{LogSigner, router};
+use aitrail_service::keys::{KeyRequest, issue};
 use aitrail_store::Store;
-use aitrail_store::keys::{KeyRequest, issue};
 use aitrail_store_sqlite::SqliteStore;
 use serde_json::json;
 

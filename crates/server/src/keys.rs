@@ -4,7 +4,7 @@
 use aitrail_core::access::{Action, KeyId, Role};
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_store::keys::{KeyInfo, KeyRequest, issue};
+use aitrail_service::keys::{KeyInfo, KeyRequest};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -67,7 +67,7 @@ pub(crate) async fn create(
         None => caller.may(Action::Administer, None)?,
     }
     let request = KeyRequest { role, tenant, expires_at, label: new.label };
-    let (key, stored) = issue(app.store.as_ref(), app.keys.secret(), request).await?;
+    let (key, stored) = app.trail.issue_key(request).await?;
     let body = KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) };
     let accessed = Accessed { tenant: stored.tenant.clone(), records: 0, details: Vec::new() };
     Ok(accessed.on((StatusCode::CREATED, Json(body)).into_response()))
@@ -79,7 +79,7 @@ pub(crate) async fn list(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.may(Action::Administer, None)?;
-    let keys = app.store.keys().await?;
+    let keys = app.trail.keys().await?;
     let mine = keys.iter().filter(|k| caller.0.tenant.is_none() || k.tenant == caller.0.tenant);
     Ok(Json(mine.map(KeyInfo::from).collect::<Vec<_>>()).into_response())
 }
@@ -93,14 +93,14 @@ pub(crate) async fn revoke(
 ) -> Result<Response, ApiError> {
     caller.may(Action::Administer, None)?;
     let id = KeyId::parse(&id).ok_or(ApiError::NotFound)?;
-    let key = app.store.key(&id).await?.ok_or(ApiError::NotFound)?;
+    let key = app.trail.key(&id).await?.ok_or(ApiError::NotFound)?;
     let visible = caller.0.tenant.is_none() || key.tenant == caller.0.tenant;
     if !visible {
         return Err(ApiError::NotFound);
     }
-    app.store.revoke_key(&id, Timestamp::now()).await?;
+    app.trail.revoke_key(&id).await?;
     app.keys.forget(&id);
-    let key = app.store.key(&id).await?.ok_or(ApiError::NotFound)?;
+    let key = app.trail.key(&id).await?.ok_or(ApiError::NotFound)?;
     let accessed = Accessed { tenant: key.tenant.clone(), records: 0, details: Vec::new() };
     Ok(accessed.on(Json(KeyInfo::from(&key)).into_response()))
 }

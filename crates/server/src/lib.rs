@@ -127,7 +127,7 @@ pub const PATHS: &[&str] = &[
 /// The whole API as an axum router. Run `log.run(store)` beside it to sign checkpoints.
 pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Router {
     let keys = Arc::new(KeyRing::new(log.api_key_secret(), config.rate_limit));
-    let trail = Arc::new(aitrail_service::Trail::new(store.clone(), log.content_hash_secret()));
+    let trail = Arc::new(aitrail_service::Trail::new(store.clone(), log.clone()));
     let verifying = Arc::default();
     let spool_secret = log.signer().derive_secret("proxy-spool");
     let proxy = Arc::new(proxy::Proxy::new(config.proxy_spool.as_deref(), spool_secret));

@@ -1,5 +1,6 @@
 //! Erasure (POST /v1/erasure), legal holds (/v1/holds) and the retention job `serve`
-//! runs; the work itself is `aitrail_store::retention`'s, shared with the CLI.
+//! runs; the work itself is the service's (`aitrail_service::retention`), shared with the
+//! CLI.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use aitrail_core::access::Action;
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{TenantId, Timestamp};
+use aitrail_service::retention::{self, RetentionError};
 use aitrail_store::Store;
-use aitrail_store::retention::{self, Hold, RetentionError, Selector};
+use aitrail_store::retention::{Hold, Mode, Selector};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
@@ -74,8 +76,7 @@ pub(crate) async fn erase(
         (None, Some(s)) if !s.is_empty() => Selector::Session(s),
         _ => return Err(invalid("user_id", "give exactly one of user_id and session_id")),
     };
-    let erased =
-        retention::erase(app.store.as_ref(), &tenant, &selector, caller.0.key_id.as_str()).await?;
+    let erased = app.trail.erase(&tenant, &selector, caller.0.key_id.as_str()).await?;
     let accessed =
         Accessed { tenant: Some(tenant), records: erased.purged.records, details: Vec::new() };
     Ok(accessed.on(Json(erased).into_response()))
@@ -132,7 +133,7 @@ pub(crate) async fn place(
         placed_at: Timestamp::now(),
         reason: request.reason,
     };
-    retention::place_hold(app.store.as_ref(), &hold, caller.0.key_id.as_str()).await?;
+    app.trail.place_hold(&hold, caller.0.key_id.as_str()).await?;
     let accessed = Accessed { tenant: Some(tenant), records: 0, details: Vec::new() };
     Ok(accessed.on((StatusCode::CREATED, Json(hold)).into_response()))
 }
@@ -147,7 +148,7 @@ pub(crate) async fn release(
     let tenant = administered(&caller, request.tenant_id.as_deref())?;
     let session = request.session_id.filter(|s| !s.is_empty());
     let by = caller.0.key_id.as_str();
-    if !retention::release_hold(app.store.as_ref(), &tenant, session.as_deref(), by).await? {
+    if !app.trail.release_hold(&tenant, session.as_deref(), by).await? {
         return Err(ApiError::NotFound);
     }
     let hold = json!({"tenant_id": tenant, "session_id": session});
@@ -160,7 +161,7 @@ pub async fn run_job(store: Arc<dyn Store>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        match retention::run(store.as_ref(), Timestamp::now(), retention::Mode::Delete).await {
+        match retention::run(store.as_ref(), Timestamp::now(), Mode::Delete).await {
             Ok(run) => {
                 let purged: u64 = run.tenants.iter().map(|t| t.purged.records).sum();
                 tracing::info!(purged, tenants = run.tenants.len(), "retention run");

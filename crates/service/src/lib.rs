@@ -3,11 +3,46 @@
 //! thing by construction. Authorisation stays in core (`Principal::may`), checked by the
 //! front end that knows who asks; nothing here does I/O but through the store.
 //!
-//! Here so far: ingest through the tenant's policy (`Trail::append`, `Trail::kept`), the
-//! tenant policies themselves, and the checkpoint signer (`LogSigner`).
+//! A use case a file, each an `impl Trail`: taking records in through their tenant's
+//! policy, and the policies (`policies.rs`); API keys (`keys.rs`); erasure, legal holds
+//! and retention runs (`retention.rs`); and signing checkpoints (`log.rs`, `LogSigner`).
 
+pub mod keys;
 mod log;
 mod policies;
+pub mod retention;
 
+use std::sync::Arc;
+
+use aitrail_store::Store;
+
+pub use keys::{KeyInfo, KeyRequest};
 pub use log::LogSigner;
-pub use policies::{IngestError, Trail};
+pub use policies::IngestError;
+
+/// The shared use cases over one store, with the log key they derive their secrets from.
+pub struct Trail {
+    store: Arc<dyn Store>,
+    signer: Arc<LogSigner>,
+    policies: policies::Cache,
+}
+
+impl std::fmt::Debug for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trail").finish_non_exhaustive()
+    }
+}
+
+impl Trail {
+    pub fn new(store: Arc<dyn Store>, signer: Arc<LogSigner>) -> Self {
+        Self { store, signer, policies: policies::Cache::default() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn signer(&self) -> &Arc<LogSigner> {
+        &self.signer
+    }
+}

@@ -2,13 +2,15 @@
 //! secrets refused or redacted, keyed hashes) before anything is appended.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aitrail_core::ingest::FieldError;
 use aitrail_core::policy::{Policy, tenant_hash_key};
 use aitrail_core::{Receipt, Record, Sent, TenantId, Timestamp};
-use aitrail_store::{Store, StoreError};
+use aitrail_store::StoreError;
+
+use crate::Trail;
 
 /// How long a node trusts a policy it read: a change made on another node applies here
 /// within this time (on the node that made it, at once).
@@ -28,41 +30,28 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
-/// The shared use cases over one store.
-pub struct Trail {
-    store: Arc<dyn Store>,
-    /// What tenants' content-hash keys derive from (`LogSigner::content_hash_secret`).
-    content_secret: [u8; 32],
-    /// Policies read recently, by tenant.
-    read: Mutex<HashMap<TenantId, (Instant, Policy)>>,
-}
+/// Policies read recently, by tenant.
+#[derive(Default)]
+pub(crate) struct Cache(Mutex<HashMap<TenantId, (Instant, Policy)>>);
 
-impl std::fmt::Debug for Trail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trail").finish_non_exhaustive()
+impl Cache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, Policy)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Trail {
-    pub fn new(store: Arc<dyn Store>, content_secret: [u8; 32]) -> Self {
-        Self { store, content_secret, read: Mutex::default() }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The tenant's policy (the default if it never set one), as read at most
     /// [`CACHED_FOR`] ago.
     pub async fn policy(&self, tenant: &TenantId) -> Result<Policy, StoreError> {
-        if let Some((at, policy)) = self.lock().get(tenant)
+        if let Some((at, policy)) = self.policies.lock().get(tenant)
             && at.elapsed() < CACHED_FOR
         {
             return Ok(policy.clone());
         }
         let policy = match aitrail_store::policy_of(self.store.as_ref(), tenant).await {
             Ok(policy) => policy,
-            Err(e) => match self.lock().get(tenant) {
+            Err(e) => match self.policies.lock().get(tenant) {
                 Some((at, policy)) if at.elapsed() < STALE_FOR => {
                     tracing::warn!(error = %e, %tenant, "the store cannot be read; using the policy last read");
                     return Ok(policy.clone());
@@ -70,20 +59,20 @@ impl Trail {
                 _ => return Err(e),
             },
         };
-        self.lock().insert(tenant.clone(), (Instant::now(), policy.clone()));
+        self.policies.lock().insert(tenant.clone(), (Instant::now(), policy.clone()));
         Ok(policy)
     }
 
     /// The tenant's policy as the store holds it now.
     pub async fn current_policy(&self, tenant: &TenantId) -> Result<Policy, StoreError> {
-        self.lock().remove(tenant);
+        self.policies.lock().remove(tenant);
         self.policy(tenant).await
     }
 
     /// Set the tenant's whole policy; it applies on this node at once.
     pub async fn set_policy(&self, tenant: &TenantId, policy: &Policy) -> Result<(), StoreError> {
         self.store.set_policy(tenant, &policy.to_json(), Timestamp::now()).await?;
-        self.lock().remove(tenant);
+        self.policies.lock().remove(tenant);
         Ok(())
     }
 
@@ -121,15 +110,11 @@ impl Trail {
         for r in records {
             if !tenants.contains_key(&r.tenant_id) {
                 let policy = self.policy(&r.tenant_id).await?;
-                let key = tenant_hash_key(&self.content_secret, &r.tenant_id);
+                let key = tenant_hash_key(&self.signer.content_hash_secret(), &r.tenant_id);
                 tenants.insert(r.tenant_id.clone(), (policy, key));
             }
         }
         Ok(TenantPolicies(tenants))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, Policy)>> {
-        self.read.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -2,11 +2,22 @@
 
 use std::sync::Arc;
 
+use aitrail_core::access::Role;
+use aitrail_core::note::NoteSigner;
 use aitrail_core::policy::Policy;
 use aitrail_core::{Query, Record, Sent, TenantId};
-use aitrail_service::{IngestError, Trail};
+use aitrail_service::retention::RetentionError;
+use aitrail_service::{IngestError, KeyRequest, LogSigner, Trail};
 use aitrail_store::Store;
+use aitrail_store::retention::{Hold, Selector};
 use aitrail_store_sqlite::SqliteStore;
+
+/// A trail over a fresh SQLite store in `dir`, signing with a throwaway key.
+fn trail(dir: &std::path::Path) -> Trail {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir).unwrap());
+    let signer = NoteSigner::from_seed("test.aitrail", [3; 32]).unwrap();
+    Trail::new(store, Arc::new(LogSigner::new(signer, std::time::Duration::from_secs(1))))
+}
 
 fn record(json: serde_json::Value) -> Record {
     serde_json::from_value(json).unwrap()
@@ -20,8 +31,8 @@ async fn stored(store: &dyn Store, tenant: &str) -> Vec<aitrail_core::StoredReco
 #[tokio::test]
 async fn records_go_in_through_their_tenants_policy_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let trail = Trail::new(store.clone(), [3; 32]);
+    let trail = trail(dir.path());
+    let store = trail.store().clone();
     let tenant = TenantId::parse("t").unwrap();
 
     // A policy set here applies to the next record at once: no content kept.
@@ -48,4 +59,53 @@ async fn records_go_in_through_their_tenants_policy_all_or_nothing() {
         other => panic!("not refused: {other:?}"),
     }
     assert_eq!(stored(store.as_ref(), "t").await.len(), 1, "nothing of the batch stored");
+}
+
+#[tokio::test]
+async fn keys_holds_and_erasure_each_leave_their_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = trail(dir.path());
+    let tenant = TenantId::parse("t").unwrap();
+
+    let request = KeyRequest { role: Role::Viewer, tenant: None, expires_at: None, label: None };
+    assert!(trail.issue_key(request).await.is_err(), "a viewer key needs a tenant");
+    let request = KeyRequest {
+        role: Role::Viewer,
+        tenant: Some(tenant.clone()),
+        expires_at: None,
+        label: None,
+    };
+    let (key, made) = trail.issue_key(request).await.unwrap();
+    assert_eq!(&made.id, key.id());
+    assert!(trail.revoke_key(&made.id).await.unwrap());
+    assert!(trail.key(&made.id).await.unwrap().unwrap().revoked_at.is_some());
+
+    let said = record(serde_json::json!({"tenant_id": "t", "user_id": "u-1", "prompt": "hi"}));
+    trail.append(vec![said], Sent::One).await.unwrap();
+    let hold = Hold {
+        tenant_id: tenant.clone(),
+        session_id: None,
+        placed_at: aitrail_core::Timestamp::now(),
+        reason: None,
+    };
+    trail.place_hold(&hold, "test").await.unwrap();
+    let user = Selector::User("u-1".into());
+    assert!(matches!(trail.erase(&tenant, &user, "test").await, Err(RetentionError::Held(_))));
+    assert!(trail.release_hold(&tenant, None, "test").await.unwrap());
+    let erased = trail.erase(&tenant, &user, "test").await.unwrap();
+    assert_eq!(erased.purged.records, 1);
+    assert!(stored_content_gone(trail.store().as_ref()).await);
+    // Each change is an event of the system log, in order.
+    let events = stored(trail.store().as_ref(), "aitrail.system").await;
+    let operations: Vec<String> = events
+        .iter()
+        .rev()
+        .map(|e| e.record.operation_type.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(operations, ["hold.add", "hold.remove", "erasure"]);
+}
+
+async fn stored_content_gone(store: &dyn Store) -> bool {
+    let kept = stored(store, "t").await;
+    kept.len() == 1 && kept[0].record.prompt.is_none()
 }

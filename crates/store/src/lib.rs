@@ -11,7 +11,6 @@
 //! - Checkpoints are only added, never changed: one per (tenant, size).
 
 pub mod append;
-pub mod keys;
 pub mod proofs;
 pub mod retention;
 pub mod sql;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aitrail_core::access::{KeyId, Role};
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_service::LogSigner;
-use aitrail_store::keys::{KeyInfo, KeyRequest, issue};
+use aitrail_service::keys::{KeyInfo, KeyRequest};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -68,9 +68,10 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
     let made = match Target::open(global).await? {
         Target::Local(store) => {
             let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
-            let secret = LogSigner::new(signer, Duration::from_secs(1)).api_key_secret();
+            let signer = LogSigner::new(signer, Duration::from_secs(1));
+            let trail = aitrail_service::Trail::new(store, std::sync::Arc::new(signer));
             let request = KeyRequest { role: args.role, tenant, expires_at, label: args.label };
-            let (key, stored) = issue(store.as_ref(), &secret, request).await?;
+            let (key, stored) = trail.issue_key(request).await?;
             KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) }
         }
         remote => {

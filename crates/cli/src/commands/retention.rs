@@ -2,17 +2,14 @@
 //! (docs/PRIVACY.md). Erasure and holds work on the store or through --server; a retention
 //! run works on the store (the server runs it on its own every --retention-interval-s).
 
-use std::time::Duration;
-
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_service::LogSigner;
-use aitrail_store::Store;
-use aitrail_store::retention::{self, Hold, Selector};
+use aitrail_service::Trail;
+use aitrail_store::retention::{Hold, Mode, Selector};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::target::{Target, json_answer};
-use crate::{Global, keyfile};
+use crate::Global;
+use crate::target::{Target, json_answer, local_trail};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -70,10 +67,10 @@ fn tenant(id: &str) -> anyhow::Result<TenantId> {
 const LOCAL: &str = "cli";
 
 /// Sign what the command appended to the system log, as a server would.
-async fn sign(global: &Global, store: &dyn Store) -> anyhow::Result<()> {
-    let signer = keyfile::load_or_create(&global.data_dir, "aitrail")?;
-    store.claim_log_key(&signer.verifier().to_string()).await?;
-    LogSigner::new(signer, Duration::from_secs(1)).sign_pending(store).await?;
+async fn sign(trail: &Trail) -> anyhow::Result<()> {
+    let store = trail.store().as_ref();
+    store.claim_log_key(&trail.signer().verifier().to_string()).await?;
+    trail.signer().sign_pending(store).await?;
     Ok(())
 }
 
@@ -84,10 +81,11 @@ pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Re
             "a retention run works on the store: run it without --server (unset AITRAIL_SERVER), with --data-dir or --database; a server runs its own every hour"
         )
     };
-    let mode = if args.dry_run { retention::Mode::DryRun } else { retention::Mode::Delete };
-    let run = retention::run(store.as_ref(), Timestamp::now(), mode).await?;
+    let trail = local_trail(global, store)?;
+    let mode = if args.dry_run { Mode::DryRun } else { Mode::Delete };
+    let run = trail.retention_run(Timestamp::now(), mode).await?;
     if run.event_id.is_some() {
-        sign(global, store.as_ref()).await?;
+        sign(&trail).await?;
     }
     let verb = if args.dry_run { "would delete" } else { "deleted" };
     for t in &run.tenants {
@@ -119,8 +117,9 @@ pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
                 (None, Some(s)) => Selector::Session(s),
                 (None, None) => bail!("give --user-id or --session-id"),
             };
-            let erased = retention::erase(store.as_ref(), &tenant, &selector, LOCAL).await?;
-            sign(global, store.as_ref()).await?;
+            let trail = local_trail(global, store)?;
+            let erased = trail.erase(&tenant, &selector, LOCAL).await?;
+            sign(&trail).await?;
             serde_json::to_value(erased)?
         }
         remote => {
@@ -142,7 +141,9 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
     match command {
         HoldCommand::List => {
             let holds: serde_json::Value = match &target {
-                Target::Local(store) => json!({ "holds": store.holds().await? }),
+                Target::Local(store) => {
+                    json!({ "holds": local_trail(global, store.clone())?.holds().await? })
+                }
                 remote => {
                     let response = remote.request(reqwest::Method::GET, "/v1/holds").send();
                     json_answer(response.await.context("cannot reach the server")?).await?
@@ -161,8 +162,9 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         placed_at: Timestamp::now(),
                         reason,
                     };
-                    retention::place_hold(store.as_ref(), &hold, LOCAL).await?;
-                    sign(global, store.as_ref()).await?;
+                    let trail = local_trail(global, store.clone())?;
+                    trail.place_hold(&hold, LOCAL).await?;
+                    sign(&trail).await?;
                 }
                 remote => {
                     let body =
@@ -180,11 +182,11 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
             let held = held(&tenant, session_id.as_deref());
             match &target {
                 Target::Local(store) => {
-                    let session = session_id.as_deref();
-                    if !retention::release_hold(store.as_ref(), &tenant, session, LOCAL).await? {
+                    let trail = local_trail(global, store.clone())?;
+                    if !trail.release_hold(&tenant, session_id.as_deref(), LOCAL).await? {
                         bail!("no such hold on {held}");
                     }
-                    sign(global, store.as_ref()).await?;
+                    sign(&trail).await?;
                 }
                 remote => {
                     let body = json!({"tenant_id": tenant, "session_id": session_id});

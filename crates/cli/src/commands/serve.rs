@@ -6,8 +6,8 @@ use std::time::Duration;
 use aitrail_core::access::Role;
 use aitrail_server::{Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT, Provider, ProxyTarget};
 use aitrail_service::LogSigner;
+use aitrail_service::keys::{self, KeyRequest};
 use aitrail_store::Store;
-use aitrail_store::keys::{self, KeyRequest};
 use anyhow::Context;
 
 use crate::{Global, keyfile, target};

@@ -232,8 +232,8 @@ async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
     }
     // Two days on, a dry run counts; a run deletes, but for holds.
     let later = Timestamp::from_datetime(Timestamp::now().datetime() + Duration::from_secs(2 * 86_400)).unwrap();
-    let dry = aitrail_store::retention::run(s.store.as_ref(), later, aitrail_store::retention::Mode::DryRun).await.unwrap();
-    let by = |run: &aitrail_store::retention::Run, t: &str| {
+    let dry = aitrail_service::retention::run(s.store.as_ref(), later, aitrail_store::retention::Mode::DryRun).await.unwrap();
+    let by = |run: &aitrail_service::retention::Run, t: &str| {
         let t = run.tenants.iter().find(|r| r.tenant_id.as_str() == t).unwrap();
         (t.purged.records, t.purged.held, t.held)
     };
@@ -243,7 +243,7 @@ async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
     assert!(dry.event_id.is_none());
     let (_, page) = s.get("/v1/records?tenant_id=short&session_id=a").await;
     assert_eq!(page["records"][0]["prompt"], "short a", "a dry run deletes nothing");
-    let run = aitrail_store::retention::run(s.store.as_ref(), later, aitrail_store::retention::Mode::Delete).await.unwrap();
+    let run = aitrail_service::retention::run(s.store.as_ref(), later, aitrail_store::retention::Mode::Delete).await.unwrap();
     assert_eq!(by(&run, "short"), (1, 1, false));
     let prompt = |t: &str, session: &str| {
         let (s, q) = (&s, format!("/v1/records?tenant_id={t}&session_id={session}"));
@@ -269,7 +269,7 @@ async fn retention_deletes_old_content_but_held_and_keeps_the_log_valid() {
     let (_, before) = s.get("/v1/records?tenant_id=short&session_id=a").await;
     let gone = before["records"][0]["id"].as_str().unwrap().to_owned();
     let month = Timestamp::from_datetime(Timestamp::now().datetime() + Duration::from_secs(31 * 86_400)).unwrap();
-    let run = aitrail_store::retention::run(s.store.as_ref(), month, aitrail_store::retention::Mode::Delete).await.unwrap();
+    let run = aitrail_service::retention::run(s.store.as_ref(), month, aitrail_store::retention::Mode::Delete).await.unwrap();
     let short = run.tenants.iter().find(|t| t.tenant_id.as_str() == "short").unwrap();
     assert_eq!((short.records_removed, short.records_held), (1, 1));
     assert_eq!(short.removed_seqs, [[0, 1]]);

@@ -1,10 +1,33 @@
-//! Issuing API keys, the same way for the server's admin API, its first start, and
-//! `aitrail keys create` on a store directly.
+//! API keys: issued, listed and revoked the same way for the server's admin API, its
+//! first start, and `aitrail keys` on a store directly.
 
-use aitrail_core::access::{ApiKey, Role};
+use aitrail_core::access::{ApiKey, KeyId, Role};
 use aitrail_core::{TenantId, Timestamp};
+use aitrail_store::{Store, StoreError, StoredKey};
 
-use crate::{Store, StoreError, StoredKey};
+use crate::Trail;
+
+impl Trail {
+    /// Make a key, keep its digest, and return it whole: the only time its secret is seen.
+    pub async fn issue_key(&self, request: KeyRequest) -> Result<(ApiKey, StoredKey), StoreError> {
+        issue(self.store.as_ref(), &self.signer.api_key_secret(), request).await
+    }
+
+    /// Every key, oldest first; never a secret.
+    pub async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.store.keys().await
+    }
+
+    pub async fn key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        self.store.key(id).await
+    }
+
+    /// Revoke a key from now on; false when there is no such key. Revoking again keeps the
+    /// first time.
+    pub async fn revoke_key(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.store.revoke_key(id, Timestamp::now()).await
+    }
+}
 
 /// What a new key may do and for how long.
 #[derive(Debug, Clone)]

@@ -1,0 +1,234 @@
+//! Retention and erasure (docs/PRIVACY.md): what a tenant's policy or a person's request
+//! says must go is deleted so that every leaf and proof stays valid. Content and its salt
+//! are deleted; the entry (which holds only salted commitments to them) and its leaf stay,
+//! so `aitrail verify` still passes and nothing left can confirm a guessed prompt. Every
+//! deletion is an event in the system log, itself a signed Merkle log, appended before
+//! anything is deleted. Legal holds suspend deletion.
+//!
+//! What the store needs to know of them (selectors, holds, what a purge did, the system
+//! log's record of removed seqs) is `aitrail_store::retention`'s.
+
+use aitrail_core::policy::system_event;
+use aitrail_core::{TenantId, Timestamp};
+use aitrail_store::retention::{Hold, Mode, Purged, RETENTION_EVENT, Selector, ranges};
+use aitrail_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::Trail;
+
+impl Trail {
+    /// Erase a person's or a session's content in one tenant (GDPR Art. 17), logged first.
+    /// `by`: who asked (a key id).
+    pub async fn erase(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+        by: &str,
+    ) -> Result<Erasure, RetentionError> {
+        erase(self.store.as_ref(), tenant, selector, by).await
+    }
+
+    /// Every tenant's retention at `now` (see [`run`]).
+    pub async fn retention_run(&self, now: Timestamp, mode: Mode) -> Result<Run, RetentionError> {
+        run(self.store.as_ref(), now, mode).await
+    }
+
+    /// Place a legal hold, logged. `by`: who (a key id).
+    pub async fn place_hold(&self, hold: &Hold, by: &str) -> Result<(), StoreError> {
+        place_hold(self.store.as_ref(), hold, by).await
+    }
+
+    /// Lift a legal hold, logged; whether there was one.
+    pub async fn release_hold(
+        &self,
+        tenant: &TenantId,
+        session_id: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        release_hold(self.store.as_ref(), tenant, session_id, by).await
+    }
+
+    pub async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        self.store.holds().await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(
+        "tenant {0} is under a legal hold: nothing of it is deleted until the hold is released"
+    )]
+    Held(TenantId),
+    #[error("the system log's own records are not erased")]
+    Reserved,
+    #[error("tenant {0}: its retention reaches back before what a timestamp holds: {1}")]
+    Cutoff(TenantId, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An erasure done: how many records lost their content, how many were held, and the
+/// system log event that records it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Erasure {
+    pub tenant_id: TenantId,
+    #[serde(flatten)]
+    pub purged: Purged,
+    pub event_id: uuid::Uuid,
+}
+
+/// Erase a person's or a session's content in one tenant (GDPR Art. 17), and log it. `by`:
+/// who asked (a key id).
+pub async fn erase(
+    store: &dyn Store,
+    tenant: &TenantId,
+    selector: &Selector,
+    by: &str,
+) -> Result<Erasure, RetentionError> {
+    if tenant.is_reserved() {
+        return Err(RetentionError::Reserved);
+    }
+    if tenant_held(store, tenant).await? {
+        return Err(RetentionError::Held(tenant.clone()));
+    }
+    let purged = store.purge_content(tenant, selector, Mode::Delete).await?;
+    let whom = match selector {
+        Selector::User(u) => json!({"user_id": u}),
+        Selector::Session(s) => json!({"session_id": s}),
+        Selector::RecordedBefore(t) => json!({"recorded_before": t.to_string()}),
+    };
+    let event = system_event(
+        "erasure",
+        Some(tenant),
+        by,
+        json!({"selector": whom, "content_purged": purged.records, "held": purged.held}),
+    );
+    let receipt = store.append(vec![event]).await?.remove(0);
+    Ok(Erasure { tenant_id: tenant.clone(), purged, event_id: receipt.id })
+}
+
+/// One tenant in a retention run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TenantRun {
+    pub tenant_id: TenantId,
+    /// The whole tenant is held: nothing was looked at.
+    pub held: bool,
+    /// Content recorded before this goes...
+    pub content_cutoff: Timestamp,
+    /// ... this many records' (of records kept; and held ones).
+    #[serde(flatten)]
+    pub purged: Purged,
+    /// Records recorded before this go, but for their leaves...
+    pub records_cutoff: Timestamp,
+    /// ... these (seq ranges, `[from, to)`), which `aitrail verify` accepts as removed
+    /// only because this event says so.
+    pub removed_seqs: Vec<[u64; 2]>,
+    pub records_removed: u64,
+    /// Records past the cut-off kept for a held session.
+    pub records_held: u64,
+}
+
+/// A retention run over every tenant.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub at: Timestamp,
+    pub dry_run: bool,
+    pub tenants: Vec<TenantRun>,
+    /// The system log event of a run that deleted anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<uuid::Uuid>,
+}
+
+/// Apply every tenant's retention at `now`: records older than its retention_days are
+/// removed (their leaves stay), and content older than its content_retention_days is
+/// deleted, but for held tenants and sessions. What a run will delete is appended to the
+/// system log first, in one event with every tenant's cut-offs, counts and removed seqs;
+/// then it is deleted.
+pub async fn run(store: &dyn Store, now: Timestamp, mode: Mode) -> Result<Run, RetentionError> {
+    let holds = store.holds().await?;
+    let mut tenants = Vec::new();
+    for tenant in store.tenants().await? {
+        if tenant.is_reserved() {
+            continue;
+        }
+        let policy = aitrail_store::policy_of(store, &tenant).await?;
+        let before = |days: u32| {
+            let age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+            Timestamp::from_datetime(now.datetime() - age)
+                .map_err(|e| RetentionError::Cutoff(tenant.clone(), e))
+        };
+        let (content_cutoff, records_cutoff) =
+            (before(policy.content_retention_days())?, before(policy.retention_days())?);
+        let held = holds.iter().any(|h| h.tenant_id == tenant && h.session_id.is_none());
+        let mut run = TenantRun {
+            tenant_id: tenant.clone(),
+            held,
+            content_cutoff,
+            purged: Purged::default(),
+            records_cutoff,
+            removed_seqs: Vec::new(),
+            records_removed: 0,
+            records_held: 0,
+        };
+        if !held {
+            run.purged = store
+                .purge_content(&tenant, &Selector::RecordedBefore(content_cutoff), Mode::DryRun)
+                .await?;
+            let (seqs, records_held) = store.records_before(&tenant, records_cutoff).await?;
+            run.records_removed = seqs.len() as u64;
+            run.records_held = records_held;
+            run.removed_seqs = ranges(&seqs);
+        }
+        tenants.push(run);
+    }
+    let dry_run = mode == Mode::DryRun;
+    let mut run = Run { at: now, dry_run, tenants, event_id: None };
+    let anything = run.tenants.iter().any(|t| t.purged.records > 0 || t.records_removed > 0);
+    if dry_run || !anything {
+        return Ok(run);
+    }
+    let summary = serde_json::to_value(&run.tenants).expect("a run is JSON");
+    let event = system_event(RETENTION_EVENT, None, "retention", json!({"tenants": summary}));
+    run.event_id = Some(store.append(vec![event]).await?.remove(0).id);
+    for t in &mut run.tenants {
+        let seqs: Vec<u64> = t.removed_seqs.iter().flat_map(|[from, to]| *from..*to).collect();
+        if !seqs.is_empty() {
+            t.records_removed = store.remove_records(&t.tenant_id, &seqs).await?;
+        }
+        if t.purged.records > 0 {
+            let cutoff = Selector::RecordedBefore(t.content_cutoff);
+            t.purged = store.purge_content(&t.tenant_id, &cutoff, Mode::Delete).await?;
+        }
+    }
+    Ok(run)
+}
+
+/// Place a legal hold, and log it in the system log. `by`: who (a key id).
+pub async fn place_hold(store: &dyn Store, hold: &Hold, by: &str) -> Result<(), StoreError> {
+    store.add_hold(hold).await?;
+    let event = system_event("hold.add", Some(&hold.tenant_id), by, json!({ "hold": hold }));
+    store.append(vec![event]).await?;
+    Ok(())
+}
+
+/// Lift a legal hold, and log it; whether there was one.
+pub async fn release_hold(
+    store: &dyn Store,
+    tenant: &TenantId,
+    session_id: Option<&str>,
+    by: &str,
+) -> Result<bool, StoreError> {
+    if !store.remove_hold(tenant, session_id).await? {
+        return Ok(false);
+    }
+    let hold = json!({"tenant_id": tenant, "session_id": session_id});
+    store
+        .append(vec![system_event("hold.remove", Some(tenant), by, json!({ "hold": hold }))])
+        .await?;
+    Ok(true)
+}
+
+async fn tenant_held(store: &dyn Store, tenant: &TenantId) -> Result<bool, StoreError> {
+    Ok(store.holds().await?.iter().any(|h| &h.tenant_id == tenant && h.session_id.is_none()))
+}
