@@ -106,11 +106,12 @@ impl Trail {
 
     /// The policy and content-hash key of each tenant among some records.
     async fn tenant_policies(&self, records: &[Record]) -> Result<TenantPolicies, StoreError> {
+        let secret = self.signer.content_hash_secret();
         let mut tenants = HashMap::new();
         for r in records {
             if !tenants.contains_key(&r.tenant_id) {
                 let policy = self.policy(&r.tenant_id).await?;
-                let key = tenant_hash_key(&self.signer.content_hash_secret(), &r.tenant_id);
+                let key = tenant_hash_key(&secret, &r.tenant_id);
                 tenants.insert(r.tenant_id.clone(), (policy, key));
             }
         }
