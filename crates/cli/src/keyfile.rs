@@ -83,15 +83,15 @@ pub fn verifier(key: Option<&str>, data_dir: &Path) -> anyhow::Result<Verifier> 
     }
 }
 
-/// The data dir's log key as a signer, as a server on it signs (made as `serve` would make
-/// it if no server ever ran).
-pub fn log_signer(data_dir: &Path) -> anyhow::Result<aitrail_service::LogSigner> {
-    let signer = load_or_create(data_dir, "aitrail")?;
-    Ok(aitrail_service::LogSigner::new(signer, std::time::Duration::from_secs(1)))
-}
-
 /// The secret tenants' content-hash keys derive from, as a server on this data dir's log
-/// key derives it.
+/// key derives it (a lookup reads: no key is made).
 pub fn content_hash_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
-    Ok(log_signer(data_dir)?.content_hash_secret())
+    let Some(signer) = load(data_dir)? else {
+        bail!(
+            "no log key in {}: texts are looked up by keyed hashes derived from it",
+            data_dir.display()
+        )
+    };
+    Ok(aitrail_service::LogSigner::new(signer, std::time::Duration::from_secs(1))
+        .content_hash_secret())
 }

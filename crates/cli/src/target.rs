@@ -20,26 +20,55 @@ pub enum Target {
     Local(Arc<dyn Store>),
 }
 
+/// What a command does to the store it opens itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Reads: the store is opened read-only and nothing in it changes, not even a file's
+    /// bytes, so an auditor can read a copy as it was made.
+    Read,
+    /// Changes (appends, keys, policies, holds, erasure, retention): logged and signed as
+    /// the server logs and signs the same change.
+    Change,
+}
+
 /// The store a command works on directly: PostgreSQL when --database is given, else the
-/// embedded SQLite store in --data-dir. Either way, migrated to this binary's schema.
-pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_with(global, ReadMode::Mapped).await
+/// embedded SQLite store in --data-dir. To change it, migrated to this binary's schema
+/// first; to read it, it must have that schema already.
+pub async fn open_store(global: &Global, intent: Intent) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(global, intent, ReadMode::Mapped).await
 }
 
 /// [`open_store`], the embedded store reading as `mode` says.
-pub async fn open_store_with(global: &Global, mode: ReadMode) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match &global.database {
-        Some(url) => Arc::new(PostgresStore::open(url).await?),
-        None => Arc::new(SqliteStore::open_with(&global.data_dir, mode)?),
+pub async fn open_store_with(
+    global: &Global,
+    intent: Intent,
+    mode: ReadMode,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match (&global.database, intent) {
+        (Some(url), Intent::Change) => Arc::new(PostgresStore::open(url).await?),
+        (Some(url), Intent::Read) => Arc::new(PostgresStore::open_read_only(url).await?),
+        (None, Intent::Change) => Arc::new(SqliteStore::open_with(&global.data_dir, mode)?),
+        (None, Intent::Read) => Arc::new(SqliteStore::open_read_only(&global.data_dir, mode)?),
     })
 }
 
-/// The service over a store the CLI opened itself, signing with the data dir's log key.
+/// The service over a store the CLI opened itself, with the data dir's log key: made as
+/// `serve` would make it to change a store no server ran on; to read, it must be there.
 pub fn local_trail(
     global: &Global,
     store: Arc<dyn Store>,
+    intent: Intent,
 ) -> anyhow::Result<aitrail_service::Trail> {
-    let signer = crate::keyfile::log_signer(&global.data_dir)?;
+    let signer = match intent {
+        Intent::Change => crate::keyfile::load_or_create(&global.data_dir, "aitrail")?,
+        Intent::Read => crate::keyfile::load(&global.data_dir)?.with_context(|| {
+            format!(
+                "no log key in {} (AITRAIL_LOG_KEY, or the data dir's log-key file)",
+                global.data_dir.display()
+            )
+        })?,
+    };
+    let signer = aitrail_service::LogSigner::new(signer, std::time::Duration::from_secs(1));
     Ok(aitrail_service::Trail::new(store, Arc::new(signer)))
 }
 
@@ -89,13 +118,14 @@ pub struct ConsistencyProof {
 }
 
 impl Target {
-    pub async fn open(global: &Global) -> anyhow::Result<Self> {
+    /// The server (--server), else the store, opened for what the command does.
+    pub async fn open(global: &Global, intent: Intent) -> anyhow::Result<Self> {
         match &global.server {
             Some(url) => Ok(Target::Remote {
                 client: client(global.api_key.as_deref())?,
                 base: url.trim_end_matches('/').to_owned(),
             }),
-            None => Ok(Target::Local(open_store(global).await?)),
+            None => Ok(Target::Local(open_store(global, intent).await?)),
         }
     }
 
@@ -131,15 +161,18 @@ impl Target {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let sent = parsed.sent();
-                let trail = local_trail(global, store.clone())?;
-                trail.append(parsed.into_records(), sent).await.map_err(|e| match e {
-                    aitrail_service::IngestError::Refused(refused) => {
-                        let refused: Vec<String> =
-                            refused.iter().map(ToString::to_string).collect();
-                        anyhow::anyhow!("refused, nothing stored: {}", refused.join("; "))
-                    }
-                    aitrail_service::IngestError::Store(e) => e.into(),
-                })
+                let trail = local_trail(global, store.clone(), Intent::Change)?;
+                let receipts =
+                    trail.append(parsed.into_records(), sent).await.map_err(|e| match e {
+                        aitrail_service::IngestError::Refused(refused) => {
+                            let refused: Vec<String> =
+                                refused.iter().map(ToString::to_string).collect();
+                            anyhow::anyhow!("refused, nothing stored: {}", refused.join("; "))
+                        }
+                        aitrail_service::IngestError::Store(e) => anyhow::Error::from(e),
+                    })?;
+                trail.sign_pending().await?;
+                Ok(receipts)
             }
         }
     }

@@ -218,16 +218,82 @@ impl Action {
     }
 }
 
+/// Who acted: a key, through the API; or the operator, with the CLI on the store itself
+/// (whoever can open the data dir or the database holds every power over it, so it has no
+/// role to check, but what it changes is logged all the same).
+#[derive(Clone, Copy, Debug)]
+pub enum Actor<'a> {
+    Key(&'a Principal),
+    Operator,
+}
+
+impl Actor<'_> {
+    /// What the access log's `user_id` says: the key id, or `cli`.
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::Key(p) => p.key_id.as_str(),
+            Actor::Operator => OPERATOR,
+        }
+    }
+
+    /// What the access log's `agent_id` says: the key's role, or `operator`.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Actor::Key(p) => p.role.name(),
+            Actor::Operator => "operator",
+        }
+    }
+}
+
+/// A change to keys, policies, holds or content, made through the API or offline: the
+/// access log's name for it, and the status the API answers it with when it succeeds (an
+/// offline change is logged with the same, so the two read alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    KeyCreate,
+    KeyRevoke,
+    PolicySet,
+    Erasure,
+    HoldAdd,
+    HoldRemove,
+}
+
+impl Change {
+    pub fn operation(self) -> &'static str {
+        match self {
+            Change::KeyCreate => "key.create",
+            Change::KeyRevoke => "key.revoke",
+            Change::PolicySet => "policy.set",
+            Change::Erasure => "erasure",
+            Change::HoldAdd => "hold.add",
+            Change::HoldRemove => "hold.remove",
+        }
+    }
+
+    /// 201 for what makes something new (a key, a hold), else 200.
+    pub fn status(self) -> u16 {
+        match self {
+            Change::KeyCreate | Change::HoldAdd => 201,
+            Change::KeyRevoke | Change::PolicySet | Change::Erasure | Change::HoldRemove => 200,
+        }
+    }
+}
+
+/// The `user_id` of what the operator did with the CLI on the store (in the access and the
+/// system logs).
+pub const OPERATOR: &str = "cli";
+
 /// One access to the store, as a record of the access log (tenant `aitrail.access`):
-/// who (`user_id`: the key id; `agent_id`: its role), what (`operation_type`, and
+/// who (`user_id`: the key id, or `cli`; `agent_id`: its role, or `operator`), what (`operation_type`, and
 /// `feature_code`: the route), about which tenant (`session_id`; `*` for all), how many
 /// records, the filters and the answer's status (under `attributes`).
 #[derive(Clone, Debug)]
 pub struct AccessEvent<'a> {
-    pub principal: &'a Principal,
+    pub actor: Actor<'a>,
     /// `read`, `verify`, `export`, `access-log.read`, `keys.list`, `key.create`, ...
     pub operation: &'a str,
-    /// `GET /v1/records/{id}`: method and route template.
+    /// How: `GET /v1/records/{id}` (method and route template), or the CLI's command
+    /// (`aitrail keys create`).
     pub route: &'a str,
     /// The tenant read or changed; `None` when across tenants.
     pub tenant: Option<&'a TenantId>,
@@ -252,8 +318,8 @@ impl AccessEvent<'_> {
         }
         let record = serde_json::json!({
             "tenant_id": TenantId::access_log(),
-            "user_id": self.principal.key_id.as_str(),
-            "agent_id": self.principal.role.name(),
+            "user_id": self.actor.id(),
+            "agent_id": self.actor.role(),
             "operation_type": self.operation,
             "feature_code": self.route,
             "session_id": self.tenant.map_or("*", TenantId::as_str),

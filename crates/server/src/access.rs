@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aitrail_core::access::{AccessEvent, AccessLogRefusal, Action, access_log_query};
+use aitrail_core::access::{
+    AccessEvent, AccessLogRefusal, Action, Actor, Change, access_log_query,
+};
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{StoredRecord, TenantId};
 use axum::Json;
@@ -48,14 +50,14 @@ fn operation(method: &Method, route: &str) -> Option<&'static str> {
         (true, "/v1/access-log") => "access-log.read",
         (true, "/v1/export") => "export",
         (true, "/v1/keys") => "keys.list",
-        (false, "/v1/keys") => "key.create",
-        (false, "/v1/keys/{id}/revoke") => "key.revoke",
+        (false, "/v1/keys") => Change::KeyCreate.operation(),
+        (false, "/v1/keys/{id}/revoke") => Change::KeyRevoke.operation(),
         (true, "/v1/tenants/{id}/policy") => "policy.read",
-        (false, "/v1/tenants/{id}/policy") => "policy.set",
-        (false, "/v1/erasure") => "erasure",
+        (false, "/v1/tenants/{id}/policy") => Change::PolicySet.operation(),
+        (false, "/v1/erasure") => Change::Erasure.operation(),
         (true, "/v1/holds") => "holds.list",
-        (false, "/v1/holds") => "hold.add",
-        (false, "/v1/holds/release") => "hold.remove",
+        (false, "/v1/holds") => Change::HoldAdd.operation(),
+        (false, "/v1/holds/release") => Change::HoldRemove.operation(),
         (true, "/v1/usage") => "usage.read",
         (true, "/v1/verification") => "verify",
         (false, "/v1/verification") => "verify.store",
@@ -103,7 +105,7 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
         .or(named)
         .or(principal.tenant.clone());
     let event = AccessEvent {
-        principal: &principal,
+        actor: Actor::Key(&principal),
         operation,
         route: &route,
         tenant: tenant.as_ref(),
@@ -111,7 +113,7 @@ pub(crate) async fn record(State(app): State<AppState>, mut req: Request, next: 
         records: accessed.map(|a| a.records),
         status: response.status().as_u16(),
     };
-    match app.store.append(vec![event.to_record()]).await {
+    match app.trail.record_access(&event).await {
         Ok(_) => response,
         Err(e) => {
             tracing::error!(error = %e, "the access log could not be written; refusing the answer");

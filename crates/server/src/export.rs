@@ -3,7 +3,7 @@
 //! the first byte goes out, and the finished export with its record count.
 
 use aitrail_core::Timestamp;
-use aitrail_core::access::{AccessEvent, Action};
+use aitrail_core::access::{AccessEvent, Action, Actor};
 use aitrail_core::ingest::FieldError;
 use aitrail_export::{ExportError, Request};
 use axum::body::Body;
@@ -67,7 +67,7 @@ pub(crate) async fn export(
             }
         };
         let event = AccessEvent {
-            principal: &principal,
+            actor: Actor::Key(&principal),
             operation: "export.completed",
             route: "GET /v1/export",
             tenant: Some(&tenant),
@@ -75,7 +75,7 @@ pub(crate) async fn export(
             records,
             status,
         };
-        if let Err(e) = app.store.append(vec![event.to_record()]).await {
+        if let Err(e) = app.trail.record_access(&event).await {
             tracing::error!(error = %e, "the end of an export could not be written to the access log");
         }
     });

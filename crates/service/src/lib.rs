@@ -3,10 +3,12 @@
 //! thing by construction. Authorisation stays in core (`Principal::may`), checked by the
 //! front end that knows who asks; nothing here does I/O but through the store.
 //!
-//! A use case a file, each an `impl Trail`: taking records in through their tenant's
+//! A use case a file, each an `impl Trail`: the access log, and changes made offline
+//! logged like the API's (`access.rs`); taking records in through their tenant's
 //! policy, and the policies (`policies.rs`); API keys (`keys.rs`); erasure, legal holds
 //! and retention runs (`retention.rs`); and signing checkpoints (`log.rs`, `LogSigner`).
 
+mod access;
 pub mod keys;
 mod log;
 mod policies;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use aitrail_store::Store;
 
+pub use access::Changed;
 pub use keys::{KeyInfo, KeyRequest};
 pub use log::LogSigner;
 pub use policies::IngestError;

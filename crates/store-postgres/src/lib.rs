@@ -51,12 +51,18 @@ pub enum OpenError {
         "database at {at} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
     TooNew { at: String, found: i64, known: i64 },
+    #[error(
+        "database at {at} has schema version {found}, older than this aitrail's ({known}); a read-only open does not migrate it: run `aitrail migrate`, or read it with the aitrail that wrote it"
+    )]
+    TooOld { at: String, found: i64, known: i64 },
 }
 
 /// A handle on the store; cheap to clone, all clones share the writer and the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     jobs: mpsc::Sender<write::Job>,
+    /// Opened with [`PostgresStore::open_read_only`]: no writer, every session read-only.
+    read_only: bool,
     pool: Pool,
     at: String,
 }
@@ -71,19 +77,43 @@ impl PostgresStore {
     /// Connect to `url`, apply pending migrations, and start the writer task (on the
     /// current Tokio runtime).
     pub async fn open(url: &str) -> Result<Self, OpenError> {
-        let (pool, at) = pool(url)?;
+        let (pool, at) = pool(config(url)?);
         let (found, known) = migrate_pool(&pool, &at).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
         }
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(write::run(pool.clone(), queue));
-        Ok(Self { jobs, pool, at })
+        Ok(Self { jobs, read_only: false, pool, at })
+    }
+
+    /// Connect to `url` to read only: nothing is migrated, every session is read-only
+    /// (`default_transaction_read_only`), there is no writer, and every write is refused.
+    pub async fn open_read_only(url: &str) -> Result<Self, OpenError> {
+        let mut config = config(url)?;
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c default_transaction_read_only=on").trim());
+        let (pool, at) = pool(config);
+        let client =
+            pool.get().await.map_err(|source| OpenError::Pool { at: at.clone(), source })?;
+        let found = schema::version(&client)
+            .await
+            .map_err(|source| OpenError::Database { at: at.clone(), source })?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(OpenError::TooNew { at, found, known });
+        }
+        if found < known {
+            return Err(OpenError::TooOld { at, found, known });
+        }
+        // No writer: the queue's far end is dropped, and `append` refuses before it.
+        let (jobs, _) = mpsc::channel(1);
+        Ok(Self { jobs, read_only: true, pool, at })
     }
 
     /// Apply pending migrations only; returns (version found, version now).
     pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
-        let (pool, at) = pool(url)?;
+        let (pool, at) = pool(config(url)?);
         let (found, known) = migrate_pool(&pool, &at).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
@@ -107,8 +137,11 @@ impl PostgresStore {
     }
 }
 
-fn pool(url: &str) -> Result<(Pool, String), OpenError> {
-    let config = tokio_postgres::Config::from_str(url).map_err(OpenError::Url)?;
+fn config(url: &str) -> Result<tokio_postgres::Config, OpenError> {
+    tokio_postgres::Config::from_str(url).map_err(OpenError::Url)
+}
+
+fn pool(config: tokio_postgres::Config) -> (Pool, String) {
     let at = location(&config);
     let manager = Manager::from_config(
         config,
@@ -120,7 +153,7 @@ fn pool(url: &str) -> Result<(Pool, String), OpenError> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .expect("a pool with a runtime builds");
-    Ok((pool, at))
+    (pool, at)
 }
 
 async fn migrate_pool(pool: &Pool, at: &str) -> Result<(i64, i64), OpenError> {
@@ -147,6 +180,9 @@ fn location(c: &tokio_postgres::Config) -> String {
 #[async_trait]
 impl Store for PostgresStore {
     async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let records = records.iter().map(NewRecord::new).collect::<Result<_, _>>()?;
         let (reply, answer) = oneshot::channel();
         self.jobs.send(write::Job { records, reply }).await.map_err(|_| StoreError::Closed)?;
@@ -203,6 +239,9 @@ impl Store for PostgresStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         // A connection within a second, to a primary (a standby in recovery takes no write).
         let client = tokio::time::timeout(std::time::Duration::from_secs(1), self.client())
             .await

@@ -20,7 +20,12 @@ use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(format!("PostgreSQL: {e}"))
+    // A server's error says what went wrong in its message; the error's own text is only
+    // "db error".
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
+        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
 }
 
 /// The columns every record read selects ([`sql::record_columns`]).

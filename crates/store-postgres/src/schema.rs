@@ -18,6 +18,16 @@ pub const MIGRATIONS: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x0061_6974_7261_696c;
 
 /// Apply pending migrations; returns (version found, version known).
+/// How many migrations the database has had (0: none, or no aitrail schema at all).
+pub(crate) async fn version(client: &Client) -> Result<i64, tokio_postgres::Error> {
+    let table = client.query_one("SELECT to_regclass('aitrail_schema') IS NOT NULL", &[]).await?;
+    if !table.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client.query_opt("SELECT version FROM aitrail_schema", &[]).await?;
+    Ok(row.map_or(0, |row| i64::from(row.get::<_, i32>(0))))
+}
+
 pub(crate) async fn migrate(client: &mut Client) -> Result<(i64, i64), tokio_postgres::Error> {
     let known = MIGRATIONS.len() as i64;
     let tx = client.transaction().await?;

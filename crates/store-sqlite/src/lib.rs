@@ -63,12 +63,20 @@ pub enum OpenError {
         "database {path} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("no store at {path}: give the data dir that holds it (--data-dir)")]
+    Missing { path: PathBuf },
+    #[error(
+        "database {path} has schema version {found}, older than this aitrail's ({known}); a read-only open does not migrate it: run `aitrail migrate` on a writable copy, or read it with the aitrail that wrote it"
+    )]
+    TooOld { path: PathBuf, found: i64, known: i64 },
 }
 
 /// A handle on the store; cheap to clone, all clones share the writer and readers.
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<write::Job>,
+    /// Opened with [`SqliteStore::open_read_only`]: no writer, every write refused.
+    read_only: bool,
     writer: Arc<write::WriterState>,
     readers: Arc<Readers>,
 }
@@ -90,11 +98,11 @@ impl SqliteStore {
         Self::migrate(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let db_err = |source| OpenError::Database { path: path.clone(), source };
-        let conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
+        let conn = connect(&path, Access::ReadWrite).map_err(db_err)?;
         // Checkpoints (copying the WAL back into the database) run on a thread of their own,
         // so the writer spends its time on commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
-        let checkpointer = connect(&path, OpenFlags::default()).map_err(db_err)?;
+        let checkpointer = connect(&path, Access::ReadWrite).map_err(db_err)?;
         let (commits, committed) = std::sync::mpsc::sync_channel(1);
         let spawn_err = |source| OpenError::DataDir { path: data_dir.to_owned(), source };
         std::thread::Builder::new()
@@ -108,8 +116,40 @@ impl SqliteStore {
             .name(WRITER_THREAD.into())
             .spawn(move || write::run(conn, queue, commits, &state))
             .map_err(spawn_err)?;
-        let readers = Arc::new(Readers { path, mode, idle: Mutex::new(Vec::new()) });
-        Ok(Self { jobs, writer, readers })
+        let readers = Arc::new(Readers::new(path, mode, Access::ReadWrite));
+        Ok(Self { jobs, read_only: false, writer, readers })
+    }
+
+    /// Open the store in `data_dir` to read only: nothing is migrated, created or written,
+    /// not even SQLite's own -wal and -shm files, so an auditor can read a copy byte for
+    /// byte as it was made. With no -wal file no process has the database open, and it is
+    /// read as immutable; should a writer start meanwhile, the reads that follow refuse
+    /// rather than mix two states. With one, a server may be writing it: read as usual.
+    pub fn open_read_only(data_dir: &Path, mode: ReadMode) -> Result<Self, OpenError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(OpenError::Missing { path });
+        }
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let access = if Path::new(&wal).exists() { Access::ReadOnly } else { Access::Immutable };
+        let db_err = |source| OpenError::Database { path: path.clone(), source };
+        let conn = connect(&path, access).map_err(db_err)?;
+        let found: i64 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_err)?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(OpenError::TooNew { path, found, known });
+        }
+        if found < known {
+            return Err(OpenError::TooOld { path, found, known });
+        }
+        let readers = Readers::new(path, mode, access);
+        readers.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        // No writer: the queue's far end is dropped, and `append` refuses before it.
+        let (jobs, _) = mpsc::channel(1);
+        let writer = Arc::new(write::WriterState::default());
+        Ok(Self { jobs, read_only: true, writer, readers: Arc::new(readers) })
     }
 
     /// Apply pending migrations only; returns (version found, version now).
@@ -118,7 +158,7 @@ impl SqliteStore {
             .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let db_err = |source| OpenError::Database { path: path.clone(), source };
-        let mut conn = connect(&path, OpenFlags::default()).map_err(db_err)?;
+        let mut conn = connect(&path, Access::ReadWrite).map_err(db_err)?;
         let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
         if found > known {
             return Err(OpenError::TooNew { path, found, known });
@@ -142,6 +182,9 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let rows = records.iter().map(NewRecord::new).collect::<Result<_, _>>()?;
         let (reply, answer) = oneshot::channel();
         let job = write::Job::Append(write::Append { rows, reply });
@@ -298,6 +341,9 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let stuck = || {
             StoreError::Backend(
                 "the store cannot take a write now: its writer is waiting for the write lock, \
@@ -331,7 +377,35 @@ impl Store for SqliteStore {
 struct Readers {
     path: PathBuf,
     mode: ReadMode,
+    access: Access,
+    /// The database file as an immutable open found it: reads refuse once it changes.
+    opened_as: Option<FileStamp>,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// How a connection opens the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// The store's own: WAL, every commit fsync'd.
+    ReadWrite,
+    /// Reading while a server may write: SQLite's usual locking, through its -shm file.
+    ReadOnly,
+    /// Reading a database no process has open: no locks, no -shm, nothing written.
+    Immutable,
+}
+
+/// What tells that a file changed: its length and last modification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self { len: meta.len(), modified: meta.modified().ok()? })
+    }
 }
 
 /// How reads reach the database file.
@@ -347,6 +421,11 @@ pub enum ReadMode {
 }
 
 impl Readers {
+    fn new(path: PathBuf, mode: ReadMode, access: Access) -> Self {
+        let opened_as = if access == Access::Immutable { FileStamp::of(&path) } else { None };
+        Self { path, mode, access, opened_as, idle: Mutex::new(Vec::new()) }
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -355,7 +434,7 @@ impl Readers {
         let conn = match idle {
             Some(c) => c,
             None => {
-                let conn = connect(&self.path, OpenFlags::default()).map_err(read::backend)?;
+                let conn = connect(&self.path, self.access).map_err(read::backend)?;
                 if self.mode == ReadMode::Copied {
                     conn.pragma_update(None, "mmap_size", 0).map_err(read::backend)?;
                     conn.pragma_update(None, "cache_size", -2048).map_err(read::backend)?;
@@ -365,16 +444,32 @@ impl Readers {
         };
         let result = f(&conn);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        if self.opened_as.is_some() && FileStamp::of(&self.path) != self.opened_as {
+            return Err(StoreError::Backend(format!(
+                "{} changed while it was read (a server or command started writing to it); run again",
+                self.path.display()
+            )));
+        }
         result
     }
 }
 
-fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
+fn connect(path: &Path, access: Access) -> rusqlite::Result<Connection> {
+    let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match access {
+        Access::ReadWrite => Connection::open_with_flags(path, OpenFlags::default())?,
+        Access::ReadOnly => Connection::open_with_flags(path, read_only)?,
+        Access::Immutable => Connection::open_with_flags(
+            format!("file:{}?immutable=1", uri_path(path)),
+            read_only | OpenFlags::SQLITE_OPEN_URI,
+        )?,
+    };
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: the WAL is fsync'd at every commit, so a 2xx survives power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    if access == Access::ReadWrite {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: the WAL is fsync'd at every commit, so a 2xx survives power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 64 MiB of page cache: the indexes' hot pages stay in memory as the table grows.
@@ -382,6 +477,20 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     // Reads through a memory map (ReadMode::Mapped, the default).
     conn.pragma_update(None, "mmap_size", 1i64 << 34)?;
     Ok(conn)
+}
+
+/// `path` for a `file:` URI: every byte but unreserved ones and `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 /// The data dir holds every record: readable by its owner only.

@@ -102,3 +102,60 @@ fn filters_on_optional_columns_walk_their_partial_indexes() {
         );
     }
 }
+
+/// A store opened to read takes no write, migrates nothing, and reads a database no
+/// process had open as it was: should a writer change the file meanwhile, the reads after
+/// refuse rather than mix the two states.
+#[tokio::test]
+async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
+    use aitrail_store_sqlite::{OpenError, ReadMode};
+    let dir = tempfile::tempdir().unwrap();
+    let missing = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap_err();
+    assert!(matches!(missing, OpenError::Missing { .. }), "{missing}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a read made a file");
+
+    let record = || aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let old = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap_err();
+    assert!(matches!(old, OpenError::TooOld { found: 1, .. }), "{old}");
+    SqliteStore::migrate(dir.path()).unwrap();
+    let writer = SqliteStore::open(dir.path()).unwrap();
+    writer.append(vec![record()]).await.unwrap();
+    drop(writer);
+    // The writer's threads close their connections as they end; wait for the last.
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    let until = Instant::now() + Duration::from_secs(10);
+    while wal.exists() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!wal.exists(), "the writer never closed");
+
+    let reader = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap();
+    let refused = reader.append(vec![record()]).await;
+    assert!(matches!(refused, Err(aitrail_store::StoreError::ReadOnly)), "{refused:?}");
+    assert_eq!(reader.tenants().await.unwrap().len(), 1);
+    let files = || {
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(), [DB_FILE], "a read made SQLite's -wal or -shm");
+
+    // A writer starts, and the file changes under the reader.
+    let writer = SqliteStore::open(dir.path()).unwrap();
+    for _ in 0..50 {
+        writer.append(vec![record()]).await.unwrap();
+    }
+    drop(writer);
+    let until = Instant::now() + Duration::from_secs(10);
+    while wal.exists() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stale = reader.tenants().await.unwrap_err().to_string();
+    assert!(stale.contains("changed while it was read"), "{stale}");
+}

@@ -236,6 +236,9 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
+    /// The store was opened to read only: a read changes nothing, not even the files.
+    #[error("this store was opened read-only; a read changes nothing in it")]
+    ReadOnly,
     /// A checkpoint of that size exists with another root: the log forked.
     #[error("a different checkpoint of size {size} already exists for tenant {tenant_id}")]
     CheckpointConflict { tenant_id: TenantId, size: u64 },

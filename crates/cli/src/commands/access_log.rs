@@ -6,7 +6,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::Global;
 use crate::commands::list::Format;
-use crate::target::{Page, Target, json_answer};
+use crate::target::{Intent, Page, Target, json_answer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,7 +42,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     ] {
         pairs.extend(v.iter().map(|v| (k.to_owned(), v.clone())));
     }
-    let page: Page = match Target::open(global).await? {
+    let page: Page = match Target::open(global, Intent::Read).await? {
         Target::Local(store) => {
             let query = access_log_query(&pairs, None).map_err(|r| match r {
                 AccessLogRefusal::BadQuery(e) => anyhow::anyhow!("{e}"),

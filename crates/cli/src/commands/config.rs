@@ -2,13 +2,14 @@
 //! directly or through --server (GET/PUT /v1/tenants/{id}/policy, access-logged).
 
 use aitrail_core::TenantId;
-use aitrail_core::Timestamp;
+use aitrail_core::access::Change;
 use aitrail_core::policy::{Policy, SETTINGS};
+use aitrail_service::Changed;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::Global;
-use crate::target::{Target, json_answer};
+use crate::target::{Intent, Target, json_answer, local_trail};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -36,7 +37,8 @@ struct Answer {
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Get { setting, tenant_id } => {
-            let policy = current(global, &tenant(&tenant_id)?).await?;
+            let target = Target::open(global, Intent::Read).await?;
+            let policy = current(&target, &tenant(&tenant_id)?).await?;
             let policy = serde_json::to_value(&policy)?;
             match setting {
                 None => println!("{}", serde_json::to_string_pretty(&policy)?),
@@ -54,13 +56,21 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         }
         Command::Set { setting, value, tenant_id } => {
             let tenant = tenant(&tenant_id)?;
-            let policy = current(global, &tenant)
+            let target = Target::open(global, Intent::Change).await?;
+            let policy = current(&target, &tenant)
                 .await?
                 .with(&setting, &value)
                 .map_err(|e| anyhow::anyhow!("refused, nothing changed: {e}"))?;
-            let set = match Target::open(global).await? {
+            let set = match target {
                 Target::Local(store) => {
-                    store.set_policy(&tenant, &policy.to_json(), Timestamp::now()).await?;
+                    let trail = local_trail(global, store, Intent::Change)?;
+                    trail.set_policy(&tenant, &policy).await?;
+                    let changed = Changed {
+                        tenant: Some(tenant.clone()),
+                        records: 0,
+                        details: vec![("policy".into(), policy.to_json())],
+                    };
+                    trail.record_offline(Change::PolicySet, "aitrail config set", changed).await?;
                     policy
                 }
                 remote => {
@@ -87,8 +97,8 @@ fn tenant(id: &str) -> anyhow::Result<TenantId> {
 }
 
 /// The tenant's policy in force (the default if it never set one).
-async fn current(global: &Global, tenant: &TenantId) -> anyhow::Result<Policy> {
-    match Target::open(global).await? {
+async fn current(target: &Target, tenant: &TenantId) -> anyhow::Result<Policy> {
+    match target {
         Target::Local(store) => Ok(aitrail_store::policy_of(store.as_ref(), tenant).await?),
         remote => {
             let response = remote

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use aitrail_core::Timestamp;
 use aitrail_export::{Format, Request};
-use aitrail_service::LogSigner;
 use aitrail_store_sqlite::ReadMode;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::Global;
 use crate::commands::filters::Filters;
-use crate::target::{self, Target};
-use crate::{Global, keyfile};
+use crate::target::{self, Intent, Target};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum FormatArg {
@@ -62,11 +61,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(200));
     let records = if global.server.is_some() {
         bar.set_message("bytes");
-        remote(&Target::open(global).await?, &pairs, sink.file(), &bar).await?;
+        remote(&Target::open(global, Intent::Read).await?, &pairs, sink.file(), &bar).await?;
         None
     } else {
         // A long streaming read: its resident size stays that of its buffers.
-        let store = target::open_store_with(global, ReadMode::Copied).await?;
+        let store = target::open_store_with(global, Intent::Read, ReadMode::Copied).await?;
         let file = sink.file().try_clone()?;
         local(global, store, pairs, file, &bar).await?
     };
@@ -144,17 +143,20 @@ async fn local(
     let Some(tenant) = query.tenant_id.take() else {
         bail!("an export proves one tenant's log against its checkpoint: give --tenant-id")
     };
-    // The log's key, made here as `serve` would make it if no server ever ran.
-    let signer = match keyfile::load(&global.data_dir)? {
-        Some(signer) => signer,
-        None => keyfile::load_or_create(&global.data_dir, "aitrail")?,
-    };
-    store.claim_log_key(&signer.verifier().to_string()).await?;
-    let log = LogSigner::new(signer, Duration::from_secs(1));
-    log.sign_pending(store.as_ref()).await?;
+    // An export reads: it proves the records against the log's latest signed checkpoint
+    // (the server signs every second, an offline change at once) and signs nothing new.
+    let trail = target::local_trail(global, store.clone(), Intent::Read)?;
     let Some(checkpoint) = store.checkpoint(&tenant, None).await? else {
-        bail!("tenant {tenant} has no records")
+        bail!("tenant {tenant} has no signed checkpoint: it has no records yet")
     };
+    let head = store.logs().await?.into_iter().find(|h| h.tenant_id == tenant);
+    if let Some(unsigned) = head.map(|h| h.size.saturating_sub(checkpoint.size)).filter(|n| *n > 0)
+    {
+        eprintln!(
+            "aitrail: warning: the last {unsigned} records of tenant {tenant} are not in a signed checkpoint yet, so not in this export; `aitrail serve` signs them"
+        );
+    }
+    let log = trail.signer().clone();
     let request = Request {
         tenant,
         filters,

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::Global;
-use crate::target::Target;
+use crate::target::{Intent, Target};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["from_postgres", "csv"])))]
@@ -44,7 +44,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires a source"),
     };
     let records = to_records(rows, args.tenant_id.as_deref())?;
-    let target = Target::open(global).await?;
+    let target = Target::open(global, Intent::Change).await?;
     let fresh = not_yet_imported(global, &target, records).await?;
     let (total, new) = (fresh.total, fresh.records.len());
     let bar = ProgressBar::new(new as u64).with_style(

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use aitrail_core::access::{KeyId, Role};
+use aitrail_core::access::{Change, KeyId, Role};
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_service::LogSigner;
 use aitrail_service::keys::{KeyInfo, KeyRequest};
+use aitrail_service::{Changed, LogSigner};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::target::{Target, json_answer};
+use crate::target::{Intent, Target, json_answer, local_trail};
 use crate::{Global, keyfile};
 
 #[derive(clap::Subcommand)]
@@ -65,13 +65,15 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
     let tenant =
         args.tenant_id.as_deref().map(TenantId::parse).transpose().map_err(anyhow::Error::msg)?;
     let expires_at = args.expires.as_deref().map(expiry).transpose()?;
-    let made = match Target::open(global).await? {
+    let made = match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
             let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
             let signer = LogSigner::new(signer, Duration::from_secs(1));
             let trail = aitrail_service::Trail::new(store, std::sync::Arc::new(signer));
             let request = KeyRequest { role: args.role, tenant, expires_at, label: args.label };
             let (key, stored) = trail.issue_key(request).await?;
+            let changed = Changed { tenant: stored.tenant.clone(), ..Changed::default() };
+            trail.record_offline(Change::KeyCreate, "aitrail keys create", changed).await?;
             KeyInfo { key: Some(key.reveal()), ..KeyInfo::from(&stored) }
         }
         remote => {
@@ -97,7 +99,7 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn list(global: &Global) -> anyhow::Result<()> {
-    let keys: Vec<KeyInfo> = match Target::open(global).await? {
+    let keys: Vec<KeyInfo> = match Target::open(global, Intent::Read).await? {
         Target::Local(store) => store.keys().await?.iter().map(KeyInfo::from).collect(),
         remote => {
             let response = remote.request(reqwest::Method::GET, "/v1/keys").send();
@@ -125,11 +127,15 @@ async fn list(global: &Global) -> anyhow::Result<()> {
 
 async fn revoke(global: &Global, id: &str) -> anyhow::Result<()> {
     let key_id = KeyId::parse(id).with_context(|| format!("{id:?} is not a key id"))?;
-    match Target::open(global).await? {
+    match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
-            if !store.revoke_key(&key_id, Timestamp::now()).await? {
+            let trail = local_trail(global, store, Intent::Change)?;
+            if !trail.revoke_key(&key_id).await? {
                 bail!("no key with id {id}");
             }
+            let key = trail.key(&key_id).await?.context("the key revoked is gone")?;
+            let changed = Changed { tenant: key.tenant, ..Changed::default() };
+            trail.record_offline(Change::KeyRevoke, "aitrail keys revoke", changed).await?;
         }
         remote => {
             let path = format!("/v1/keys/{key_id}/revoke");

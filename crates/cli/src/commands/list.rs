@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::Global;
 use crate::commands::filters::Filters;
-use crate::target::Target;
+use crate::target::{Intent, Target};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Format {
@@ -45,7 +45,7 @@ impl Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let target = Target::open(global).await?;
+    let target = Target::open(global, Intent::Read).await?;
     let mut pairs = args.pairs();
     let mut records = Vec::new();
     let next = loop {

@@ -5,7 +5,7 @@ use aitrail_core::ingest::BodyFormat;
 use anyhow::Context;
 
 use crate::Global;
-use crate::target::Target;
+use crate::target::{Intent, Target};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +21,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         Some(p) if p.as_os_str() == "-" => read_stdin()?,
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
     };
-    let receipts = Target::open(global).await?.append(global, body.clone(), sniff(&body)).await?;
+    let receipts = Target::open(global, Intent::Change)
+        .await?
+        .append(global, body.clone(), sniff(&body))
+        .await?;
     for r in &receipts {
         println!("{}", serde_json::to_string(r)?);
     }

@@ -2,14 +2,15 @@
 //! (docs/PRIVACY.md). Erasure and holds work on the store or through --server; a retention
 //! run works on the store (the server runs it on its own every --retention-interval-s).
 
+use aitrail_core::access::{Change, OPERATOR};
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_service::Trail;
+use aitrail_service::Changed;
 use aitrail_store::retention::{Hold, Mode, Selector};
 use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::Global;
-use crate::target::{Target, json_answer, local_trail};
+use crate::target::{Intent, Target, json_answer, local_trail};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -63,29 +64,18 @@ fn tenant(id: &str) -> anyhow::Result<TenantId> {
     TenantId::parse(id).map_err(|e| anyhow::anyhow!("--tenant-id: {e}"))
 }
 
-/// Who acts, in the system log, when the CLI works on the store itself.
-const LOCAL: &str = "cli";
-
-/// Sign what the command appended to the system log, as a server would.
-async fn sign(trail: &Trail) -> anyhow::Result<()> {
-    let store = trail.store().as_ref();
-    store.claim_log_key(&trail.signer().verifier().to_string()).await?;
-    trail.signer().sign_pending(store).await?;
-    Ok(())
-}
-
 pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Result<()> {
     let RetentionCommand::Run(args) = command;
-    let Target::Local(store) = Target::open(global).await? else {
+    let Target::Local(store) = Target::open(global, Intent::Change).await? else {
         bail!(
             "a retention run works on the store: run it without --server (unset AITRAIL_SERVER), with --data-dir or --database; a server runs its own every hour"
         )
     };
-    let trail = local_trail(global, store)?;
+    let trail = local_trail(global, store, Intent::Change)?;
     let mode = if args.dry_run { Mode::DryRun } else { Mode::Delete };
     let run = trail.retention_run(Timestamp::now(), mode).await?;
     if run.event_id.is_some() {
-        sign(&trail).await?;
+        trail.sign_pending().await?;
     }
     let verb = if args.dry_run { "would delete" } else { "deleted" };
     for t in &run.tenants {
@@ -110,16 +100,21 @@ pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Re
 
 pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
     let tenant = tenant(&args.tenant_id)?;
-    let answer = match Target::open(global).await? {
+    let answer = match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
             let selector = match (args.user_id, args.session_id) {
                 (Some(u), _) => Selector::User(u),
                 (None, Some(s)) => Selector::Session(s),
                 (None, None) => bail!("give --user-id or --session-id"),
             };
-            let trail = local_trail(global, store)?;
-            let erased = trail.erase(&tenant, &selector, LOCAL).await?;
-            sign(&trail).await?;
+            let trail = local_trail(global, store, Intent::Change)?;
+            let erased = trail.erase(&tenant, &selector, OPERATOR).await?;
+            let changed = Changed {
+                tenant: Some(tenant.clone()),
+                records: erased.purged.records,
+                details: Vec::new(),
+            };
+            trail.record_offline(Change::Erasure, "aitrail erase", changed).await?;
             serde_json::to_value(erased)?
         }
         remote => {
@@ -137,13 +132,15 @@ pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
 }
 
 pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
-    let target = Target::open(global).await?;
+    let intent = match command {
+        HoldCommand::List => Intent::Read,
+        HoldCommand::Add { .. } | HoldCommand::Remove { .. } => Intent::Change,
+    };
+    let target = Target::open(global, intent).await?;
     match command {
         HoldCommand::List => {
             let holds: serde_json::Value = match &target {
-                Target::Local(store) => {
-                    json!({ "holds": local_trail(global, store.clone())?.holds().await? })
-                }
+                Target::Local(store) => json!({ "holds": store.holds().await? }),
                 remote => {
                     let response = remote.request(reqwest::Method::GET, "/v1/holds").send();
                     json_answer(response.await.context("cannot reach the server")?).await?
@@ -162,9 +159,10 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         placed_at: Timestamp::now(),
                         reason,
                     };
-                    let trail = local_trail(global, store.clone())?;
-                    trail.place_hold(&hold, LOCAL).await?;
-                    sign(&trail).await?;
+                    let trail = local_trail(global, store.clone(), intent)?;
+                    trail.place_hold(&hold, OPERATOR).await?;
+                    let changed = Changed { tenant: Some(tenant.clone()), ..Changed::default() };
+                    trail.record_offline(Change::HoldAdd, "aitrail hold add", changed).await?;
                 }
                 remote => {
                     let body =
@@ -182,11 +180,14 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
             let held = held(&tenant, session_id.as_deref());
             match &target {
                 Target::Local(store) => {
-                    let trail = local_trail(global, store.clone())?;
-                    if !trail.release_hold(&tenant, session_id.as_deref(), LOCAL).await? {
+                    let trail = local_trail(global, store.clone(), intent)?;
+                    if !trail.release_hold(&tenant, session_id.as_deref(), OPERATOR).await? {
                         bail!("no such hold on {held}");
                     }
-                    sign(&trail).await?;
+                    let changed = Changed { tenant: Some(tenant.clone()), ..Changed::default() };
+                    trail
+                        .record_offline(Change::HoldRemove, "aitrail hold remove", changed)
+                        .await?;
                 }
                 remote => {
                     let body = json!({"tenant_id": tenant, "session_id": session_id});

@@ -10,6 +10,7 @@ use aitrail_service::keys::{self, KeyRequest};
 use aitrail_store::Store;
 use anyhow::Context;
 
+use crate::target::Intent;
 use crate::{Global, keyfile, target};
 
 #[derive(clap::Args)]
@@ -74,7 +75,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let store = target::open_store(global).await?;
+    let store = target::open_store(global, Intent::Change).await?;
     let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
     // Every node of one database must sign with one key: refuse before signing anything.
     store.claim_log_key(&signer.verifier().to_string()).await?;

@@ -1,7 +1,7 @@
 use anyhow::bail;
 
 use crate::Global;
-use crate::target::Target;
+use crate::target::{Intent, Target};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    match Target::open(global).await?.get(&args.id).await? {
+    match Target::open(global, Intent::Read).await?.get(&args.id).await? {
         Some(record) => {
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(())

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::target::{Target, json_answer};
+use crate::target::{Intent, Target, json_answer};
 use crate::{Global, keyfile};
 
 #[derive(clap::Args)]
@@ -38,7 +38,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(bundle) = &args.export {
         return export(bundle, args.key.as_deref());
     }
-    let target = Target::open(global).await?;
+    let target = Target::open(global, Intent::Read).await?;
     let verifier = match (&args.key, &target) {
         (Some(k), _) => {
             Verifier::parse(k).context("--key is not a verifier key (name+keyid+base64)")?

@@ -6,6 +6,8 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 // Tampering: edit the stored log behind the server's back, with SQL on the database file
 // (a connection of its own, as the sqlite3 tool would); `aitrail verify` must name each change.
+// Each statement names the tenant: the access log holds records at the same seqs (the key
+// the test server starts with was made offline, and that is logged).
 
 fn sqlite3(db: &Path, sql: &str) {
     let connection = rusqlite::Connection::open(db).unwrap();
@@ -39,39 +41,39 @@ fn verify_names_every_kind_of_tampering() {
 
     let db = |d: &Path| d.join("aitrail.db");
     let cases: Vec<(&str, String, Vec<String>)> = vec![
-        ("model_name", "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3".into(),
+        ("model_name", "UPDATE records SET model_name = 'gpt-5' WHERE tenant_id = 'tamper' AND seq = 3".into(),
             vec![format!("MODIFIED  tenant tamper seq 3 id {}: model_name differ from the logged entry", ids[3])]),
-        ("temperature", "UPDATE records SET temperature = 0.1 WHERE seq = 4".into(),
+        ("temperature", "UPDATE records SET temperature = 0.1 WHERE tenant_id = 'tamper' AND seq = 4".into(),
             vec![format!("MODIFIED  tenant tamper seq 4 id {}: temperature differ from the logged entry", ids[4])]),
-        ("recorded_at", "UPDATE records SET recorded_at = '2020-01-01T00:00:00Z' WHERE seq = 5".into(),
+        ("recorded_at", "UPDATE records SET recorded_at = '2020-01-01T00:00:00Z' WHERE tenant_id = 'tamper' AND seq = 5".into(),
             vec![format!("MODIFIED  tenant tamper seq 5 id {}: recorded_at differ from the logged entry", ids[5])]),
         ("entry and column together",
-            "UPDATE records SET model_name = 'gpt-5' WHERE seq = 2; UPDATE entries SET entry = CAST(replace(CAST(entry AS TEXT), 'gpt-4o', 'gpt-5') AS BLOB) WHERE pos = (SELECT pos FROM records WHERE seq = 2)".into(),
+            "UPDATE records SET model_name = 'gpt-5' WHERE tenant_id = 'tamper' AND seq = 2; UPDATE entries SET entry = CAST(replace(CAST(entry AS TEXT), 'gpt-4o', 'gpt-5') AS BLOB) WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 2)".into(),
             vec![format!("MODIFIED  tenant tamper seq 2 id {}: entry differs from the logged leaf hash", ids[2])]),
-        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE pos = (SELECT pos FROM records WHERE seq = 7)".into(),
+        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
             vec![format!("MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment", ids[7])]),
-        ("deleted entry", "DELETE FROM entries WHERE pos = (SELECT pos FROM records WHERE seq = 3)".into(),
+        ("deleted entry", "DELETE FROM entries WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 3)".into(),
             vec![format!("MODIFIED  tenant tamper seq 3 id {}: entry unreadable", ids[3])]),
-        ("deleted row", "DELETE FROM records WHERE seq = 6".into(),
+        ("deleted row", "DELETE FROM records WHERE tenant_id = 'tamper' AND seq = 6".into(),
             vec!["REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into()]),
-        ("swapped seq", "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100".into(),
+        ("swapped seq", "UPDATE records SET seq = 100 WHERE tenant_id = 'tamper' AND seq = 1; UPDATE records SET seq = 1 WHERE tenant_id = 'tamper' AND seq = 8; UPDATE records SET seq = 8 WHERE tenant_id = 'tamper' AND seq = 100".into(),
             vec![format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
                  format!("REORDERED tenant tamper seq 8 id {}: this record was logged at seq 1", ids[1])]),
         ("forged row",
             "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, model_name, success) \
-             SELECT '0192b6d8-0000-7000-8000-00000000f0f0', tenant_id, 10, recorded_at, event_time, model_name, success FROM records WHERE seq = 0; \
-             INSERT INTO entries (pos, entry) SELECT last_insert_rowid(), entry FROM entries WHERE pos = (SELECT pos FROM records WHERE seq = 0)".into(),
+             SELECT '0192b6d8-0000-7000-8000-00000000f0f0', tenant_id, 10, recorded_at, event_time, model_name, success FROM records WHERE tenant_id = 'tamper' AND seq = 0; \
+             INSERT INTO entries (pos, entry) SELECT last_insert_rowid(), entry FROM entries WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 0)".into(),
             vec!["INSERTED  tenant tamper seq 10 id 0192b6d8-0000-7000-8000-00000000f0f0: beyond the end of the log (size 10)".into()]),
         ("row of a tenant without a log",
             "INSERT INTO records (id, tenant_id, seq, recorded_at, event_time, success) \
-             SELECT '0192b6d8-0000-7000-8000-00000000e0e0', 'ghost', 0, recorded_at, event_time, success FROM records WHERE seq = 0".into(),
+             SELECT '0192b6d8-0000-7000-8000-00000000e0e0', 'ghost', 0, recorded_at, event_time, success FROM records WHERE tenant_id = 'tamper' AND seq = 0".into(),
             vec!["INSERTED  tenant ghost seq 0 id 0192b6d8-0000-7000-8000-00000000e0e0: a record of a tenant that has no log".into()]),
         // The UNIQUE (tenant_id, seq) constraint goes with the table rebuilt without it.
         ("second row at a seq",
             "CREATE TABLE plain AS SELECT * FROM records; DROP TABLE records; ALTER TABLE plain RENAME TO records; \
-             INSERT INTO records SELECT * FROM records WHERE seq = 3; \
+             INSERT INTO records SELECT * FROM records WHERE tenant_id = 'tamper' AND seq = 3; \
              UPDATE records SET pos = 1000, id = '0192b6d8-0000-7000-8000-00000000d0d0' WHERE rowid = last_insert_rowid(); \
-             INSERT INTO entries (pos, entry) SELECT 1000, entry FROM entries WHERE pos = (SELECT min(pos) FROM records WHERE seq = 3)".into(),
+             INSERT INTO entries (pos, entry) SELECT 1000, entry FROM entries WHERE pos = (SELECT min(pos) FROM records WHERE tenant_id = 'tamper' AND seq = 3)".into(),
             vec!["INSERTED  tenant tamper seq 3 id 0192b6d8-0000-7000-8000-00000000d0d0: a second record at a seq already taken".into()]),
         ("deleted leaf tile", "DELETE FROM tiles WHERE level = 0".into(),
             vec!["LOG       tenant tamper: the log has no leaf hash for seq 0: its tiles are incomplete".into()]),
@@ -118,7 +120,7 @@ fn whole_store_verify_through_a_server_pins_the_key_and_names_tampering() {
     // What the server's own check finds, the command prints, and fails.
     sqlite3(
         &dir.path().join("aitrail.db"),
-        "UPDATE records SET model_name = 'gpt-5' WHERE seq = 3",
+        "UPDATE records SET model_name = 'gpt-5' WHERE tenant_id = 'tamper' AND seq = 3",
     );
     let (ok, out) = through(dir.path(), &key);
     assert!(!ok, "tampering went unnoticed: {out}");

@@ -21,6 +21,7 @@ mod export;
 mod import;
 mod integrity;
 mod keys;
+mod local_remote;
 mod postgres;
 mod privacy;
 mod readme;

@@ -24,8 +24,11 @@ fn verify_database(db: &TestDatabase, key: &str) -> (bool, String) {
 fn postgres_commands_work_on_the_database() {
     let Some((db, _rt)) = postgres("postgres_commands_work_on_the_database") else { return };
     // The log key is read from (or made in) the data dir: a temporary one, never the
-    // source tree the tests run in.
+    // source tree the tests run in. The records logged offline are signed at once, so it
+    // holds the key the server below signs with: one log, one key.
     let data = tempfile::tempdir().unwrap();
+    let (private, _) = shared_key();
+    std::fs::write(data.path().join("log-key"), &private).unwrap();
     let data = data.path().to_str().unwrap();
     log_list_show(&["--data-dir", data, "--database", &db.url]);
     let out = ok(&aitrail(&["--data-dir", data, "--database", &db.url, "migrate"], None));
@@ -48,12 +51,78 @@ fn postgres_commands_work_on_the_database() {
     ));
     assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
     // The same records through a server on that database.
-    let (private, _) = shared_key();
     let server = node(&db, &private);
     let mut args = server.remote().to_vec();
     args.extend(["list", "--format", "json"]);
     let listed = ok(&aitrail(&args, None));
     assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 3);
+}
+
+/// Every row of the database, as pg_dump writes it.
+fn dump(db: &TestDatabase) -> String {
+    let out = Command::new("pg_dump")
+        .args(["--data-only", "--no-owner", db.url.as_str()])
+        .output()
+        .expect("pg_dump (postgresql-client) is needed for this PostgreSQL test");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    // Without the dump's own random guard lines (\restrict, \unrestrict).
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().filter(|l| !l.contains("restrict ")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn postgres_offline_reads_change_nothing() {
+    let Some((db, rt)) = postgres("postgres_offline_reads_change_nothing") else { return };
+    let (private, verifier) = shared_key();
+    let server = node(&db, &private);
+    let client = server.client();
+    let receipts: Value = rt.block_on(async {
+        let records =
+            json!([{"tenant_id": "ro", "prompt": "p0"}, {"tenant_id": "ro", "prompt": "p1"}]);
+        let url = format!("{}/v1/records?wait=checkpoint", server.base);
+        client.post(url).json(&records).send().await.unwrap().json().await.unwrap()
+    });
+    server.stop();
+    let id = receipts["results"][1]["id"].as_str().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("log-key"), &private).unwrap();
+    let at = ["--database", db.url.as_str(), "--data-dir", data.path().to_str().unwrap()];
+    let export = data.path().join("ro.zip");
+    let before = dump(&db);
+    let reads: Vec<Vec<&str>> = vec![
+        vec!["list", "--tenant-id", "ro"],
+        vec!["find", "--tenant-id", "ro", "--prompt-text", "p1"],
+        vec!["show", &id],
+        vec!["verify", "--key", &verifier],
+        vec!["verify", "--key", &verifier, &id],
+        vec!["checkpoint", "--tenant-id", "ro"],
+        vec!["export", "--tenant-id", "ro", "--output", export.to_str().unwrap()],
+        vec!["access-log"],
+        vec!["keys", "list"],
+        vec!["hold", "list"],
+        vec!["config", "get", "--tenant-id", "ro"],
+    ];
+    for read in &reads {
+        let said = ok(&aitrail(&[&at[..], read].concat(), None));
+        if read[0] == "find" {
+            assert!(said.contains(&id), "{said}");
+        }
+    }
+    assert_eq!(dump(&db), before, "an offline read changed the database");
+
+    // A store opened to read refuses writes: the append before it reaches PostgreSQL, any
+    // other in PostgreSQL's own read-only transaction.
+    let store =
+        rt.block_on(aitrail_store_postgres::PostgresStore::open_read_only(&db.url)).unwrap();
+    let record: aitrail_core::Record = serde_json::from_value(json!({"tenant_id": "ro"})).unwrap();
+    let refused = rt.block_on(aitrail_store::Store::append(&store, vec![record]));
+    assert!(matches!(refused, Err(aitrail_store::StoreError::ReadOnly)), "{refused:?}");
+    let tenant = aitrail_core::TenantId::parse("ro").unwrap();
+    let now = aitrail_core::Timestamp::now();
+    let policy = rt.block_on(aitrail_store::Store::set_policy(&store, &tenant, "{}", now));
+    let refusal = policy.expect_err("a store opened to read took a policy").to_string();
+    assert!(refusal.contains("read-only transaction"), "{refusal}");
+    assert_eq!(dump(&db), before);
 }
 
 #[test]
