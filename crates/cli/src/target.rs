@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
 use aitrail_core::{Query, Receipt, StoredRecord, TenantId};
-use aitrail_store::{Store, proofs};
+use aitrail_service::proofs::{self, ProofError};
+use aitrail_store::Store;
 use aitrail_store_postgres::PostgresStore;
 use aitrail_store_sqlite::{ReadMode, SqliteStore};
 use anyhow::{Context, bail};
@@ -274,20 +275,17 @@ impl Target {
             Target::Local(store) => {
                 let uuid = id.parse().map_err(|_| anyhow::anyhow!("no record with id {id}"))?;
                 let Some(entry) = store.entry(uuid).await? else { bail!("no record with id {id}") };
-                let Some(cp) =
-                    store.checkpoint(&entry.tenant_id, None).await?.filter(|c| c.size > entry.seq)
-                else {
-                    bail!(
+                let proof = match proofs::inclusion(store.as_ref(), &entry, None).await {
+                    Err(ProofError::NotYetCheckpointed) => bail!(
                         "record {id} is not yet in a signed checkpoint; `aitrail serve` signs one every second"
-                    )
+                    ),
+                    proof => proof?,
                 };
-                let path =
-                    proofs::inclusion(store.as_ref(), &entry.tenant_id, entry.seq, cp.size).await?;
                 Ok(InclusionProof {
                     leaf_index: entry.seq,
-                    tree_size: cp.size,
-                    audit_path: path.iter().map(|h| B64.encode(h)).collect(),
-                    checkpoint: cp.note,
+                    tree_size: proof.checkpoint.size,
+                    audit_path: proof.audit_path.iter().map(|h| B64.encode(h)).collect(),
+                    checkpoint: proof.checkpoint.note,
                     entry: B64.encode(&entry.entry),
                     content_salt: entry.content.map(|c| B64.encode(c.salt)),
                 })
@@ -307,20 +305,19 @@ impl Target {
                 answer(self.get_remote("/v1/consistency", &q).await?).await
             }
             Target::Local(store) => {
-                let Some(cp) = store.checkpoint(tenant, None).await? else {
-                    bail!("tenant {tenant} has no signed checkpoint")
+                let proof = match proofs::consistency(store.as_ref(), tenant, from, None).await {
+                    Err(ProofError::NoCheckpoint) => {
+                        bail!("tenant {tenant} has no signed checkpoint")
+                    }
+                    Err(ProofError::FromBeyond { from, size }) => bail!(
+                        "the saved checkpoint has size {from} but the log's latest has {size}: history was rewritten or truncated"
+                    ),
+                    proof => proof?,
                 };
-                if from > cp.size {
-                    bail!(
-                        "the saved checkpoint has size {from} but the log's latest has {}: history was rewritten or truncated",
-                        cp.size
-                    );
-                }
-                let proof = proofs::consistency(store.as_ref(), tenant, from, cp.size).await?;
                 Ok(ConsistencyProof {
-                    to: cp.size,
-                    proof: proof.iter().map(|h| B64.encode(h)).collect(),
-                    checkpoint: cp.note,
+                    to: proof.checkpoint.size,
+                    proof: proof.proof.iter().map(|h| B64.encode(h)).collect(),
+                    checkpoint: proof.checkpoint.note,
                 })
             }
         }

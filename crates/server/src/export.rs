@@ -2,10 +2,9 @@
 //! (aitrail_export). Auditors and admins only; the access log records the request before
 //! the first byte goes out, and the finished export with its record count.
 
-use aitrail_core::Timestamp;
 use aitrail_core::access::{AccessEvent, Action, Actor};
 use aitrail_core::ingest::FieldError;
-use aitrail_export::{ExportError, Request};
+use aitrail_export::ExportError;
 use axum::body::Body;
 use axum::extract::State;
 use axum::extract::rejection::QueryRejection;
@@ -27,26 +26,23 @@ pub(crate) async fn export(
     pairs: Result<axum::extract::Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = pairs.map_err(|e| ApiError::BadQuery(FieldError::new("query", e.body_text())))?.0;
-    let aitrail_export::Params { format, filters, mut query } =
-        aitrail_export::parse_params(pairs.clone()).map_err(ApiError::BadQuery)?;
-    let tenant = caller.tenant_for(Action::Audit, query.tenant_id.take())?.ok_or_else(|| {
-        ApiError::BadQuery(FieldError::new(
-            "tenant_id",
-            "an export proves one tenant's log against its checkpoint: name the tenant",
-        ))
-    })?;
+    let mut params = aitrail_export::parse_params(pairs.clone()).map_err(ApiError::BadQuery)?;
+    let tenant =
+        caller.tenant_for(Action::Audit, params.query.tenant_id.take())?.ok_or_else(|| {
+            ApiError::BadQuery(FieldError::new(
+                "tenant_id",
+                "an export proves one tenant's log against its checkpoint: name the tenant",
+            ))
+        })?;
+    let format = params.format;
     // Everything logged so far goes into a checkpoint, so the export covers it.
     app.log.sign_pending(app.store.as_ref()).await?;
-    let checkpoint = app.store.checkpoint(&tenant, None).await?.ok_or(ApiError::NotFound)?;
-    let request = Request {
-        tenant: tenant.clone(),
-        filters,
-        query,
-        format,
-        exported_by: Some(caller.0.key_id.as_str().to_owned()),
-        checkpoint,
-        generated_at: Timestamp::now(),
-    };
+    let exported_by = Some(caller.0.key_id.as_str().to_owned());
+    let request = app
+        .trail
+        .export_request(tenant.clone(), params, exported_by)
+        .await?
+        .ok_or(ApiError::NotFound)?;
 
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let rt = tokio::runtime::Handle::current();

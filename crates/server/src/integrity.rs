@@ -5,7 +5,8 @@ use std::time::Duration;
 use aitrail_core::ingest::FieldError;
 use aitrail_core::merkle::{Hash, leaf_hash};
 use aitrail_core::{Receipt, TenantId};
-use aitrail_store::{StoredCheckpoint, proofs};
+use aitrail_service::proofs::{self, Inclusion, ProofError};
+use aitrail_store::EntryRecord;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -120,26 +121,15 @@ pub(crate) async fn proof(
     let id = id.parse().map_err(|_| ApiError::NotFound)?;
     let entry = app.store.entry(id).await?.ok_or(ApiError::NotFound)?;
     caller.may(Action::Read, Some(&entry.tenant_id))?;
-    let cp = app.store.checkpoint(&entry.tenant_id, tree_size).await?;
-    let cp = match (cp, tree_size) {
-        (Some(cp), _) if cp.size > entry.seq => cp,
-        (Some(_), Some(n)) => {
-            return Err(ApiError::BadQuery(FieldError::new(
+    let inclusion =
+        proofs::inclusion(app.store.as_ref(), &entry, tree_size).await.map_err(|e| match e {
+            ProofError::OutsideTree { seq, size } => ApiError::BadQuery(FieldError::new(
                 "tree_size",
-                format!("record {id} is at seq {}, not inside a tree of size {n}", entry.seq),
-            )));
-        }
-        (None, Some(n)) => {
-            return Err(ApiError::BadQuery(FieldError::new(
-                "tree_size",
-                format!("no signed checkpoint of size {n}"),
-            )));
-        }
-        (_, None) => return Err(ApiError::NotYetCheckpointed),
-    };
-    let body =
-        inclusion_body(&app, &id.to_string(), &entry.tenant_id, entry.seq, &entry.entry, &cp)
-            .await?;
+                format!("record {id} is at seq {seq}, not inside a tree of size {size}"),
+            )),
+            e => proof_error("tree_size", e),
+        })?;
+    let body = inclusion_body(&id.to_string(), &entry, inclusion);
     // The salt lets whoever holds it confirm a guessed prompt: only for who sees content.
     let salt = entry.content.filter(|_| caller.sees_content(&entry.tenant_id));
     let body = InclusionBody { content_salt: salt.map(|c| b64(&c.salt)), ..body };
@@ -147,26 +137,37 @@ pub(crate) async fn proof(
     Ok(accessed.on(Json(body).into_response()))
 }
 
-async fn inclusion_body(
-    app: &AppState,
-    id: &str,
-    tenant: &TenantId,
-    seq: u64,
-    entry: &[u8],
-    cp: &StoredCheckpoint,
-) -> Result<InclusionBody, ApiError> {
-    let path = proofs::inclusion(app.store.as_ref(), tenant, seq, cp.size).await?;
-    Ok(InclusionBody {
+/// A proof's problem as the API answers it; `size_param`: the parameter that named a size.
+fn proof_error(size_param: &str, e: ProofError) -> ApiError {
+    match e {
+        ProofError::NotYetCheckpointed => ApiError::NotYetCheckpointed,
+        ProofError::NoCheckpoint => ApiError::NoCheckpoint,
+        ProofError::NoCheckpointOfSize(_) => {
+            ApiError::BadQuery(FieldError::new(size_param, e.to_string()))
+        }
+        ProofError::OutsideTree { .. } => {
+            ApiError::BadQuery(FieldError::new(size_param, e.to_string()))
+        }
+        ProofError::FromEmpty | ProofError::FromBeyond { .. } => {
+            ApiError::BadQuery(FieldError::new("from", e.to_string()))
+        }
+        ProofError::Store(e) => e.into(),
+    }
+}
+
+/// The body of an inclusion proof, without the content salt (the caller decides).
+fn inclusion_body(id: &str, entry: &EntryRecord, inclusion: Inclusion) -> InclusionBody {
+    InclusionBody {
         id: id.to_owned(),
-        tenant_id: tenant.to_string(),
-        leaf_index: seq,
-        tree_size: cp.size,
-        leaf_hash: b64(&leaf_hash(entry)),
-        audit_path: path.iter().map(|h: &Hash| b64(h)).collect(),
-        checkpoint: cp.note.clone(),
-        entry: b64(entry),
+        tenant_id: entry.tenant_id.to_string(),
+        leaf_index: entry.seq,
+        tree_size: inclusion.checkpoint.size,
+        leaf_hash: b64(&leaf_hash(&entry.entry)),
+        audit_path: inclusion.audit_path.iter().map(|h: &Hash| b64(h)).collect(),
+        checkpoint: inclusion.checkpoint.note,
+        entry: b64(&entry.entry),
         content_salt: None,
-    })
+    }
 }
 
 #[derive(Deserialize)]
@@ -196,31 +197,15 @@ pub(crate) async fn consistency(
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
     let tenant = log_tenant(Some(&caller), q.tenant_id.as_deref())?;
-    if q.from == 0 {
-        return Err(ApiError::BadQuery(FieldError::new(
-            "from",
-            "must be at least 1 (every log extends the empty one)",
-        )));
-    }
-    let cp = app.store.checkpoint(&tenant, q.to).await?.ok_or_else(|| match q.to {
-        Some(n) => {
-            ApiError::BadQuery(FieldError::new("to", format!("no signed checkpoint of size {n}")))
-        }
-        None => ApiError::NoCheckpoint,
-    })?;
-    if q.from > cp.size {
-        return Err(ApiError::BadQuery(FieldError::new(
-            "from",
-            format!("{} is beyond the checkpoint's size {}", q.from, cp.size),
-        )));
-    }
-    let proof = proofs::consistency(app.store.as_ref(), &tenant, q.from, cp.size).await?;
+    let proof = proofs::consistency(app.store.as_ref(), &tenant, q.from, q.to)
+        .await
+        .map_err(|e| proof_error("to", e))?;
     Ok(Json(ConsistencyBody {
         tenant_id: tenant.to_string(),
-        from: q.from,
-        to: cp.size,
-        proof: proof.iter().map(|h| b64(h)).collect(),
-        checkpoint: cp.note,
+        from: proof.from,
+        to: proof.checkpoint.size,
+        proof: proof.proof.iter().map(|h| b64(h)).collect(),
+        checkpoint: proof.checkpoint.note,
     })
     .into_response())
 }
@@ -246,15 +231,15 @@ pub(crate) async fn prove_receipts(
             .wait_for(app.store.as_ref(), &entry.tenant_id, receipt.seq + 1, WAIT_FOR_CHECKPOINT)
             .await?
             .ok_or(ApiError::NotYetCheckpointed)?;
-        let mut inclusion = inclusion_body(
-            app,
-            &receipt.id.to_string(),
+        let audit_path = aitrail_store::proofs::inclusion(
+            app.store.as_ref(),
             &entry.tenant_id,
-            receipt.seq,
-            &entry.entry,
-            &cp,
+            entry.seq,
+            cp.size,
         )
         .await?;
+        let proven = Inclusion { checkpoint: cp, audit_path };
+        let mut inclusion = inclusion_body(&receipt.id.to_string(), &entry, proven);
         inclusion.content_salt = entry.content.map(|c| b64(&c.salt));
         out.push(ProvenReceipt { receipt, inclusion });
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aitrail_core::access::Action;
+use aitrail_core::access::{Action, Actor};
 use aitrail_core::ingest::FieldError;
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_service::retention::{self, RetentionError};
@@ -76,7 +76,7 @@ pub(crate) async fn erase(
         (None, Some(s)) if !s.is_empty() => Selector::Session(s),
         _ => return Err(invalid("user_id", "give exactly one of user_id and session_id")),
     };
-    let erased = app.trail.erase(&tenant, &selector, caller.0.key_id.as_str()).await?;
+    let erased = app.trail.erase(&tenant, &selector, Actor::Key(&caller.0)).await?;
     let accessed =
         Accessed { tenant: Some(tenant), records: erased.purged.records, details: Vec::new() };
     Ok(accessed.on(Json(erased).into_response()))
@@ -133,7 +133,7 @@ pub(crate) async fn place(
         placed_at: Timestamp::now(),
         reason: request.reason,
     };
-    app.trail.place_hold(&hold, caller.0.key_id.as_str()).await?;
+    app.trail.place_hold(&hold, Actor::Key(&caller.0)).await?;
     let accessed = Accessed { tenant: Some(tenant), records: 0, details: Vec::new() };
     Ok(accessed.on((StatusCode::CREATED, Json(hold)).into_response()))
 }
@@ -147,8 +147,7 @@ pub(crate) async fn release(
     let request = body(request)?;
     let tenant = administered(&caller, request.tenant_id.as_deref())?;
     let session = request.session_id.filter(|s| !s.is_empty());
-    let by = caller.0.key_id.as_str();
-    if !app.trail.release_hold(&tenant, session.as_deref(), by).await? {
+    if !app.trail.release_hold(&tenant, session.as_deref(), Actor::Key(&caller.0)).await? {
         return Err(ApiError::NotFound);
     }
     let hold = json!({"tenant_id": tenant, "session_id": session});

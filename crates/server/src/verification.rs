@@ -1,48 +1,21 @@
 //! Full verification from the API (the dashboard's "verify now"): `aitrail verify`'s check
-//! of the whole store, run on this node. Each run is an event in the system log, so the
-//! last result and its time are tamper-evident and the same on every node.
+//! of the whole store, run on this node and recorded in the system log by the service
+//! (`Trail::verify_recorded`); here, one run at a time, and what a caller may see of it.
 //!
 //! A key bound to a tenant sees its own log's size and findings only.
 
 use std::collections::BTreeMap;
 
-use aitrail_core::TenantId;
-use aitrail_core::access::Action;
-use aitrail_core::policy::system_event;
-use aitrail_store::verify::{Finding, verify_store};
+use aitrail_core::access::{Action, Actor};
+use aitrail_service::verification::{KEPT_FINDINGS, LastRunError, RunEvent, TenantResult};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
-
-/// The system log event a run appends.
-const EVENT: &str = "verification";
-/// Findings kept per tenant in the event (the count is always whole).
-const KEPT_FINDINGS: usize = 100;
-
-/// One tenant's part of a run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct TenantResult {
-    /// The log's size when the run started.
-    size: u64,
-    findings: u64,
-    /// The first findings, as `aitrail verify` prints them.
-    examples: Vec<String>,
-}
-
-/// What a run found, as the system log keeps it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct RunEvent {
-    started_at: String,
-    finished_at: String,
-    records: u64,
-    checkpoints: usize,
-    tenants: BTreeMap<String, TenantResult>,
-}
 
 /// A run as one caller may see it.
 #[derive(Serialize)]
@@ -61,17 +34,6 @@ struct RunBody {
     findings: u64,
     examples: Vec<String>,
     tenants: BTreeMap<String, TenantResult>,
-}
-
-fn tenant_of(f: &Finding) -> &str {
-    match f {
-        Finding::Modified { tenant, .. }
-        | Finding::Removed { tenant, .. }
-        | Finding::Reordered { tenant, .. }
-        | Finding::Checkpoint { tenant, .. }
-        | Finding::Log { tenant, .. } => tenant.as_str(),
-        Finding::Inserted { tenant, .. } => tenant,
-    }
 }
 
 fn visible(caller: &Caller, event: RunEvent, event_id: Option<String>) -> RunBody {
@@ -126,30 +88,8 @@ pub(crate) async fn run(State(app): State<AppState>, caller: Caller) -> Result<R
         }
         started.insert(tenant.clone(), std::time::Instant::now());
     }
-    let started_at = aitrail_core::Timestamp::now().to_string();
-    let mut tenants: BTreeMap<String, TenantResult> = BTreeMap::new();
-    for head in app.store.logs().await? {
-        tenants.entry(head.tenant_id.to_string()).or_default().size = head.size;
-    }
-    let report = verify_store(app.store.clone(), &app.log.verifier(), &|_| {}).await?;
-    for finding in &report.findings {
-        let t = tenants.entry(tenant_of(finding).to_owned()).or_default();
-        t.findings += 1;
-        if t.examples.len() < KEPT_FINDINGS {
-            t.examples.push(finding.to_string());
-        }
-    }
-    let event = RunEvent {
-        started_at,
-        finished_at: aitrail_core::Timestamp::now().to_string(),
-        records: report.records,
-        checkpoints: report.checkpoints,
-        tenants,
-    };
-    let attributes = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let by = caller.0.key_id.to_string();
-    let receipts = app.store.append(vec![system_event(EVENT, None, &by, attributes)]).await?;
-    let body = visible(&caller, event, receipts.first().map(|r| r.id.to_string()));
+    let (event, id) = app.trail.verify_recorded(Actor::Key(&caller.0)).await?;
+    let body = visible(&caller, event, id.map(|id| id.to_string()));
     let accessed =
         Accessed { tenant: caller.0.tenant.clone(), records: body.records, details: Vec::new() };
     Ok(accessed.on(Json(body).into_response()))
@@ -162,21 +102,12 @@ pub(crate) async fn latest(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.may(Action::Read, None)?;
-    let system = TenantId::system_log().to_string();
-    let query = aitrail_core::Query::from_pairs(vec![
-        ("tenant_id", system.as_str()),
-        ("operation_type", EVENT),
-        ("limit", "1"),
-    ])
-    .map_err(ApiError::BadQuery)?;
-    let page = app.store.list(&query).await?;
-    let Some(last) = page.records.into_iter().next() else {
-        return Err(ApiError::NoVerification);
-    };
-    let attributes = serde_json::to_value(&last.record.attributes).unwrap_or_default();
-    let event: RunEvent = serde_json::from_value(attributes)
-        .map_err(|e| ApiError::Internal(format!("a verification event is unreadable: {e}")))?;
-    let body = visible(&caller, event, Some(last.id.to_string()));
+    let last = app.trail.last_verification().await.map_err(|e| match e {
+        LastRunError::Store(e) => e.into(),
+        e => ApiError::Internal(e.to_string()),
+    })?;
+    let Some((event, id)) = last else { return Err(ApiError::NoVerification) };
+    let body = visible(&caller, event, Some(id.to_string()));
     let accessed = Accessed { tenant: caller.0.tenant.clone(), records: 0, details: Vec::new() };
     Ok(accessed.on(Json(body).into_response()))
 }

@@ -4,15 +4,20 @@
 //! front end that knows who asks; nothing here does I/O but through the store.
 //!
 //! A use case a file, each an `impl Trail`: the access log, and changes made offline
-//! logged like the API's (`access.rs`); taking records in through their tenant's
+//! logged like the API's (`access.rs`); what an export proves (`export.rs`); inclusion and
+//! consistency proofs (`proofs.rs`); taking records in through their tenant's
 //! policy, and the policies (`policies.rs`); API keys (`keys.rs`); erasure, legal holds
-//! and retention runs (`retention.rs`); and signing checkpoints (`log.rs`, `LogSigner`).
+//! and retention runs (`retention.rs`); full verification runs recorded in the system
+//! log (`verification.rs`); and signing checkpoints (`log.rs`, `LogSigner`).
 
 mod access;
+mod export;
 pub mod keys;
 mod log;
 mod policies;
+pub mod proofs;
 pub mod retention;
+pub mod verification;
 
 use std::sync::Arc;
 

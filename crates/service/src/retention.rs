@@ -15,18 +15,20 @@ use aitrail_store::{Store, StoreError};
 use serde::Serialize;
 use serde_json::json;
 
+use aitrail_core::access::Actor;
+
 use crate::Trail;
 
 impl Trail {
-    /// Erase a person's or a session's content in one tenant (GDPR Art. 17), logged first.
-    /// `by`: who asked (a key id).
+    /// Erase a person's or a session's content in one tenant (GDPR Art. 17), logged first
+    /// as done by `actor`.
     pub async fn erase(
         &self,
         tenant: &TenantId,
         selector: &Selector,
-        by: &str,
+        actor: Actor<'_>,
     ) -> Result<Erasure, RetentionError> {
-        erase(self.store.as_ref(), tenant, selector, by).await
+        erase(self.store.as_ref(), tenant, selector, actor.id()).await
     }
 
     /// Every tenant's retention at `now` (see [`run`]).
@@ -34,19 +36,19 @@ impl Trail {
         run(self.store.as_ref(), now, mode).await
     }
 
-    /// Place a legal hold, logged. `by`: who (a key id).
-    pub async fn place_hold(&self, hold: &Hold, by: &str) -> Result<(), StoreError> {
-        place_hold(self.store.as_ref(), hold, by).await
+    /// Place a legal hold, logged as placed by `actor`.
+    pub async fn place_hold(&self, hold: &Hold, actor: Actor<'_>) -> Result<(), StoreError> {
+        place_hold(self.store.as_ref(), hold, actor.id()).await
     }
 
-    /// Lift a legal hold, logged; whether there was one.
+    /// Lift a legal hold, logged as lifted by `actor`; whether there was one.
     pub async fn release_hold(
         &self,
         tenant: &TenantId,
         session_id: Option<&str>,
-        by: &str,
+        actor: Actor<'_>,
     ) -> Result<bool, StoreError> {
-        release_hold(self.store.as_ref(), tenant, session_id, by).await
+        release_hold(self.store.as_ref(), tenant, session_id, actor.id()).await
     }
 
     pub async fn holds(&self) -> Result<Vec<Hold>, StoreError> {

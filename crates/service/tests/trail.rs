@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aitrail_core::access::Role;
+use aitrail_core::access::{Actor, Role};
 use aitrail_core::note::NoteSigner;
 use aitrail_core::policy::Policy;
 use aitrail_core::{Query, Record, Sent, TenantId};
@@ -88,11 +88,14 @@ async fn keys_holds_and_erasure_each_leave_their_trace() {
         placed_at: aitrail_core::Timestamp::now(),
         reason: None,
     };
-    trail.place_hold(&hold, "test").await.unwrap();
+    trail.place_hold(&hold, Actor::Operator).await.unwrap();
     let user = Selector::User("u-1".into());
-    assert!(matches!(trail.erase(&tenant, &user, "test").await, Err(RetentionError::Held(_))));
-    assert!(trail.release_hold(&tenant, None, "test").await.unwrap());
-    let erased = trail.erase(&tenant, &user, "test").await.unwrap();
+    assert!(matches!(
+        trail.erase(&tenant, &user, Actor::Operator).await,
+        Err(RetentionError::Held(_))
+    ));
+    assert!(trail.release_hold(&tenant, None, Actor::Operator).await.unwrap());
+    let erased = trail.erase(&tenant, &user, Actor::Operator).await.unwrap();
     assert_eq!(erased.purged.records, 1);
     assert!(stored_content_gone(trail.store().as_ref()).await);
     // Each change is an event of the system log, in order.

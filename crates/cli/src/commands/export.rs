@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aitrail_core::Timestamp;
-use aitrail_export::{Format, Request};
+use aitrail_export::Format;
 use aitrail_store_sqlite::ReadMode;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -138,17 +137,17 @@ async fn local(
     file: std::fs::File,
     bar: &ProgressBar,
 ) -> anyhow::Result<Option<u64>> {
-    let aitrail_export::Params { format, filters, mut query } =
-        aitrail_export::parse_params(pairs).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(tenant) = query.tenant_id.take() else {
+    let mut params = aitrail_export::parse_params(pairs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(tenant) = params.query.tenant_id.take() else {
         bail!("an export proves one tenant's log against its checkpoint: give --tenant-id")
     };
     // An export reads: it proves the records against the log's latest signed checkpoint
     // (the server signs every second, an offline change at once) and signs nothing new.
     let trail = target::local_trail(global, store.clone(), Intent::Read)?;
-    let Some(checkpoint) = store.checkpoint(&tenant, None).await? else {
+    let Some(request) = trail.export_request(tenant.clone(), params, None).await? else {
         bail!("tenant {tenant} has no signed checkpoint: it has no records yet")
     };
+    let checkpoint = &request.checkpoint;
     let head = store.logs().await?.into_iter().find(|h| h.tenant_id == tenant);
     if let Some(unsigned) = head.map(|h| h.size.saturating_sub(checkpoint.size)).filter(|n| *n > 0)
     {
@@ -157,15 +156,6 @@ async fn local(
         );
     }
     let log = trail.signer().clone();
-    let request = Request {
-        tenant,
-        filters,
-        query,
-        format,
-        exported_by: None,
-        checkpoint,
-        generated_at: Timestamp::now(),
-    };
     let rt = tokio::runtime::Handle::current();
     let bar = bar.clone();
     let n = tokio::task::spawn_blocking(move || {

@@ -2,7 +2,7 @@
 //! (docs/PRIVACY.md). Erasure and holds work on the store or through --server; a retention
 //! run works on the store (the server runs it on its own every --retention-interval-s).
 
-use aitrail_core::access::{Change, OPERATOR};
+use aitrail_core::access::{Actor, Change};
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_service::Changed;
 use aitrail_store::retention::{Hold, Mode, Selector};
@@ -108,7 +108,7 @@ pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
                 (None, None) => bail!("give --user-id or --session-id"),
             };
             let trail = local_trail(global, store, Intent::Change)?;
-            let erased = trail.erase(&tenant, &selector, OPERATOR).await?;
+            let erased = trail.erase(&tenant, &selector, Actor::Operator).await?;
             let changed = Changed {
                 tenant: Some(tenant.clone()),
                 records: erased.purged.records,
@@ -160,7 +160,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         reason,
                     };
                     let trail = local_trail(global, store.clone(), intent)?;
-                    trail.place_hold(&hold, OPERATOR).await?;
+                    trail.place_hold(&hold, Actor::Operator).await?;
                     let changed = Changed { tenant: Some(tenant.clone()), ..Changed::default() };
                     trail.record_offline(Change::HoldAdd, "aitrail hold add", changed).await?;
                 }
@@ -181,7 +181,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
             match &target {
                 Target::Local(store) => {
                     let trail = local_trail(global, store.clone(), intent)?;
-                    if !trail.release_hold(&tenant, session_id.as_deref(), OPERATOR).await? {
+                    if !trail.release_hold(&tenant, session_id.as_deref(), Actor::Operator).await? {
                         bail!("no such hold on {held}");
                     }
                     let changed = Changed { tenant: Some(tenant.clone()), ..Changed::default() };
