@@ -196,13 +196,12 @@ impl Target {
                 let mut query = Query::from_pairs(pairs.iter().map(|(k, v)| (k, v)))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if !query.content_texts.is_empty() {
-                    let Some(tenant) = &query.tenant_id else {
-                        bail!(
+                    let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
+                    query.hash_texts(&secret).map_err(|_| {
+                        anyhow::anyhow!(
                             "--prompt-text and --response-text need --tenant-id: texts are looked up by each tenant's own keyed hash"
                         )
-                    };
-                    let secret = crate::keyfile::content_hash_secret(&global.data_dir)?;
-                    query.hash_texts(&aitrail_core::policy::tenant_hash_key(&secret, tenant));
+                    })?;
                 }
                 let page = store.list(&query).await?;
                 Ok(Page {

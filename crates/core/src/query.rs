@@ -135,13 +135,25 @@ impl ContentField {
     }
 }
 
+/// A text looked up without its tenant: each tenant's texts are hashed under its own key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("texts are looked up by each tenant's own keyed hash: name the tenant")]
+pub struct TextsNeedTenant;
+
 impl Query {
-    /// Turn `prompt_text` / `response_text` into keyed hashes under the tenant's key
-    /// (`policy::tenant_hash_key`), so the text itself goes no further.
-    pub fn hash_texts(&mut self, key: &[u8; 32]) {
-        for (field, text) in std::mem::take(&mut self.content_texts) {
-            self.content_hashes.push((field, crate::value::keyed_hash(key, &text)));
+    /// Turn `prompt_text` / `response_text` into keyed hashes under the query's tenant's
+    /// key, derived from `secret` (`policy::tenant_hash_key`), so the text itself goes no
+    /// further. The server and the CLI on a store both look texts up through this.
+    pub fn hash_texts(&mut self, secret: &[u8; 32]) -> Result<(), TextsNeedTenant> {
+        if self.content_texts.is_empty() {
+            return Ok(());
         }
+        let Some(tenant) = &self.tenant_id else { return Err(TextsNeedTenant) };
+        let key = crate::policy::tenant_hash_key(secret, tenant);
+        for (field, text) in std::mem::take(&mut self.content_texts) {
+            self.content_hashes.push((field, crate::value::keyed_hash(&key, &text)));
+        }
+        Ok(())
     }
 }
 

@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use aitrail_core::access::Action;
 
-use aitrail_core::policy::tenant_hash_key;
-
 use crate::access::Accessed;
 use crate::auth::Caller;
 use crate::{ApiError, AppState, integrity};
@@ -123,13 +121,12 @@ pub(crate) async fn list(
     if !query.content_texts.is_empty() {
         // A lookup confirms or refutes a guessed text: it is reading content.
         caller.may(Action::ReadContent, query.tenant_id.as_ref())?;
-        let Some(tenant) = &query.tenant_id else {
-            return Err(ApiError::BadQuery(FieldError::new(
+        query.hash_texts(&app.log.content_hash_secret()).map_err(|_| {
+            ApiError::BadQuery(FieldError::new(
                 "prompt_text",
                 "name tenant_id: texts are looked up by each tenant's own keyed hash",
-            )));
-        };
-        query.hash_texts(&tenant_hash_key(&app.log.content_hash_secret(), tenant));
+            ))
+        })?;
     }
     let page = app.store.list(&query).await?;
     let records: Vec<_> = page.records.into_iter().map(|r| caller.redact(r)).collect();
