@@ -311,6 +311,11 @@ pub struct Commitments<'a> {
 }
 
 impl Commitments<'_> {
+    /// Whether the entry commits to any content (so the record was stored with some).
+    pub fn is_some(&self) -> bool {
+        self.prompt.is_some() || self.response.is_some() || self.prompt_variables.is_some()
+    }
+
     /// The commitment to a content field, if the entry holds one.
     pub fn get(&self, field: &str) -> Option<&str> {
         match field {

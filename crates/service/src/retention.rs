@@ -9,8 +9,11 @@
 //! log's record of removed seqs) is `aitrail_store::retention`'s.
 
 use aitrail_core::policy::system_event;
+use aitrail_core::value::keyed_hash;
 use aitrail_core::{TenantId, Timestamp};
-use aitrail_store::retention::{Hold, Mode, Purged, RETENTION_EVENT, Selector, ranges};
+use aitrail_store::retention::{
+    ERASURE_EVENT, Hold, Mode, Purged, RETENTION_EVENT, Selector, ranges,
+};
 use aitrail_store::{Store, StoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -28,7 +31,8 @@ impl Trail {
         selector: &Selector,
         actor: Actor<'_>,
     ) -> Result<Erasure, RetentionError> {
-        erase(self.store.as_ref(), tenant, selector, actor.id()).await
+        let secret = self.signer.content_hash_secret();
+        erase(self.store.as_ref(), &secret, tenant, selector, actor.id()).await
     }
 
     /// Every tenant's retention at `now` (see [`run`]).
@@ -80,10 +84,15 @@ pub struct Erasure {
     pub event_id: uuid::Uuid,
 }
 
-/// Erase a person's or a session's content in one tenant (GDPR Art. 17), and log it. `by`:
-/// who asked (a key id).
+/// Erase a person's or a session's content in one tenant (GDPR Art. 17). The system log
+/// event comes first, naming the seqs whose content goes and the subject by pseudonym
+/// ([`subject_pseudonym`]), never in plain text; then exactly those seqs' content is
+/// deleted. A crash between the two leaves content the event names still there (no alarm:
+/// `aitrail verify` flags content missing, not content kept), never a deletion no event
+/// covers. `secret`: the content-hash secret; `by`: who asked (a key id, or `cli`).
 pub async fn erase(
     store: &dyn Store,
+    secret: &[u8; 32],
     tenant: &TenantId,
     selector: &Selector,
     by: &str,
@@ -94,20 +103,45 @@ pub async fn erase(
     if tenant_held(store, tenant).await? {
         return Err(RetentionError::Held(tenant.clone()));
     }
-    let purged = store.purge_content(tenant, selector, Mode::Delete).await?;
-    let whom = match selector {
-        Selector::User(u) => json!({"user_id": u}),
-        Selector::Session(s) => json!({"session_id": s}),
-        Selector::RecordedBefore(t) => json!({"recorded_before": t.to_string()}),
+    let subject = match selector {
+        Selector::User(u) => json!({"user": subject_pseudonym(secret, tenant, "user", u)}),
+        Selector::Session(s) => {
+            json!({"session": subject_pseudonym(secret, tenant, "session", s)})
+        }
+        Selector::RecordedBefore(_) | Selector::Seqs(_) => {
+            return Err(RetentionError::Store(StoreError::Refused(
+                "an erasure names a person or a session".into(),
+            )));
+        }
     };
+    let (seqs, held) = store.content_seqs(tenant, selector).await?;
     let event = system_event(
-        "erasure",
+        ERASURE_EVENT,
         Some(tenant),
         by,
-        json!({"selector": whom, "content_purged": purged.records, "held": purged.held}),
+        json!({
+            "subject": subject,
+            "content_seqs": ranges(&seqs),
+            "content_purged": seqs.len(),
+            "held": held,
+        }),
     );
     let receipt = store.append(vec![event]).await?.remove(0);
+    let purged = if seqs.is_empty() {
+        Purged { records: 0, held }
+    } else {
+        let purged = store.purge_content(tenant, &Selector::Seqs(seqs), Mode::Delete).await?;
+        Purged { records: purged.records, held: held + purged.held }
+    };
     Ok(Erasure { tenant_id: tenant.clone(), purged, event_id: receipt.id })
+}
+
+/// Who an erasure was about, as its event names them: a keyed hash under the tenant's
+/// content-hash key, so the system log never holds the person's id, yet whoever holds the
+/// key (the server, an auditor told the id) can tell which erasure was whose.
+pub fn subject_pseudonym(secret: &[u8; 32], tenant: &TenantId, kind: &str, id: &str) -> String {
+    let key = aitrail_core::policy::tenant_hash_key(secret, tenant);
+    keyed_hash(&key, &format!("aitrail.erasure-subject.v1\0{kind}\0{id}")).to_string()
 }
 
 /// One tenant in a retention run.

@@ -53,6 +53,7 @@ fn tenant_of(f: &Finding) -> &str {
     match f {
         Finding::Modified { tenant, .. }
         | Finding::Removed { tenant, .. }
+        | Finding::ContentRemoved { tenant, .. }
         | Finding::Reordered { tenant, .. }
         | Finding::Checkpoint { tenant, .. }
         | Finding::Log { tenant, .. } => tenant.as_str(),

@@ -112,3 +112,64 @@ async fn stored_content_gone(store: &dyn Store) -> bool {
     let kept = stored(store, "t").await;
     kept.len() == 1 && kept[0].record.prompt.is_none()
 }
+
+/// An erasure logs first, naming the seqs it will empty and its subject by pseudonym only;
+/// should the deletion fail after the event (a crash, here a trigger that refuses it),
+/// `verify` raises no false alarm, and the erasure run again finishes the work. Content
+/// deleted with no event naming it is a finding.
+#[tokio::test]
+async fn an_erasure_is_logged_before_it_deletes_and_verify_tells_it_from_a_deletion() {
+    use aitrail_store::verify::{Finding, verify_store};
+    let dir = tempfile::tempdir().unwrap();
+    let trail = trail(dir.path());
+    let store = trail.store().clone();
+    let tenant = TenantId::parse("t").unwrap();
+    let said = |user: &str, session: &str, prompt: &str| {
+        record(serde_json::json!({"tenant_id": "t", "user_id": user, "session_id": session,
+            "prompt": prompt, "response": "answered"}))
+    };
+    let batch = vec![
+        said("erin", "s1", "first of erin"),
+        said("kept", "s1", "first of kept"),
+        said("erin", "s2", "second of erin"),
+        said("kept", "s3", "second of kept"),
+    ];
+    trail.append(batch, Sent::Batch).await.unwrap();
+    trail.sign_pending().await.unwrap();
+    let verifier = trail.signer().verifier();
+    let findings =
+        || async { verify_store(store.clone(), &verifier, &|_| {}).await.unwrap().findings };
+    assert_eq!(findings().await, []);
+
+    // The deletion fails after the event: the content the event names is still there.
+    let db = rusqlite::Connection::open(dir.path().join("aitrail.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_delete BEFORE DELETE ON contents BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
+    .unwrap();
+    let erin = Selector::User("erin".into());
+    assert!(trail.erase(&tenant, &erin, Actor::Operator).await.is_err());
+    let events = stored(store.as_ref(), "aitrail.system").await;
+    assert_eq!(events.len(), 1);
+    let event = serde_json::to_string(&events[0].record.attributes).unwrap();
+    assert!(!event.contains("erin"), "the subject in plain text: {event}");
+    assert!(event.contains(r#""content_seqs":[[0,1],[2,3]]"#), "{event}");
+    assert!(event.contains(r#""subject":{"user":"hmac-sha256:"#), "{event}");
+    assert_eq!(findings().await, [], "an erasure logged but not yet done is no alarm");
+
+    // Run again: done, and verify accepts the content it took.
+    db.execute_batch("DROP TRIGGER no_delete").unwrap();
+    let erased = trail.erase(&tenant, &erin, Actor::Operator).await.unwrap();
+    assert_eq!(erased.purged.records, 2);
+    trail.sign_pending().await.unwrap();
+    assert_eq!(findings().await, []);
+
+    // Content deleted behind the store's back is named.
+    db.execute_batch("DELETE FROM contents WHERE pos = (SELECT pos FROM records WHERE tenant_id = 't' AND seq = 3)")
+        .unwrap();
+    let kept = stored(store.as_ref(), "t").await.into_iter().find(|r| r.seq == 3).unwrap();
+    assert_eq!(
+        findings().await,
+        [Finding::ContentRemoved { tenant: tenant.clone(), seq: 3, id: kept.id.to_string() }]
+    );
+}

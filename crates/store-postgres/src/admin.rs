@@ -107,17 +107,13 @@ pub(crate) async fn purge_content(
     selector: &Selector,
     mode: Mode,
 ) -> Result<Purged, StoreError> {
-    let (condition, text, at) = match selector {
-        Selector::User(u) => ("r.user_id = $2", Some(u.as_str()), None),
-        Selector::Session(s) => ("r.session_id = $2", Some(s.as_str()), None),
-        Selector::RecordedBefore(t) => ("r.recorded_at < $3", None, Some(t.datetime())),
-    };
-    // Every parameter must appear, typed, in each statement, used or not.
-    let params: [&(dyn ToSql + Sync); 3] = [&tenant.as_str(), &text, &at];
+    let picked = Picked::of(tenant, selector);
+    let condition = picked.condition;
+    let params = picked.params();
     let counts = format!(
         "SELECT count(*) FILTER (WHERE NOT {HELD}), count(*) FILTER (WHERE {HELD}) \
          FROM records r JOIN contents c ON c.id = r.id \
-         WHERE r.tenant_id = $1 AND {condition} AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE)"
+         WHERE r.tenant_id = $1 AND {condition} AND {UNUSED}"
     );
     let row = c.query_one(&counts, &params).await.map_err(backend)?;
     let (records, held): (i64, i64) = (row.get(0), row.get(1));
@@ -126,11 +122,70 @@ pub(crate) async fn purge_content(
     }
     let delete = format!(
         "DELETE FROM contents WHERE id IN (SELECT r.id FROM records r \
-         WHERE r.tenant_id = $1 AND {condition} AND NOT {HELD} \
-         AND ($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE))"
+         WHERE r.tenant_id = $1 AND {condition} AND NOT {HELD} AND {UNUSED})"
     );
     let deleted = c.execute(&delete, &params).await.map_err(backend)?;
     Ok(Purged { records: deleted, held: held as u64 })
+}
+
+/// Every parameter must appear, typed, in each statement, used or not.
+const UNUSED: &str = "($2::text IS NULL OR TRUE) AND ($3::timestamptz IS NULL OR TRUE) \
+                      AND ($4::bigint[] IS NULL OR TRUE)";
+
+/// A selector as SQL: its condition on `records r`, and its value among $2 to $4.
+struct Picked<'a> {
+    tenant: &'a str,
+    condition: &'static str,
+    text: Option<&'a str>,
+    at: Option<time::OffsetDateTime>,
+    seqs: Option<Vec<i64>>,
+}
+
+impl<'a> Picked<'a> {
+    fn of(tenant: &'a TenantId, selector: &'a Selector) -> Self {
+        let none =
+            Picked { tenant: tenant.as_str(), condition: "", text: None, at: None, seqs: None };
+        match selector {
+            Selector::User(u) => Picked { condition: "r.user_id = $2", text: Some(u), ..none },
+            Selector::Session(s) => {
+                Picked { condition: "r.session_id = $2", text: Some(s), ..none }
+            }
+            Selector::RecordedBefore(t) => {
+                Picked { condition: "r.recorded_at < $3", at: Some(t.datetime()), ..none }
+            }
+            Selector::Seqs(seqs) => Picked {
+                condition: "r.seq = ANY($4)",
+                seqs: Some(seqs.iter().map(|&s| s as i64).collect()),
+                ..none
+            },
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.tenant, &self.text, &self.at, &self.seqs]
+    }
+}
+
+pub(crate) async fn content_seqs(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    selector: &Selector,
+) -> Result<(Vec<u64>, u64), StoreError> {
+    let picked = Picked::of(tenant, selector);
+    let condition = picked.condition;
+    let sql = format!(
+        "SELECT r.seq, {HELD} FROM records r JOIN contents c ON c.id = r.id \
+         WHERE r.tenant_id = $1 AND {condition} AND {UNUSED} ORDER BY r.seq"
+    );
+    let rows = c.query(&sql, &picked.params()).await.map_err(backend)?;
+    let (mut seqs, mut held) = (Vec::new(), 0);
+    for row in rows {
+        match (row.get::<_, i64>(0), row.get::<_, bool>(1)) {
+            (_, true) => held += 1,
+            (seq, false) => seqs.push(seq as u64),
+        }
+    }
+    Ok((seqs, held))
 }
 
 pub(crate) async fn add_hold(c: &impl GenericClient, hold: &Hold) -> Result<(), StoreError> {

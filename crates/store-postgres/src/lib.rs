@@ -289,6 +289,14 @@ impl Store for PostgresStore {
         admin::purge_content(&self.client().await?, tenant, selector, mode).await
     }
 
+    async fn content_seqs(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        admin::content_seqs(&self.client().await?, tenant, selector).await
+    }
+
     async fn records_before(
         &self,
         tenant: &TenantId,

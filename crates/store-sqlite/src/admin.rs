@@ -88,7 +88,37 @@ fn picked(selector: &Selector) -> (&'static str, String) {
         Selector::User(u) => ("r.user_id = ?2", u.clone()),
         Selector::Session(s) => ("r.session_id = ?2", s.clone()),
         Selector::RecordedBefore(t) => ("julianday(r.recorded_at) < julianday(?2)", t.to_string()),
+        Selector::Seqs(seqs) => (
+            "r.seq IN (SELECT value FROM json_each(?2))",
+            serde_json::to_string(seqs).expect("numbers serialise"),
+        ),
     }
+}
+
+pub(crate) fn content_seqs(
+    c: &Connection,
+    tenant: &TenantId,
+    selector: &Selector,
+) -> Result<(Vec<u64>, u64), StoreError> {
+    let (condition, value) = picked(selector);
+    let sql = format!(
+        "SELECT r.seq, {HELD} FROM records r JOIN contents c ON c.pos = r.pos \
+         WHERE r.tenant_id = ?1 AND {condition} ORDER BY r.seq"
+    );
+    let mut statement = c.prepare(&sql).map_err(backend)?;
+    let rows = statement
+        .query_map(params![tenant.as_str(), value], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+        })
+        .map_err(backend)?;
+    let (mut seqs, mut held) = (Vec::new(), 0);
+    for row in rows {
+        match row.map_err(backend)? {
+            (_, true) => held += 1,
+            (seq, false) => seqs.push(seq as u64),
+        }
+    }
+    Ok((seqs, held))
 }
 
 pub(crate) fn purge_content(

@@ -130,9 +130,8 @@ impl SqliteStore {
         if !path.is_file() {
             return Err(OpenError::Missing { path });
         }
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
-        let access = if Path::new(&wal).exists() { Access::ReadOnly } else { Access::Immutable };
+        let wal = sibling(&path, "-wal").exists();
+        let access = if wal { Access::ReadOnly } else { Access::Immutable };
         let db_err = |source| OpenError::Database { path: path.clone(), source };
         let conn = connect(&path, access).map_err(db_err)?;
         let found: i64 =
@@ -157,6 +156,12 @@ impl SqliteStore {
         create_private_dir(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
+        for file in [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
+            if file == path || file.exists() {
+                create_private_file(&file)
+                    .map_err(|source| OpenError::DataDir { path: file.clone(), source })?;
+            }
+        }
         let db_err = |source| OpenError::Database { path: path.clone(), source };
         let mut conn = connect(&path, Access::ReadWrite).map_err(db_err)?;
         let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
@@ -296,6 +301,15 @@ impl Store for SqliteStore {
     ) -> Result<Purged, StoreError> {
         let (tenant, selector) = (tenant.clone(), selector.clone());
         self.pooled(move |c| admin::purge_content(c, &tenant, &selector, mode)).await
+    }
+
+    async fn content_seqs(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        let (tenant, selector) = (tenant.clone(), selector.clone());
+        self.pooled(move |c| admin::content_seqs(c, &tenant, &selector)).await
     }
 
     async fn records_before(
@@ -493,11 +507,46 @@ fn uri_path(path: &Path) -> String {
     uri
 }
 
-/// The data dir holds every record: readable by its owner only.
+/// The data dir holds every record: readable by its owner only, whoever made it. A dir
+/// made by hand with a wider mode is narrowed to 0700, and said.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.is_dir() {
+        return std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    owner_only(dir, 0o700)
+}
+
+/// The database file, made 0600 before SQLite opens it (SQLite would make it 0644, and
+/// gives its -wal and -shm files the database's mode); an existing one is narrowed to 0600.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => owner_only(path, 0o600),
+        Err(e) => Err(e),
+    }
+}
+
+/// Narrow `path` to `mode` if group or others may use it; a warning says so.
+fn owner_only(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let found = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if found & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{found:o}"),
+            now = format!("{mode:o}"),
+            "the store's files are for its owner only: mode narrowed"
+        );
+    }
+    Ok(())
+}
+
+/// SQLite's file beside the database: `aitrail.db-wal`, `aitrail.db-shm`.
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }

@@ -159,3 +159,44 @@ async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
     let stale = reader.tenants().await.unwrap_err().to_string();
     assert!(stale.contains("changed while it was read"), "{stale}");
 }
+
+/// Every file of the store is its owner's only, whoever made the data dir and with whatever
+/// umask: a dir made 0755 by hand and a database SQLite made 0644 are narrowed at open, and
+/// the -wal and -shm files SQLite then makes take the database's 0600.
+#[tokio::test]
+async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // A fresh store, in a dir the operator made wide open.
+    std::fs::create_dir(&dir).unwrap();
+    set(&dir, 0o755);
+    let store = SqliteStore::open(&dir).unwrap();
+    let record = aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
+    store.append(vec![record.clone()]).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for name in [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+    drop(store);
+
+    // A store an older aitrail left 0644 (SQLite's default), in a 0755 dir.
+    let dir = parent.path().join("old");
+    std::fs::create_dir(&dir).unwrap();
+    let old = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.pragma_update(None, "user_version", 1).unwrap();
+    drop(old);
+    set(&dir, 0o755);
+    set(&dir.join(DB_FILE), 0o644);
+    let store = SqliteStore::open(&dir).unwrap();
+    store.append(vec![record]).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for name in [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+}

@@ -371,6 +371,15 @@ pub trait Store: Send + Sync + 'static {
         mode: retention::Mode,
     ) -> Result<retention::Purged, StoreError>;
 
+    /// The seqs, in order, of the tenant's records with content that `selector` picks, but
+    /// for those in held sessions; and how many were held. What an erasure names in its
+    /// event before it deletes.
+    async fn content_seqs(
+        &self,
+        tenant: &TenantId,
+        selector: &retention::Selector,
+    ) -> Result<(Vec<u64>, u64), StoreError>;
+
     /// The seqs of the tenant's records recorded before `cutoff`, but for those in held
     /// sessions, in order; and how many were held.
     async fn records_before(

@@ -1,8 +1,13 @@
 //! What the store knows of retention and erasure (docs/PRIVACY.md): which records lose
 //! their content (`Selector`), what a purge did, legal holds, and which seqs retention runs
-//! removed (from the system log, for `aitrail verify`). The use cases themselves, erasure,
+//! removed and whose content erasures and retention runs took (from the system log, for
+//! `aitrail verify`). The use cases themselves, erasure,
 //! holds and retention runs, are `aitrail_service::retention`'s.
 
+use std::collections::BTreeMap;
+
+use aitrail_core::entry::ColumnsRef;
+use aitrail_core::query::TextField;
 use aitrail_core::{TenantId, Timestamp};
 use serde::Serialize;
 
@@ -17,6 +22,8 @@ pub enum Selector {
     Session(String),
     /// Those recorded before this time (retention).
     RecordedBefore(Timestamp),
+    /// Those at these seqs (an erasure deletes what its event named).
+    Seqs(Vec<u64>),
 }
 
 /// What a purge did (or, dry, would do).
@@ -49,6 +56,9 @@ pub enum Mode {
 
 /// The operation of a retention run's system log event.
 pub const RETENTION_EVENT: &str = "retention";
+
+/// The operation of an erasure's system log event.
+pub const ERASURE_EVENT: &str = "erasure";
 
 /// Sorted seqs as `[from, to)` ranges.
 pub fn ranges(seqs: &[u64]) -> Vec<[u64; 2]> {
@@ -93,6 +103,87 @@ pub async fn removed(
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),
             None => return Ok(removed),
+        }
+    }
+}
+
+/// What the system log says may be missing of one tenant's content: the seqs erasures named,
+/// the subjects erasures from before they named seqs gave in plain text, and the latest
+/// content cut-off of a retention run. Content gone any other way is a finding of `verify`.
+#[derive(Clone, Debug, Default)]
+pub struct ContentRemovals {
+    pub seqs: Vec<[u64; 2]>,
+    /// A field, its value, and when the erasure that named it was recorded.
+    pub named: Vec<(TextField, String, Timestamp)>,
+    pub content_cutoff: Option<Timestamp>,
+}
+
+impl ContentRemovals {
+    /// Whether the content of the record at `seq`, with these columns, may be missing.
+    pub fn covers(&self, seq: u64, columns: &ColumnsRef<'_>) -> bool {
+        if self.seqs.iter().any(|[from, to]| (*from..*to).contains(&seq)) {
+            return true;
+        }
+        let Ok(recorded_at) = Timestamp::parse_rfc3339(columns.recorded_at) else { return false };
+        if self.content_cutoff.is_some_and(|cutoff| recorded_at < cutoff) {
+            return true;
+        }
+        self.named.iter().any(|(field, value, at)| {
+            let index = TextField::ALL.iter().position(|f| f == field);
+            index.and_then(|i| columns.text[i]) == Some(value.as_str()) && recorded_at <= *at
+        })
+    }
+}
+
+/// Every tenant's [`ContentRemovals`], from the system log's erasure and retention events.
+pub async fn content_removals(
+    store: &dyn Store,
+) -> Result<BTreeMap<TenantId, ContentRemovals>, StoreError> {
+    let mut removals: BTreeMap<TenantId, ContentRemovals> = BTreeMap::new();
+    let system = TenantId::system_log().to_string();
+    let mut query = aitrail_core::Query::from_pairs(vec![
+        ("tenant_id", system.as_str()),
+        ("operation_type", RETENTION_EVENT),
+        ("operation_type", ERASURE_EVENT),
+        ("limit", "1000"),
+    ])
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    loop {
+        let page = store.list(&query).await?;
+        for event in &page.records {
+            let attributes = serde_json::to_value(&event.record.attributes).unwrap_or_default();
+            let operation = event.record.operation_type.as_ref().map(|o| o.as_str());
+            if operation == Some(RETENTION_EVENT) {
+                for t in attributes["tenants"].as_array().into_iter().flatten() {
+                    let tenant = t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok());
+                    let cutoff = t["content_cutoff"].as_str();
+                    let cutoff = cutoff.and_then(|c| Timestamp::parse_rfc3339(c).ok());
+                    if let (Some(tenant), Some(cutoff)) = (tenant, cutoff) {
+                        let latest = &mut removals.entry(tenant).or_default().content_cutoff;
+                        *latest = Some(latest.map_or(cutoff, |l| l.max(cutoff)));
+                    }
+                }
+                continue;
+            }
+            let tenant = event.record.session_id.as_ref().map(|s| s.as_str());
+            let Some(tenant) = tenant.and_then(|t| TenantId::parse(t).ok()) else { continue };
+            let entry = removals.entry(tenant).or_default();
+            let seqs: Vec<[u64; 2]> =
+                serde_json::from_value(attributes["content_seqs"].clone()).unwrap_or_default();
+            entry.seqs.extend(seqs);
+            // Erasures before they named seqs named their subject in plain text.
+            let selector = &attributes["selector"];
+            for (name, field) in
+                [("user_id", TextField::UserId), ("session_id", TextField::SessionId)]
+            {
+                if let Some(value) = selector[name].as_str() {
+                    entry.named.push((field, value.to_owned(), event.recorded_at));
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return Ok(removals),
         }
     }
 }

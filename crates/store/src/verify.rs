@@ -21,6 +21,7 @@ use aitrail_core::merkle::{CompactRange, Hash, leaf_hash};
 use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 
+use crate::retention::ContentRemovals;
 use crate::{CONTENT_COLUMNS, RowCheck, RowRef, Store, StoreError, StoredCheckpoint, proofs};
 
 /// Positions per range read by one task.
@@ -35,6 +36,8 @@ pub enum Finding {
     Modified { tenant: TenantId, seq: u64, id: String, what: String },
     /// The log has a leaf at this seq but no row holds it.
     Removed { tenant: TenantId, seq: u64 },
+    /// The record's content is gone, and no erasure or retention event says it went.
+    ContentRemoved { tenant: TenantId, seq: u64, id: String },
     /// A row the log does not account for.
     Inserted { tenant: String, seq: i64, id: String, why: String },
     /// A row stored at another seq than its entry was logged at.
@@ -54,6 +57,10 @@ impl fmt::Display for Finding {
             Finding::Removed { tenant, seq } => write!(
                 f,
                 "REMOVED   tenant {tenant} seq {seq}: the log has this leaf but no record holds it"
+            ),
+            Finding::ContentRemoved { tenant, seq, id } => write!(
+                f,
+                "CONTENT REMOVED tenant {tenant} seq {seq} id {id}: its content is gone without an erasure or retention event"
             ),
             Finding::Inserted { tenant, seq, id, why } => {
                 write!(f, "INSERTED  tenant {tenant} seq {seq} id {id}: {why}")
@@ -92,6 +99,8 @@ struct Logged {
     /// The logged leaf hashes from seq 0; shorter than `size` when tiles are missing.
     leaves: Vec<Hash>,
     checkpoints: Vec<StoredCheckpoint>,
+    /// Whose content the system log says went.
+    content_removed: ContentRemovals,
 }
 
 /// What each row is checked against: every tenant's logged leaves, by tenant id.
@@ -125,10 +134,13 @@ pub async fn verify_store(
     let mut report = Report::default();
     let mut findings = Vec::new();
     let mut logs = Vec::new();
+    let mut content_removals = crate::retention::content_removals(store.as_ref()).await?;
     for head in store.logs().await? {
         let leaves = logged_leaves(store.as_ref(), &head.tenant_id, head.size).await?;
         let checkpoints = store.checkpoints(&head.tenant_id).await?;
-        logs.push(Logged { tenant: head.tenant_id, size: head.size, leaves, checkpoints });
+        let content_removed = content_removals.remove(&head.tenant_id).unwrap_or_default();
+        let tenant = head.tenant_id;
+        logs.push(Logged { tenant, size: head.size, leaves, checkpoints, content_removed });
     }
     logs.sort_by(|a, b| a.tenant.as_str().cmp(b.tenant.as_str()));
     let logs = Arc::new(Logs(logs));
@@ -243,6 +255,7 @@ fn order(f: &Finding) -> (String, i64) {
     match f {
         Finding::Modified { tenant, seq, .. }
         | Finding::Removed { tenant, seq }
+        | Finding::ContentRemoved { tenant, seq, .. }
         | Finding::Reordered { tenant, seq, .. } => (tenant.to_string(), *seq as i64),
         Finding::Inserted { tenant, seq, .. } => (tenant.clone(), *seq),
         Finding::Checkpoint { tenant, size, .. } => (tenant.to_string(), *size as i64),
@@ -298,6 +311,9 @@ fn check_row(logs: &Logs, row: &RowRef<'_>) -> Checked {
                 if let Err(e) = entry.check_stored_content(content.salt, fields) {
                     findings.push(modified(e.to_string()));
                 }
+            } else if entry.record.commitments.is_some() && !log.content_removed.covers(seq, c) {
+                let id = c.id.to_owned();
+                findings.push(Finding::ContentRemoved { tenant: tenant.clone(), seq, id });
             }
             let logged = log.leaves.get(seq as usize);
             if logged.is_some_and(|logged| *logged != leaf_hash(row.entry)) {

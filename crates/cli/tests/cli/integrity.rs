@@ -54,6 +54,8 @@ fn verify_names_every_kind_of_tampering() {
             vec![format!("MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment", ids[7])]),
         ("deleted entry", "DELETE FROM entries WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 3)".into(),
             vec![format!("MODIFIED  tenant tamper seq 3 id {}: entry unreadable", ids[3])]),
+        ("deleted content", "DELETE FROM contents WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
+            vec![format!("CONTENT REMOVED tenant tamper seq 7 id {}: its content is gone without an erasure or retention event", ids[7])]),
         ("deleted row", "DELETE FROM records WHERE tenant_id = 'tamper' AND seq = 6".into(),
             vec!["REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into()]),
         ("swapped seq", "UPDATE records SET seq = 100 WHERE tenant_id = 'tamper' AND seq = 1; UPDATE records SET seq = 1 WHERE tenant_id = 'tamper' AND seq = 8; UPDATE records SET seq = 8 WHERE tenant_id = 'tamper' AND seq = 100".into(),

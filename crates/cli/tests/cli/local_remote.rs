@@ -29,10 +29,13 @@ const SCENARIO_RECORDS: &str = r#"{"tenant_id":"acme","user_id":"u1","session_id
 {"tenant_id":"acme","user_id":"u2","session_id":"s2","prompt":"third","response":"three"}
 "#;
 
-/// What a step printed, with what differs by run (ids, keys, times) replaced by markers.
+/// What a step printed, with what differs by run (ids, keys, keyed hashes, times) replaced
+/// by markers.
 fn normalized(text: &str) -> String {
     let patterns = [
         (r"ait_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", "<api key>"),
+        // Keyed under each store's own log key (an erasure's subject).
+        (r"hmac-sha256:[0-9a-f]{64}", "<keyed hash>"),
         (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),
         (r"\b[0-9a-f]{16}\b", "<key id>"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<time>"),

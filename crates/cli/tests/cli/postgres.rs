@@ -330,6 +330,14 @@ fn postgres_verify_names_tampering_done_with_psql() {
             "REMOVED   tenant tamper seq 6: the log has this leaf but no record holds it".into(),
         ),
         (
+            "DELETE FROM contents WHERE id = (SELECT id FROM records WHERE tenant_id = 'tamper' AND seq = 2)",
+            "",
+            format!(
+                "CONTENT REMOVED tenant tamper seq 2 id {}: its content is gone without an erasure or retention event",
+                ids[2]
+            ),
+        ),
+        (
             "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100",
             "",
             format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
