@@ -305,11 +305,14 @@ pub struct AccessEvent<'a> {
 
 impl AccessEvent<'_> {
     pub fn to_record(&self) -> Record {
+        // A credential sent as a filter value would stay in a signed log for good: it is
+        // kept redacted, as content is.
         let mut query = serde_json::Map::new();
         for (k, v) in self.query {
-            let values = query.entry(k.clone()).or_insert_with(|| serde_json::json!([]));
+            let name = crate::secrets::redact_text(k).0;
+            let values = query.entry(name).or_insert_with(|| serde_json::json!([]));
             if let serde_json::Value::Array(a) = values {
-                a.push(serde_json::Value::String(v.clone()));
+                a.push(serde_json::Value::String(crate::secrets::redact_text(v).0));
             }
         }
         let mut attributes = serde_json::json!({"status": self.status, "query": query});

@@ -135,6 +135,70 @@ pub struct Record {
     pub attributes: Option<JsonObject>,
 }
 
+/// Where an identifier-like text sits in a record: a field, or an item of a list field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextPath {
+    pub field: &'static str,
+    pub index: Option<usize>,
+}
+
+impl std::fmt::Display for TextPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}[{i}]", self.field),
+            None => f.write_str(self.field),
+        }
+    }
+}
+
+impl Record {
+    /// Every identifier-like text a client sent (`ShortText`), outside content and the
+    /// JSON objects: each goes into the leaf as sent, so the secret scanner reads them all.
+    pub fn each_short_text_mut(&mut self, f: &mut dyn FnMut(TextPath, &mut ShortText)) {
+        let mut one = |field: &'static str, text: &mut Option<ShortText>| {
+            if let Some(text) = text {
+                f(TextPath { field, index: None }, text);
+            }
+        };
+        one("external_id", &mut self.external_id);
+        one("user_id", &mut self.user_id);
+        one("username", &mut self.username);
+        one("agent_id", &mut self.agent_id);
+        one("session_id", &mut self.session_id);
+        one("channel", &mut self.channel);
+        one("feature_code", &mut self.feature_code);
+        one("feature_instance_id", &mut self.feature_instance_id);
+        one("instance_label", &mut self.instance_label);
+        one("operation_type", &mut self.operation_type);
+        one("model_provider", &mut self.model_provider);
+        one("model_name", &mut self.model_name);
+        one("model_version", &mut self.model_version);
+        one("response_model", &mut self.response_model);
+        one("deployment_id", &mut self.deployment_id);
+        one("safety_mode", &mut self.safety_mode);
+        one("model_info", &mut self.model_info);
+        one("prompt_template_version", &mut self.prompt_template_version);
+        if let Some(input) = &mut self.input {
+            one("input.data_hash", &mut input.data_hash);
+            one("input.data_path", &mut input.data_path);
+        }
+        if let Some(output) = &mut self.output {
+            one("output.artifact_hash", &mut output.artifact_hash);
+            one("output.artifact_path", &mut output.artifact_path);
+        }
+        if let Some(environment) = &mut self.environment {
+            one("environment.tool_version", &mut environment.tool_version);
+            one("environment.runtime", &mut environment.runtime);
+            one("environment.host", &mut environment.host);
+        }
+        if let Some(reproducibility) = &mut self.reproducibility {
+            for (i, id) in reproducibility.api_call_ids.iter_mut().enumerate() {
+                f(TextPath { field: "reproducibility.api_call_ids", index: Some(i) }, id);
+            }
+        }
+    }
+}
+
 /// Every top-level field a client may send, in documentation order.
 pub const RECORD_FIELDS: &[&str] = &[
     "tenant_id",

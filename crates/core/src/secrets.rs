@@ -22,6 +22,12 @@ pub const RULES: &[(&str, &str)] = &[
         "openai_api_key",
         r"\bsk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{32,}|[A-Za-z0-9]{32,}\b)",
     ),
+    // A secret access key (40 characters of base64) written within 100 characters (line
+    // breaks too) of its key id, on either side: the pair goes whole.
+    (
+        "aws_secret_access_key",
+        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b[\s\S]{0,100}?\b[A-Za-z0-9][A-Za-z0-9/+]{38}[A-Za-z0-9]\b|\b[A-Za-z0-9][A-Za-z0-9/+]{38}[A-Za-z0-9]\b[\s\S]{0,100}?\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    ),
     ("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA|AROA|AIDA)[0-9A-Z]{16}\b"),
     ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}"),
     ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})"),

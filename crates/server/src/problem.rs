@@ -82,6 +82,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<aitrail_service::keys::KeyError> for ApiError {
+    fn from(e: aitrail_service::keys::KeyError) -> Self {
+        match e {
+            aitrail_service::keys::KeyError::Refused(field) => ApiError::Invalid(vec![field]),
+            aitrail_service::keys::KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<aitrail_service::IngestError> for ApiError {
     fn from(e: aitrail_service::IngestError) -> Self {
         match e {

@@ -2,6 +2,8 @@
 //! first start, and `aitrail keys` on a store directly.
 
 use aitrail_core::access::{ApiKey, KeyId, Role};
+use aitrail_core::ingest::FieldError;
+use aitrail_core::secrets;
 use aitrail_core::{TenantId, Timestamp};
 use aitrail_store::{Store, StoreError, StoredKey};
 
@@ -9,7 +11,7 @@ use crate::Trail;
 
 impl Trail {
     /// Make a key, keep its digest, and return it whole: the only time its secret is seen.
-    pub async fn issue_key(&self, request: KeyRequest) -> Result<(ApiKey, StoredKey), StoreError> {
+    pub async fn issue_key(&self, request: KeyRequest) -> Result<(ApiKey, StoredKey), KeyError> {
         issue(self.store.as_ref(), &self.signer.api_key_secret(), request).await
     }
 
@@ -69,16 +71,37 @@ impl From<&StoredKey> for KeyInfo {
     }
 }
 
+/// Why no key was made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The request asks for a key that may not be made, for the reason given (the field
+    /// named).
+    #[error("{}: {}", .0.field, .0.message)]
+    Refused(FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Make a key, keep its digest, and return it whole: the only time its secret is seen.
 pub async fn issue(
     store: &dyn Store,
     secret: &[u8],
     request: KeyRequest,
-) -> Result<(ApiKey, StoredKey), StoreError> {
+) -> Result<(ApiKey, StoredKey), KeyError> {
     if request.tenant.is_none() && request.role != Role::Admin {
-        return Err(StoreError::Refused(format!(
-            "a {} key needs a tenant; only admin keys may act across tenants",
-            request.role
+        return Err(KeyError::Refused(FieldError::new(
+            "tenant_id",
+            format!(
+                "a {} key needs a tenant; only admin keys may act across tenants",
+                request.role
+            ),
+        )));
+    }
+    // A label is shown to admins and beside the access log: never a credential.
+    if let Some(rule) = request.label.as_deref().and_then(secrets::find_in_text) {
+        return Err(KeyError::Refused(FieldError::new(
+            "label",
+            format!("holds a credential ({rule}); describe the key instead"),
         )));
     }
     let mut random = [0u8; 40];

@@ -124,6 +124,46 @@ fn no_secret_of_the_corpus_reaches_the_store_or_the_servers_log() {
                 "{rule}: {stored}"
             );
             assert!(stored["secrets_redacted"].as_u64().unwrap() >= 1);
+
+            // The same secret in an identifier-like field (a rotation; core's policy tests
+            // put every rule in every field), as a filter value and as a key label.
+            let metadata = [
+                "user_id",
+                "session_id",
+                "agent_id",
+                "feature_code",
+                "external_id",
+                "model_name",
+                "model_version",
+                "deployment_id",
+                "safety_mode",
+                "operation_type",
+                "channel",
+                "response_model",
+            ][i % 12];
+            let r = client
+                .post(format!("{}/v1/records", server.base))
+                .json(&json!({"tenant_id": "t", metadata: text}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status() == 201 || r.status() == 422, "{rule} in {metadata}: {}", r.status());
+            let r = client
+                .get(format!("{}/v1/records", server.base))
+                .query(&[("tenant_id", "t"), ("user_id", text.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{rule} as a filter value");
+            let r = client
+                .post(format!("{}/v1/keys", server.base))
+                .json(&json!({"role": "viewer", "tenant_id": "t", "label": text}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422, "{rule} as a key label");
+            let problem: Value = r.json().await.unwrap();
+            assert!(problem.to_string().contains(rule.as_str()), "{problem}");
         }
         let r = client
             .post(format!("{}/v1/records", server.base))
