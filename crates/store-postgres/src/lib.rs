@@ -13,9 +13,8 @@ mod admin;
 mod read;
 mod schema;
 pub mod testing;
+mod tls;
 mod write;
-
-use std::str::FromStr;
 
 use aitrail_core::Timestamp;
 use aitrail_core::access::KeyId;
@@ -29,7 +28,7 @@ use aitrail_store::{
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 pub use schema::MIGRATIONS;
@@ -43,9 +42,11 @@ const POOL_SIZE: usize = 16;
 pub enum OpenError {
     #[error("not a PostgreSQL URL (postgres://user@host:port/database): {0}")]
     Url(tokio_postgres::Error),
-    #[error("cannot use PostgreSQL at {at}: {source}")]
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot use PostgreSQL at {at}: {}", with_causes(source))]
     Database { at: String, source: tokio_postgres::Error },
-    #[error("cannot connect to PostgreSQL at {at}: {source}")]
+    #[error("cannot connect to PostgreSQL at {at}: {}", with_causes(source))]
     Pool { at: String, source: deadpool_postgres::PoolError },
     #[error(
         "database at {at} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
@@ -77,7 +78,8 @@ impl PostgresStore {
     /// Connect to `url`, apply pending migrations, and start the writer task (on the
     /// current Tokio runtime).
     pub async fn open(url: &str) -> Result<Self, OpenError> {
-        let (pool, at) = pool(config(url)?);
+        let (config, tls) = tls::connection(url)?;
+        let (pool, at) = pool(config, tls);
         let (found, known) = migrate_pool(&pool, &at).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
@@ -90,10 +92,10 @@ impl PostgresStore {
     /// Connect to `url` to read only: nothing is migrated, every session is read-only
     /// (`default_transaction_read_only`), there is no writer, and every write is refused.
     pub async fn open_read_only(url: &str) -> Result<Self, OpenError> {
-        let mut config = config(url)?;
+        let (mut config, tls) = tls::connection(url)?;
         let options = config.get_options().unwrap_or_default().to_owned();
         config.options(format!("{options} -c default_transaction_read_only=on").trim());
-        let (pool, at) = pool(config);
+        let (pool, at) = pool(config, tls);
         let client =
             pool.get().await.map_err(|source| OpenError::Pool { at: at.clone(), source })?;
         let found = schema::version(&client)
@@ -113,7 +115,8 @@ impl PostgresStore {
 
     /// Apply pending migrations only; returns (version found, version now).
     pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
-        let (pool, at) = pool(config(url)?);
+        let (config, tls) = tls::connection(url)?;
+        let (pool, at) = pool(config, tls);
         let (found, known) = migrate_pool(&pool, &at).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
@@ -133,19 +136,18 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Backend(format!("PostgreSQL: {e}")))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL: {}", with_causes(&e))))
     }
 }
 
-fn config(url: &str) -> Result<tokio_postgres::Config, OpenError> {
-    tokio_postgres::Config::from_str(url).map_err(OpenError::Url)
-}
-
-fn pool(config: tokio_postgres::Config) -> (Pool, String) {
+fn pool(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> (Pool, String) {
     let at = location(&config);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let pool = Pool::builder(manager)
@@ -162,6 +164,35 @@ async fn migrate_pool(pool: &Pool, at: &str) -> Result<(i64, i64), OpenError> {
     schema::migrate(&mut client)
         .await
         .map_err(|source| OpenError::Database { at: at.to_owned(), source })
+}
+
+/// One connection to `url`, secured as its `sslmode` says (the store's pools connect the
+/// same way), for tools that read or write PostgreSQL beside the store (`import
+/// --from-postgres`, tests); the connection runs on a task of its own.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, OpenError> {
+    let (config, tls) = tls::connection(url)?;
+    let at = location(&config);
+    let (client, connection) =
+        config.connect(tls).await.map_err(|source| OpenError::Database { at, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// An error with what caused it (a TLS handshake's "invalid peer certificate: …"):
+/// tokio-postgres's own text stops at "error performing TLS handshake".
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// `user@host:port/database`: enough to tell which database, never the password.

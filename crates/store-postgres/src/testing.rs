@@ -64,11 +64,9 @@ pub fn server(test: &str) -> Option<String> {
 
 async fn admin_client(server: &str) -> tokio_postgres::Client {
     let url = format!("{server}/postgres");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    crate::connect(&url)
         .await
-        .unwrap_or_else(|e| panic!("{ENV} is set but PostgreSQL at {server} is unreachable: {e}"));
-    tokio::spawn(connection);
-    client
+        .unwrap_or_else(|e| panic!("{ENV} is set but PostgreSQL at {server} is unreachable: {e}"))
 }
 
 impl Drop for TestDatabase {

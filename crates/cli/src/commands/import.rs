@@ -69,10 +69,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
 /// Every row, as `to_jsonb` gives it, in the table's own column names.
 async fn read_table(url: &str, table: &str) -> anyhow::Result<Vec<LegacyRow>> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .context("cannot connect to --from-postgres")?;
-    tokio::spawn(connection);
+    let client =
+        aitrail_store_postgres::connect(url).await.context("cannot connect to --from-postgres")?;
     let sql = format!("SELECT to_jsonb(t) FROM {} t", quote_table(table)?);
     let rows = client.query(&sql, &[]).await.with_context(|| format!("cannot read {table}"))?;
     rows.iter()
