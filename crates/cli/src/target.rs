@@ -55,7 +55,9 @@ pub async fn open_store_with(
 
 /// The service over a store the CLI opened itself, with the data dir's log key: made as
 /// `serve` would make it to change a store no server ran on; to read, it must be there.
-pub fn local_trail(
+/// To change, the key is claimed first: a store signed with another key (the servers'
+/// `AITRAIL_LOG_KEY`) refuses before anything is written.
+pub async fn local_trail(
     global: &Global,
     store: Arc<dyn Store>,
     intent: Intent,
@@ -69,6 +71,9 @@ pub fn local_trail(
             )
         })?,
     };
+    if intent == Intent::Change {
+        store.claim_log_key(&signer.verifier().to_string()).await?;
+    }
     let signer = aitrail_service::LogSigner::new(signer, std::time::Duration::from_secs(1));
     Ok(aitrail_service::Trail::new(store, Arc::new(signer)))
 }
@@ -162,7 +167,7 @@ impl Target {
                 let parsed = parse_body(&body, format)
                     .map_err(|e| anyhow::anyhow!("refused, nothing stored: {}", describe(e)))?;
                 let sent = parsed.sent();
-                let trail = local_trail(global, store.clone(), Intent::Change)?;
+                let trail = local_trail(global, store.clone(), Intent::Change).await?;
                 let receipts =
                     trail.append(parsed.into_records(), sent).await.map_err(|e| match e {
                         aitrail_service::IngestError::Refused(refused) => {

@@ -333,7 +333,18 @@ impl Policy {
             if refused.is_some() {
                 return;
             }
+            // An external id is the key duplicates are refused by: redacted, different ids
+            // would collide, so one holding a credential is refused whatever the policy.
+            let keyed = path.field == "external_id";
             match self.secrets {
+                _ if keyed => {
+                    if let Some(rule) = secrets::find_in_text(text.as_str()) {
+                        refused = Some(FieldError::new(
+                            format!("{prefix}{path}"),
+                            format!("holds a credential ({rule}); an external_id is never stored redacted: use another"),
+                        ));
+                    }
+                }
                 SecretsAction::Reject => {
                     if let Some(rule) = secrets::find_in_text(text.as_str()) {
                         refused = Some(reject(prefix, &path.to_string(), rule));
@@ -525,6 +536,11 @@ mod tests {
                 assert!(refused.message.contains(&rule), "{rule} in {field}: {}", refused.message);
                 assert!(!refused.message.contains(&text), "the refusal repeats the secret");
 
+                if *field == "external_id" {
+                    let refused = redact.apply(record_with(field, &text), "", &key).unwrap_err();
+                    assert_eq!(refused.field, "external_id");
+                    continue;
+                }
                 let kept = redact.apply(record_with(field, &text), "", &key).unwrap();
                 let json = serde_json::to_string(&kept).unwrap();
                 assert!(json.contains(&format!("[REDACTED:{rule}]")), "{rule} in {field}: {json}");

@@ -6,8 +6,11 @@
 //! | `disable` | never | – |
 //! | `prefer` (default) | when the server offers TLS | not checked |
 //! | `require` | always, or no connection | not checked; with `sslrootcert`, as `verify-ca` |
-//! | `verify-ca` | always | signed by a root of `sslrootcert` (else the web's roots) |
+//! | `verify-ca` | always | signed by a root of `sslrootcert` |
 //! | `verify-full` | always | as `verify-ca`, and made out to the host connected to |
+//!
+//! `verify-ca` and `verify-full` need `sslrootcert`: a CA file, or `system` for the public
+//! web's roots (as libpq 16's `sslrootcert=system`).
 //!
 //! tokio-postgres itself refuses `verify-ca`, `verify-full` and `sslrootcert`: they are taken
 //! out of the URL here, before it parses the rest, and applied to the TLS connector.
@@ -61,6 +64,18 @@ pub(crate) fn connection(
 ) -> Result<(tokio_postgres::Config, MakeRustlsConnect), OpenError> {
     let (rest, mode, root) = take_tls_params(url).map_err(OpenError::Tls)?;
     let mut config = tokio_postgres::Config::from_str(&rest).map_err(OpenError::Url)?;
+    // Whatever spelling reached tokio-postgres with an sslmode of its own is a second
+    // sslmode: refused rather than one silently winning.
+    if config.get_ssl_mode() != WireMode::Prefer {
+        return Err(OpenError::Tls(
+            "sslmode is given twice (or in a form this reader does not take apart): give it once, as ?sslmode=…".into(),
+        ));
+    }
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root.is_none() {
+        return Err(OpenError::Tls(
+            "sslmode=verify-ca and verify-full need sslrootcert: the CA's file, or `system` for the public roots".into(),
+        ));
+    }
     config.ssl_mode(match mode {
         SslMode::Disable => WireMode::Disable,
         SslMode::Prefer => WireMode::Prefer,
@@ -79,20 +94,28 @@ pub(crate) fn connection(
 /// forms libpq takes: a `postgres://…?sslmode=…` URL, or `key=value` words.
 fn take_tls_params(url: &str) -> Result<(String, SslMode, Option<PathBuf>), String> {
     let (mut mode, mut root) = (SslMode::Prefer, None);
+    let mut given = false;
     let mut take = |key: &str, value: &str| -> Result<bool, String> {
         match key {
-            "sslmode" => mode = value.parse()?,
+            // Twice would let the last silently weaken the first.
+            "sslmode" if given => return Err("sslmode is given twice: give it once".into()),
+            "sslmode" => (mode, given) = (value.parse()?, true),
             "sslrootcert" => root = Some(PathBuf::from(value)),
             _ => return Ok(false),
         }
         Ok(true)
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let Some((base, query)) = url.split_once('?') else { return Ok((url.into(), mode, root)) };
+        // The query starts after the authority: a password may hold a `?`.
+        let after_authority = url.rfind('@').map_or(0, |at| at + 1);
+        let Some(start) = url[after_authority..].find('?').map(|i| after_authority + i) else {
+            return Ok((url.into(), mode, root));
+        };
+        let (base, query) = (&url[..start], &url[start + 1..]);
         let mut kept = Vec::new();
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !take(key, &percent_decode(value))? {
+            if !take(&percent_decode(key), &percent_decode(value))? {
                 kept.push(pair);
             }
         }
@@ -151,6 +174,9 @@ fn connector(
         .map_err(|e| format!("TLS: {e}"))?;
     let mut roots = RootCertStore::empty();
     match root {
+        Some(file) if file.as_os_str() == "system" => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+        }
         Some(file) => {
             let certs = CertificateDer::pem_file_iter(file)
                 .map_err(|e| format!("sslrootcert={}: {e}", file.display()))?;
@@ -288,5 +314,18 @@ mod tests {
         assert_eq!(mode, SslMode::Prefer);
         let refused = take_tls_params("postgres://u@db/x?sslmode=maybe").unwrap_err();
         assert!(refused.contains("sslmode=maybe"), "{refused}");
+        // A `?` in the password, and an encoded key, are no way around it.
+        let (rest, mode, _) = take_tls_params("postgres://u:p?w@db/x?ssl%6Dode=require").unwrap();
+        assert_eq!((rest.as_str(), mode), ("postgres://u:p?w@db/x", SslMode::Require));
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_and_sslmode_is_given_once() {
+        let refused = |url: &str| connection(url).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused("postgres://u@db/x?sslmode=verify-full").contains("need sslrootcert"));
+        assert!(refused("postgres://u@db/x?sslmode=verify-ca").contains("need sslrootcert"));
+        assert!(connection("postgres://u@db/x?sslmode=verify-full&sslrootcert=system").is_ok());
+        assert!(refused("host=db user=u sslmode=require sslmode=disable").contains("twice"));
+        assert!(refused("postgres://u@db/x?sslmode=require&%73slmode=disable").contains("twice"));
     }
 }

@@ -120,11 +120,13 @@ impl SqliteStore {
         Ok(Self { jobs, read_only: false, writer, readers })
     }
 
-    /// Open the store in `data_dir` to read only: nothing is migrated, created or written,
-    /// not even SQLite's own -wal and -shm files, so an auditor can read a copy byte for
-    /// byte as it was made. With no -wal file no process has the database open, and it is
-    /// read as immutable; should a writer start meanwhile, the reads that follow refuse
-    /// rather than mix two states. With one, a server may be writing it: read as usual.
+    /// Open the store in `data_dir` to read only: nothing is migrated or written. With no
+    /// -wal file no process has the database open, and it is read as immutable: no file is
+    /// created or touched, so an auditor reads a copy byte for byte as it was made; should a
+    /// writer start meanwhile (its -wal appears, or the file changes), the reads that follow
+    /// refuse rather than mix two states. With a -wal (a server running, or a copy made while
+    /// one ran), reads go through SQLite's usual locking, whose read marks live in the -shm
+    /// file (made if missing): the one file such a read may touch.
     pub fn open_read_only(data_dir: &Path, mode: ReadMode) -> Result<Self, OpenError> {
         let path = data_dir.join(DB_FILE);
         if !path.is_file() {
@@ -132,6 +134,8 @@ impl SqliteStore {
         }
         let wal = sibling(&path, "-wal").exists();
         let access = if wal { Access::ReadOnly } else { Access::Immutable };
+        // Taken before the first read: a change from here on fails the reads after it.
+        let opened_as = if access == Access::Immutable { FileStamp::of(&path) } else { None };
         let db_err = |source| OpenError::Database { path: path.clone(), source };
         let conn = connect(&path, access).map_err(db_err)?;
         let found: i64 =
@@ -143,8 +147,7 @@ impl SqliteStore {
         if found < known {
             return Err(OpenError::TooOld { path, found, known });
         }
-        let readers = Readers::new(path, mode, access);
-        readers.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        let readers = Readers { path, mode, access, opened_as, idle: Mutex::new(Vec::new()) };
         // No writer: the queue's far end is dropped, and `append` refuses before it.
         let (jobs, _) = mpsc::channel(1);
         let writer = Arc::new(write::WriterState::default());
@@ -408,17 +411,28 @@ enum Access {
     Immutable,
 }
 
-/// What tells that a file changed: its length and last modification.
+/// What tells that a database changed: its file's inode, length, modification and status
+/// change times, and whether a writer's -wal has appeared beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStamp {
+    inode: u64,
     len: u64,
-    modified: std::time::SystemTime,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    wal: bool,
 }
 
 impl FileStamp {
     fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok()?;
-        Some(Self { len: meta.len(), modified: meta.modified().ok()? })
+        Some(Self {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            wal: sibling(path, "-wal").exists(),
+        })
     }
 }
 
@@ -436,8 +450,7 @@ pub enum ReadMode {
 
 impl Readers {
     fn new(path: PathBuf, mode: ReadMode, access: Access) -> Self {
-        let opened_as = if access == Access::Immutable { FileStamp::of(&path) } else { None };
-        Self { path, mode, access, opened_as, idle: Mutex::new(Vec::new()) }
+        Self { path, mode, access, opened_as: None, idle: Mutex::new(Vec::new()) }
     }
 
     fn with<T>(

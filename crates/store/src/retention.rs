@@ -121,17 +121,36 @@ pub struct ContentRemovals {
 impl ContentRemovals {
     /// Whether the content of the record at `seq`, with these columns, may be missing.
     pub fn covers(&self, seq: u64, columns: &ColumnsRef<'_>) -> bool {
+        let recorded_at = Timestamp::parse_rfc3339(columns.recorded_at).ok();
+        self.covers_fields(seq, recorded_at, |field| {
+            let index = TextField::ALL.iter().position(|f| *f == field)?;
+            columns.text[index]
+        })
+    }
+
+    /// [`ContentRemovals::covers`], for a record read whole.
+    pub fn covers_record(&self, record: &aitrail_core::StoredRecord) -> bool {
+        self.covers_fields(record.seq, Some(record.recorded_at), |field| {
+            field.of(&record.record).map(|t| t.as_str())
+        })
+    }
+
+    fn covers_fields<'v>(
+        &self,
+        seq: u64,
+        recorded_at: Option<Timestamp>,
+        value: impl Fn(TextField) -> Option<&'v str>,
+    ) -> bool {
         if self.seqs.iter().any(|[from, to]| (*from..*to).contains(&seq)) {
             return true;
         }
-        let Ok(recorded_at) = Timestamp::parse_rfc3339(columns.recorded_at) else { return false };
+        let Some(recorded_at) = recorded_at else { return false };
         if self.content_cutoff.is_some_and(|cutoff| recorded_at < cutoff) {
             return true;
         }
-        self.named.iter().any(|(field, value, at)| {
-            let index = TextField::ALL.iter().position(|f| f == field);
-            index.and_then(|i| columns.text[i]) == Some(value.as_str()) && recorded_at <= *at
-        })
+        self.named
+            .iter()
+            .any(|(field, named, at)| value(*field) == Some(named.as_str()) && recorded_at <= *at)
     }
 }
 
@@ -154,7 +173,9 @@ pub async fn content_removals(
             let attributes = serde_json::to_value(&event.record.attributes).unwrap_or_default();
             let operation = event.record.operation_type.as_ref().map(|o| o.as_str());
             if operation == Some(RETENTION_EVENT) {
-                for t in attributes["tenants"].as_array().into_iter().flatten() {
+                // A held tenant's run purged nothing: its cut-off covers nothing.
+                let ran = attributes["tenants"].as_array().into_iter().flatten();
+                for t in ran.filter(|t| t["held"] != serde_json::Value::Bool(true)) {
                     let tenant = t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok());
                     let cutoff = t["content_cutoff"].as_str();
                     let cutoff = cutoff.and_then(|c| Timestamp::parse_rfc3339(c).ok());

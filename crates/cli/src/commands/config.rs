@@ -63,7 +63,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("refused, nothing changed: {e}"))?;
             let set = match target {
                 Target::Local(store) => {
-                    let trail = local_trail(global, store, Intent::Change)?;
+                    let trail = local_trail(global, store, Intent::Change).await?;
                     trail.set_policy(&tenant, &policy).await?;
                     let changed = Changed {
                         tenant: Some(tenant.clone()),

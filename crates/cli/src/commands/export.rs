@@ -143,7 +143,7 @@ async fn local(
     };
     // An export reads: it proves the records against the log's latest signed checkpoint
     // (the server signs every second, an offline change at once) and signs nothing new.
-    let trail = target::local_trail(global, store.clone(), Intent::Read)?;
+    let trail = target::local_trail(global, store.clone(), Intent::Read).await?;
     let Some(request) = trail.export_request(tenant.clone(), params, None).await? else {
         bail!("tenant {tenant} has no signed checkpoint: it has no records yet")
     };

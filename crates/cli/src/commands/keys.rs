@@ -68,6 +68,8 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
     let made = match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
             let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
+            // A store signed with another key refuses before the key is made.
+            store.claim_log_key(&signer.verifier().to_string()).await?;
             let signer = LogSigner::new(signer, Duration::from_secs(1));
             let trail = aitrail_service::Trail::new(store, std::sync::Arc::new(signer));
             let request = KeyRequest { role: args.role, tenant, expires_at, label: args.label };
@@ -129,7 +131,7 @@ async fn revoke(global: &Global, id: &str) -> anyhow::Result<()> {
     let key_id = KeyId::parse(id).with_context(|| format!("{id:?} is not a key id"))?;
     match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
-            let trail = local_trail(global, store, Intent::Change)?;
+            let trail = local_trail(global, store, Intent::Change).await?;
             if !trail.revoke_key(&key_id).await? {
                 bail!("no key with id {id}");
             }

@@ -66,12 +66,14 @@ fn tenant(id: &str) -> anyhow::Result<TenantId> {
 
 pub async fn retention(global: &Global, command: RetentionCommand) -> anyhow::Result<()> {
     let RetentionCommand::Run(args) = command;
-    let Target::Local(store) = Target::open(global, Intent::Change).await? else {
+    // A dry run counts and changes nothing: it reads.
+    let intent = if args.dry_run { Intent::Read } else { Intent::Change };
+    let Target::Local(store) = Target::open(global, intent).await? else {
         bail!(
             "a retention run works on the store: run it without --server (unset AITRAIL_SERVER), with --data-dir or --database; a server runs its own every hour"
         )
     };
-    let trail = local_trail(global, store, Intent::Change)?;
+    let trail = local_trail(global, store, intent).await?;
     let mode = if args.dry_run { Mode::DryRun } else { Mode::Delete };
     let run = trail.retention_run(Timestamp::now(), mode).await?;
     if run.event_id.is_some() {
@@ -107,7 +109,7 @@ pub async fn erase(global: &Global, args: EraseArgs) -> anyhow::Result<()> {
                 (None, Some(s)) => Selector::Session(s),
                 (None, None) => bail!("give --user-id or --session-id"),
             };
-            let trail = local_trail(global, store, Intent::Change)?;
+            let trail = local_trail(global, store, Intent::Change).await?;
             let erased = trail.erase(&tenant, &selector, Actor::Operator).await?;
             let changed = Changed {
                 tenant: Some(tenant.clone()),
@@ -159,7 +161,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
                         placed_at: Timestamp::now(),
                         reason,
                     };
-                    let trail = local_trail(global, store.clone(), intent)?;
+                    let trail = local_trail(global, store.clone(), intent).await?;
                     trail.place_hold(&hold, Actor::Operator).await?;
                     let changed = Changed { tenant: Some(tenant.clone()), ..Changed::default() };
                     trail.record_offline(Change::HoldAdd, "aitrail hold add", changed).await?;
@@ -180,7 +182,7 @@ pub async fn hold(global: &Global, command: HoldCommand) -> anyhow::Result<()> {
             let held = held(&tenant, session_id.as_deref());
             match &target {
                 Target::Local(store) => {
-                    let trail = local_trail(global, store.clone(), intent)?;
+                    let trail = local_trail(global, store.clone(), intent).await?;
                     if !trail.release_hold(&tenant, session_id.as_deref(), Actor::Operator).await? {
                         bail!("no such hold on {held}");
                     }
