@@ -135,6 +135,12 @@ impl PostgresStore {
         read::explain(&self.client().await?, query).await
     }
 
+    /// Refuse a write on a store opened to read, before it reaches the database (whose own
+    /// refusal a pooler may not pass on).
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool
             .get()
@@ -242,6 +248,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.writable()?;
         admin::add_checkpoint(&self.client().await?, cp).await
     }
 
@@ -288,10 +295,12 @@ impl Store for PostgresStore {
     }
 
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
+        self.writable()?;
         admin::claim_log_key(&self.client().await?, verifier).await
     }
 
     async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.writable()?;
         admin::add_key(&self.client().await?, key).await
     }
 
@@ -304,6 +313,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+        self.writable()?;
         admin::revoke_key(&self.client().await?, id, at).await
     }
 
@@ -317,6 +327,9 @@ impl Store for PostgresStore {
         selector: &Selector,
         mode: Mode,
     ) -> Result<Purged, StoreError> {
+        if mode == Mode::Delete {
+            self.writable()?;
+        }
         admin::purge_content(&self.client().await?, tenant, selector, mode).await
     }
 
@@ -337,6 +350,7 @@ impl Store for PostgresStore {
     }
 
     async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+        self.writable()?;
         admin::remove_records(&mut self.client().await?, tenant, seqs).await
     }
 
@@ -345,6 +359,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        self.writable()?;
         admin::add_hold(&self.client().await?, hold).await
     }
 
@@ -353,6 +368,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         session_id: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         admin::remove_hold(&self.client().await?, tenant, session_id.unwrap_or_default()).await
     }
 
@@ -362,6 +378,7 @@ impl Store for PostgresStore {
         policy: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         admin::set_policy(&self.client().await?, tenant, policy, at).await
     }
 }

@@ -174,6 +174,12 @@ impl SqliteStore {
         Ok((found, known))
     }
 
+    /// Refuse a write on a store opened to read, before it reaches the database (whose own
+    /// refusal a pooler may not pass on).
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+    }
+
     /// `f` on a connection of the pool, off the async workers: every read, and the writes
     /// that are not appends (`admin.rs`; appends go through the writer thread).
     async fn pooled<T: Send + 'static>(
@@ -228,6 +234,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.writable()?;
         let cp = cp.clone();
         self.pooled(move |c| admin::add_checkpoint(c, &cp)).await
     }
@@ -268,11 +275,13 @@ impl Store for SqliteStore {
     }
 
     async fn claim_log_key(&self, verifier: &str) -> Result<(), StoreError> {
+        self.writable()?;
         let offered = verifier.to_owned();
         self.pooled(move |c| admin::claim_log_key(c, &offered)).await
     }
 
     async fn add_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.writable()?;
         let key = key.clone();
         self.pooled(move |c| admin::add_key(c, &key)).await
     }
@@ -287,6 +296,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &KeyId, at: Timestamp) -> Result<bool, StoreError> {
+        self.writable()?;
         let id = id.clone();
         self.pooled(move |c| admin::revoke_key(c, &id, at)).await
     }
@@ -302,6 +312,9 @@ impl Store for SqliteStore {
         selector: &Selector,
         mode: Mode,
     ) -> Result<Purged, StoreError> {
+        if mode == Mode::Delete {
+            self.writable()?;
+        }
         let (tenant, selector) = (tenant.clone(), selector.clone());
         self.pooled(move |c| admin::purge_content(c, &tenant, &selector, mode)).await
     }
@@ -325,6 +338,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_records(&self, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+        self.writable()?;
         let (tenant, seqs) = (tenant.clone(), seqs.to_vec());
         self.pooled(move |c| admin::remove_records(c, &tenant, &seqs)).await
     }
@@ -334,6 +348,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        self.writable()?;
         let hold = hold.clone();
         self.pooled(move |c| admin::add_hold(c, &hold)).await
     }
@@ -343,6 +358,7 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         session_id: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         let (tenant, session) = (tenant.clone(), session_id.unwrap_or_default().to_owned());
         self.pooled(move |c| admin::remove_hold(c, &tenant, &session)).await
     }
@@ -353,6 +369,7 @@ impl Store for SqliteStore {
         policy: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         let (tenant, policy) = (tenant.clone(), policy.to_owned());
         self.pooled(move |c| admin::set_policy(c, &tenant, &policy, at)).await
     }
