@@ -178,14 +178,7 @@ pub(crate) async fn content_seqs(
          WHERE r.tenant_id = $1 AND {condition} AND {UNUSED} ORDER BY r.seq"
     );
     let rows = c.query(&sql, &picked.params()).await.map_err(backend)?;
-    let (mut seqs, mut held) = (Vec::new(), 0);
-    for row in rows {
-        match (row.get::<_, i64>(0), row.get::<_, bool>(1)) {
-            (_, true) => held += 1,
-            (seq, false) => seqs.push(seq as u64),
-        }
-    }
-    Ok((seqs, held))
+    Ok(crate::read::seqs_and_held(rows))
 }
 
 pub(crate) async fn add_hold(c: &impl GenericClient, hold: &Hold) -> Result<(), StoreError> {

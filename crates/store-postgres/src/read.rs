@@ -385,6 +385,11 @@ pub(crate) async fn records_before(
         )
         .await
         .map_err(backend)?;
+    Ok(seqs_and_held(rows))
+}
+
+/// Rows of `(seq, held)` as the seqs not held, in order, and how many were held.
+pub(crate) fn seqs_and_held(rows: Vec<tokio_postgres::Row>) -> (Vec<u64>, u64) {
     let (mut seqs, mut held) = (Vec::new(), 0);
     for row in rows {
         match (row.get::<_, i64>(0), row.get::<_, bool>(1)) {
@@ -392,5 +397,5 @@ pub(crate) async fn records_before(
             (seq, false) => seqs.push(seq as u64),
         }
     }
-    Ok((seqs, held))
+    (seqs, held)
 }

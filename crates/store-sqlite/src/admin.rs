@@ -106,19 +106,7 @@ pub(crate) fn content_seqs(
          WHERE r.tenant_id = ?1 AND {condition} ORDER BY r.seq"
     );
     let mut statement = c.prepare(&sql).map_err(backend)?;
-    let rows = statement
-        .query_map(params![tenant.as_str(), value], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
-        })
-        .map_err(backend)?;
-    let (mut seqs, mut held) = (Vec::new(), 0);
-    for row in rows {
-        match row.map_err(backend)? {
-            (_, true) => held += 1,
-            (seq, false) => seqs.push(seq as u64),
-        }
-    }
-    Ok((seqs, held))
+    crate::read::seqs_and_held(&mut statement, params![tenant.as_str(), value])
 }
 
 pub(crate) fn purge_content(

@@ -479,10 +479,17 @@ pub(crate) fn records_before(
              WHERE r.tenant_id = ?1 AND julianday(r.recorded_at) < julianday(?2) ORDER BY r.seq"
         ))
         .map_err(backend)?;
+    seqs_and_held(&mut stmt, params![tenant.as_str(), cutoff.to_string()])
+}
+
+/// A statement's rows of `(seq, held)` as the seqs not held, in order, and how many were
+/// held.
+pub(crate) fn seqs_and_held(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<(Vec<u64>, u64), StoreError> {
     let rows = stmt
-        .query_map(params![tenant.as_str(), cutoff.to_string()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
-        })
+        .query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))
         .map_err(backend)?;
     let (mut seqs, mut held) = (Vec::new(), 0);
     for row in rows {

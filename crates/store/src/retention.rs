@@ -72,41 +72,6 @@ pub fn ranges(seqs: &[u64]) -> Vec<[u64; 2]> {
     ranges
 }
 
-/// The seqs retention runs removed, by tenant, as the system log's events say: the only
-/// rows `aitrail verify` accepts as missing.
-pub async fn removed(
-    store: &dyn Store,
-) -> Result<std::collections::BTreeMap<TenantId, Vec<[u64; 2]>>, StoreError> {
-    let mut removed: std::collections::BTreeMap<TenantId, Vec<[u64; 2]>> = Default::default();
-    let system = TenantId::system_log().to_string();
-    let mut query = aitrail_core::Query::from_pairs(vec![
-        ("tenant_id", system.as_str()),
-        ("operation_type", RETENTION_EVENT),
-        ("limit", "1000"),
-    ])
-    .map_err(|e| StoreError::Backend(e.to_string()))?;
-    loop {
-        let page = store.list(&query).await?;
-        for event in &page.records {
-            let attributes = serde_json::to_value(&event.record.attributes).unwrap_or_default();
-            let Some(tenants) = attributes["tenants"].as_array() else { continue };
-            for t in tenants {
-                let Some(tenant) = t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok())
-                else {
-                    continue;
-                };
-                let ranges: Vec<[u64; 2]> =
-                    serde_json::from_value(t["removed_seqs"].clone()).unwrap_or_default();
-                removed.entry(tenant).or_default().extend(ranges);
-            }
-        }
-        match page.next_cursor {
-            Some(cursor) => query.cursor = Some(cursor),
-            None => return Ok(removed),
-        }
-    }
-}
-
 /// What the system log says may be missing of one tenant's content: the seqs erasures named,
 /// the subjects erasures from before they named seqs gave in plain text, and the latest
 /// content cut-off of a retention run. Content gone any other way is a finding of `verify`.
@@ -154,11 +119,18 @@ impl ContentRemovals {
     }
 }
 
-/// Every tenant's [`ContentRemovals`], from the system log's erasure and retention events.
-pub async fn content_removals(
-    store: &dyn Store,
-) -> Result<BTreeMap<TenantId, ContentRemovals>, StoreError> {
-    let mut removals: BTreeMap<TenantId, ContentRemovals> = BTreeMap::new();
+/// What the system log says was deleted, by tenant: the only gaps `aitrail verify`
+/// accepts.
+#[derive(Clone, Debug, Default)]
+pub struct Removals {
+    /// Records retention runs removed, as seq ranges `[from, to)`.
+    pub records: BTreeMap<TenantId, Vec<[u64; 2]>>,
+    pub content: BTreeMap<TenantId, ContentRemovals>,
+}
+
+/// [`Removals`], read in one pass over the system log's retention and erasure events.
+pub async fn removals(store: &dyn Store) -> Result<Removals, StoreError> {
+    let mut removals = Removals::default();
     let system = TenantId::system_log().to_string();
     let mut query = aitrail_core::Query::from_pairs(vec![
         ("tenant_id", system.as_str()),
@@ -173,14 +145,21 @@ pub async fn content_removals(
             let attributes = serde_json::to_value(&event.record.attributes).unwrap_or_default();
             let operation = event.record.operation_type.as_ref().map(|o| o.as_str());
             if operation == Some(RETENTION_EVENT) {
-                // A held tenant's run purged nothing: its cut-off covers nothing.
-                let ran = attributes["tenants"].as_array().into_iter().flatten();
-                for t in ran.filter(|t| t["held"] != serde_json::Value::Bool(true)) {
-                    let tenant = t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok());
+                for t in attributes["tenants"].as_array().into_iter().flatten() {
+                    let Some(tenant) =
+                        t["tenant_id"].as_str().and_then(|t| TenantId::parse(t).ok())
+                    else {
+                        continue;
+                    };
+                    let ranges: Vec<[u64; 2]> =
+                        serde_json::from_value(t["removed_seqs"].clone()).unwrap_or_default();
+                    removals.records.entry(tenant.clone()).or_default().extend(ranges);
+                    // A held tenant's run purged nothing: its cut-off covers nothing.
                     let cutoff = t["content_cutoff"].as_str();
                     let cutoff = cutoff.and_then(|c| Timestamp::parse_rfc3339(c).ok());
-                    if let (Some(tenant), Some(cutoff)) = (tenant, cutoff) {
-                        let latest = &mut removals.entry(tenant).or_default().content_cutoff;
+                    if let (false, Some(cutoff)) = (t["held"] == true, cutoff) {
+                        let latest =
+                            &mut removals.content.entry(tenant).or_default().content_cutoff;
                         *latest = Some(latest.map_or(cutoff, |l| l.max(cutoff)));
                     }
                 }
@@ -188,7 +167,7 @@ pub async fn content_removals(
             }
             let tenant = event.record.session_id.as_ref().map(|s| s.as_str());
             let Some(tenant) = tenant.and_then(|t| TenantId::parse(t).ok()) else { continue };
-            let entry = removals.entry(tenant).or_default();
+            let entry = removals.content.entry(tenant).or_default();
             let seqs: Vec<[u64; 2]> =
                 serde_json::from_value(attributes["content_seqs"].clone()).unwrap_or_default();
             entry.seqs.extend(seqs);

@@ -138,7 +138,7 @@ pub async fn verify_store(
         heads.iter().find(|h| h.tenant_id == TenantId::system_log()).map_or(0, |h| h.size)
     };
     let events_before = system_log_size(&store.logs().await?);
-    let mut content_removals = crate::retention::content_removals(store.as_ref()).await?;
+    let mut content_removals = crate::retention::removals(store.as_ref()).await?.content;
     for head in store.logs().await? {
         let leaves = logged_leaves(store.as_ref(), &head.tenant_id, head.size).await?;
         let checkpoints = store.checkpoints(&head.tenant_id).await?;
@@ -211,10 +211,13 @@ pub async fn verify_store(
         let why = "a second record at a seq already taken".into();
         findings.push(Finding::Inserted { tenant, seq: seq as i64, id, why });
     }
-    // Content found missing while an erasure or retention run was logged during the scan
-    // may be that one's: checked again against the system log as it is now.
-    if system_log_size(&store.logs().await?) > events_before {
-        let now = crate::retention::content_removals(store.as_ref()).await?;
+    // Read again after the scan: a retention run or erasure logged during it accounts for
+    // what it deleted meanwhile.
+    let grew = system_log_size(&store.logs().await?) > events_before;
+    let removals = crate::retention::removals(store.as_ref()).await?;
+    // Content found missing while the system log grew may be that event's: checked again.
+    if grew {
+        let now = &removals.content;
         let mut kept = Vec::with_capacity(findings.len());
         for finding in findings {
             if let Finding::ContentRemoved { tenant, id, .. } = &finding
@@ -231,7 +234,7 @@ pub async fn verify_store(
     }
     // A leaf without its row is a finding unless a retention run, in the system log
     // (itself verified here like every log), says it removed that record.
-    let retained = crate::retention::removed(store.as_ref()).await?;
+    let retained = &removals.records;
     for (log, held) in logs.0.iter().zip(&held) {
         let removed_by_retention = retained.get(&log.tenant).map_or(&[][..], Vec::as_slice);
         let accounted =

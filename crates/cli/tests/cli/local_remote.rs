@@ -154,6 +154,30 @@ fn local_and_remote_give_the_same_answers_and_leave_the_same_events() {
     assert_eq!((user.len(), role.as_str(), how.as_str()), (16, "admin", "POST /v1/erasure"));
 }
 
+/// Every offline read the CLI has, on `tenant`'s log: `find` looks up a text (and `show`
+/// a record), `verify` a whole store then one record, `export` writes to `export`.
+pub(super) fn offline_reads<'a>(
+    tenant: &'a str,
+    (text, shown): (&'a str, &'a str),
+    key: &'a str,
+    verified: &'a str,
+    export: &'a Path,
+) -> Vec<Vec<&'a str>> {
+    vec![
+        vec!["list", "--tenant-id", tenant],
+        vec!["find", "--tenant-id", tenant, "--prompt-text", text],
+        vec!["show", shown],
+        vec!["verify", "--key", key],
+        vec!["verify", "--key", key, verified],
+        vec!["checkpoint", "--tenant-id", tenant],
+        vec!["export", "--tenant-id", tenant, "--output", export.to_str().unwrap()],
+        vec!["access-log"],
+        vec!["keys", "list"],
+        vec!["hold", "list"],
+        vec!["config", "get", "--tenant-id", tenant],
+    ]
+}
+
 /// Every file of a directory by name, with a digest of its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     use sha2::Digest;
@@ -173,19 +197,7 @@ fn offline_reads_change_no_byte_of_the_store() {
     let data = dir.path().to_str().unwrap();
     let out = tempfile::tempdir().unwrap();
     let export = out.path().join("tamper.zip");
-    let reads: Vec<Vec<&str>> = vec![
-        vec!["list", "--tenant-id", "tamper"],
-        vec!["find", "--tenant-id", "tamper", "--prompt-text", "prompt 3"],
-        vec!["show", &ids[2]],
-        vec!["verify", "--key", &key],
-        vec!["verify", "--key", &key, &ids[4]],
-        vec!["checkpoint", "--tenant-id", "tamper"],
-        vec!["export", "--tenant-id", "tamper", "--output", export.to_str().unwrap()],
-        vec!["access-log"],
-        vec!["keys", "list"],
-        vec!["hold", "list"],
-        vec!["config", "get", "--tenant-id", "tamper"],
-    ];
+    let reads = offline_reads("tamper", ("prompt 3", &ids[2]), &key, &ids[4], &export);
     // Twice: while another connection has the store open, as a server would (SQLite's -wal
     // and -shm files are there), and after it closed, the last to, which removes them.
     let open = rusqlite::Connection::open(dir.path().join("aitrail.db")).unwrap();

@@ -89,19 +89,7 @@ fn postgres_offline_reads_change_nothing() {
     let at = ["--database", db.url.as_str(), "--data-dir", data.path().to_str().unwrap()];
     let export = data.path().join("ro.zip");
     let before = dump(&db);
-    let reads: Vec<Vec<&str>> = vec![
-        vec!["list", "--tenant-id", "ro"],
-        vec!["find", "--tenant-id", "ro", "--prompt-text", "p1"],
-        vec!["show", &id],
-        vec!["verify", "--key", &verifier],
-        vec!["verify", "--key", &verifier, &id],
-        vec!["checkpoint", "--tenant-id", "ro"],
-        vec!["export", "--tenant-id", "ro", "--output", export.to_str().unwrap()],
-        vec!["access-log"],
-        vec!["keys", "list"],
-        vec!["hold", "list"],
-        vec!["config", "get", "--tenant-id", "ro"],
-    ];
+    let reads = super::local_remote::offline_reads("ro", ("p1", &id), &verifier, &id, &export);
     for read in &reads {
         let said = ok(&aitrail(&[&at[..], read].concat(), None));
         if read[0] == "find" {
