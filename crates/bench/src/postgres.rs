@@ -106,7 +106,11 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
     let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     if indexed {
-        aitrail_store_postgres::PostgresStore::migrate(url).await?;
+        aitrail_store_postgres::PostgresStore::migrate(
+            url,
+            &aitrail_core::seal::ContentKey::new([7; 32]),
+        )
+        .await?;
         client
             .batch_execute(
                 "CREATE TABLE plain_records (LIKE records INCLUDING ALL);

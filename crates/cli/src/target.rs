@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use aitrail_core::ingest::{BodyFormat, parse_body};
+use aitrail_core::seal::ContentKey;
 use aitrail_core::{Query, Receipt, StoredRecord, TenantId};
 use aitrail_service::proofs::{self, ProofError};
 use aitrail_store::Store;
@@ -45,12 +46,39 @@ pub async fn open_store_with(
     intent: Intent,
     mode: ReadMode,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = &global.data_dir;
     Ok(match (&global.database, intent) {
-        (Some(url), Intent::Change) => Arc::new(PostgresStore::open(url).await?),
-        (Some(url), Intent::Read) => Arc::new(PostgresStore::open_read_only(url).await?),
-        (None, Intent::Change) => Arc::new(SqliteStore::open_with(&global.data_dir, mode)?),
-        (None, Intent::Read) => Arc::new(SqliteStore::open_read_only(&global.data_dir, mode)?),
+        (Some(url), Intent::Change) => Arc::new(PostgresStore::open(url, change_key(dir)?).await?),
+        (Some(url), Intent::Read) => {
+            Arc::new(PostgresStore::open_read_only(url, read_key(dir)?).await?)
+        }
+        (None, Intent::Change) => Arc::new(SqliteStore::open_with(dir, mode, change_key(dir)?)?),
+        (None, Intent::Read) => Arc::new(SqliteStore::open_read_only(dir, mode, read_key(dir)?)?),
     })
+}
+
+/// The content key of the data dir's log key, whatever its name (a key is made, named
+/// `aitrail`, if there is none): what a store opened to change seals content with.
+pub fn change_key(data_dir: &std::path::Path) -> anyhow::Result<ContentKey> {
+    let signer = match crate::keyfile::load(data_dir)? {
+        Some(signer) => signer,
+        None => crate::keyfile::load_or_create(data_dir, "aitrail")?,
+    };
+    Ok(aitrail_service::content_key(&signer))
+}
+
+/// The content key of the data dir's log key, if there is one: without it content stays
+/// sealed, and reads show none (said once, on stderr).
+fn read_key(data_dir: &std::path::Path) -> anyhow::Result<Option<ContentKey>> {
+    let key = crate::keyfile::load(data_dir)?.map(|signer| aitrail_service::content_key(&signer));
+    if key.is_none() {
+        eprintln!(
+            "note: no log key (AITRAIL_LOG_KEY, or {}): content is sealed under keys derived \
+             from it, so no content is shown",
+            crate::keyfile::path(data_dir).display()
+        );
+    }
+    Ok(key)
 }
 
 /// The service over a store the CLI opened itself, with the data dir's log key: made as

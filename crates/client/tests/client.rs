@@ -24,7 +24,9 @@ struct Server {
 
 async fn prepare() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(dir.path(), aitrail_core::seal::ContentKey::new([7; 32])).unwrap(),
+    );
     let log = Arc::new(LogSigner::new(
         NoteSigner::from_seed("client.test", [9; 32]).unwrap(),
         Duration::from_millis(50),

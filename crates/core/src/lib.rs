@@ -11,6 +11,7 @@ pub mod note;
 pub mod policy;
 pub mod query;
 pub mod record;
+pub mod seal;
 pub mod secrets;
 pub mod session;
 pub mod tiles;

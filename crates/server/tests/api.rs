@@ -49,13 +49,20 @@ impl Storage {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+                let store = Arc::new(
+                    SqliteStore::open(dir.path(), aitrail_core::seal::ContentKey::new([7; 32]))
+                        .unwrap(),
+                );
                 Some((store, Storage::Sqlite(dir)))
             }
             Backend::Postgres => {
                 let test = std::thread::current().name().unwrap_or("a test").to_owned();
                 let db = TestDatabase::create(&test).await?;
-                let store = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+                let store = Arc::new(
+                    PostgresStore::open(&db.url, aitrail_core::seal::ContentKey::new([7; 32]))
+                        .await
+                        .unwrap(),
+                );
                 Some((store, Storage::Postgres(db)))
             }
         }

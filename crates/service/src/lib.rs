@@ -25,7 +25,7 @@ use aitrail_store::Store;
 
 pub use access::Changed;
 pub use keys::{KeyInfo, KeyRequest};
-pub use log::LogSigner;
+pub use log::{LogSigner, content_key};
 pub use policies::IngestError;
 
 /// The shared use cases over one store, with the log key they derive their secrets from.

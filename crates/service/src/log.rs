@@ -38,6 +38,13 @@ impl LogSigner {
         self.signer.derive_secret("api-keys")
     }
 
+    /// The key content is sealed under, through data keys (crypto-shredding): derived from
+    /// the log key, so every node that shares the log key opens the same content, and it
+    /// is in no database.
+    pub fn content_key(&self) -> aitrail_core::seal::ContentKey {
+        content_key(&self.signer)
+    }
+
     /// The secret tenants' content-hash keys derive from (`policy::tenant_hash_key`),
     /// shared the same way.
     pub fn content_hash_secret(&self) -> [u8; 32] {
@@ -110,4 +117,9 @@ impl LogSigner {
             }
         }
     }
+}
+
+/// [`LogSigner::content_key`] of a log key, for opening a store before the signer exists.
+pub fn content_key(signer: &NoteSigner) -> aitrail_core::seal::ContentKey {
+    aitrail_core::seal::ContentKey::new(signer.derive_secret("content-keys"))
 }

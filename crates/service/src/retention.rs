@@ -81,15 +81,19 @@ pub struct Erasure {
     pub tenant_id: TenantId,
     #[serde(flatten)]
     pub purged: Purged,
+    /// Data keys destroyed: the erased content's, which nothing can open from now on.
+    pub data_keys_destroyed: u64,
     pub event_id: uuid::Uuid,
 }
 
-/// Erase a person's or a session's content in one tenant (GDPR Art. 17). The system log
-/// event comes first, naming the seqs whose content goes and the subject by pseudonym
-/// ([`subject_pseudonym`]), never in plain text; then exactly those seqs' content is
-/// deleted. A crash between the two leaves content the event names still there (no alarm:
-/// `aitrail verify` flags content missing, not content kept), never a deletion no event
-/// covers. `secret`: the content-hash secret; `by`: who asked (a key id, or `cli`).
+/// Erase a person's or a session's content in one tenant (GDPR Art. 17) by destroying the
+/// data keys it is sealed under (crypto-shredding, docs/PRIVACY.md). First the keys are
+/// retired, so nothing more is sealed under them; then the system log event names the
+/// seqs sealed under them and the subject by pseudonym ([`subject_pseudonym`]), never in
+/// plain text; then exactly those seqs' content is deleted, and the keys destroyed. A crash
+/// on the way leaves content the event names still there, or retired keys not yet
+/// destroyed (run the erasure again to finish: it destroys them too), never a deletion no
+/// event covers. `secret`: the content-hash secret; `by`: who asked (a key id, or `cli`).
 pub async fn erase(
     store: &dyn Store,
     secret: &[u8; 32],
@@ -114,6 +118,7 @@ pub async fn erase(
             )));
         }
     };
+    let retired = store.retire_keys(tenant, selector).await?;
     let (seqs, held) = store.content_seqs(tenant, selector).await?;
     let event = system_event(
         ERASURE_EVENT,
@@ -123,6 +128,7 @@ pub async fn erase(
             "subject": subject,
             "content_seqs": ranges(&seqs),
             "content_purged": seqs.len(),
+            "data_keys": retired.len(),
             "held": held,
         }),
     );
@@ -131,7 +137,8 @@ pub async fn erase(
     // whose write-ahead log could not be emptied.
     let purged = store.purge_content(tenant, &Selector::Seqs(seqs), Mode::Delete).await?;
     let purged = Purged { records: purged.records, held: held + purged.held };
-    Ok(Erasure { tenant_id: tenant.clone(), purged, event_id: receipt.id })
+    let data_keys_destroyed = store.destroy_keys(tenant, &retired).await?;
+    Ok(Erasure { tenant_id: tenant.clone(), purged, data_keys_destroyed, event_id: receipt.id })
 }
 
 /// Who an erasure was about, as its event names them: a keyed hash under the tenant's

@@ -14,7 +14,8 @@ use aitrail_store_sqlite::SqliteStore;
 
 /// A trail over a fresh SQLite store in `dir`, signing with a throwaway key.
 fn trail(dir: &std::path::Path) -> Trail {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir).unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir, aitrail_core::seal::ContentKey::new([7; 32])).unwrap());
     let signer = NoteSigner::from_seed("test.aitrail", [3; 32]).unwrap();
     Trail::new(store, Arc::new(LogSigner::new(signer, std::time::Duration::from_secs(1))))
 }

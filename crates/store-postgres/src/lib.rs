@@ -10,18 +10,23 @@
 //! for each other in a cycle. Reads use a pool of connections.
 
 mod admin;
+mod keyring;
 mod read;
 mod schema;
 pub mod testing;
 mod tls;
 mod write;
 
+use std::sync::Arc;
+
 use aitrail_core::Timestamp;
 use aitrail_core::access::KeyId;
+use aitrail_core::seal::ContentKey;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::append::NewRecord;
 use aitrail_store::retention::{Hold, Mode, Purged, Selector};
+use aitrail_store::sealing::{Opener, WriterKeys};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint, StoredKey,
 };
@@ -49,6 +54,10 @@ pub enum OpenError {
     #[error("cannot connect to PostgreSQL at {at}: {}", with_causes(source))]
     Pool { at: String, source: deadpool_postgres::PoolError },
     #[error(
+        "cannot seal the content of PostgreSQL at {at} stored before content was sealed: {why}"
+    )]
+    Sealing { at: String, why: String },
+    #[error(
         "database at {at} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
     TooNew { at: String, found: i64, known: i64 },
@@ -66,6 +75,8 @@ pub struct PostgresStore {
     read_only: bool,
     pool: Pool,
     at: String,
+    /// What content is sealed and opened with; `None`: opened to read without it.
+    content_key: Option<Arc<ContentKey>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -76,22 +87,28 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connect to `url`, apply pending migrations, and start the writer task (on the
-    /// current Tokio runtime).
-    pub async fn open(url: &str) -> Result<Self, OpenError> {
+    /// current Tokio runtime); content is sealed and opened with `content_key`.
+    pub async fn open(url: &str, content_key: ContentKey) -> Result<Self, OpenError> {
         let (config, tls) = tls::connection(url)?;
         let (pool, at) = pool(config, tls);
-        let (found, known) = migrate_pool(&pool, &at).await?;
+        let content_key = Arc::new(content_key);
+        let (found, known) = migrate_pool(&pool, &at, &content_key).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
         }
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write::run(pool.clone(), queue));
-        Ok(Self { jobs, read_only: false, pool, at })
+        tokio::spawn(write::run(pool.clone(), WriterKeys::new(content_key.clone()), queue));
+        Ok(Self { jobs, read_only: false, pool, at, content_key: Some(content_key) })
     }
 
     /// Connect to `url` to read only: nothing is migrated, every session is read-only
     /// (`default_transaction_read_only`), there is no writer, and every write is refused.
-    pub async fn open_read_only(url: &str) -> Result<Self, OpenError> {
+    /// Without `content_key` content stays sealed: reads show none, and verify checks
+    /// everything but the content commitments.
+    pub async fn open_read_only(
+        url: &str,
+        content_key: Option<ContentKey>,
+    ) -> Result<Self, OpenError> {
         let (mut config, tls) = tls::connection(url)?;
         let options = config.get_options().unwrap_or_default().to_owned();
         config.options(format!("{options} -c default_transaction_read_only=on").trim());
@@ -105,19 +122,27 @@ impl PostgresStore {
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
         }
-        if found < known {
-            return Err(OpenError::TooOld { at, found, known });
+        let unsealed = client
+            .query_one("SELECT to_regclass('contents_plain') IS NOT NULL", &[])
+            .await
+            .map_err(|source| OpenError::Database { at: at.clone(), source })?;
+        // Content not yet sealed is a migration not yet finished.
+        if found < known || unsealed.get::<_, bool>(0) {
+            return Err(OpenError::TooOld { at, found: found.min(known - 1), known });
         }
         // No writer: the queue's far end is dropped, and `append` refuses before it.
         let (jobs, _) = mpsc::channel(1);
-        Ok(Self { jobs, read_only: true, pool, at })
+        let content_key = content_key.map(Arc::new);
+        Ok(Self { jobs, read_only: true, pool, at, content_key })
     }
 
-    /// Apply pending migrations only; returns (version found, version now).
-    pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
+    /// Apply pending migrations only, sealing content stored before content was sealed
+    /// with `content_key`; returns (version found, version now).
+    pub async fn migrate(url: &str, content_key: &ContentKey) -> Result<(i64, i64), OpenError> {
         let (config, tls) = tls::connection(url)?;
         let (pool, at) = pool(config, tls);
-        let (found, known) = migrate_pool(&pool, &at).await?;
+        let content_key = Arc::new(content_key.clone());
+        let (found, known) = migrate_pool(&pool, &at, &content_key).await?;
         if found > known {
             return Err(OpenError::TooNew { at, found, known });
         }
@@ -133,6 +158,11 @@ impl PostgresStore {
     /// queries are served by indexes.
     pub async fn explain(&self, query: &Query) -> Result<String, StoreError> {
         read::explain(&self.client().await?, query).await
+    }
+
+    /// An opener of the content a read finds.
+    fn opener(&self) -> Opener<'_> {
+        Opener::new(self.content_key.as_deref())
     }
 
     /// Refuse a write on a store opened to read, before it reaches the database (whose own
@@ -164,12 +194,23 @@ fn pool(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> (Pool, String
     (pool, at)
 }
 
-async fn migrate_pool(pool: &Pool, at: &str) -> Result<(i64, i64), OpenError> {
+async fn migrate_pool(
+    pool: &Pool,
+    at: &str,
+    content_key: &Arc<ContentKey>,
+) -> Result<(i64, i64), OpenError> {
     let mut client =
         pool.get().await.map_err(|source| OpenError::Pool { at: at.to_owned(), source })?;
-    schema::migrate(&mut client)
+    let versions = schema::migrate(&mut client)
         .await
-        .map_err(|source| OpenError::Database { at: at.to_owned(), source })
+        .map_err(|source| OpenError::Database { at: at.to_owned(), source })?;
+    if versions.0 <= versions.1 {
+        let mut keys = WriterKeys::new(content_key.clone());
+        keyring::seal_unsealed(&mut client, &mut keys, schema::MIGRATION_LOCK)
+            .await
+            .map_err(|e| OpenError::Sealing { at: at.to_owned(), why: e.to_string() })?;
+    }
+    Ok(versions)
 }
 
 /// One connection to `url`, secured as its `sslmode` says (the store's pools connect the
@@ -227,16 +268,16 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
-        let raw = read::raw_by_id(&self.client().await?, id).await?;
+        let raw = read::raw_by_id(&self.client().await?, &mut self.opener(), id).await?;
         raw.as_ref().map(RawRow::to_record).transpose()
     }
 
     async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
-        read::list_rows(&self.client().await?, query).await
+        read::list_rows(&self.client().await?, &mut self.opener(), query).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
-        read::entry(&self.client().await?, id).await
+        read::entry(&self.client().await?, &mut self.opener(), id).await
     }
 
     async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError> {
@@ -269,7 +310,7 @@ impl Store for PostgresStore {
     }
 
     async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
-        read::scan(&self.client().await?, from, to).await
+        read::scan(&self.client().await?, &mut self.opener(), from, to).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
@@ -331,6 +372,20 @@ impl Store for PostgresStore {
             self.writable()?;
         }
         admin::purge_content(&self.client().await?, tenant, selector, mode).await
+    }
+
+    async fn retire_keys(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.writable()?;
+        keyring::retire(&mut self.client().await?, tenant, selector).await
+    }
+
+    async fn destroy_keys(&self, tenant: &TenantId, keys: &[Uuid]) -> Result<u64, StoreError> {
+        self.writable()?;
+        keyring::destroy(&self.client().await?, tenant, keys).await
     }
 
     async fn content_seqs(

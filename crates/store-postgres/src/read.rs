@@ -8,10 +8,10 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::retention::Hold;
+use aitrail_store::sealing::{Opener, SealedColumns};
 use aitrail_store::sql::{self, Param, RecordColumns};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
-    content_from_columns,
 };
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
@@ -34,8 +34,8 @@ fn columns() -> &'static str {
     &COLUMNS
 }
 
-/// How a record row finds its content.
-const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id";
+/// How a record row finds its sealed content and that content's data key.
+const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id LEFT JOIN data_keys k ON k.id = c.key_id";
 
 /// A timestamp column as the text the entry holds, however it was edited.
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -48,7 +48,11 @@ fn record_columns(stmt: &Statement) -> Result<RecordColumns, StoreError> {
     RecordColumns::find(&names)
 }
 
-fn raw_row(row: &Row, at: &RecordColumns) -> Result<RawRow, tokio_postgres::Error> {
+fn raw_row(
+    row: &Row,
+    at: &RecordColumns,
+    opener: &mut Opener<'_>,
+) -> Result<RawRow, tokio_postgres::Error> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
     for (t, &i) in text.iter_mut().zip(&at.text) {
         *t = row.try_get(i)?;
@@ -67,22 +71,30 @@ fn raw_row(row: &Row, at: &RecordColumns) -> Result<RawRow, tokio_postgres::Erro
             success: row.try_get(at.success)?,
         },
     };
-    let content = content_from_columns(
-        row.try_get(at.salt)?,
-        [row.try_get(at.prompt)?, row.try_get(at.response)?, row.try_get(at.prompt_variables)?],
-        [row.try_get(at.prompt_hash)?, row.try_get(at.response_hash)?],
-    );
+    let key_id: Option<Uuid> = row.try_get(at.key_id)?;
+    let sealed = SealedColumns {
+        sealed: row.try_get(at.sealed)?,
+        key_id: key_id.as_ref().map(|k| k.as_bytes().as_slice()),
+        wrapped: row.try_get(at.wrapped)?,
+        hashes: [row.try_get(at.prompt_hash)?, row.try_get(at.response_hash)?],
+    };
+    let content = opener.open(&columns.fields.tenant_id, &columns.id, sealed);
     Ok(RawRow { pos: row.try_get(at.pos)?, columns, entry: row.try_get(at.entry)?, content })
 }
 
 /// Every row of a record read, mapped.
-fn raw_rows(stmt: &Statement, rows: &[Row]) -> Result<Vec<RawRow>, StoreError> {
+fn raw_rows(
+    stmt: &Statement,
+    rows: &[Row],
+    opener: &mut Opener<'_>,
+) -> Result<Vec<RawRow>, StoreError> {
     let at = record_columns(stmt)?;
-    rows.iter().map(|row| raw_row(row, &at)).collect::<Result<_, _>>().map_err(backend)
+    rows.iter().map(|row| raw_row(row, &at, opener)).collect::<Result<_, _>>().map_err(backend)
 }
 
 pub(crate) async fn raw_by_id(
     c: &impl GenericClient,
+    opener: &mut Opener<'_>,
     id: Uuid,
 ) -> Result<Option<RawRow>, StoreError> {
     let stmt = c
@@ -90,21 +102,22 @@ pub(crate) async fn raw_by_id(
         .await
         .map_err(backend)?;
     let row = c.query_opt(&stmt, &[&id]).await.map_err(backend)?;
-    Ok(raw_rows(&stmt, row.as_slice())?.pop())
+    Ok(raw_rows(&stmt, row.as_slice(), opener)?.pop())
 }
 
 pub(crate) async fn entry(
     c: &impl GenericClient,
+    opener: &mut Opener<'_>,
     id: Uuid,
 ) -> Result<Option<EntryRecord>, StoreError> {
-    let Some(raw) = raw_by_id(c, id).await? else { return Ok(None) };
+    let Some(raw) = raw_by_id(c, opener, id).await? else { return Ok(None) };
     let tenant_id = TenantId::parse(&raw.columns.fields.tenant_id)
         .map_err(|e| StoreError::Corrupt(format!("record {id}: tenant_id {e}")))?;
     Ok(Some(EntryRecord {
         tenant_id,
         seq: raw.columns.seq as u64,
+        content: raw.content.into_kept(&raw.columns.id)?,
         entry: raw.entry,
-        content: raw.content,
     }))
 }
 
@@ -138,11 +151,15 @@ pub(crate) async fn explain(c: &impl GenericClient, q: &Query) -> Result<String,
     Ok(lines.map_err(backend)?.join("\n"))
 }
 
-pub(crate) async fn list_rows(c: &impl GenericClient, q: &Query) -> Result<RowPage, StoreError> {
+pub(crate) async fn list_rows(
+    c: &impl GenericClient,
+    opener: &mut Opener<'_>,
+    q: &Query,
+) -> Result<RowPage, StoreError> {
     let (sql, params) = list_sql(q, "");
     let stmt = c.prepare_cached(&sql).await.map_err(backend)?;
     let rows = c.query(&stmt, &refs(&params)).await.map_err(backend)?;
-    let mut rows = raw_rows(&stmt, &rows)?;
+    let mut rows = raw_rows(&stmt, &rows, opener)?;
     // One row more than the page tells whether there is a next page.
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
@@ -288,6 +305,7 @@ pub(crate) async fn pos_span(c: &impl GenericClient) -> Result<Option<(i64, i64)
 
 pub(crate) async fn scan(
     c: &impl GenericClient,
+    opener: &mut Opener<'_>,
     from: i64,
     to: i64,
 ) -> Result<Vec<RawRow>, StoreError> {
@@ -299,7 +317,7 @@ pub(crate) async fn scan(
         .await
         .map_err(backend)?;
     let rows = c.query(&stmt, &[&from, &to]).await.map_err(backend)?;
-    raw_rows(&stmt, &rows)
+    raw_rows(&stmt, &rows, opener)
 }
 
 /// One key (`Some(id)`) or all of them, oldest first.

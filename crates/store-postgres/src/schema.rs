@@ -12,10 +12,11 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_policies.sql"),
     include_str!("../migrations/0004_holds.sql"),
     include_str!("../migrations/0005_keyed_hashes.sql"),
+    include_str!("../migrations/0006_sealed_contents.sql"),
 ];
 
 /// Key of the advisory lock that serialises migrations ("aitrail" in ASCII).
-const MIGRATION_LOCK: i64 = 0x0061_6974_7261_696c;
+pub(crate) const MIGRATION_LOCK: i64 = 0x0061_6974_7261_696c;
 
 /// Apply pending migrations; returns (version found, version known).
 /// How many migrations the database has had (0: none, or no aitrail schema at all).

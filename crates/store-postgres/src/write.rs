@@ -7,6 +7,7 @@ use aitrail_core::tiles::{self, TileId};
 use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
 use aitrail_store::append::{self, NewLeaves, NewRecord, Placed};
+use aitrail_store::sealing::{SealedContent, WriterKeys};
 use deadpool_postgres::{Pool, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +29,7 @@ pub(crate) struct Job {
 }
 
 /// Runs until every sender is gone.
-pub(crate) async fn run(pool: Pool, mut queue: mpsc::Receiver<Job>) {
+pub(crate) async fn run(pool: Pool, mut keys: WriterKeys, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut size = first.records.len();
         let mut group = vec![first];
@@ -41,14 +42,14 @@ pub(crate) async fn run(pool: Pool, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&pool, group).await;
+        commit_group(&pool, &mut keys, group).await;
     }
 }
 
 /// Commit every job of the group in one transaction. Should that fail, each job is retried
 /// in a transaction of its own, so one failing append never takes the others down.
-async fn commit_group(pool: &Pool, group: Vec<Job>) {
-    match commit_with_retries(pool, &group).await {
+async fn commit_group(pool: &Pool, keys: &mut WriterKeys, group: Vec<Job>) {
+    match commit_with_retries(pool, keys, &group).await {
         Ok(receipts) => {
             for (job, r) in group.into_iter().zip(receipts) {
                 let _ = job.reply.send(Ok(r));
@@ -65,7 +66,7 @@ async fn commit_group(pool: &Pool, group: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
             for job in group {
-                let result = commit_with_retries(pool, std::slice::from_ref(&job)).await;
+                let result = commit_with_retries(pool, keys, std::slice::from_ref(&job)).await;
                 let _ = job.reply.send(result.map(|mut r| r.remove(0)).map_err(Into::into));
             }
         }
@@ -118,10 +119,19 @@ impl WriteError {
     }
 }
 
-async fn commit_with_retries(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<Receipt>>, WriteError> {
+async fn commit_with_retries(
+    pool: &Pool,
+    keys: &mut WriterKeys,
+    jobs: &[Job],
+) -> Result<Vec<Vec<Receipt>>, WriteError> {
     let mut tries = 1;
     loop {
-        match commit(pool, jobs).await {
+        let committed = commit(pool, keys, jobs).await;
+        // Keys added in a transaction that failed are gone with it.
+        if committed.is_err() {
+            keys.forget();
+        }
+        match committed {
             Err(e) if e.worth_retrying() && tries < TRIES => tries += 1,
             result => return result,
         }
@@ -130,19 +140,26 @@ async fn commit_with_retries(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<Receip
 
 /// One transaction: claim each tenant's seq range (locking its log row until commit),
 /// place the records, COPY them in, add their leaves to the tiles, commit.
-async fn commit(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<Receipt>>, WriteError> {
+async fn commit(
+    pool: &Pool,
+    keys: &mut WriterKeys,
+    jobs: &[Job],
+) -> Result<Vec<Vec<Receipt>>, WriteError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let claim = tx
         .prepare_cached(
             "INSERT INTO logs (tenant_id, size) VALUES ($1, $2)
              ON CONFLICT (tenant_id) DO UPDATE SET size = logs.size + excluded.size
-             RETURNING size",
+             RETURNING size, key_epoch",
         )
         .await?;
     let mut starts = append::counts(jobs.iter().flat_map(|j| &j.records));
     for (tenant, n) in &mut starts {
-        let size: i64 = tx.query_one(&claim, &[tenant, &(*n as i64)]).await?.try_get(0)?;
+        // The key epoch: data keys cached at another are dropped (`aitrail_store::sealing`).
+        let claimed = tx.query_one(&claim, &[tenant, &(*n as i64)]).await?;
+        let size: i64 = claimed.try_get(0)?;
+        keys.at_epoch(tenant, claimed.try_get(1)?);
         *n = size as u64 - *n;
     }
     let mut leaves = NewLeaves::new();
@@ -154,7 +171,11 @@ async fn commit(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<Receipt>>, WriteErr
         receipts.push(r);
     }
     copy_records(&tx, &rows).await?;
-    copy_contents(&tx, &rows).await?;
+    let sealed = crate::keyring::seal(&tx, keys, &rows).await.map_err(|e| match e {
+        StoreError::Corrupt(what) => WriteError::Corrupt(what),
+        other => WriteError::Database(other.to_string(), None),
+    })?;
+    copy_contents(&tx, &rows, &sealed).await?;
     update_tiles(&tx, &leaves).await?;
     tx.commit().await?;
     Ok(receipts)
@@ -195,30 +216,26 @@ async fn copy_records(tx: &Transaction<'_>, rows: &[Placed<'_>]) -> Result<(), W
     Ok(())
 }
 
-async fn copy_contents(tx: &Transaction<'_>, rows: &[Placed<'_>]) -> Result<(), WriteError> {
-    if rows.iter().all(|r| r.content.is_none()) {
+async fn copy_contents(
+    tx: &Transaction<'_>,
+    rows: &[Placed<'_>],
+    sealed: &[Option<SealedContent>],
+) -> Result<(), WriteError> {
+    if sealed.iter().all(Option::is_none) {
         return Ok(());
     }
     let sink = tx
-        .copy_in(
-            "COPY contents (id, salt, prompt, response, prompt_variables, prompt_hash, \
-             response_hash) FROM STDIN BINARY",
-        )
+        .copy_in("COPY contents (id, key_id, sealed, prompt_hash, response_hash) FROM STDIN BINARY")
         .await?;
-    let types =
-        [Type::UUID, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::BYTEA];
+    let types = [Type::UUID, Type::UUID, Type::BYTEA, Type::BYTEA, Type::BYTEA];
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-    for row in rows {
-        let Some(c) = row.content else { continue };
-        let field = |name: &str| c.fields.get(name);
-        let salt = c.salt.as_slice();
-        let (prompt, response, vars) =
-            (field("prompt"), field("response"), field("prompt_variables"));
+    for (row, c) in rows.iter().zip(sealed) {
+        let Some(c) = c else { continue };
         let hash = |h: Option<aitrail_core::entry::KeyedHash>| h.map(|h| h.0.to_vec());
         let (prompt_hash, response_hash) = (hash(c.hashes.prompt), hash(c.hashes.response));
         writer
             .as_mut()
-            .write(&[&row.id, &salt, &prompt, &response, &vars, &prompt_hash, &response_hash])
+            .write(&[&row.id, &c.key_id, &c.sealed, &prompt_hash, &response_hash])
             .await?;
     }
     writer.finish().await?;

@@ -33,7 +33,8 @@ fn record(i: usize) -> Record {
 #[tokio::test]
 async fn auditor_queries_use_indexes() {
     let Some(db) = TestDatabase::create("auditor_queries_use_indexes").await else { return };
-    let store = PostgresStore::open(&db.url).await.unwrap();
+    let store =
+        PostgresStore::open(&db.url, aitrail_core::seal::ContentKey::new([7; 32])).await.unwrap();
     for start in (0..RECORDS).step_by(5_000) {
         store.append((start..start + 5_000).map(record).collect()).await.unwrap();
     }
@@ -58,41 +59,94 @@ async fn auditor_queries_use_indexes() {
     }
 }
 
+/// A database an older aitrail wrote (migration 5: content in clear) is sealed by the first
+/// open of this one, under the migrations' lock: every record reads back as it was, the
+/// old table is gone, and the content sits in `contents` only sealed.
+#[tokio::test]
+async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
+    let test = "content_an_older_version_stored_in_clear_is_sealed_at_open";
+    let Some(db) = TestDatabase::create(test).await else { return };
+    let key = || aitrail_core::seal::ContentKey::new([7; 32]);
+    let listing = Query::from_pairs([("limit", "100")]).unwrap();
+    let before = {
+        let store = PostgresStore::open(&db.url, key()).await.unwrap();
+        store.append((0..40).map(record).collect()).await.unwrap();
+        store.list(&listing).await.unwrap().records
+    };
+    assert_eq!(before.iter().filter(|r| r.record.prompt.is_some()).count(), 30);
+    // Back to migration 5's layout, the content in clear (opened here with the key).
+    let client = aitrail_store_postgres::connect(&db.url).await.unwrap();
+    let rows = client
+        .query(
+            "SELECT c.id, r.tenant_id, c.key_id, c.sealed, k.wrapped, c.prompt_hash, c.response_hash
+             FROM contents c JOIN records r ON r.id = c.id JOIN data_keys k ON k.id = c.key_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "DROP TABLE contents; DROP TABLE data_keys; ALTER TABLE logs DROP COLUMN key_epoch;
+             CREATE TABLE contents (id uuid PRIMARY KEY REFERENCES records (id),
+                 salt bytea NOT NULL CHECK (length(salt) = 32), prompt text, response text,
+                 prompt_variables text, prompt_hash bytea CHECK (length(prompt_hash) = 32),
+                 response_hash bytea CHECK (length(response_hash) = 32));
+             CREATE INDEX contents_prompt_hash ON contents (prompt_hash) WHERE prompt_hash IS NOT NULL;
+             CREATE INDEX contents_response_hash ON contents (response_hash) WHERE response_hash IS NOT NULL;
+             UPDATE aitrail_schema SET version = 5;",
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let (id, tenant, key_id): (uuid::Uuid, String, uuid::Uuid) =
+            (row.get(0), row.get(1), row.get(2));
+        let data_key = key().unwrap(&tenant, &key_id, row.get(4)).unwrap();
+        let content = data_key.open(&id, row.get(3)).unwrap();
+        let field = |name: &str| content.fields.get(name).cloned();
+        let hashes: (Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(5), row.get(6));
+        client
+            .execute(
+                "INSERT INTO contents VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &id,
+                    &content.salt.to_vec(),
+                    &field("prompt"),
+                    &field("response"),
+                    &field("prompt_variables"),
+                    &hashes.0,
+                    &hashes.1,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let old = PostgresStore::open_read_only(&db.url, Some(key())).await.unwrap_err();
+    assert!(old.to_string().contains("older than this aitrail's"), "{old}");
+
+    let store = PostgresStore::open(&db.url, key()).await.unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before);
+    let left = client.query_one("SELECT to_regclass('contents_plain') IS NULL", &[]).await.unwrap();
+    assert!(left.get::<_, bool>(0), "the table of content in clear is gone");
+    let clear = client
+        .query_one(
+            "SELECT count(*) FROM contents WHERE position('prompt '::bytea IN sealed) > 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clear.get::<_, i64>(0), 0, "content in clear in the sealed table");
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS: a throwaway cluster of the test's own (Debian's initdb and pg_ctl), with TLS on and
 // a certificate authority made for it, and the same cluster without TLS. Not the shared
 // server: its TLS settings are not ours to change.
 
 mod tls {
-    use std::net::TcpListener;
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
+    use std::path::Path;
 
+    use aitrail_store_postgres::testing::Cluster;
     use aitrail_store_postgres::{PostgresStore, connect};
-
-    /// `program` with `args`, as the postgres user when this process is root (PostgreSQL
-    /// refuses to run as root).
-    fn run(program: &Path, args: &[&str]) {
-        let root = unsafe_is_root();
-        let mut command = if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        let out = command.args(args).output().unwrap_or_else(|e| panic!("{program:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program:?} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn unsafe_is_root() -> bool {
-        Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-    }
 
     /// A certificate authority (`<name>.crt` in `dir`), valid since yesterday: a
     /// certificate made this second may not yet be valid to a clock a second behind.
@@ -118,105 +172,31 @@ mod tls {
         let cert = params.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    }
-
-    /// PostgreSQL's binaries: the newest Debian installs.
-    fn bin() -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| Some(e.ok()?.path().join("bin")))
-            .filter(|b| b.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    struct Cluster {
-        dir: tempfile::TempDir,
-        bin: PathBuf,
-        port: u16,
-    }
-
-    impl Cluster {
-        fn data(&self) -> PathBuf {
-            self.dir.path().join("data")
-        }
-
-        fn start(&self, ssl: bool) {
-            let conf = format!(
-                "port = {}\nlisten_addresses = 'localhost'\nunix_socket_directories = '{}'\nssl = {}\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-                self.port,
-                self.dir.path().display(),
-                if ssl { "on" } else { "off" },
-                self.dir.path().join("server.crt").display(),
-                self.dir.path().join("server.key").display(),
-            );
-            std::fs::write(self.data().join("postgresql.auto.conf"), conf).unwrap();
-            chown_postgres(&self.data().join("postgresql.auto.conf"));
-            let log = self.dir.path().join("log");
-            let (data, log) = (self.data(), log);
-            run(
-                &self.bin.join("pg_ctl"),
-                &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "start"],
-            );
-        }
-
-        fn stop(&self) {
-            let data = self.data();
-            run(
-                &self.bin.join("pg_ctl"),
-                &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
-            );
-        }
-
-        fn url(&self, host: &str, params: &str) -> String {
-            format!("postgres://postgres@{host}:{}/postgres?{params}", self.port)
-        }
-    }
-
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            let data = self.data();
-            let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(self.bin.join("pg_ctl"))
-                .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-                .output();
-        }
-    }
-
-    fn chown_postgres(path: &Path) {
-        if unsafe_is_root() {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status();
-            assert!(ok.unwrap().success());
-        }
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
     }
 
     /// A cluster of its own, TLS material made, not started; `None` after saying why not.
     fn cluster() -> Option<Cluster> {
-        aitrail_store_postgres::testing::server("tls_to_postgres_as_sslmode_says")?;
-        let Some(bin) = bin() else {
-            panic!("PostgreSQL's initdb is not installed (Debian's postgresql package)")
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let path = dir.path();
-        let ca = authority(path, "ca");
-        authority(path, "other-ca");
-        server_certificate(path, &ca);
-        std::fs::set_permissions(
-            path.join("server.key"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        Cluster::new("tls_to_postgres_as_sslmode_says", |path| {
+            let ca = authority(path, "ca");
+            authority(path, "other-ca");
+            server_certificate(path, &ca);
+        })
+    }
+
+    /// The cluster's settings with TLS on or off.
+    fn tls(cluster: &Cluster, on: bool) -> String {
+        let dir = cluster.dir();
+        format!(
+            "ssl = {}\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            if on { "on" } else { "off" },
+            dir.join("server.crt").display(),
+            dir.join("server.key").display(),
         )
-        .unwrap();
-        chown_postgres(path);
-        let cluster = Cluster { dir, bin, port };
-        let data = cluster.data();
-        run(
-            &cluster.bin.join("initdb"),
-            &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres"],
-        );
-        Some(cluster)
     }
 
     async fn encrypted(url: &str) -> Result<bool, String> {
@@ -231,15 +211,17 @@ mod tls {
     #[tokio::test]
     async fn tls_to_postgres_as_sslmode_says() {
         let Some(cluster) = cluster() else { return };
-        let ca = cluster.dir.path().join("ca.crt");
-        let other = cluster.dir.path().join("other-ca.crt");
+        let ca = cluster.dir().join("ca.crt");
+        let other = cluster.dir().join("other-ca.crt");
         let (ca, other) = (ca.to_str().unwrap(), other.to_str().unwrap());
-        cluster.start(true);
+        cluster.start(&tls(&cluster, true));
 
         // verify-full: the right authority and the host the certificate names.
         let full = cluster.url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"));
         assert_eq!(encrypted(&full).await, Ok(true));
-        let store = PostgresStore::open(&full).await.expect("the store over verify-full");
+        let store = PostgresStore::open(&full, aitrail_core::seal::ContentKey::new([7; 32]))
+            .await
+            .expect("the store over verify-full");
         aitrail_store::Store::logs(&store).await.unwrap();
         // ... and refused with another authority, or another host name.
         let wrong_ca =
@@ -268,7 +250,7 @@ mod tls {
         cluster.stop();
 
         // Without TLS: require refuses, prefer goes on in clear.
-        cluster.start(false);
+        cluster.start(&tls(&cluster, false));
         let refused = encrypted(&cluster.url("127.0.0.1", "sslmode=require")).await.unwrap_err();
         assert!(refused.to_lowercase().contains("tls") || refused.contains("ssl"), "{refused}");
         assert!(encrypted(&full).await.is_err());

@@ -9,6 +9,7 @@
 //! for the writer (WAL).
 
 mod admin;
+mod keyring;
 mod read;
 mod schema;
 mod write;
@@ -18,11 +19,13 @@ use std::sync::{Arc, Mutex};
 
 use aitrail_core::Timestamp;
 use aitrail_core::access::KeyId;
+use aitrail_core::seal::ContentKey;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Query, Receipt, Record, StoredRecord, TenantId};
 use aitrail_store::RowCheck;
 use aitrail_store::append::NewRecord;
 use aitrail_store::retention::{Hold, Mode, Purged, Selector};
+use aitrail_store::sealing::Opener;
 use aitrail_store::verify::Checked;
 use aitrail_store::{
     EntryPage, EntryRecord, LogHead, RawRow, RowPage, Store, StoreError, StoredCheckpoint,
@@ -37,6 +40,10 @@ pub use schema::MIGRATIONS;
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "aitrail.db";
+
+/// File name of the data keys' file inside the data dir (`keyring.rs`): apart from the
+/// database, so that erasure can rewrite it whole.
+pub const KEYS_FILE: &str = "aitrail-keys.db";
 
 /// How long a connection waits for another's lock before its statement fails.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -63,6 +70,8 @@ pub enum OpenError {
         "database {path} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("cannot seal the content of {path} stored before content was sealed: {why}")]
+    Sealing { path: PathBuf, why: String },
     #[error("no store at {path}: give the data dir that holds it (--data-dir)")]
     Missing { path: PathBuf },
     #[error(
@@ -88,17 +97,29 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the store in `data_dir`, applying pending migrations.
-    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        Self::open_with(data_dir, ReadMode::Mapped)
+    /// Open (creating if needed) the store in `data_dir`, applying pending migrations;
+    /// content is sealed and opened with `content_key`.
+    pub fn open(data_dir: &Path, content_key: ContentKey) -> Result<Self, OpenError> {
+        Self::open_with(data_dir, ReadMode::Mapped, content_key)
     }
 
     /// [`SqliteStore::open`], reading as `mode` says.
-    pub fn open_with(data_dir: &Path, mode: ReadMode) -> Result<Self, OpenError> {
-        Self::migrate(data_dir)?;
+    pub fn open_with(
+        data_dir: &Path,
+        mode: ReadMode,
+        content_key: ContentKey,
+    ) -> Result<Self, OpenError> {
+        let content_key = Arc::new(content_key);
+        Self::migrate(data_dir, &content_key)?;
         let path = data_dir.join(DB_FILE);
+        let keys_path = data_dir.join(KEYS_FILE);
         let db_err = |source| OpenError::Database { path: path.clone(), source };
         let conn = connect(&path, Access::ReadWrite).map_err(db_err)?;
+        let keys_err = |source| OpenError::Database { path: keys_path.clone(), source };
+        let keyring = keyring::Keyring::new(
+            keyring::connect(&keys_path, Access::ReadWrite).map_err(keys_err)?,
+            content_key.clone(),
+        );
         // Checkpoints (copying the WAL back into the database) run on a thread of their own,
         // so the writer spends its time on commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
@@ -114,10 +135,10 @@ impl SqliteStore {
         let state = writer.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || write::run(conn, queue, commits, &state))
+            .spawn(move || write::run(conn, keyring, queue, commits, &state))
             .map_err(spawn_err)?;
-        let readers = Arc::new(Readers::new(path, mode, Access::ReadWrite));
-        Ok(Self { jobs, read_only: false, writer, readers })
+        let readers = Readers::new(path, keys_path, mode, Access::ReadWrite, Some(content_key));
+        Ok(Self { jobs, read_only: false, writer, readers: Arc::new(readers) })
     }
 
     /// Open the store in `data_dir` to read only: nothing is migrated or written. With no
@@ -127,11 +148,19 @@ impl SqliteStore {
     /// refuse rather than mix two states. With a -wal (a server running, or a copy made while
     /// one ran), reads go through SQLite's usual locking, whose read marks live in the -shm
     /// file (made if missing): the one file such a read may touch.
-    pub fn open_read_only(data_dir: &Path, mode: ReadMode) -> Result<Self, OpenError> {
+    ///
+    /// Without `content_key` (no log key at hand) content stays sealed: reads show none,
+    /// and verify checks everything but the content commitments.
+    pub fn open_read_only(
+        data_dir: &Path,
+        mode: ReadMode,
+        content_key: Option<ContentKey>,
+    ) -> Result<Self, OpenError> {
         let path = data_dir.join(DB_FILE);
         if !path.is_file() {
             return Err(OpenError::Missing { path });
         }
+        let keys_path = data_dir.join(KEYS_FILE);
         let wal = sibling(&path, "-wal").exists();
         let access = if wal { Access::ReadOnly } else { Access::Immutable };
         // Taken before the first read: a change from here on fails the reads after it.
@@ -144,23 +173,33 @@ impl SqliteStore {
         if found > known {
             return Err(OpenError::TooNew { path, found, known });
         }
-        if found < known {
-            return Err(OpenError::TooOld { path, found, known });
+        // Content not yet sealed is a migration not yet finished.
+        if found < known || keyring::unsealed_remain(&conn).map_err(db_err)? {
+            return Err(OpenError::TooOld { path, found: found.min(known - 1), known });
         }
-        let readers = Readers { path, mode, access, opened_as, idle: Mutex::new(Vec::new()) };
+        if !keys_path.is_file() {
+            return Err(OpenError::Missing { path: keys_path });
+        }
+        let content_key = content_key.map(Arc::new);
+        let mut readers = Readers::new(path, keys_path, mode, access, content_key);
+        readers.opened_as = opened_as;
         // No writer: the queue's far end is dropped, and `append` refuses before it.
         let (jobs, _) = mpsc::channel(1);
         let writer = Arc::new(write::WriterState::default());
         Ok(Self { jobs, read_only: true, writer, readers: Arc::new(readers) })
     }
 
-    /// Apply pending migrations only; returns (version found, version now).
-    pub fn migrate(data_dir: &Path) -> Result<(i64, i64), OpenError> {
+    /// Apply pending migrations only, sealing content stored before content was sealed
+    /// with `content_key`; returns (version found, version now).
+    pub fn migrate(data_dir: &Path, content_key: &ContentKey) -> Result<(i64, i64), OpenError> {
         create_private_dir(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
-        for file in [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
-            if file == path || file.exists() {
+        let keys_path = data_dir.join(KEYS_FILE);
+        for file in
+            [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm"), keys_path.clone()]
+        {
+            if file == path || file == keys_path || file.exists() {
                 create_private_file(&file)
                     .map_err(|source| OpenError::DataDir { path: file.clone(), source })?;
             }
@@ -171,6 +210,12 @@ impl SqliteStore {
         if found > known {
             return Err(OpenError::TooNew { path, found, known });
         }
+        let keys_err = |source| OpenError::Database { path: keys_path.clone(), source };
+        let keys = keyring::connect(&keys_path, Access::ReadWrite).map_err(keys_err)?;
+        keyring::create(&keys).map_err(keys_err)?;
+        let mut keyring = keyring::Keyring::new(keys, Arc::new(content_key.clone()));
+        keyring::seal_unsealed(&mut conn, &mut keyring)
+            .map_err(|e| OpenError::Sealing { path: path.clone(), why: e.to_string() })?;
         Ok((found, known))
     }
 
@@ -178,6 +223,15 @@ impl SqliteStore {
     /// refusal a pooler may not pass on).
     fn writable(&self) -> Result<(), StoreError> {
         if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+    }
+
+    /// `f` on a connection of the pool with an opener of the content it reads.
+    async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Opener<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let key = self.readers.content_key.clone();
+        self.pooled(move |c| f(c, &mut Opener::new(key.as_deref()))).await
     }
 
     /// `f` on a connection of the pool, off the async workers: every read, and the writes
@@ -207,21 +261,21 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
-        self.pooled(move |c| read::get(c, id)).await
+        self.reading(move |c, o| read::get(c, o, id)).await
     }
 
     async fn list_rows(&self, query: &Query) -> Result<RowPage, StoreError> {
         let query = query.clone();
-        self.pooled(move |c| read::list_rows(c, &query)).await
+        self.reading(move |c, o| read::list_rows(c, o, &query)).await
     }
 
     async fn list_entries(&self, query: &Query) -> Result<EntryPage, StoreError> {
         let query = query.clone();
-        self.pooled(move |c| read::list_entries(c, &query)).await
+        self.reading(move |c, o| read::list_entries(c, o, &query)).await
     }
 
     async fn entry(&self, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
-        self.pooled(move |c| read::entry(c, id)).await
+        self.reading(move |c, o| read::entry(c, o, id)).await
     }
 
     async fn tiles(&self, tenant: &TenantId, ids: &[TileId]) -> Result<Vec<Tile>, StoreError> {
@@ -258,7 +312,7 @@ impl Store for SqliteStore {
     }
 
     async fn scan(&self, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
-        self.pooled(move |c| read::scan(c, from, to)).await
+        self.reading(move |c, o| read::scan(c, o, from, to)).await
     }
 
     async fn check_rows(
@@ -267,7 +321,7 @@ impl Store for SqliteStore {
         to: i64,
         check: RowCheck,
     ) -> Result<Vec<Checked>, StoreError> {
-        self.pooled(move |c| read::check_rows(c, from, to, check)).await
+        self.reading(move |c, o| read::check_rows(c, o, from, to, check)).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
@@ -317,6 +371,22 @@ impl Store for SqliteStore {
         }
         let (tenant, selector) = (tenant.clone(), selector.clone());
         self.pooled(move |c| admin::purge_content(c, &tenant, &selector, mode)).await
+    }
+
+    async fn retire_keys(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.writable()?;
+        let (tenant, selector) = (tenant.clone(), selector.clone());
+        self.pooled(move |c| keyring::retire(c, &tenant, &selector)).await
+    }
+
+    async fn destroy_keys(&self, tenant: &TenantId, keys: &[Uuid]) -> Result<u64, StoreError> {
+        self.writable()?;
+        let (tenant, keys) = (tenant.clone(), keys.to_vec());
+        self.pooled(move |c| keyring::destroy(c, &tenant, &keys)).await
     }
 
     async fn content_seqs(
@@ -410,6 +480,9 @@ impl Store for SqliteStore {
 /// Read connections, opened on demand and kept for reuse.
 struct Readers {
     path: PathBuf,
+    /// The data keys' file, attached to every read connection as `keyring`.
+    keys_path: PathBuf,
+    content_key: Option<Arc<ContentKey>>,
     mode: ReadMode,
     access: Access,
     /// The database file as an immutable open found it: reads refuse once it changes.
@@ -419,7 +492,7 @@ struct Readers {
 
 /// How a connection opens the database file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     /// The store's own: WAL, every commit fsync'd.
     ReadWrite,
     /// Reading while a server may write: SQLite's usual locking, through its -shm file.
@@ -466,8 +539,15 @@ pub enum ReadMode {
 }
 
 impl Readers {
-    fn new(path: PathBuf, mode: ReadMode, access: Access) -> Self {
-        Self { path, mode, access, opened_as: None, idle: Mutex::new(Vec::new()) }
+    fn new(
+        path: PathBuf,
+        keys_path: PathBuf,
+        mode: ReadMode,
+        access: Access,
+        content_key: Option<Arc<ContentKey>>,
+    ) -> Self {
+        let idle = Mutex::new(Vec::new());
+        Self { path, keys_path, content_key, mode, access, opened_as: None, idle }
     }
 
     fn with<T>(
@@ -479,6 +559,7 @@ impl Readers {
             Some(c) => c,
             None => {
                 let conn = connect(&self.path, self.access).map_err(read::backend)?;
+                keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
                 if self.mode == ReadMode::Copied {
                     conn.pragma_update(None, "mmap_size", 0).map_err(read::backend)?;
                     conn.pragma_update(None, "cache_size", -2048).map_err(read::backend)?;
@@ -502,7 +583,9 @@ fn connect(path: &Path, access: Access) -> rusqlite::Result<Connection> {
     let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match access {
         Access::ReadWrite => Connection::open_with_flags(path, OpenFlags::default())?,
-        Access::ReadOnly => Connection::open_with_flags(path, read_only)?,
+        Access::ReadOnly => {
+            Connection::open_with_flags(path, read_only | OpenFlags::SQLITE_OPEN_URI)?
+        }
         Access::Immutable => Connection::open_with_flags(
             format!("file:{}?immutable=1", uri_path(path)),
             read_only | OpenFlags::SQLITE_OPEN_URI,
@@ -524,7 +607,7 @@ fn connect(path: &Path, access: Access) -> rusqlite::Result<Connection> {
 }
 
 /// `path` for a `file:` URI: every byte but unreserved ones and `/` percent-encoded.
-fn uri_path(path: &Path) -> String {
+pub(crate) fn uri_path(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::new();
     for &b in path.as_os_str().as_bytes() {

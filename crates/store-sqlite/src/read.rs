@@ -8,13 +8,14 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::retention::Hold;
+use aitrail_store::sealing::{Opener, SealedColumns};
 use aitrail_store::sql::{self, Param, RecordColumns, column_at};
 use aitrail_store::verify::Checked;
-use aitrail_store::{ContentRef, RowCheck, RowRef};
 use aitrail_store::{
     EntryPage, EntryRecord, EntryRow, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint,
-    StoredKey, content_from_columns,
+    StoredKey,
 };
+use aitrail_store::{RowCheck, RowContentRef, RowRef};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
@@ -29,16 +30,37 @@ fn columns() -> &'static str {
     &COLUMNS
 }
 
-/// How a record row finds its entry and content. A row whose entry is gone reads as an
-/// empty entry, which verify names, rather than vanishing from the answer.
-const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos";
+/// How a record row finds its entry, its sealed content and that content's data key (in
+/// the key file, attached as `keyring`). A row whose entry is gone reads as an empty
+/// entry, which verify names, rather than vanishing from the answer.
+const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos \
+                    LEFT JOIN keyring.data_keys k ON k.id = c.key_id";
+
+/// A BLOB (or TEXT) column's bytes, borrowed from the row.
+fn blob<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Text(b) | ValueRef::Blob(b) => Some(b),
+        _ => Some(&[]),
+    })
+}
+
+/// The sealed content columns of a record read.
+fn sealed<'r>(row: &'r Row<'_>, at: &RecordColumns) -> rusqlite::Result<SealedColumns<'r>> {
+    Ok(SealedColumns {
+        sealed: blob(row, at.sealed)?,
+        key_id: blob(row, at.key_id)?,
+        wrapped: blob(row, at.wrapped)?,
+        hashes: [blob(row, at.prompt_hash)?, blob(row, at.response_hash)?],
+    })
+}
 
 /// The record columns of a statement's result, by name.
 fn record_columns(stmt: &CachedStatement<'_>) -> Result<RecordColumns, StoreError> {
     RecordColumns::find(&stmt.column_names())
 }
 
-fn raw_row(row: &Row<'_>, at: &RecordColumns) -> rusqlite::Result<RawRow> {
+fn raw_row(row: &Row<'_>, at: &RecordColumns, opener: &mut Opener<'_>) -> rusqlite::Result<RawRow> {
     let mut text: [Option<String>; TextField::ALL.len()] = Default::default();
     for (t, &i) in text.iter_mut().zip(&at.text) {
         *t = row.get(i)?;
@@ -56,46 +78,58 @@ fn raw_row(row: &Row<'_>, at: &RecordColumns) -> rusqlite::Result<RawRow> {
             success: row.get(at.success)?,
         },
     };
-    let content = content_from_columns(
-        row.get(at.salt)?,
-        [row.get(at.prompt)?, row.get(at.response)?, row.get(at.prompt_variables)?],
-        [row.get(at.prompt_hash)?, row.get(at.response_hash)?],
-    );
+    let content = opener.open(&columns.fields.tenant_id, &columns.id, sealed(row, at)?);
     let entry: Option<Vec<u8>> = row.get(at.entry)?;
     Ok(RawRow { pos: row.get(at.pos)?, columns, entry: entry.unwrap_or_default(), content })
 }
 
-pub(crate) fn get(c: &Connection, id: Uuid) -> Result<Option<StoredRecord>, StoreError> {
-    let raw = raw_by_id(c, id)?;
+pub(crate) fn get(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    id: Uuid,
+) -> Result<Option<StoredRecord>, StoreError> {
+    let raw = raw_by_id(c, opener, id)?;
     raw.as_ref().map(RawRow::to_record).transpose()
 }
 
-fn raw_by_id(c: &Connection, id: Uuid) -> Result<Option<RawRow>, StoreError> {
+fn raw_by_id(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    id: Uuid,
+) -> Result<Option<RawRow>, StoreError> {
     let sql = format!("SELECT {} FROM records r {JOIN} WHERE r.id = ?1", columns());
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let at = record_columns(&stmt)?;
-    let row = stmt.query_row([id.hyphenated().to_string()], |row| raw_row(row, &at));
+    let row = stmt.query_row([id.hyphenated().to_string()], |row| raw_row(row, &at, opener));
     row.optional().map_err(backend)
 }
 
-pub(crate) fn entry(c: &Connection, id: Uuid) -> Result<Option<EntryRecord>, StoreError> {
-    let Some(raw) = raw_by_id(c, id)? else { return Ok(None) };
+pub(crate) fn entry(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    id: Uuid,
+) -> Result<Option<EntryRecord>, StoreError> {
+    let Some(raw) = raw_by_id(c, opener, id)? else { return Ok(None) };
     let tenant_id = TenantId::parse(&raw.columns.fields.tenant_id)
         .map_err(|e| StoreError::Corrupt(format!("record {id}: tenant_id {e}")))?;
     Ok(Some(EntryRecord {
         tenant_id,
         seq: raw.columns.seq as u64,
+        content: raw.content.into_kept(&raw.columns.id)?,
         entry: raw.entry,
-        content: raw.content,
     }))
 }
 
-pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError> {
+pub(crate) fn list_rows(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    q: &Query,
+) -> Result<RowPage, StoreError> {
     let (sql, params) = list_sql(q);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let at = record_columns(&stmt)?;
     let mut rows = stmt
-        .query_map(params_from_iter(params), |row| raw_row(row, &at))
+        .query_map(params_from_iter(params), |row| raw_row(row, &at, opener))
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)?;
@@ -107,41 +141,54 @@ pub(crate) fn list_rows(c: &Connection, q: &Query) -> Result<RowPage, StoreError
 }
 
 /// The same page, entries and content only (exports read millions of them).
-pub(crate) fn list_entries(c: &Connection, q: &Query) -> Result<EntryPage, StoreError> {
+pub(crate) fn list_entries(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    q: &Query,
+) -> Result<EntryPage, StoreError> {
     let (sql, params) = list_sql_of(q, ENTRY_COLUMNS);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let names = stmt.column_names();
     let at = |name| column_at(&names, name);
-    let [pos, id, seq, entry, salt, prompt, response, prompt_variables] = [
+    let [pos, id, seq, tenant, entry, key_id, sealed, wrapped] = [
         at("pos")?,
         at("id")?,
         at("seq")?,
+        at("tenant_id")?,
         at("entry")?,
-        at("salt")?,
-        at("prompt")?,
-        at("response")?,
-        at("prompt_variables")?,
+        at("key_id")?,
+        at("sealed")?,
+        at("wrapped")?,
     ];
     drop(names);
-    let entry_row = |row: &Row<'_>| -> rusqlite::Result<EntryRow> {
+    let mut entry_row = |row: &Row<'_>| -> rusqlite::Result<(EntryRow, _)> {
         let entry_bytes: Option<Vec<u8>> = row.get(entry)?;
-        Ok(EntryRow {
+        let id: String = row.get(id)?;
+        let columns = SealedColumns {
+            sealed: blob(row, sealed)?,
+            key_id: blob(row, key_id)?,
+            wrapped: blob(row, wrapped)?,
+            hashes: [None, None],
+        };
+        let content = opener.open(row.get_ref(tenant)?.as_str()?, &id, columns);
+        let row = EntryRow {
             pos: row.get(pos)?,
-            id: row.get(id)?,
+            id,
             seq: row.get(seq)?,
             entry: entry_bytes.unwrap_or_default(),
-            content: content_from_columns(
-                row.get(salt)?,
-                [row.get(prompt)?, row.get(response)?, row.get(prompt_variables)?],
-                [None, None],
-            ),
-        })
+            content: None,
+        };
+        Ok((row, content))
     };
     let mut rows = stmt
-        .query_map(params_from_iter(params), entry_row)
+        .query_map(params_from_iter(params), |row| entry_row(row))
         .map_err(backend)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(backend)?;
+        .map(|row| {
+            let (mut row, content) = row.map_err(backend)?;
+            row.content = content.into_kept(&row.id)?;
+            Ok(row)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let limit = q.limit as usize;
     let next_cursor = (rows.len() > limit).then(|| Cursor(rows[limit - 1].pos));
     rows.truncate(limit);
@@ -150,7 +197,7 @@ pub(crate) fn list_entries(c: &Connection, q: &Query) -> Result<EntryPage, Store
 
 /// What [`list_entries`] selects.
 const ENTRY_COLUMNS: &str =
-    "r.pos, r.id, r.seq, e.entry, c.salt, c.prompt, c.response, c.prompt_variables";
+    "r.pos, r.id, r.seq, r.tenant_id, e.entry, c.key_id, c.sealed, k.wrapped";
 
 /// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {
@@ -338,6 +385,7 @@ pub(crate) fn pos_span(c: &Connection) -> Result<Option<(i64, i64)>, StoreError>
 /// copied. A text column that is not UTF-8 reads as U+FFFD, which matches nothing logged.
 pub(crate) fn check_rows(
     c: &Connection,
+    opener: &mut Opener<'_>,
     from: i64,
     to: i64,
     check: RowCheck,
@@ -349,14 +397,7 @@ pub(crate) fn check_rows(
             _ => Some("\u{FFFD}"),
         })
     }
-    fn bytes<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
-        Ok(match row.get_ref(i)? {
-            ValueRef::Null => None,
-            ValueRef::Text(b) | ValueRef::Blob(b) => Some(b),
-            _ => Some(&[]),
-        })
-    }
-    let one = |row: &Row<'_>, at: &RecordColumns| -> rusqlite::Result<Checked> {
+    let mut one = |row: &Row<'_>, at: &RecordColumns| -> rusqlite::Result<Checked> {
         let mut texts: [Option<&str>; TextField::ALL.len()] = [None; TextField::ALL.len()];
         for (t, &i) in texts.iter_mut().zip(&at.text) {
             *t = text(row, i)?;
@@ -371,15 +412,9 @@ pub(crate) fn check_rows(
             temperature: row.get(at.temperature)?,
             success: row.get(at.success)?,
         };
-        let content = match bytes(row, at.salt)? {
-            None => None,
-            Some(salt) => {
-                let fields = [at.prompt, at.response, at.prompt_variables];
-                let [prompt, response, variables] = fields.map(|i| bytes(row, i));
-                Some(ContentRef { salt, fields: [prompt?, response?, variables?] })
-            }
-        };
-        let entry = bytes(row, at.entry)?.unwrap_or_default();
+        let content = opener.open(columns.tenant_id, columns.id, sealed(row, at)?);
+        let content = RowContentRef::of(&content);
+        let entry = blob(row, at.entry)?.unwrap_or_default();
         Ok(check(&RowRef { pos: row.get(at.pos)?, columns, entry, content }))
     };
     let sql = format!(
@@ -396,14 +431,19 @@ pub(crate) fn check_rows(
     Ok(out)
 }
 
-pub(crate) fn scan(c: &Connection, from: i64, to: i64) -> Result<Vec<RawRow>, StoreError> {
+pub(crate) fn scan(
+    c: &Connection,
+    opener: &mut Opener<'_>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<RawRow>, StoreError> {
     let sql = format!(
         "SELECT {} FROM records r {JOIN} WHERE r.pos >= ?1 AND r.pos < ?2 ORDER BY r.pos",
         columns()
     );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let at = record_columns(&stmt)?;
-    stmt.query_map(params![from, to], |row| raw_row(row, &at))
+    stmt.query_map(params![from, to], |row| raw_row(row, &at, opener))
         .map_err(backend)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)

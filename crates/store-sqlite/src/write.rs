@@ -8,6 +8,8 @@ use rusqlite::{Connection, ToSql, Transaction, TransactionBehavior, params, para
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::keyring::Keyring;
+
 /// Records one commit may carry before the writer answers and starts the next; bounds the
 /// latency a huge group would add for everyone in it.
 const MAX_GROUP_RECORDS: usize = 50_000;
@@ -56,6 +58,7 @@ const COMMITS_PER_NUDGE: u32 = 8;
 /// Every few commits it nudges the checkpointer, without ever waiting for it.
 pub(crate) fn run(
     mut conn: Connection,
+    mut keyring: Keyring,
     mut queue: mpsc::Receiver<Job>,
     committed: std::sync::mpsc::SyncSender<()>,
     state: &WriterState,
@@ -82,7 +85,7 @@ pub(crate) fn run(
             }
         }
         if !group.is_empty() {
-            commit_group(&mut conn, group, state);
+            commit_group(&mut conn, &mut keyring, group, state);
             commits = commits.wrapping_add(1);
             if commits.is_multiple_of(COMMITS_PER_NUDGE) {
                 let _ = committed.try_send(());
@@ -119,7 +122,12 @@ pub(crate) fn checkpoint_loop(conn: Connection, committed: std::sync::mpsc::Rece
 
 /// Commit every job of the group in one transaction. Should that fail, each job is retried
 /// in a transaction of its own, so one failing append never takes the others down.
-fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) {
+fn commit_group(
+    conn: &mut Connection,
+    keyring: &mut Keyring,
+    group: Vec<Append>,
+    state: &WriterState,
+) {
     let together = (|| {
         let tx =
             state.waiting_for(|| conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
@@ -128,12 +136,15 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) 
             tx.query_row("SELECT coalesce(max(pos), 0) + 1 FROM records", [], |r| r.get(0))?;
         let receipts = group
             .iter()
-            .map(|job| insert_rows(&tx, &job.rows, &mut next_pos, &mut leaves))
+            .map(|job| insert_rows(&tx, keyring, &job.rows, &mut next_pos, &mut leaves))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         update_tiles(&tx, &leaves)?;
         tx.commit()?;
         Ok::<_, rusqlite::Error>(receipts)
     })();
+    if together.is_err() {
+        keyring.forget();
+    }
     match together {
         Ok(receipts) => {
             for (job, r) in group.into_iter().zip(receipts) {
@@ -152,7 +163,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) 
         Err(e) => {
             tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
             for job in group {
-                commit_group(conn, vec![job], state);
+                commit_group(conn, keyring, vec![job], state);
             }
         }
     }
@@ -160,19 +171,23 @@ fn commit_group(conn: &mut Connection, group: Vec<Append>, state: &WriterState) 
 
 fn insert_rows(
     tx: &Transaction<'_>,
+    keyring: &mut Keyring,
     rows: &[NewRecord],
     next_pos: &mut i64,
     leaves: &mut NewLeaves,
 ) -> rusqlite::Result<Vec<Receipt>> {
-    // Claim each tenant's seq range with one statement.
+    // Claim each tenant's seq range with one statement, and read its key epoch: the
+    // data keys cached at another are dropped (`aitrail_store::sealing`).
     let mut claim = tx.prepare_cached(
         "INSERT INTO logs (tenant_id, size) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO UPDATE SET size = size + excluded.size
-         RETURNING size",
+         RETURNING size, key_epoch",
     )?;
     let mut starts = append::counts(rows);
     for (tenant, n) in &mut starts {
-        let size: i64 = claim.query_row(params![tenant, *n as i64], |row| row.get(0))?;
+        let (size, epoch): (i64, i64) =
+            claim.query_row(params![tenant, *n as i64], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        keyring.at_epoch(tenant, epoch);
         *n = size as u64 - *n;
     }
     let (placed, receipts) = append::place(rows, &starts, Timestamp::now(), leaves);
@@ -214,29 +229,27 @@ fn insert_rows(
     let entries: Vec<[&dyn ToSql; 2]> =
         placed.iter().zip(&pos).map(|(row, pos)| [pos as &dyn ToSql, &row.entry]).collect();
     insert_all(tx, "INSERT INTO entries (pos, entry)", &entries)?;
-    let contents: Vec<_> = placed
+    let sealed = keyring.seal(&placed).map_err(|e| {
+        rusqlite::Error::ToSqlConversionFailure(format!("content could not be sealed: {e}").into())
+    })?;
+    let contents: Vec<_> = sealed
         .iter()
         .zip(&pos)
-        .filter_map(|(row, pos)| {
-            let c = row.content?;
-            let field = |name: &str| c.fields.get(name);
-            Some((
-                pos,
-                c.salt.as_slice(),
-                [field("prompt"), field("response"), field("prompt_variables")],
-                [c.hashes.prompt.map(|h| h.0), c.hashes.response.map(|h| h.0)],
-            ))
+        .filter_map(|(sealed, pos)| {
+            let c = sealed.as_ref()?;
+            let hashes = [c.hashes.prompt.map(|h| h.0), c.hashes.response.map(|h| h.0)];
+            Some((pos, c.key_id.as_bytes(), &c.sealed, hashes))
         })
         .collect();
-    let contents: Vec<[&dyn ToSql; 7]> = contents
+    let contents: Vec<[&dyn ToSql; 5]> = contents
         .iter()
-        .map(|(pos, salt, [prompt, response, variables], [prompt_hash, response_hash])| {
-            [*pos as &dyn ToSql, salt, prompt, response, variables, prompt_hash, response_hash]
+        .map(|(pos, key_id, sealed, [prompt_hash, response_hash])| {
+            [*pos as &dyn ToSql, key_id, sealed, prompt_hash, response_hash]
         })
         .collect();
     insert_all(
         tx,
-        "INSERT INTO contents (pos, salt, prompt, response, prompt_variables, prompt_hash, response_hash)",
+        "INSERT INTO contents (pos, key_id, sealed, prompt_hash, response_hash)",
         &contents,
     )?;
     Ok(receipts)

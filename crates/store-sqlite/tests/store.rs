@@ -4,8 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use aitrail_core::seal::ContentKey;
 use aitrail_store::Store;
-use aitrail_store_sqlite::{DB_FILE, MIGRATIONS, SqliteStore};
+use aitrail_store_sqlite::{DB_FILE, KEYS_FILE, MIGRATIONS, SqliteStore};
+
+/// The key the tests' stores seal content with (no log key is involved here).
+fn key() -> ContentKey {
+    ContentKey::new([7; 32])
+}
 
 /// The proxy's fail modes closed and strict refuse calls on a failed probe, so it must say
 /// no at once while another connection holds the write lock, also while an append of this
@@ -14,7 +20,7 @@ use aitrail_store_sqlite::{DB_FILE, MIGRATIONS, SqliteStore};
 #[tokio::test]
 async fn the_write_probe_says_no_at_once_while_another_connection_holds_the_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
+    let store = SqliteStore::open(dir.path(), key()).unwrap();
     store.probe_write().await.unwrap();
     let other = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -60,9 +66,9 @@ async fn entries_stored_before_their_table_existed_survive_the_move() {
         }
         conn.execute("INSERT INTO logs (tenant_id, size) VALUES ('t', 3)", []).unwrap();
     }
-    let (found, now) = SqliteStore::migrate(dir.path()).unwrap();
+    let (found, now) = SqliteStore::migrate(dir.path(), &key()).unwrap();
     assert_eq!((found, now), (4, MIGRATIONS.len() as i64));
-    let store = SqliteStore::open(dir.path()).unwrap();
+    let store = SqliteStore::open(dir.path(), key()).unwrap();
     let (first, last) = store.pos_span().await.unwrap().unwrap();
     let rows = store.scan(first, last + 1).await.unwrap();
     let moved: Vec<Vec<u8>> = rows.into_iter().map(|r| r.entry).collect();
@@ -76,7 +82,7 @@ async fn entries_stored_before_their_table_existed_survive_the_move() {
 fn filters_on_optional_columns_walk_their_partial_indexes() {
     use aitrail_core::query::TextField;
     let dir = tempfile::tempdir().unwrap();
-    SqliteStore::migrate(dir.path()).unwrap();
+    SqliteStore::migrate(dir.path(), &key()).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let filters = TextField::ALL
         .iter()
@@ -110,7 +116,7 @@ fn filters_on_optional_columns_walk_their_partial_indexes() {
 async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
     use aitrail_store_sqlite::{OpenError, ReadMode};
     let dir = tempfile::tempdir().unwrap();
-    let missing = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap_err();
+    let missing = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, None).unwrap_err();
     assert!(matches!(missing, OpenError::Missing { .. }), "{missing}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a read made a file");
 
@@ -120,10 +126,10 @@ async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
     }
-    let old = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap_err();
+    let old = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, None).unwrap_err();
     assert!(matches!(old, OpenError::TooOld { found: 1, .. }), "{old}");
-    SqliteStore::migrate(dir.path()).unwrap();
-    let writer = SqliteStore::open(dir.path()).unwrap();
+    SqliteStore::migrate(dir.path(), &key()).unwrap();
+    let writer = SqliteStore::open(dir.path(), key()).unwrap();
     writer.append(vec![record()]).await.unwrap();
     drop(writer);
     // The writer's threads close their connections as they end; wait for the last.
@@ -134,7 +140,7 @@ async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
     }
     assert!(!wal.exists(), "the writer never closed");
 
-    let reader = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped).unwrap();
+    let reader = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, None).unwrap();
     let refused = reader.append(vec![record()]).await;
     assert!(matches!(refused, Err(aitrail_store::StoreError::ReadOnly)), "{refused:?}");
     assert_eq!(reader.tenants().await.unwrap().len(), 1);
@@ -144,10 +150,10 @@ async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
         names.sort();
         names
     };
-    assert_eq!(files(), [DB_FILE], "a read made SQLite's -wal or -shm");
+    assert_eq!(files(), [KEYS_FILE, DB_FILE], "a read made SQLite's -wal, -shm or a journal");
 
     // A writer starts, and the file changes under the reader.
-    let writer = SqliteStore::open(dir.path()).unwrap();
+    let writer = SqliteStore::open(dir.path(), key()).unwrap();
     for _ in 0..50 {
         writer.append(vec![record()]).await.unwrap();
     }
@@ -175,11 +181,13 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     // A fresh store, in a dir the operator made wide open.
     std::fs::create_dir(&dir).unwrap();
     set(&dir, 0o755);
-    let store = SqliteStore::open(&dir).unwrap();
+    let store = SqliteStore::open(&dir, key()).unwrap();
     let record = aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
     store.append(vec![record.clone()]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
+    for name in
+        [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), KEYS_FILE.into()]
+    {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
     drop(store);
@@ -193,10 +201,127 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     drop(old);
     set(&dir, 0o755);
     set(&dir.join(DB_FILE), 0o644);
-    let store = SqliteStore::open(&dir).unwrap();
+    let store = SqliteStore::open(&dir, key()).unwrap();
     store.append(vec![record]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm")] {
+    for name in
+        [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), KEYS_FILE.into()]
+    {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
+}
+
+/// A store an older aitrail wrote (migration 9: content in clear) is sealed by the first
+/// open of this one: every record reads back as it was, and no byte of the plaintext
+/// stays in the database, its WAL or the key file (the file is rewritten).
+#[tokio::test]
+async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
+    use aitrail_core::Query;
+    let dir = tempfile::tempdir().unwrap();
+    let text = |i: usize| {
+        format!("prompt {i:02} stored in clear by an older aitrail, {}", "x".repeat(400))
+    };
+    let listing = Query::from_pairs([("tenant_id", "t"), ("limit", "100")]).unwrap();
+    let before = {
+        let store = SqliteStore::open(dir.path(), key()).unwrap();
+        let records = (0..30)
+            .map(|i| {
+                let body = format!(
+                    r#"{{"tenant_id": "t", "user_id": "u{}", "session_id": "s{}", "prompt": "{}", "response": "r{i}"}}"#,
+                    i % 3,
+                    i % 5,
+                    text(i)
+                );
+                aitrail_core::ingest::parse_record(&body, "").unwrap()
+            })
+            .collect();
+        store.append(records).await.unwrap();
+        store.list(&listing).await.unwrap().records
+    };
+    wait_for_close(dir.path()).await;
+    store_in_clear_as_migration_9_did(dir.path());
+    let files = || {
+        [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), KEYS_FILE.to_owned()]
+            .map(|f| std::fs::read(dir.path().join(f)).unwrap_or_default())
+    };
+    let in_files = |needle: &str| {
+        files().iter().any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    assert!(in_files(&text(7)), "the older layout holds the text in clear");
+
+    let store = SqliteStore::open(dir.path(), key()).unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before);
+    drop(store);
+    wait_for_close(dir.path()).await;
+    for i in 0..30 {
+        assert!(!in_files(&text(i)[..30]), "prompt {i} stayed in clear");
+    }
+    let store = SqliteStore::open(dir.path(), key()).unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before, "sealed for good");
+}
+
+/// Until the store's threads close their connections (the -wal goes with the last).
+async fn wait_for_close(dir: &std::path::Path) {
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    let until = Instant::now() + Duration::from_secs(10);
+    while wal.exists() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!wal.exists(), "the store never closed");
+}
+
+/// Turn a store of this version back into migration 9's layout: content in clear (opened
+/// here with the test's key), no key file, no key epochs.
+fn store_in_clear_as_migration_9_did(dir: &std::path::Path) {
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    let keys = rusqlite::Connection::open(dir.join(KEYS_FILE)).unwrap();
+    // pos, record id, tenant, key id, sealed bytes, keyed hashes.
+    type Sealed = (i64, String, String, Vec<u8>, Vec<u8>, [Option<Vec<u8>>; 2]);
+    let sealed: Vec<Sealed> = conn
+        .prepare("SELECT c.pos, r.id, r.tenant_id, c.key_id, c.sealed, c.prompt_hash, c.response_hash FROM contents c JOIN records r ON r.pos = c.pos")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, [r.get(5)?, r.get(6)?]))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    conn.execute_batch(
+        "DROP INDEX contents_prompt_hash; DROP INDEX contents_response_hash; DROP TABLE contents;
+         CREATE TABLE contents (pos INTEGER PRIMARY KEY, salt BLOB NOT NULL CHECK (length(salt) = 32),
+             prompt TEXT, response TEXT, prompt_variables TEXT,
+             prompt_hash BLOB CHECK (length(prompt_hash) = 32),
+             response_hash BLOB CHECK (length(response_hash) = 32)) STRICT;
+         CREATE INDEX contents_prompt_hash ON contents (prompt_hash) WHERE prompt_hash IS NOT NULL;
+         CREATE INDEX contents_response_hash ON contents (response_hash) WHERE response_hash IS NOT NULL;
+         ALTER TABLE logs DROP COLUMN key_epoch;
+         PRAGMA user_version = 9;",
+    )
+    .unwrap();
+    for (pos, id, tenant, key_id, bytes, [prompt_hash, response_hash]) in sealed {
+        let key_id = aitrail_store::uuid::Uuid::from_slice(&key_id).unwrap();
+        let wrapped: Vec<u8> = keys
+            .query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [key_id.as_bytes()], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let data_key = key().unwrap(&tenant, &key_id, &wrapped).unwrap();
+        let content = data_key.open(&id.parse().unwrap(), &bytes).unwrap();
+        let field = |name: &str| content.fields.get(name).cloned();
+        conn.execute(
+            "INSERT INTO contents (pos, salt, prompt, response, prompt_variables, prompt_hash, response_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                pos,
+                content.salt,
+                field("prompt"),
+                field("response"),
+                field("prompt_variables"),
+                prompt_hash,
+                response_hash
+            ],
+        )
+        .unwrap();
+    }
+    drop(keys);
+    std::fs::remove_file(dir.join(KEYS_FILE)).unwrap();
 }

@@ -13,6 +13,7 @@
 pub mod append;
 pub mod proofs;
 pub mod retention;
+pub mod sealing;
 pub mod sql;
 pub mod verify;
 
@@ -23,6 +24,8 @@ use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, Receipt, Record, StoredRecord, TenantId, Timestamp};
 use async_trait::async_trait;
 use uuid::Uuid;
+
+pub use sealing::RowContent;
 
 pub use uuid;
 
@@ -163,26 +166,7 @@ pub struct RawRow {
     pub pos: i64,
     pub columns: RowColumns,
     pub entry: Vec<u8>,
-    pub content: Option<Content>,
-}
-
-/// A record's content as a backend reads it: its salt (none once purged), the prompt,
-/// response and prompt variables columns, and the keyed hashes of prompt and response.
-pub fn content_from_columns(
-    salt: Option<Vec<u8>>,
-    fields: [Option<String>; 3],
-    hashes: [Option<Vec<u8>>; 2],
-) -> Option<Content> {
-    let salt = salt?;
-    let names = ["prompt", "response", "prompt_variables"];
-    let fields =
-        names.into_iter().zip(fields).filter_map(|(n, v)| Some((n.to_owned(), v?))).collect();
-    // A salt of another length is kept zeroed: its commitments will not match, and
-    // verify says so.
-    let [prompt, response] =
-        hashes.map(|h| h.and_then(|h| h.try_into().ok()).map(aitrail_core::entry::KeyedHash));
-    let hashes = aitrail_core::entry::KeyedHashes { prompt, response };
-    Some(Content { salt: salt.try_into().unwrap_or([0; 32]), fields, hashes })
+    pub content: RowContent,
 }
 
 /// A stored row borrowed from wherever it is read (a backend's buffers, a [`RawRow`]),
@@ -192,8 +176,34 @@ pub struct RowRef<'a> {
     pub pos: i64,
     pub columns: ColumnsRef<'a>,
     pub entry: &'a [u8],
-    /// `None` once purged.
-    pub content: Option<ContentRef<'a>>,
+    pub content: RowContentRef<'a>,
+}
+
+/// A row's content as [`RowRef`] borrows it: [`RowContent`] with the kept content borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum RowContentRef<'a> {
+    Kept(ContentRef<'a>),
+    Gone,
+    Sealed,
+    Unreadable(&'a str),
+}
+
+impl<'a> RowContentRef<'a> {
+    /// The content `content` holds, borrowed.
+    pub fn of(content: &'a RowContent) -> Self {
+        match content {
+            RowContent::Kept(c) => {
+                let field = |name: &str| c.fields.get(name).map(|v| v.as_bytes());
+                RowContentRef::Kept(ContentRef {
+                    salt: c.salt.as_slice(),
+                    fields: CONTENT_COLUMNS.map(field),
+                })
+            }
+            RowContent::Gone => RowContentRef::Gone,
+            RowContent::Sealed => RowContentRef::Sealed,
+            RowContent::Unreadable(why) => RowContentRef::Unreadable(why),
+        }
+    }
 }
 
 /// A record's content as stored: its salt, and its fields in [`CONTENT_COLUMNS`] order.
@@ -212,10 +222,7 @@ pub const CONTENT_COLUMNS: [&str; 3] = ["prompt", "response", "prompt_variables"
 
 impl RawRow {
     pub fn borrow(&self) -> RowRef<'_> {
-        let content = self.content.as_ref().map(|c| {
-            let field = |name: &str| c.fields.get(name).map(|v| v.as_bytes());
-            ContentRef { salt: c.salt.as_slice(), fields: CONTENT_COLUMNS.map(field) }
-        });
+        let content = RowContentRef::of(&self.content);
         RowRef { pos: self.pos, columns: self.columns.borrow(), entry: &self.entry, content }
     }
 
@@ -224,7 +231,13 @@ impl RawRow {
     pub fn to_record(&self) -> Result<StoredRecord, StoreError> {
         let corrupt =
             |e: EntryError| StoreError::Corrupt(format!("record {}: {e}", self.columns.id));
-        Entry::decode(&self.entry).and_then(|e| e.to_stored(self.content.as_ref())).map_err(corrupt)
+        if let RowContent::Unreadable(why) = &self.content {
+            return Err(StoreError::Corrupt(format!(
+                "record {}: its content {why}",
+                self.columns.id
+            )));
+        }
+        Entry::decode(&self.entry).and_then(|e| e.to_stored(self.content.kept())).map_err(corrupt)
     }
 }
 
@@ -283,14 +296,19 @@ pub trait Store: Send + Sync + 'static {
     /// backend may read just those columns.
     async fn list_entries(&self, query: &Query) -> Result<EntryPage, StoreError> {
         let page = self.list_rows(query).await?;
-        let rows = page.rows.into_iter().map(|r| EntryRow {
-            pos: r.pos,
-            id: r.columns.id,
-            seq: r.columns.seq,
-            entry: r.entry,
-            content: r.content,
+        let rows = page.rows.into_iter().map(|r| {
+            Ok(EntryRow {
+                content: r.content.into_kept(&r.columns.id)?,
+                pos: r.pos,
+                id: r.columns.id,
+                seq: r.columns.seq,
+                entry: r.entry,
+            })
         });
-        Ok(EntryPage { rows: rows.collect(), next_cursor: page.next_cursor })
+        Ok(EntryPage {
+            rows: rows.collect::<Result<_, StoreError>>()?,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// A record's entry and content, by id.
@@ -379,6 +397,20 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         selector: &retention::Selector,
     ) -> Result<(Vec<u64>, u64), StoreError>;
+
+    /// Retire the data keys of the tenant's records `selector` picks (a user or a session),
+    /// but for those of held sessions: no content is sealed under them from now on, and
+    /// every append under them has committed when this returns. Their ids, with those of
+    /// keys an erasure retired but did not get to destroy.
+    async fn retire_keys(
+        &self,
+        tenant: &TenantId,
+        selector: &retention::Selector,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Destroy these retired data keys of the tenant for good: deleted, and the key table
+    /// compacted so that no copy of them remains in its files. How many were destroyed.
+    async fn destroy_keys(&self, tenant: &TenantId, keys: &[Uuid]) -> Result<u64, StoreError>;
 
     /// The seqs of the tenant's records recorded before `cutoff`, but for those in held
     /// sessions, in order; and how many were held.

@@ -8,15 +8,15 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// The columns every record read selects, over `records r` and `contents c`; `entry` names
+/// The columns every record read selects, over `records r`, `contents c` and the data
+/// keys `k` (`data_keys`, joined on `c.key_id`); `entry` names
 /// where the backend keeps the entry (`r.entry`, `e.entry`). Readers find them by name
 /// ([`RecordColumns::find`]), so their order here is free.
 pub fn record_columns(entry: &str) -> String {
     let text: Vec<String> = TextField::ALL.iter().map(|f| format!("r.{}", f.name())).collect();
     format!(
         "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, {}, r.temperature, \
-         r.success, {entry}, c.salt, c.prompt, c.response, c.prompt_variables, c.prompt_hash, \
-         c.response_hash",
+         r.success, {entry}, c.key_id, c.sealed, k.wrapped, c.prompt_hash, c.response_hash",
         text.join(", ")
     )
 }
@@ -39,10 +39,9 @@ pub struct RecordColumns {
     pub temperature: usize,
     pub success: usize,
     pub entry: usize,
-    pub salt: usize,
-    pub prompt: usize,
-    pub response: usize,
-    pub prompt_variables: usize,
+    pub key_id: usize,
+    pub sealed: usize,
+    pub wrapped: usize,
     pub prompt_hash: usize,
     pub response_hash: usize,
 }
@@ -67,10 +66,9 @@ impl RecordColumns {
             temperature: at("temperature")?,
             success: at("success")?,
             entry: at("entry")?,
-            salt: at("salt")?,
-            prompt: at("prompt")?,
-            response: at("response")?,
-            prompt_variables: at("prompt_variables")?,
+            key_id: at("key_id")?,
+            sealed: at("sealed")?,
+            wrapped: at("wrapped")?,
             prompt_hash: at("prompt_hash")?,
             response_hash: at("response_hash")?,
         })
@@ -201,9 +199,9 @@ mod tests {
         let mut moved = names.clone();
         moved.reverse();
         assert_eq!(moved[RecordColumns::find(&moved).unwrap().seq], "seq");
-        let missing: Vec<&str> = names.iter().copied().filter(|n| *n != "salt").collect();
+        let missing: Vec<&str> = names.iter().copied().filter(|n| *n != "sealed").collect();
         let error = RecordColumns::find(&missing).unwrap_err().to_string();
-        assert!(error.contains("no column salt"), "{error}");
+        assert!(error.contains("no column sealed"), "{error}");
         let twice = [names.as_slice(), &["pos"]].concat();
         assert!(RecordColumns::find(&twice).unwrap_err().to_string().contains("pos twice"));
     }

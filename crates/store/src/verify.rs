@@ -22,7 +22,9 @@ use aitrail_core::note::{Checkpoint, Verifier};
 use aitrail_core::tiles::{TILE_WIDTH, TileId};
 
 use crate::retention::ContentRemovals;
-use crate::{CONTENT_COLUMNS, RowCheck, RowRef, Store, StoreError, StoredCheckpoint, proofs};
+use crate::{
+    CONTENT_COLUMNS, RowCheck, RowContentRef, RowRef, Store, StoreError, StoredCheckpoint, proofs,
+};
 
 /// Positions per range read by one task.
 const RANGE: i64 = 5_000;
@@ -83,6 +85,9 @@ pub struct Report {
     pub tenants: usize,
     pub records: u64,
     pub checkpoints: usize,
+    /// Records whose content is sealed and could not be opened (the store was opened
+    /// without the content key): their content commitments were not checked.
+    pub content_unchecked: u64,
     pub findings: Vec<Finding>,
 }
 
@@ -121,6 +126,8 @@ pub struct Checked {
     /// outside it (a finding already says so).
     log: Option<usize>,
     seq: u64,
+    /// Its content is sealed and was not opened: its commitments went unchecked.
+    content_unchecked: bool,
     findings: Vec<Finding>,
 }
 
@@ -190,6 +197,7 @@ pub async fn verify_store(
                 .map_err(|e| StoreError::Backend(format!("verification task failed: {e}")))??;
             report.records += rows.len() as u64;
             for row in rows {
+                report.content_unchecked += u64::from(row.content_unchecked);
                 let Some(log) = row.log else {
                     findings.extend(row.findings);
                     continue;
@@ -296,6 +304,7 @@ fn check_row(logs: &Logs, row: &RowRef<'_>) -> Checked {
         pos: row.pos,
         log: None,
         seq: 0,
+        content_unchecked: false,
         findings: vec![Finding::Inserted {
             tenant: c.tenant_id.to_owned(),
             seq: c.seq,
@@ -330,15 +339,24 @@ fn check_row(logs: &Logs, row: &RowRef<'_>) -> Checked {
                 findings
                     .push(modified(format!("{} differ from the logged entry", diffs.join(", "))));
             }
-            if let Some(content) = row.content {
-                let present = CONTENT_COLUMNS.into_iter().zip(content.fields);
-                let fields = present.filter_map(|(name, v)| Some((name, v?)));
-                if let Err(e) = entry.check_stored_content(content.salt, fields) {
-                    findings.push(modified(e.to_string()));
+            match row.content {
+                RowContentRef::Kept(content) => {
+                    let present = CONTENT_COLUMNS.into_iter().zip(content.fields);
+                    let fields = present.filter_map(|(name, v)| Some((name, v?)));
+                    if let Err(e) = entry.check_stored_content(content.salt, fields) {
+                        findings.push(modified(e.to_string()));
+                    }
                 }
-            } else if entry.record.commitments.is_some() && !log.content_removed.covers(seq, c) {
-                let id = c.id.to_owned();
-                findings.push(Finding::ContentRemoved { tenant: tenant.clone(), seq, id });
+                // Gone: purged, or its data key destroyed; either needs an event.
+                RowContentRef::Gone => {
+                    if entry.record.commitments.is_some() && !log.content_removed.covers(seq, c) {
+                        let id = c.id.to_owned();
+                        findings.push(Finding::ContentRemoved { tenant: tenant.clone(), seq, id });
+                    }
+                }
+                // Opened without the content key: the commitments cannot be checked.
+                RowContentRef::Sealed => {}
+                RowContentRef::Unreadable(why) => findings.push(modified(format!("content {why}"))),
             }
             let logged = log.leaves.get(seq as usize);
             if logged.is_some_and(|logged| *logged != leaf_hash(row.entry)) {
@@ -346,7 +364,8 @@ fn check_row(logs: &Logs, row: &RowRef<'_>) -> Checked {
             }
         }
     }
-    Checked { pos: row.pos, log: Some(index), seq, findings }
+    let content_unchecked = matches!(row.content, RowContentRef::Sealed);
+    Checked { pos: row.pos, log: Some(index), seq, content_unchecked, findings }
 }
 
 /// A tenant's logged leaves from seq 0, as far as its tiles hold them.

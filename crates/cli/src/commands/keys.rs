@@ -65,6 +65,10 @@ async fn create(global: &Global, args: CreateArgs) -> anyhow::Result<()> {
     let tenant =
         args.tenant_id.as_deref().map(TenantId::parse).transpose().map_err(anyhow::Error::msg)?;
     let expires_at = args.expires.as_deref().map(expiry).transpose()?;
+    if global.server.is_none() {
+        // A new log key is named --log-name: made before the store, which seals under it.
+        keyfile::load_or_create(&global.data_dir, &args.log_name)?;
+    }
     let made = match Target::open(global, Intent::Change).await? {
         Target::Local(store) => {
             let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;

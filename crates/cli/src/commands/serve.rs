@@ -75,8 +75,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let store = target::open_store(global, Intent::Change).await?;
+    // The key first: a new one is named --log-name, and the store seals content under it.
     let signer = keyfile::load_or_create(&global.data_dir, &args.log_name)?;
+    let store = target::open_store(global, Intent::Change).await?;
     // Every node of one database must sign with one key: refuse before signing anything.
     store.claim_log_key(&signer.verifier().to_string()).await?;
     let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));

@@ -73,6 +73,13 @@ async fn whole_store(target: &Target, verifier: &Verifier) -> anyhow::Result<()>
     for f in &report.findings {
         println!("{f}");
     }
+    if report.content_unchecked > 0 {
+        println!(
+            "NOTE: the content of {} record(s) is sealed and was not checked against its \
+             commitments: no log key to open it (AITRAIL_LOG_KEY, or the data dir's log-key)",
+            report.content_unchecked
+        );
+    }
     if !report.ok() {
         bail!("verification FAILED: {} problem(s) in {logs}", report.findings.len());
     }

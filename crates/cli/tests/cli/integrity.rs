@@ -38,6 +38,16 @@ fn verify_names_every_kind_of_tampering() {
     let (ok, out) = verify(dir.path(), &key, &[]);
     assert!(ok, "an untouched log verifies: {out}");
     assert!(out.contains("OK: 10 records in 1 tenant log, plus 0 in the system log and "), "{out}");
+    // Without the log key, content stays sealed: verify says it did not check it.
+    let keyless = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), keyless.path());
+    std::fs::remove_file(keyless.path().join("log-key")).unwrap();
+    let (ok, out) = verify(keyless.path(), &key, &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("NOTE: the content of 10 record(s) is sealed and was not checked"),
+        "{out}"
+    );
 
     let db = |d: &Path| d.join("aitrail.db");
     let cases: Vec<(&str, String, Vec<String>)> = vec![
@@ -50,8 +60,15 @@ fn verify_names_every_kind_of_tampering() {
         ("entry and column together",
             "UPDATE records SET model_name = 'gpt-5' WHERE tenant_id = 'tamper' AND seq = 2; UPDATE entries SET entry = CAST(replace(CAST(entry AS TEXT), 'gpt-4o', 'gpt-5') AS BLOB) WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 2)".into(),
             vec![format!("MODIFIED  tenant tamper seq 2 id {}: entry differs from the logged leaf hash", ids[2])]),
-        ("content", "UPDATE contents SET prompt = 'another prompt' WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
-            vec![format!("MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment", ids[7])]),
+        // Content is sealed: an edit without the content key is bytes that no longer open...
+        ("content", "UPDATE contents SET sealed = randomblob(length(sealed)) WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
+            vec![format!("MODIFIED  tenant tamper seq 7 id {}: content does not open: ", ids[7])]),
+        // ... and so is another record's content moved in, whole with its key.
+        ("moved content", "UPDATE contents SET (key_id, sealed) = (SELECT key_id, sealed FROM contents WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 8)) WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
+            vec![format!("MODIFIED  tenant tamper seq 7 id {}: content does not open: the sealed bytes do not open", ids[7])]),
+        // A data key deleted from the key file is content removed.
+        ("deleted data key", "ATTACH '{dir}/aitrail-keys.db' AS keyring; DELETE FROM keyring.data_keys".into(),
+            vec![format!("CONTENT REMOVED tenant tamper seq 7 id {}: its content is gone without an erasure or retention event", ids[7])]),
         ("deleted entry", "DELETE FROM entries WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 3)".into(),
             vec![format!("MODIFIED  tenant tamper seq 3 id {}: entry unreadable", ids[3])]),
         ("deleted content", "DELETE FROM contents WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),
@@ -85,7 +102,7 @@ fn verify_names_every_kind_of_tampering() {
     for (name, sql, expected) in cases {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
-        sqlite3(&db(copy.path()), &sql);
+        sqlite3(&db(copy.path()), &sql.replace("{dir}", copy.path().to_str().unwrap()));
         let (ok, out) = verify(copy.path(), &key, &[]);
         assert!(!ok, "{name}: tampering went unnoticed:\n{out}");
         for line in expected {
@@ -230,9 +247,9 @@ fn verify_one_record_and_a_saved_checkpoint() {
     // The shown record must be the logged one, content included.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), copy.path());
-    sqlite3(&copy.path().join("aitrail.db"), "UPDATE contents SET response = 'edited'");
+    sqlite3(&copy.path().join("aitrail.db"), "UPDATE contents SET sealed = randomblob(99)");
     let (ok, out) = verify(copy.path(), &key, &[&ids[4]]);
-    assert!(!ok && out.contains("does not match its commitment"), "{out}");
+    assert!(!ok && out.contains("content does not open"), "{out}");
 
     // Save today's checkpoint, grow the log, prove it only grew.
     let saved = dir.path().join("saved.checkpoint");

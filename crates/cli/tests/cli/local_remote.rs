@@ -233,6 +233,7 @@ fn offline_reads_change_no_byte_of_the_store() {
     let store = aitrail_store_sqlite::SqliteStore::open_read_only(
         dir.path(),
         aitrail_store_sqlite::ReadMode::Mapped,
+        None,
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

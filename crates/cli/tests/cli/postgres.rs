@@ -12,8 +12,16 @@ fn node(db: &TestDatabase, private_key: &str) -> ServerProcess {
     ServerProcess::start_with(&["--database", &db.url], &[("AITRAIL_LOG_KEY", private_key)])
 }
 
+/// `aitrail verify` of the database, with the nodes' log key (its content key opens the
+/// content, whose commitments are then checked too).
 fn verify_database(db: &TestDatabase, key: &str) -> (bool, String) {
-    let out = aitrail(&["--database", &db.url, "verify", "--key", key], None);
+    let out = Command::new(BIN)
+        .args(["--database", &db.url, "verify", "--key", key])
+        .env("AITRAIL_LOG_KEY", shared_key().0)
+        .env_remove("AITRAIL_SERVER")
+        .env_remove("AITRAIL_DATA_DIR")
+        .output()
+        .unwrap();
     (
         out.status.success(),
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
@@ -101,7 +109,7 @@ fn postgres_offline_reads_change_nothing() {
     // A store opened to read refuses writes before they reach PostgreSQL (whose sessions
     // are read-only too, should one get through).
     let store =
-        rt.block_on(aitrail_store_postgres::PostgresStore::open_read_only(&db.url)).unwrap();
+        rt.block_on(aitrail_store_postgres::PostgresStore::open_read_only(&db.url, None)).unwrap();
     let record: aitrail_core::Record = serde_json::from_value(json!({"tenant_id": "ro"})).unwrap();
     let refused = rt.block_on(aitrail_store::Store::append(&store, vec![record]));
     assert!(matches!(refused, Err(aitrail_store::StoreError::ReadOnly)), "{refused:?}");
@@ -304,10 +312,10 @@ fn postgres_verify_names_tampering_done_with_psql() {
             ),
         ),
         (
-            "UPDATE contents SET prompt = 'another' WHERE id = (SELECT id FROM records WHERE seq = 7)",
+            "UPDATE contents SET sealed = sealed || '\\x00'::bytea WHERE id = (SELECT id FROM records WHERE seq = 7)",
             "",
             format!(
-                "MODIFIED  tenant tamper seq 7 id {}: content prompt does not match its commitment",
+                "MODIFIED  tenant tamper seq 7 id {}: content does not open: the sealed bytes do not open",
                 ids[7]
             ),
         ),
@@ -328,6 +336,14 @@ fn postgres_verify_names_tampering_done_with_psql() {
             "UPDATE records SET seq = 100 WHERE seq = 1; UPDATE records SET seq = 1 WHERE seq = 8; UPDATE records SET seq = 8 WHERE seq = 100",
             "",
             format!("REORDERED tenant tamper seq 1 id {}: this record was logged at seq 8", ids[8]),
+        ),
+        (
+            "DELETE FROM data_keys WHERE id = (SELECT key_id FROM contents WHERE id = (SELECT id FROM records WHERE tenant_id = 'tamper' AND seq = 3))",
+            "",
+            format!(
+                "CONTENT REMOVED tenant tamper seq 3 id {}: its content is gone without an erasure or retention event",
+                ids[3]
+            ),
         ),
         (
             "UPDATE checkpoints SET note = replace(note, E'\\n10\\n', E'\\n9\\n')",
@@ -353,4 +369,27 @@ fn postgres_verify_names_tampering_done_with_psql() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "the JSONB view must not be editable");
+}
+
+/// Crypto-shredding on PostgreSQL, on a cluster of the test's own so that every file of it
+/// can be read: no prompt, erased or kept, is in any byte of its data directory (`pg_wal`
+/// included, after a checkpoint) nor in a `pg_dump` of it: content only ever arrives
+/// sealed (`privacy::crypto_shredding`).
+#[test]
+fn postgres_erasure_leaves_no_content_in_clear_in_the_cluster_or_a_dump() {
+    use aitrail_store_postgres::testing::Cluster;
+    let test = "postgres_erasure_leaves_no_content_in_clear_in_the_cluster_or_a_dump";
+    let Some(cluster) = Cluster::new(test, |_| {}) else { return };
+    cluster.start("");
+    let url = cluster.url("127.0.0.1", "sslmode=disable");
+    let (private, _) = shared_key();
+    let server = ServerProcess::start_with(&["--database", &url], &[("AITRAIL_LOG_KEY", &private)]);
+    let scan = || {
+        cluster.run("psql", &["-d", &url, "-c", "CHECKPOINT"]);
+        let mut files = privacy::files_bytes(&cluster.data());
+        files.push(("pg_dump".into(), cluster.run("pg_dump", &["-d", &url])));
+        files
+    };
+    let destroyed = privacy::crypto_shredding(&server, &server.remote(), || {}, scan);
+    assert_eq!(destroyed, 20 * 2 + 5, "one data key per (user, session) erased");
 }

@@ -5,70 +5,226 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 // Privacy: what is erased or redacted is in no file of the store, nor in the server's log.
 
-/// Every byte of every file in `dir` (the database, its WAL and shared memory).
-fn files_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-        .collect()
+/// Every byte of every file under `dir` (the database, its WAL, the key file; a cluster's
+/// data directory with `pg_wal`).
+pub(crate) fn files_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.is_file() {
+                // A file PostgreSQL removed meanwhile is in no file any more.
+                if let Ok(bytes) = std::fs::read(&path) {
+                    files.push((path.display().to_string(), bytes));
+                }
+            }
+        }
+    }
+    files
 }
 
 fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-#[test]
-fn erased_content_is_in_no_file_of_the_store_and_verify_still_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path());
-    let remote = server.remote();
-    let set = aitrail(
-        &[&remote[..], &["config", "set", "audit.content_mode", "full", "--tenant-id", "t"]]
-            .concat(),
-        None,
-    );
-    assert!(set.status.success(), "{set:?}");
-    let ada = "Ada's blood test came back with marker QX-4471-ZETA";
-    let bob = "Bob asked about the marker ZK-9920-OMEGA";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = server.client();
-        for (user, text) in [("ada", ada), ("bob", bob), ("ada", ada)] {
-            let r = client
-                .post(format!("{}/v1/records", server.base))
-                .json(&json!({"tenant_id": "t", "user_id": user, "prompt": text, "response": format!("re: {text}")}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
+/// Which of `needles` (each at least 8 bytes) occur in any of `files`, each named with the
+/// first file that holds it: one pass over every byte, whatever the number of needles.
+fn found_in(files: &[(String, Vec<u8>)], needles: &[Vec<u8>]) -> Vec<(usize, String)> {
+    let mut by_start: std::collections::HashMap<[u8; 8], Vec<usize>> = Default::default();
+    for (i, n) in needles.iter().enumerate() {
+        by_start.entry(n[..8].try_into().unwrap()).or_default().push(i);
+    }
+    let mut found: std::collections::BTreeMap<usize, String> = Default::default();
+    for (name, bytes) in files {
+        for (at, window) in bytes.windows(8).enumerate() {
+            let Some(candidates) = by_start.get(<&[u8; 8]>::try_from(window).unwrap()) else {
+                continue;
+            };
+            for &i in candidates {
+                if bytes[at..].starts_with(&needles[i]) {
+                    found.entry(i).or_insert_with(|| name.clone());
+                }
+            }
         }
-    });
-    let found = |text: &str| -> Vec<String> {
-        files_bytes(dir.path())
-            .into_iter()
-            .filter(|(_, b)| holds(b, text))
-            .map(|(f, _)| f)
-            .collect()
-    };
-    assert!(!found(ada).is_empty(), "the scan finds stored text");
-    let out =
-        aitrail(&[&remote[..], &["erase", "--tenant-id", "t", "--user-id", "ada"]].concat(), None);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("erased the content of 2 records"),
-        "{out:?}"
-    );
-    // With the server still running: not in the database, its WAL or anywhere else.
-    assert_eq!(found(ada), Vec::<String>::new(), "erased text left on disk");
-    assert_eq!(found("QX-4471"), Vec::<String>::new());
-    assert!(!found(bob).is_empty(), "others' content stays");
-    let verify = aitrail(&["--data-dir", dir.path().to_str().unwrap(), "verify"], None);
-    assert!(verify.status.success(), "{verify:?}");
-    assert!(!server.log().contains("QX-4471"), "{}", server.log());
+    }
+    found.into_iter().collect()
 }
 
+/// A prompt of about 2 KiB, different for every (subject, session).
+fn unique_prompt(subject: usize, session: char) -> String {
+    let mut text = format!("Subject {subject:02}, session {session}, asks:");
+    let mut x = (subject as u64) << 8 | u64::from(session);
+    while text.len() < 2048 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        text.push_str(&format!(" w{:x}", x >> 20));
+    }
+    text
+}
+
+/// What crypto-shredding must hold on either backend (docs/PRIVACY.md): 40 subjects with
+/// two sessions each, a unique ~2 KiB prompt per session; erase 20 subjects by user, and of
+/// 5 more one session each. Then the erased content reads as gone, the kept content reads
+/// back whole, the log verifies, and `scan()` (every byte the backend keeps) holds no prompt
+/// at all: content is only ever stored sealed. `before_erasure` runs once all is logged.
+/// Returns how many data keys the server said it destroyed.
+pub(crate) fn crypto_shredding(
+    server: &ServerProcess,
+    verify: &[&str],
+    before_erasure: impl FnOnce(),
+    scan: impl Fn() -> Vec<(String, Vec<u8>)>,
+) -> u64 {
+    let session = |subject: usize, s: char| format!("s{subject:02}-{s}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client();
+    let base = &server.base;
+    let get = |url: String| {
+        let client = client.clone();
+        runtime.block_on(async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        })
+    };
+    runtime.block_on(async {
+        let r = client
+            .put(format!("{base}/v1/tenants/t/policy"))
+            .json(&json!({"content_mode": "full"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        for subject in 0..40 {
+            for s in ['a', 'b'] {
+                let r = client
+                    .post(format!("{base}/v1/records"))
+                    .json(&json!({
+                        "tenant_id": "t",
+                        "user_id": format!("u{subject:02}"),
+                        "session_id": session(subject, s),
+                        "prompt": unique_prompt(subject, s),
+                        "response": format!("answer for {}", unique_prompt(subject, s)),
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        }
+        // A control of the same size and kind, in attributes: the entry keeps it in clear,
+        // so the scan must find it (through any compression the backend applies).
+        let control = json!({"tenant_id": "t", "attributes": {"note": unique_prompt(99, 'z')}});
+        let r = client.post(format!("{base}/v1/records")).json(&control).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    });
+    before_erasure();
+    let destroyed = runtime.block_on(async {
+        let mut destroyed = 0;
+        let erasures = (0..20)
+            .map(|subject| json!({"tenant_id": "t", "user_id": format!("u{subject:02}")}))
+            .chain(
+                (20..25)
+                    .map(|subject| json!({"tenant_id": "t", "session_id": session(subject, 'b')})),
+            );
+        for body in erasures {
+            let r = client.post(format!("{base}/v1/erasure")).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{body}");
+            let answer: Value = r.json().await.unwrap();
+            assert_eq!(
+                answer["records"],
+                if body["user_id"].is_string() { 2 } else { 1 },
+                "{answer}"
+            );
+            destroyed += answer["data_keys_destroyed"].as_u64().unwrap();
+        }
+        destroyed
+    });
+    // Through the API: erased content is gone, kept content is whole.
+    for subject in 0..40 {
+        for s in ['a', 'b'] {
+            let page =
+                get(format!("{base}/v1/records?tenant_id=t&session_id={}", session(subject, s)));
+            let record = &page["records"][0];
+            let erased = subject < 20 || (subject < 25 && s == 'b');
+            if erased {
+                assert!(record["prompt"].is_null() && record["response"].is_null(), "{record}");
+            } else {
+                assert_eq!(record["prompt"], unique_prompt(subject, s), "{subject}{s}");
+            }
+        }
+    }
+    // Every proof still holds.
+    let out = aitrail(&[verify, &["verify"]].concat(), None);
+    assert!(out.status.success(), "{out:?}");
+    // No prompt, erased or kept, is in any byte: only sealed content is stored. The scan
+    // does find what is stored in clear (session ids), so it would find a prompt.
+    let files = scan();
+    let control = unique_prompt(99, 'z').into_bytes();
+    let control = [control[..64].to_vec(), control[1000..1064].to_vec()];
+    assert_eq!(found_in(&files, &control).len(), 2, "the scan finds text stored in clear");
+    let texts: Vec<Vec<u8>> = (0..40)
+        .flat_map(|subject| ['a', 'b'].map(|s| unique_prompt(subject, s)))
+        .flat_map(|text| [text.as_bytes()[..64].to_vec(), text.as_bytes()[1000..1064].to_vec()])
+        .collect();
+    assert_eq!(found_in(&files, &texts), Vec::new(), "prompt text stored in clear");
+    destroyed
+}
+
+/// The data keys the key file holds, unwrapped with the log key's content key: (user,
+/// session, raw key, wrapped key).
+fn data_keys(dir: &Path) -> Vec<(String, String, Vec<u8>, Vec<u8>)> {
+    let log_key = std::fs::read_to_string(dir.join("log-key")).unwrap();
+    let content_key =
+        aitrail_service::content_key(&aitrail_core::note::NoteSigner::parse(&log_key).unwrap());
+    let keys = rusqlite::Connection::open(dir.join("aitrail-keys.db")).unwrap();
+    let mut stmt =
+        keys.prepare("SELECT id, tenant_id, user_id, session_id, wrapped FROM data_keys").unwrap();
+    stmt.query_map([], |r| {
+        let id = aitrail_store::uuid::Uuid::from_slice(&r.get::<_, Vec<u8>>(0)?).unwrap();
+        let (tenant, wrapped): (String, Vec<u8>) = (r.get(1)?, r.get(4)?);
+        let raw = content_key.unwrap(&tenant, &id, &wrapped).unwrap().raw_bytes().to_vec();
+        Ok((r.get(2)?, r.get(3)?, raw, wrapped))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// On the embedded store: no prompt in any file of the data dir (database, WAL, key file),
+/// with the server running and after it stopped; and no destroyed data key, raw or wrapped,
+/// while the kept ones are there to find.
+#[test]
+fn erasure_destroys_data_keys_and_no_file_holds_content_in_clear_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let data = ["--data-dir", dir.path().to_str().unwrap()];
+    // Subjects are erased by user (0–19) or one session (20–24, session b).
+    let erased = |user: &str, session: &str| {
+        let n: usize = user[1..].parse().unwrap();
+        n < 20 || (n < 25 && session.ends_with("-b"))
+    };
+    let mut before = Vec::new();
+    let destroyed = crypto_shredding(
+        &server,
+        &data,
+        || before = data_keys(dir.path()),
+        || files_bytes(dir.path()),
+    );
+    assert_eq!(destroyed, 20 * 2 + 5, "one data key per (user, session) erased");
+    let (gone, kept): (Vec<_>, Vec<_>) = before.into_iter().partition(|(u, s, ..)| erased(u, s));
+    let now = data_keys(dir.path());
+    assert!(gone.iter().all(|g| now.iter().all(|k| k.2 != g.2)), "a destroyed key is still there");
+    let keys_found = |keys: &[(String, String, Vec<u8>, Vec<u8>)]| {
+        let needles: Vec<Vec<u8>> = keys.iter().flat_map(|k| [k.2.clone(), k.3.clone()]).collect();
+        found_in(&files_bytes(dir.path()), &needles)
+    };
+    assert_eq!(keys_found(&gone), Vec::new(), "a destroyed data key, raw or wrapped, on disk");
+    assert_eq!(keys_found(&kept).len(), kept.len(), "each kept key is on disk, wrapped only");
+    server.stop();
+    assert_eq!(keys_found(&gone), Vec::new(), "after a clean shutdown too");
+}
 #[test]
 fn no_secret_of_the_corpus_reaches_the_store_or_the_servers_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +323,8 @@ fn no_secret_of_the_corpus_reaches_the_store_or_the_servers_log() {
         }
         let r = client
             .post(format!("{}/v1/records", server.base))
-            .json(&json!({"tenant_id": "t", "prompt": control}))
+            // In attributes, which the entry holds in clear (content is sealed).
+            .json(&json!({"tenant_id": "t", "attributes": {"note": control}}))
             .send()
             .await
             .unwrap();

@@ -157,6 +157,8 @@ async fn erasure_deletes_a_persons_content_keeps_every_proof_and_respects_holds(
         send(&s.client, &s.base, &call(json!({"tenant_id": "t", "user_id": "ada"}))).await;
     assert_eq!(status, StatusCode::OK, "{erased}");
     assert_eq!((erased["records"].as_u64(), erased["held"].as_u64()), (Some(2), Some(1)));
+    // One data key per (user, session): ada's two sessions outside the hold.
+    assert_eq!(erased["data_keys_destroyed"], 2, "{erased}");
     let prompt_of = |i: usize| {
         let (s, id) = (&s, ids[i].clone());
         async move { s.get(&format!("/v1/records/{id}")).await.1.get("prompt").cloned() }
@@ -211,6 +213,52 @@ async fn erasure_deletes_a_persons_content_keeps_every_proof_and_respects_holds(
     let (status, erased) =
         send(&s.client, &s.base, &call(json!({"tenant_id": "t", "user_id": "bob"}))).await;
     assert_eq!((status, erased["records"].as_u64()), (StatusCode::OK, Some(1)));
+}
+
+/// Records of a person keep arriving while that person is erased, again and again: each is
+/// either erased (named in an erasure event, its key destroyed) or kept whole, never
+/// sealed under a destroyed key without an event naming it (`aitrail_store::sealing`).
+#[tokio::test]
+async fn records_arriving_during_erasures_are_erased_or_kept_whole() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    assert_eq!(s.put_policy("t", &json!({"content_mode": "full"})).await.0, StatusCode::OK);
+    let (client, base) = (s.client.clone(), s.base.clone());
+    let writer = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..150 {
+            let body = json!({"tenant_id": "t", "user_id": "ada", "session_id": format!("s{}", i % 3),
+                              "prompt": format!("call {i}")});
+            let r = client.post(format!("{base}/v1/records")).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            ids.push((i, r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
+        }
+        ids
+    });
+    let erase = json!({"tenant_id": "t", "user_id": "ada"}).to_string();
+    let mut erasures = 0;
+    while !writer.is_finished() {
+        let (status, erased) = s.post("/v1/erasure", "application/json", erase.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{erased}");
+        erasures += 1;
+    }
+    let ids = writer.await.unwrap();
+    assert!(erasures > 1, "the erasures ran while records arrived");
+    let mut kept = 0;
+    for (i, id) in ids {
+        let (_, record) = s.get(&format!("/v1/records/{id}")).await;
+        match record.get("prompt") {
+            None => {}
+            Some(prompt) => {
+                assert_eq!(prompt, &json!(format!("call {i}")));
+                kept += 1;
+            }
+        }
+    }
+    eprintln!("{erasures} erasures, {kept} of 150 records kept");
+    let verifier = published_key(&s).await;
+    let report =
+        aitrail_store::verify::verify_store(s.store.clone(), &verifier, &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
 }
 
 #[tokio::test]

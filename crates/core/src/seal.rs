@@ -1,0 +1,305 @@
+//! Content sealed for storage: crypto-shredding (docs/PRIVACY.md).
+//!
+//! A record's content (its salt, prompt, response and prompt_variables, previews
+//! included) is stored only as XChaCha20-Poly1305 ciphertext under a *data key*; there is
+//! one data key per (tenant, user, session), so erasing a person or a session destroys
+//! exactly the keys of the selected records, and whatever copies of the ciphertext remain
+//! in a database's pages, its write-ahead log or a backup can no longer be read. Data keys
+//! are stored only wrapped (sealed the same way) under the *content key*, which is derived
+//! from the log key and is in no database.
+//!
+//! ```text
+//! sealed  = 0x01 ‖ nonce(24) ‖ XChaCha20-Poly1305(data key, nonce, plain, aad)
+//! plain   = salt(32) ‖ field × 3 (prompt, response, prompt_variables)
+//! field   = 0x00 (absent) | 0x01 ‖ u32 big-endian length ‖ bytes
+//! aad     = "aitrail.content.v1\0" ‖ record id (16 bytes)
+//! wrapped = 0x01 ‖ nonce(24) ‖ XChaCha20-Poly1305(content key, nonce, data key,
+//!           "aitrail.data-key.v1\0" ‖ tenant ‖ 0x00 ‖ key id (a UUID, 16 bytes))
+//! ```
+//!
+//! The associated data binds a ciphertext to its record and a wrapped key to its tenant
+//! and id, so a row moved to another record or key fails to open rather than lying.
+//! Nonces are random (192 bits: no counter to keep), given by the caller: this module
+//! does no I/O.
+
+use std::collections::BTreeMap;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use uuid::Uuid;
+use zeroize::Zeroize;
+
+use crate::entry::{CONTENT_FIELDS, Content, KeyedHashes};
+
+/// Length of the random nonce every seal takes.
+pub const NONCE_LEN: usize = 24;
+
+/// The version byte every sealed value starts with.
+const VERSION: u8 = 1;
+const CONTENT_TAG: &[u8] = b"aitrail.content.v1\0";
+const DATA_KEY_TAG: &[u8] = b"aitrail.data-key.v1\0";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    /// Wrong key, wrong record, or altered bytes: AEAD authentication failed.
+    #[error(
+        "the sealed bytes do not open with this key for this record: altered, moved, or sealed under another key"
+    )]
+    Unauthentic,
+    #[error("sealed bytes of an unknown format (version {0})")]
+    Version(u8),
+    #[error("sealed content is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// The key-encryption key: data keys are stored only wrapped under it. Derived from the
+/// log key (`NoteSigner::derive_secret("content-keys")`), so it is in no database.
+#[derive(Clone)]
+pub struct ContentKey(XChaCha20Poly1305);
+
+/// A data key: the content of one (tenant, user, session) is sealed under it.
+#[derive(Clone)]
+pub struct DataKey([u8; 32]);
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentKey(..)")
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Whose content a data key seals: absent user or session ids are empty.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyScope {
+    pub tenant: String,
+    pub user: String,
+    pub session: String,
+}
+
+impl ContentKey {
+    pub fn new(mut secret: [u8; 32]) -> Self {
+        let key = XChaCha20Poly1305::new(&secret.into());
+        secret.zeroize();
+        Self(key)
+    }
+
+    /// `key` sealed for storage as data key `key_id` of `tenant`.
+    pub fn wrap(
+        &self,
+        tenant: &str,
+        key_id: &Uuid,
+        key: &DataKey,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        seal_bytes(&self.0, &key_aad(tenant, key_id), &key.0, nonce)
+    }
+
+    /// The data key `key_id` of `tenant` from its stored, wrapped form.
+    pub fn unwrap(
+        &self,
+        tenant: &str,
+        key_id: &Uuid,
+        wrapped: &[u8],
+    ) -> Result<DataKey, SealError> {
+        let mut plain = open_bytes(&self.0, &key_aad(tenant, key_id), wrapped)?;
+        let key = <[u8; 32]>::try_from(plain.as_slice())
+            .map_err(|_| SealError::Malformed("a data key is 32 bytes"));
+        plain.zeroize();
+        key.map(DataKey)
+    }
+}
+
+impl DataKey {
+    /// A data key from 32 random bytes.
+    pub fn new(mut random: [u8; 32]) -> Self {
+        let key = Self(random);
+        random.zeroize();
+        key
+    }
+
+    /// The bytes stored for `content` of record `id`. Its keyed hashes are not sealed:
+    /// lookups by text index them.
+    pub fn seal(&self, id: &Uuid, content: &Content, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(
+            32 + content.fields.values().map(|v| v.len() + 5).sum::<usize>() + 3,
+        );
+        plain.extend_from_slice(&content.salt);
+        for name in CONTENT_FIELDS {
+            match content.fields.get(name) {
+                None => plain.push(0),
+                Some(value) => {
+                    plain.push(1);
+                    let len = u32::try_from(value.len()).expect("content under 4 GiB");
+                    plain.extend_from_slice(&len.to_be_bytes());
+                    plain.extend_from_slice(value.as_bytes());
+                }
+            }
+        }
+        let sealed = seal_bytes(&self.cipher(), &content_aad(id), &plain, nonce);
+        plain.zeroize();
+        sealed
+    }
+
+    /// The content of record `id` from its sealed bytes (with no keyed hashes: they are
+    /// stored beside it).
+    pub fn open(&self, id: &Uuid, sealed: &[u8]) -> Result<Content, SealError> {
+        let plain = open_bytes(&self.cipher(), &content_aad(id), sealed)?;
+        decode_content(&plain)
+    }
+
+    /// The raw key: for tests that look for it in a store's files, nothing else.
+    pub fn raw_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&self.0.into())
+    }
+}
+
+fn decode_content(plain: &[u8]) -> Result<Content, SealError> {
+    let (salt, mut rest) =
+        plain.split_first_chunk::<32>().ok_or(SealError::Malformed("no salt"))?;
+    let mut fields = BTreeMap::new();
+    for name in CONTENT_FIELDS {
+        let (&present, after) = rest.split_first().ok_or(SealError::Malformed("cut short"))?;
+        rest = after;
+        match present {
+            0 => continue,
+            1 => {}
+            _ => return Err(SealError::Malformed("a field's marker is neither 0 nor 1")),
+        }
+        let (len, after) =
+            rest.split_first_chunk::<4>().ok_or(SealError::Malformed("cut short"))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if after.len() < len {
+            return Err(SealError::Malformed("cut short"));
+        }
+        let (value, after) = after.split_at(len);
+        let value = String::from_utf8(value.to_vec())
+            .map_err(|_| SealError::Malformed("a field is not UTF-8"))?;
+        fields.insert(name.to_owned(), value);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(SealError::Malformed("bytes after the last field"));
+    }
+    Ok(Content { salt: *salt, fields, hashes: KeyedHashes::default() })
+}
+
+fn content_aad(id: &Uuid) -> Vec<u8> {
+    [CONTENT_TAG, id.as_bytes()].concat()
+}
+
+fn key_aad(tenant: &str, key_id: &Uuid) -> Vec<u8> {
+    [DATA_KEY_TAG, tenant.as_bytes(), &[0], key_id.as_bytes()].concat()
+}
+
+fn seal_bytes(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    plain: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let sealed = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .expect("XChaCha20-Poly1305 seals any length this process can hold");
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    out.push(VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn open_bytes(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    let (&version, rest) = sealed.split_first().ok_or(SealError::Malformed("empty"))?;
+    if version != VERSION {
+        return Err(SealError::Version(version));
+    }
+    let (nonce, ciphertext) =
+        rest.split_first_chunk::<NONCE_LEN>().ok_or(SealError::Malformed("no nonce"))?;
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .map_err(|_| SealError::Unauthentic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn content(fields: &[(&str, &str)]) -> Content {
+        let fields = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Content { salt: [9; 32], fields, hashes: KeyedHashes::default() }
+    }
+
+    #[test]
+    fn content_opens_only_with_its_key_for_its_record() {
+        let key = DataKey::new([1; 32]);
+        let id = Uuid::now_v7();
+        let c = content(&[("prompt", "the notice period?"), ("prompt_variables", "{}")]);
+        let sealed = key.seal(&id, &c, [2; NONCE_LEN]);
+        assert!(!sealed.windows(6).any(|w| w == b"notice"), "the text is not in the bytes");
+        assert_eq!(key.open(&id, &sealed).unwrap(), c);
+        assert_eq!(DataKey::new([3; 32]).open(&id, &sealed), Err(SealError::Unauthentic));
+        assert_eq!(key.open(&Uuid::now_v7(), &sealed), Err(SealError::Unauthentic));
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(key.open(&id, &altered), Err(SealError::Unauthentic));
+        assert_eq!(key.open(&id, &[2]), Err(SealError::Version(2)));
+        assert!(matches!(key.open(&id, &sealed[..10]), Err(SealError::Malformed(_))));
+    }
+
+    #[test]
+    fn wrapped_keys_unwrap_only_as_themselves() {
+        let kek = ContentKey::new([5; 32]);
+        let key = DataKey::new([6; 32]);
+        let (id, other_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let wrapped = kek.wrap("org-1", &id, &key, [8; NONCE_LEN]);
+        assert!(!wrapped.windows(32).any(|w| w == [6; 32]), "the raw key is not in the bytes");
+        assert_eq!(kek.unwrap("org-1", &id, &wrapped).unwrap().0, key.0);
+        assert_eq!(kek.unwrap("org-1", &other_id, &wrapped).unwrap_err(), SealError::Unauthentic);
+        assert_eq!(kek.unwrap("org-2", &id, &wrapped).unwrap_err(), SealError::Unauthentic);
+        let other = ContentKey::new([4; 32]);
+        assert_eq!(other.unwrap("org-1", &id, &wrapped).unwrap_err(), SealError::Unauthentic);
+        assert_eq!(format!("{kek:?} {key:?}"), "ContentKey(..) DataKey(..)");
+    }
+
+    proptest! {
+        #[test]
+        fn any_content_round_trips(
+            salt in any::<[u8; 32]>(),
+            prompt in proptest::option::of(".*"),
+            response in proptest::option::of(".*"),
+            variables in proptest::option::of(".*"),
+            nonce in any::<[u8; NONCE_LEN]>(),
+        ) {
+            let mut fields = BTreeMap::new();
+            for (name, value) in CONTENT_FIELDS.into_iter().zip([prompt, response, variables]) {
+                if let Some(v) = value {
+                    fields.insert(name.to_owned(), v);
+                }
+            }
+            let c = Content { salt, fields, hashes: KeyedHashes::default() };
+            let key = DataKey::new([3; 32]);
+            let id = Uuid::now_v7();
+            prop_assert_eq!(key.open(&id, &key.seal(&id, &c, nonce)).unwrap(), c);
+        }
+
+        #[test]
+        fn no_bytes_open_without_the_key(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert!(DataKey::new([3; 32]).open(&Uuid::nil(), &bytes).is_err());
+        }
+    }
+}
