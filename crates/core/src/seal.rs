@@ -55,7 +55,12 @@ pub enum SealError {
 /// The key-encryption key: data keys are stored only wrapped under it. Derived from the
 /// log key (`NoteSigner::derive_secret("content-keys")`), so it is in no database.
 #[derive(Clone)]
-pub struct ContentKey(XChaCha20Poly1305);
+pub struct ContentKey {
+    cipher: XChaCha20Poly1305,
+    /// The verifier of the log key it was derived from, when it was: a store opened with
+    /// it belongs to that log, and refuses a key of another before sealing anything.
+    log: Option<String>,
+}
 
 /// A data key: the content of one (tenant, user, session) is sealed under it.
 #[derive(Clone)]
@@ -89,9 +94,19 @@ pub struct KeyScope {
 
 impl ContentKey {
     pub fn new(mut secret: [u8; 32]) -> Self {
-        let key = XChaCha20Poly1305::new(&secret.into());
+        let cipher = XChaCha20Poly1305::new(&secret.into());
         secret.zeroize();
-        Self(key)
+        Self { cipher, log: None }
+    }
+
+    /// This key, as the content key of the log whose verifier key is `verifier`.
+    pub fn of_log(self, verifier: String) -> Self {
+        Self { log: Some(verifier), ..self }
+    }
+
+    /// The verifier of the log key this key derives from, if known.
+    pub fn log(&self) -> Option<&str> {
+        self.log.as_deref()
     }
 
     /// `key` sealed for storage as data key `key_id` of `tenant`.
@@ -102,7 +117,7 @@ impl ContentKey {
         key: &DataKey,
         nonce: [u8; NONCE_LEN],
     ) -> Vec<u8> {
-        seal_bytes(&self.0, &key_aad(tenant, key_id), &key.0, nonce)
+        seal_bytes(&self.cipher, &key_aad(tenant, key_id), &key.0, nonce)
     }
 
     /// The data key `key_id` of `tenant` from its stored, wrapped form.
@@ -112,7 +127,7 @@ impl ContentKey {
         key_id: &Uuid,
         wrapped: &[u8],
     ) -> Result<DataKey, SealError> {
-        let mut plain = open_bytes(&self.0, &key_aad(tenant, key_id), wrapped)?;
+        let mut plain = open_bytes(&self.cipher, &key_aad(tenant, key_id), wrapped)?;
         let key = <[u8; 32]>::try_from(plain.as_slice())
             .map_err(|_| SealError::Malformed("a data key is 32 bytes"));
         plain.zeroize();

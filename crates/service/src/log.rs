@@ -119,7 +119,10 @@ impl LogSigner {
     }
 }
 
-/// [`LogSigner::content_key`] of a log key, for opening a store before the signer exists.
+/// [`LogSigner::content_key`] of a log key, for opening a store before the signer exists: a
+/// store opened with it is claimed for this log key (`Store::claim_log_key`) before it
+/// seals anything.
 pub fn content_key(signer: &NoteSigner) -> aitrail_core::seal::ContentKey {
     aitrail_core::seal::ContentKey::new(signer.derive_secret("content-keys"))
+        .of_log(signer.verifier().to_string())
 }

@@ -21,55 +21,99 @@ pub(crate) async fn seal(
     keys: &mut WriterKeys,
     rows: &[Placed<'_>],
 ) -> Result<Vec<Option<SealedContent>>, StoreError> {
-    for scope in keys.missing(rows) {
-        find_or_add(tx, keys, scope).await?;
-    }
+    find_or_add(tx, keys, keys.missing(rows)).await?;
     rows.iter().map(|r| keys.seal(r)).collect()
 }
 
+/// The live keys of `scopes`: found, else added, in three statements however many. A key
+/// another node adds first (its insert waits for that node's commit) is then found.
 async fn find_or_add(
     tx: &impl GenericClient,
     keys: &mut WriterKeys,
-    scope: KeyScope,
+    scopes: Vec<KeyScope>,
 ) -> Result<(), StoreError> {
-    if let Some((id, wrapped)) = live_key(tx, &scope).await? {
-        return keys.found(scope, id, &wrapped);
-    }
-    let (new, key) = keys.create(scope)?;
-    // Another node may add the scope's key first: this waits for its commit, then it is
-    // the one.
-    let added = tx
-        .execute(
-            "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[&new.id, &new.scope.tenant, &new.scope.user, &new.scope.session, &new.wrapped],
-        )
-        .await
-        .map_err(backend)?;
-    if added == 1 {
-        keys.added(new, key);
+    if scopes.is_empty() {
         return Ok(());
     }
-    match live_key(tx, &new.scope).await? {
-        Some((id, wrapped)) => keys.found(new.scope, id, &wrapped),
-        None => Err(StoreError::Backend("a data key was neither added nor found".into())),
+    let mut missing = found(tx, keys, scopes).await?;
+    if missing.is_empty() {
+        return Ok(());
     }
-}
-
-async fn live_key(
-    c: &impl GenericClient,
-    scope: &KeyScope,
-) -> Result<Option<(Uuid, Vec<u8>)>, StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id, wrapped FROM data_keys
-             WHERE tenant_id = $1 AND user_id = $2 AND session_id = $3 AND NOT retired",
+    let mut new = Vec::with_capacity(missing.len());
+    for scope in missing.drain(..) {
+        new.push(keys.create(scope)?);
+    }
+    let column = |f: fn(&aitrail_store::sealing::NewKey) -> String| -> Vec<String> {
+        new.iter().map(|(k, _)| f(k)).collect()
+    };
+    let ids: Vec<Uuid> = new.iter().map(|(k, _)| k.id).collect();
+    let wrapped: Vec<Vec<u8>> = new.iter().map(|(k, _)| k.wrapped.clone()).collect();
+    let (tenants, users, sessions) = (
+        column(|k| k.scope.tenant.clone()),
+        column(|k| k.scope.user.clone()),
+        column(|k| k.scope.session.clone()),
+    );
+    let inserted = tx
+        .query(
+            "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[&ids, &tenants, &users, &sessions, &wrapped],
         )
         .await
         .map_err(backend)?;
-    let row =
-        c.query_opt(&stmt, &[&scope.tenant, &scope.user, &scope.session]).await.map_err(backend)?;
-    row.map(|r| Ok((r.try_get(0).map_err(backend)?, r.try_get(1).map_err(backend)?))).transpose()
+    let inserted: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
+    let mut lost = Vec::new();
+    for (k, key) in new {
+        if inserted.contains(&k.id) {
+            keys.added(k, key);
+        } else {
+            lost.push(k.scope);
+        }
+    }
+    if !found(tx, keys, lost).await?.is_empty() {
+        return Err(StoreError::Backend("a data key was neither added nor found".into()));
+    }
+    Ok(())
+}
+
+/// Take the live keys of `scopes` the table holds; the scopes that have none.
+async fn found(
+    tx: &impl GenericClient,
+    keys: &mut WriterKeys,
+    scopes: Vec<KeyScope>,
+) -> Result<Vec<KeyScope>, StoreError> {
+    if scopes.is_empty() {
+        return Ok(scopes);
+    }
+    let column = |f: fn(&KeyScope) -> &String| -> Vec<&str> {
+        scopes.iter().map(|s| f(s).as_str()).collect()
+    };
+    let (tenants, users, sessions) =
+        (column(|s| &s.tenant), column(|s| &s.user), column(|s| &s.session));
+    let rows = tx
+        .query(
+            "SELECT k.tenant_id, k.user_id, k.session_id, k.id, k.wrapped FROM data_keys k
+             JOIN unnest($1::text[], $2::text[], $3::text[]) AS want (tenant_id, user_id, session_id)
+               ON k.tenant_id = want.tenant_id AND k.user_id = want.user_id
+              AND k.session_id = want.session_id
+             WHERE NOT k.retired",
+            &[&tenants, &users, &sessions],
+        )
+        .await
+        .map_err(backend)?;
+    let mut have = std::collections::HashSet::new();
+    for row in rows {
+        let scope = KeyScope {
+            tenant: row.try_get(0).map_err(backend)?,
+            user: row.try_get(1).map_err(backend)?,
+            session: row.try_get(2).map_err(backend)?,
+        };
+        let wrapped: Vec<u8> = row.try_get(4).map_err(backend)?;
+        have.insert(scope.clone());
+        keys.found(scope, row.try_get(3).map_err(backend)?, &wrapped)?;
+    }
+    Ok(scopes.into_iter().filter(|s| !have.contains(s)).collect())
 }
 
 /// Retire the keys `selector` picks (a user's or a session's, but for held sessions), and
@@ -173,7 +217,7 @@ pub(crate) async fn seal_unsealed(
         let hashes = KeyedHashes { prompt: hash(8)?, response: hash(9)? };
         let content = Content { salt: salt.try_into().unwrap_or([0; 32]), fields, hashes };
         if !keys.has(&scope) {
-            find_or_add(&tx, keys, scope.clone()).await?;
+            find_or_add(&tx, keys, vec![scope.clone()]).await?;
         }
         let sealed = keys.seal_content(&scope, &id, &content)?;
         let hashes = [

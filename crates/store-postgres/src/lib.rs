@@ -53,6 +53,9 @@ pub enum OpenError {
     Database { at: String, source: tokio_postgres::Error },
     #[error("cannot connect to PostgreSQL at {at}: {}", with_causes(source))]
     Pool { at: String, source: deadpool_postgres::PoolError },
+    /// The database belongs to another log key than the one it was opened with.
+    #[error("{0}")]
+    LogKey(StoreError),
     #[error(
         "cannot seal the content of PostgreSQL at {at} stored before content was sealed: {why}"
     )]
@@ -205,6 +208,10 @@ async fn migrate_pool(
         .await
         .map_err(|source| OpenError::Database { at: at.to_owned(), source })?;
     if versions.0 <= versions.1 {
+        // Content is sealed under this log's key only: another log key is refused first.
+        if let Some(verifier) = content_key.log() {
+            admin::claim_log_key(&client, verifier).await.map_err(OpenError::LogKey)?;
+        }
         let mut keys = WriterKeys::new(content_key.clone());
         keyring::seal_unsealed(&mut client, &mut keys, schema::MIGRATION_LOCK)
             .await

@@ -96,40 +96,51 @@ impl Keyring {
         &mut self,
         rows: &[Placed<'_>],
     ) -> Result<Vec<Option<SealedContent>>, StoreError> {
-        for scope in self.keys.missing(rows) {
-            self.find_or_add(scope)?;
-        }
+        self.find_or_add(self.keys.missing(rows))?;
         rows.iter().map(|r| self.keys.seal(r)).collect()
     }
 
-    fn find_or_add(&mut self, scope: KeyScope) -> Result<(), StoreError> {
-        if let Some((id, wrapped)) = live_key(&self.conn, &scope).map_err(backend)? {
-            return self.keys.found(scope, id, &wrapped);
-        }
-        let (new, key) = self.keys.create(scope)?;
-        // Another process may add the scope's key first: then it is the one.
-        let added = self
-            .conn
-            .execute(
-                "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                params![
-                    new.id.as_bytes(),
-                    new.scope.tenant,
-                    new.scope.user,
-                    new.scope.session,
-                    new.wrapped
-                ],
-            )
-            .map_err(backend)?;
-        if added == 1 {
-            self.keys.added(new, key);
+    /// The live keys of `scopes`, found, or added in one commit (one fsync however many):
+    /// it holds the key file's write lock throughout, so no other process adds one of
+    /// them meanwhile. A key is at hand only once committed.
+    fn find_or_add(&mut self, scopes: Vec<KeyScope>) -> Result<(), StoreError> {
+        if scopes.is_empty() {
             return Ok(());
         }
-        match live_key(&self.conn, &new.scope).map_err(backend)? {
-            Some((id, wrapped)) => self.keys.found(new.scope, id, &wrapped),
-            None => Err(StoreError::Backend("a data key was neither added nor found".into())),
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let (mut found, mut added) = (Vec::new(), Vec::new());
+        for scope in scopes {
+            match live_key(&tx, &scope).map_err(backend)? {
+                Some((id, wrapped)) => found.push((scope, id, wrapped)),
+                None => {
+                    let (new, key) = self.keys.create(scope)?;
+                    tx.execute(
+                        "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            new.id.as_bytes(),
+                            new.scope.tenant,
+                            new.scope.user,
+                            new.scope.session,
+                            new.wrapped
+                        ],
+                    )
+                    .map_err(backend)?;
+                    added.push((new, key));
+                }
+            }
         }
+        tx.commit().map_err(backend)?;
+        for (scope, id, wrapped) in found {
+            self.keys.found(scope, id, &wrapped)?;
+        }
+        for (new, key) in added {
+            self.keys.added(new, key);
+        }
+        Ok(())
     }
 }
 
@@ -286,7 +297,7 @@ impl Keyring {
         content: &Content,
     ) -> Result<SealedContent, StoreError> {
         if !self.keys.has(scope) {
-            self.find_or_add(scope.clone())?;
+            self.find_or_add(vec![scope.clone()])?;
         }
         let id =
             Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;

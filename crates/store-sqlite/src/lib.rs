@@ -70,6 +70,9 @@ pub enum OpenError {
         "database {path} has schema version {found}, newer than this aitrail knows ({known}); upgrade aitrail"
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    /// The store belongs to another log key than the one it was opened with.
+    #[error("{0}")]
+    LogKey(StoreError),
     #[error("cannot seal the content of {path} stored before content was sealed: {why}")]
     Sealing { path: PathBuf, why: String },
     #[error("no store at {path}: give the data dir that holds it (--data-dir)")]
@@ -209,6 +212,10 @@ impl SqliteStore {
         let (found, known) = schema::migrate(&mut conn).map_err(db_err)?;
         if found > known {
             return Err(OpenError::TooNew { path, found, known });
+        }
+        // Content is sealed under this log's key only: another log key is refused first.
+        if let Some(verifier) = content_key.log() {
+            admin::claim_log_key(&conn, verifier).map_err(OpenError::LogKey)?;
         }
         let keys_err = |source| OpenError::Database { path: keys_path.clone(), source };
         let keys = keyring::connect(&keys_path, Access::ReadWrite).map_err(keys_err)?;

@@ -222,8 +222,10 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
         format!("prompt {i:02} stored in clear by an older aitrail, {}", "x".repeat(400))
     };
     let listing = Query::from_pairs([("tenant_id", "t"), ("limit", "100")]).unwrap();
+    // The store belongs to log A (its content key says so, as a log key's does).
+    let of_log = |log: &str| key().of_log(log.to_owned());
     let before = {
-        let store = SqliteStore::open(dir.path(), key()).unwrap();
+        let store = SqliteStore::open(dir.path(), of_log("A")).unwrap();
         let records = (0..30)
             .map(|i| {
                 let body = format!(
@@ -248,15 +250,20 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
         files().iter().any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
     };
     assert!(in_files(&text(7)), "the older layout holds the text in clear");
+    // A process with another log key is refused before it seals anything under its key.
+    let other = SqliteStore::open(dir.path(), ContentKey::new([9; 32]).of_log("B".into()));
+    let refused = other.unwrap_err().to_string();
+    assert!(refused.contains("signed with the key A, not B"), "{refused}");
+    assert!(in_files(&text(7)), "nothing was sealed");
 
-    let store = SqliteStore::open(dir.path(), key()).unwrap();
+    let store = SqliteStore::open(dir.path(), of_log("A")).unwrap();
     assert_eq!(store.list(&listing).await.unwrap().records, before);
     drop(store);
     wait_for_close(dir.path()).await;
     for i in 0..30 {
         assert!(!in_files(&text(i)[..30]), "prompt {i} stayed in clear");
     }
-    let store = SqliteStore::open(dir.path(), key()).unwrap();
+    let store = SqliteStore::open(dir.path(), of_log("A")).unwrap();
     assert_eq!(store.list(&listing).await.unwrap().records, before, "sealed for good");
 }
 
