@@ -553,6 +553,7 @@ fn loaded_store_of(
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<tempfile::TempDir> {
     let dir = bench_dir()?;
+    std::fs::write(dir.path().join("log-key"), bench_signer().to_private_string() + "\n")?;
     let started = Instant::now();
     rt.block_on(async {
         let store = SqliteStore::open(dir.path(), bench_content_key())?;
@@ -697,7 +698,7 @@ fn dashboard(n: usize) -> anyhow::Result<()> {
 fn verify(n: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = loaded_store(n, &rt)?;
-    let signer = aitrail_core::note::NoteSigner::from_seed("bench", [1; 32])?;
+    let signer = bench_signer();
     let key = signer.verifier().to_string();
     rt.block_on(async {
         let store = SqliteStore::open(dir.path(), bench_content_key())?;
@@ -729,7 +730,7 @@ fn verify(n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let conn = rusqlite::Connection::open(dir.path().join(aitrail_store_sqlite::DB_FILE))?;
     let mut stmt = conn.prepare(
-        "SELECT r.*, e.entry, c.salt, c.prompt, c.response FROM records r \
+        "SELECT r.*, e.entry, c.key_id, c.sealed FROM records r \
          LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos",
     )?;
     let columns = stmt.column_count();
@@ -797,9 +798,7 @@ fn export(n: usize) -> anyhow::Result<()> {
     use std::ffi::OsStr;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = loaded_store_of(n, Some("tenant-0"), &rt)?;
-    let signer = aitrail_core::note::NoteSigner::from_seed("bench", [1; 32])?;
-    std::fs::write(dir.path().join("log-key"), signer.to_private_string() + "\n")?;
-    let key = signer.verifier().to_string();
+    let key = bench_signer().verifier().to_string();
     let zip = dir.path().join("compliance_export.zip");
     let (took, hwm, anon) = run_measured(&[
         OsStr::new("--data-dir"),
@@ -913,7 +912,13 @@ fn proofs(leaves: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key the benchmarks' stores seal content with: sealing costs what it costs with any.
+/// The log key of the stores the bench loads, kept in their data dir (`log-key`) as a
+/// server keeps its own, so the commands run on them open their content.
+fn bench_signer() -> aitrail_core::note::NoteSigner {
+    aitrail_core::note::NoteSigner::from_seed("bench", [1; 32]).expect("a valid key")
+}
+
+/// The content key of [`bench_signer`]: what the bench's stores seal content with.
 fn bench_content_key() -> aitrail_core::seal::ContentKey {
-    aitrail_core::seal::ContentKey::new([7; 32])
+    aitrail_server::LogSigner::new(bench_signer(), Duration::from_secs(1)).content_key()
 }

@@ -125,8 +125,7 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
                      deployment_id text, safety_mode text, operation_type text, user_id text,
                      agent_id text, session_id text, feature_code text, external_id text,
                      temperature double precision, success boolean, entry bytea);
-                 CREATE TABLE plain_contents (id uuid, salt bytea, prompt text, response text,
-                     prompt_variables text);",
+                 CREATE TABLE plain_contents (id uuid, key_id uuid, sealed bytea);",
             )
             .await?;
     }
@@ -135,10 +134,10 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
         id: uuid::Uuid,
         columns: RowColumns,
         entry: Vec<u8>,
-        salt: Vec<u8>,
-        prompt: Option<String>,
-        response: Option<String>,
+        /// The content as the store sends it: sealed (the sealing is the store's work).
+        sealed: Vec<u8>,
     }
+    let (key_id, data_key) = (uuid::Uuid::now_v7(), aitrail_core::seal::DataKey::new([3; 32]));
     let rows: Vec<Row> = (0..batches * 1000)
         .map(|i| {
             let body = record(i).to_string();
@@ -151,9 +150,7 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
                 id,
                 entry: entry::encode(&id, at, columns.seq as u64, &p.record_json),
                 columns,
-                salt: content.salt.to_vec(),
-                prompt: content.fields.get("prompt").cloned(),
-                response: content.fields.get("response").cloned(),
+                sealed: data_key.seal(&id, &content, [5; aitrail_core::seal::NONCE_LEN]),
             }
         })
         .collect();
@@ -161,7 +158,7 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
         vec![Type::UUID, Type::TEXT, Type::INT8, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ];
     record_types.extend([Type::TEXT; 11]);
     record_types.extend([Type::FLOAT8, Type::BOOL, Type::BYTEA]);
-    let content_types = [Type::UUID, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT];
+    let content_types = [Type::UUID, Type::UUID, Type::BYTEA];
     let event_time = at.datetime();
     let start = Instant::now();
     for chunk in rows.chunks(1000) {
@@ -184,15 +181,10 @@ async fn copy(url: &str, batches: usize, indexed: bool) -> anyhow::Result<f64> {
             w.as_mut().write(&values).await?;
         }
         w.finish().await?;
-        let sink = tx
-            .copy_in(
-                "COPY plain_contents (id, salt, prompt, response, prompt_variables) FROM STDIN BINARY",
-            )
-            .await?;
+        let sink = tx.copy_in("COPY plain_contents (id, key_id, sealed) FROM STDIN BINARY").await?;
         let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &content_types));
         for r in chunk {
-            let none: Option<String> = None;
-            w.as_mut().write(&[&r.id, &r.salt, &r.prompt, &r.response, &none]).await?;
+            w.as_mut().write(&[&r.id, &key_id, &r.sealed]).await?;
         }
         w.finish().await?;
         tx.commit().await?;

@@ -25,6 +25,7 @@ pub fn insert_rate(batches: usize) -> anyhow::Result<f64> {
     }
     // Everything a row needs, computed before the clock starts.
     let at = Timestamp::now();
+    let (key_id, data_key) = (uuid::Uuid::now_v7(), aitrail_core::seal::DataKey::new([3; 32]));
     let rows: Vec<(Vec<V>, Vec<V>)> = (0..batches * 1000)
         .map(|i| {
             let body = record(i).to_string();
@@ -44,13 +45,11 @@ pub fn insert_rate(batches: usize) -> anyhow::Result<f64> {
             record_row.push(c.fields.temperature.map_or(V::Null, V::Real));
             record_row.push(V::Integer(i64::from(c.fields.success)));
             let content = p.content.expect("bench records have content");
-            let field = |n: &str| content.fields.get(n).cloned().map_or(V::Null, V::Text);
+            // Sealed as the store seals it: that work is the store's, done here beforehand.
             let content_row = vec![
                 V::Blob(entry::encode(&id, at, c.seq as u64, &p.record_json)),
-                V::Blob(content.salt.to_vec()),
-                field("prompt"),
-                field("response"),
-                field("prompt_variables"),
+                V::Blob(key_id.as_bytes().to_vec()),
+                V::Blob(data_key.seal(&id, &content, [5; aitrail_core::seal::NONCE_LEN])),
             ];
             (record_row, content_row)
         })
@@ -67,9 +66,8 @@ pub fn insert_rate(batches: usize) -> anyhow::Result<f64> {
             )?;
             let mut entry =
                 tx.prepare_cached("INSERT INTO entries (pos, entry) VALUES (?1, ?2)")?;
-            let mut content = tx.prepare_cached(
-                "INSERT INTO contents (pos, salt, prompt, response, prompt_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
+            let mut content = tx
+                .prepare_cached("INSERT INTO contents (pos, key_id, sealed) VALUES (?1, ?2, ?3)")?;
             for (record_row, entry_and_content) in chunk {
                 insert.execute(rusqlite::params_from_iter(record_row))?;
                 let pos = V::Integer(tx.last_insert_rowid());

@@ -1,7 +1,7 @@
 //! Content sealed for storage: crypto-shredding (docs/PRIVACY.md).
 //!
 //! A record's content (its salt, prompt, response and prompt_variables, previews
-//! included) is stored only as XChaCha20-Poly1305 ciphertext under a *data key*; there is
+//! included) is stored only as AES-256-GCM ciphertext under a *data key*; there is
 //! one data key per (tenant, user, session), so erasing a person or a session destroys
 //! exactly the keys of the selected records, and whatever copies of the ciphertext remain
 //! in a database's pages, its write-ahead log or a backup can no longer be read. Data keys
@@ -9,30 +9,32 @@
 //! from the log key and is in no database.
 //!
 //! ```text
-//! sealed  = 0x01 ‖ nonce(24) ‖ XChaCha20-Poly1305(data key, nonce, plain, aad)
+//! sealed  = 0x01 ‖ nonce(12) ‖ AES-256-GCM(data key, nonce, plain, aad)
 //! plain   = salt(32) ‖ field × 3 (prompt, response, prompt_variables)
 //! field   = 0x00 (absent) | 0x01 ‖ u32 big-endian length ‖ bytes
 //! aad     = "aitrail.content.v1\0" ‖ record id (16 bytes)
-//! wrapped = 0x01 ‖ nonce(24) ‖ XChaCha20-Poly1305(content key, nonce, data key,
+//! wrapped = 0x01 ‖ nonce(12) ‖ AES-256-GCM(content key, nonce, data key,
 //!           "aitrail.data-key.v1\0" ‖ tenant ‖ 0x00 ‖ key id (a UUID, 16 bytes))
 //! ```
 //!
 //! The associated data binds a ciphertext to its record and a wrapped key to its tenant
 //! and id, so a row moved to another record or key fails to open rather than lying.
-//! Nonces are random (192 bits: no counter to keep), given by the caller: this module
-//! does no I/O.
+//! Nonces are random (96 bits, given by the caller: this module does no I/O). A data key
+//! seals one (user, session)'s content, and the content key one wrap per data key: far
+//! fewer messages per key than the 2^32 under which random 96-bit nonces are safe. AES-GCM
+//! rather than XChaCha20-Poly1305 for speed: with the CPU's AES and carry-less multiply
+//! instructions it opens a record's content several times faster (a full verify opens
+//! every record's).
 
-use std::collections::BTreeMap;
-
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use uuid::Uuid;
 use zeroize::Zeroize;
 
 use crate::entry::{CONTENT_FIELDS, Content, KeyedHashes};
 
 /// Length of the random nonce every seal takes.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = 12;
 
 /// The version byte every sealed value starts with.
 const VERSION: u8 = 1;
@@ -56,7 +58,7 @@ pub enum SealError {
 /// log key (`NoteSigner::derive_secret("content-keys")`), so it is in no database.
 #[derive(Clone)]
 pub struct ContentKey {
-    cipher: XChaCha20Poly1305,
+    cipher: Aes256Gcm,
     /// The verifier of the log key it was derived from, when it was: a store opened with
     /// it belongs to that log, and refuses a key of another before sealing anything.
     log: Option<String>,
@@ -94,7 +96,7 @@ pub struct KeyScope {
 
 impl ContentKey {
     pub fn new(mut secret: [u8; 32]) -> Self {
-        let cipher = XChaCha20Poly1305::new(&secret.into());
+        let cipher = Aes256Gcm::new(&secret.into());
         secret.zeroize();
         Self { cipher, log: None }
     }
@@ -169,8 +171,17 @@ impl DataKey {
     /// The content of record `id` from its sealed bytes (with no keyed hashes: they are
     /// stored beside it).
     pub fn open(&self, id: &Uuid, sealed: &[u8]) -> Result<Content, SealError> {
-        let plain = open_bytes(&self.cipher(), &content_aad(id), sealed)?;
-        decode_content(&plain)
+        let plain = self.open_plain(id, sealed)?;
+        let parts = ContentParts::of(&plain)?;
+        let fields = CONTENT_FIELDS.into_iter().zip(parts.fields);
+        let fields = fields.filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())));
+        Ok(Content { salt: *parts.salt, fields: fields.collect(), hashes: KeyedHashes::default() })
+    }
+
+    /// The plaintext of record `id`'s sealed content, to read in place ([`ContentParts`]):
+    /// what a full verification does with every record, without a copy per field.
+    pub fn open_plain(&self, id: &Uuid, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        open_bytes(&self.cipher(), &content_aad(id), sealed)
     }
 
     /// The raw key: for tests that look for it in a store's files, nothing else.
@@ -178,39 +189,50 @@ impl DataKey {
         self.0
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&self.0.into())
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&self.0.into())
     }
 }
 
-fn decode_content(plain: &[u8]) -> Result<Content, SealError> {
-    let (salt, mut rest) =
-        plain.split_first_chunk::<32>().ok_or(SealError::Malformed("no salt"))?;
-    let mut fields = BTreeMap::new();
-    for name in CONTENT_FIELDS {
-        let (&present, after) = rest.split_first().ok_or(SealError::Malformed("cut short"))?;
-        rest = after;
-        match present {
-            0 => continue,
-            1 => {}
-            _ => return Err(SealError::Malformed("a field's marker is neither 0 nor 1")),
+/// Opened content read in place: the salt, and each field in [`CONTENT_FIELDS`] order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentParts<'a> {
+    pub salt: &'a [u8; 32],
+    pub fields: [Option<&'a str>; 3],
+}
+
+impl<'a> ContentParts<'a> {
+    /// The parts of opened plaintext; an error unless it is exactly one encoded content.
+    pub fn of(plain: &'a [u8]) -> Result<Self, SealError> {
+        let (salt, mut rest) =
+            plain.split_first_chunk::<32>().ok_or(SealError::Malformed("no salt"))?;
+        let mut fields = [None; 3];
+        for field in &mut fields {
+            let (&present, after) = rest.split_first().ok_or(SealError::Malformed("cut short"))?;
+            rest = after;
+            match present {
+                0 => continue,
+                1 => {}
+                _ => return Err(SealError::Malformed("a field's marker is neither 0 nor 1")),
+            }
+            let (len, after) =
+                rest.split_first_chunk::<4>().ok_or(SealError::Malformed("cut short"))?;
+            let len = u32::from_be_bytes(*len) as usize;
+            if after.len() < len {
+                return Err(SealError::Malformed("cut short"));
+            }
+            let (value, after) = after.split_at(len);
+            *field = Some(
+                std::str::from_utf8(value)
+                    .map_err(|_| SealError::Malformed("a field is not UTF-8"))?,
+            );
+            rest = after;
         }
-        let (len, after) =
-            rest.split_first_chunk::<4>().ok_or(SealError::Malformed("cut short"))?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if after.len() < len {
-            return Err(SealError::Malformed("cut short"));
+        if !rest.is_empty() {
+            return Err(SealError::Malformed("bytes after the last field"));
         }
-        let (value, after) = after.split_at(len);
-        let value = String::from_utf8(value.to_vec())
-            .map_err(|_| SealError::Malformed("a field is not UTF-8"))?;
-        fields.insert(name.to_owned(), value);
-        rest = after;
+        Ok(Self { salt, fields })
     }
-    if !rest.is_empty() {
-        return Err(SealError::Malformed("bytes after the last field"));
-    }
-    Ok(Content { salt: *salt, fields, hashes: KeyedHashes::default() })
 }
 
 fn content_aad(id: &Uuid) -> Vec<u8> {
@@ -221,15 +243,10 @@ fn key_aad(tenant: &str, key_id: &Uuid) -> Vec<u8> {
     [DATA_KEY_TAG, tenant.as_bytes(), &[0], key_id.as_bytes()].concat()
 }
 
-fn seal_bytes(
-    cipher: &XChaCha20Poly1305,
-    aad: &[u8],
-    plain: &[u8],
-    nonce: [u8; NONCE_LEN],
-) -> Vec<u8> {
+fn seal_bytes(cipher: &Aes256Gcm, aad: &[u8], plain: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
     let sealed = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
-        .expect("XChaCha20-Poly1305 seals any length this process can hold");
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .expect("AES-256-GCM seals any length under 64 GiB");
     let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
     out.push(VERSION);
     out.extend_from_slice(&nonce);
@@ -237,7 +254,7 @@ fn seal_bytes(
     out
 }
 
-fn open_bytes(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+fn open_bytes(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
     let (&version, rest) = sealed.split_first().ok_or(SealError::Malformed("empty"))?;
     if version != VERSION {
         return Err(SealError::Version(version));
@@ -245,7 +262,7 @@ fn open_bytes(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<V
     let (nonce, ciphertext) =
         rest.split_first_chunk::<NONCE_LEN>().ok_or(SealError::Malformed("no nonce"))?;
     cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
         .map_err(|_| SealError::Unauthentic)
 }
 
@@ -300,7 +317,7 @@ mod tests {
             variables in proptest::option::of(".*"),
             nonce in any::<[u8; NONCE_LEN]>(),
         ) {
-            let mut fields = BTreeMap::new();
+            let mut fields = std::collections::BTreeMap::new();
             for (name, value) in CONTENT_FIELDS.into_iter().zip([prompt, response, variables]) {
                 if let Some(v) = value {
                     fields.insert(name.to_owned(), v);

@@ -1,5 +1,5 @@
 -- Content sealed under data keys that erasure destroys (crypto-shredding,
--- docs/PRIVACY.md): `sealed` is XChaCha20-Poly1305 ciphertext of the salt and the content
+-- docs/PRIVACY.md): `sealed` is AES-256-GCM ciphertext of the salt and the content
 -- fields (crates/core/src/seal.rs) under the data key `key_id`. The node seals before it
 -- sends: content never reaches PostgreSQL (its tables, WAL, or backups) in clear. The
 -- keyed hashes stay beside it, in clear: lookups by text index them.

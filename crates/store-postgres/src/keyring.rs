@@ -21,8 +21,9 @@ pub(crate) async fn seal(
     keys: &mut WriterKeys,
     rows: &[Placed<'_>],
 ) -> Result<Vec<Option<SealedContent>>, StoreError> {
-    find_or_add(tx, keys, keys.missing(rows)).await?;
-    rows.iter().map(|r| keys.seal(r)).collect()
+    let scopes = WriterKeys::scopes(rows);
+    find_or_add(tx, keys, keys.missing(&scopes)).await?;
+    keys.seal_rows(rows, &scopes)
 }
 
 /// The live keys of `scopes`: found, else added, in three statements however many. A key

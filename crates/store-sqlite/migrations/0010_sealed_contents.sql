@@ -1,5 +1,5 @@
 -- Content sealed under data keys that erasure destroys (crypto-shredding,
--- docs/PRIVACY.md). `sealed` is XChaCha20-Poly1305 ciphertext of the salt and the content
+-- docs/PRIVACY.md). `sealed` is AES-256-GCM ciphertext of the salt and the content
 -- fields (crates/core/src/seal.rs) under the data key `key_id`, kept wrapped in the key
 -- file beside this database (aitrail-keys.db). The keyed hashes stay beside it, in clear:
 -- lookups by text index them.

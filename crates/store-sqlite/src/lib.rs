@@ -568,8 +568,11 @@ impl Readers {
                 let conn = connect(&self.path, self.access).map_err(read::backend)?;
                 keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
                 if self.mode == ReadMode::Copied {
-                    conn.pragma_update(None, "mmap_size", 0).map_err(read::backend)?;
-                    conn.pragma_update(None, "cache_size", -2048).map_err(read::backend)?;
+                    for schema in ["main", "keyring"] {
+                        conn.pragma_update(Some(schema), "mmap_size", 0).map_err(read::backend)?;
+                        conn.pragma_update(Some(schema), "cache_size", -2048)
+                            .map_err(read::backend)?;
+                    }
                 }
                 conn
             }

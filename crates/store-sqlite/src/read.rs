@@ -15,7 +15,7 @@ use aitrail_store::{
     EntryPage, EntryRecord, EntryRow, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint,
     StoredKey,
 };
-use aitrail_store::{RowCheck, RowContentRef, RowRef};
+use aitrail_store::{RowCheck, RowRef};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
@@ -412,8 +412,8 @@ pub(crate) fn check_rows(
             temperature: row.get(at.temperature)?,
             success: row.get(at.success)?,
         };
-        let content = opener.open(columns.tenant_id, columns.id, sealed(row, at)?);
-        let content = RowContentRef::of(&content);
+        let content = opener.open_plain(columns.tenant_id, columns.id, sealed(row, at)?);
+        let content = content.borrow();
         let entry = blob(row, at.entry)?.unwrap_or_default();
         Ok(check(&RowRef { pos: row.get(at.pos)?, columns, entry, content }))
     };

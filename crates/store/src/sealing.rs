@@ -17,13 +17,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aitrail_core::entry::{Content, KeyedHash, KeyedHashes, RowColumns};
+use aitrail_core::entry::{CONTENT_FIELDS, Content, KeyedHash, KeyedHashes, RowColumns};
 use aitrail_core::query::TextField;
-use aitrail_core::seal::{ContentKey, DataKey, KeyScope, SealError};
+use aitrail_core::seal::{ContentKey, ContentParts, DataKey, KeyScope, NONCE_LEN, SealError};
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::append::Placed;
+use crate::{ContentRef, RowContentRef, StoreError};
 
 /// A record's content as read: what verification tells apart.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +69,10 @@ pub struct SealedColumns<'a> {
     pub hashes: [Option<&'a [u8]>; 2],
 }
 
-/// Opens the content a read finds, unwrapping each data key once.
+/// Data keys an [`Opener`] keeps unwrapped; it forgets them all when one more comes.
+const OPENER_KEYS: usize = 256;
+
+/// Opens the content a read finds, unwrapping each data key once while it keeps it.
 pub struct Opener<'k> {
     content_key: Option<&'k ContentKey>,
     keys: HashMap<Uuid, Result<DataKey, SealError>>,
@@ -82,32 +85,80 @@ impl<'k> Opener<'k> {
 
     /// The content of record `id` of `tenant` from its columns.
     pub fn open(&mut self, tenant: &str, id: &str, columns: SealedColumns<'_>) -> RowContent {
-        let Some(sealed) = columns.sealed else { return RowContent::Gone };
-        let Some(content_key) = self.content_key else { return RowContent::Sealed };
-        let Some(wrapped) = columns.wrapped else { return RowContent::Gone };
+        let plain = match self.open_plain(tenant, id, columns) {
+            Plain::Kept(plain) => plain,
+            Plain::Gone => return RowContent::Gone,
+            Plain::Sealed => return RowContent::Sealed,
+            Plain::Unreadable(why) => return RowContent::Unreadable(why),
+        };
+        let parts = match ContentParts::of(&plain) {
+            Ok(parts) => parts,
+            Err(e) => return RowContent::Unreadable(format!("does not open: {e}")),
+        };
+        let fields = CONTENT_FIELDS.into_iter().zip(parts.fields);
+        let fields = fields.filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())));
+        let [prompt, response] =
+            columns.hashes.map(|h| h.and_then(|h| <[u8; 32]>::try_from(h).ok()).map(KeyedHash));
+        RowContent::Kept(Content {
+            salt: *parts.salt,
+            fields: fields.collect(),
+            hashes: KeyedHashes { prompt, response },
+        })
+    }
+
+    /// The plaintext of record `id`'s content, to read in place ([`Plain::borrow`]).
+    pub fn open_plain(&mut self, tenant: &str, id: &str, columns: SealedColumns<'_>) -> Plain {
+        let Some(sealed) = columns.sealed else { return Plain::Gone };
+        let Some(content_key) = self.content_key else { return Plain::Sealed };
+        let Some(wrapped) = columns.wrapped else { return Plain::Gone };
         let Some(key_id) = columns.key_id.and_then(|k| Uuid::from_slice(k).ok()) else {
-            return RowContent::Unreadable("names no data key".into());
+            return Plain::Unreadable("names no data key".into());
         };
         let Ok(record) = Uuid::parse_str(id) else {
-            return RowContent::Unreadable("belongs to a record whose id is not a UUID".into());
+            return Plain::Unreadable("belongs to a record whose id is not a UUID".into());
         };
+        // A few keys at hand: rows of one session come in runs; most others repeat none.
+        if self.keys.len() >= OPENER_KEYS && !self.keys.contains_key(&key_id) {
+            self.keys.clear();
+        }
         let key =
             self.keys.entry(key_id).or_insert_with(|| content_key.unwrap(tenant, &key_id, wrapped));
         let key = match key {
             Ok(key) => key,
             Err(e) => {
-                return RowContent::Unreadable(format!("has a data key that does not unwrap: {e}"));
+                return Plain::Unreadable(format!("has a data key that does not unwrap: {e}"));
             }
         };
-        match key.open(&record, sealed) {
-            Ok(mut content) => {
-                let [prompt, response] = columns
-                    .hashes
-                    .map(|h| h.and_then(|h| <[u8; 32]>::try_from(h).ok()).map(KeyedHash));
-                content.hashes = KeyedHashes { prompt, response };
-                RowContent::Kept(content)
-            }
-            Err(e) => RowContent::Unreadable(format!("does not open: {e}")),
+        match key.open_plain(&record, sealed) {
+            Ok(plain) => Plain::Kept(plain),
+            Err(e) => Plain::Unreadable(format!("does not open: {e}")),
+        }
+    }
+}
+
+/// A row's content opened to be read in place: its plaintext, or why there is none.
+#[derive(Debug)]
+pub enum Plain {
+    Kept(Vec<u8>),
+    Gone,
+    Sealed,
+    Unreadable(String),
+}
+
+impl Plain {
+    /// The content borrowed for a check, read in place.
+    pub fn borrow(&self) -> RowContentRef<'_> {
+        match self {
+            Plain::Kept(plain) => match ContentParts::of(plain) {
+                Ok(parts) => RowContentRef::Kept(ContentRef {
+                    salt: parts.salt,
+                    fields: parts.fields.map(|f| f.map(str::as_bytes)),
+                }),
+                Err(_) => RowContentRef::Unreadable("does not open: sealed content is malformed"),
+            },
+            Plain::Gone => RowContentRef::Gone,
+            Plain::Sealed => RowContentRef::Sealed,
+            Plain::Unreadable(why) => RowContentRef::Unreadable(why),
         }
     }
 }
@@ -155,14 +206,15 @@ impl WriterKeys {
         self.keys.clear();
     }
 
-    /// The scopes of `rows` with content whose key is not at hand, each once.
-    pub fn missing(&self, rows: &[Placed<'_>]) -> Vec<KeyScope> {
-        let mut missing: Vec<KeyScope> = rows
-            .iter()
-            .filter(|r| r.content.is_some())
-            .map(|r| scope_of(&r.columns))
-            .filter(|s| !self.keys.contains_key(s))
-            .collect();
+    /// Whose key seals each row's content (`None`: the row has none).
+    pub fn scopes(rows: &[Placed<'_>]) -> Vec<Option<KeyScope>> {
+        rows.iter().map(|r| r.content.map(|_| scope_of(&r.columns))).collect()
+    }
+
+    /// Those of `scopes` whose key is not at hand, each once.
+    pub fn missing(&self, scopes: &[Option<KeyScope>]) -> Vec<KeyScope> {
+        let mut missing: Vec<KeyScope> =
+            scopes.iter().flatten().filter(|s| !self.keys.contains_key(s)).cloned().collect();
         missing.sort();
         missing.dedup();
         missing
@@ -199,12 +251,28 @@ impl WriterKeys {
         self.keys.contains_key(scope)
     }
 
-    /// The row's content sealed under its scope's key (which must be at hand).
-    pub fn seal(&self, row: &Placed<'_>) -> Result<Option<SealedContent>, StoreError> {
-        let Some(content) = row.content else { return Ok(None) };
-        let id =
-            Uuid::parse_str(&row.columns.id).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.seal_content(&scope_of(&row.columns), &id, content).map(Some)
+    /// Each row's content sealed under the key of its scope ([`WriterKeys::scopes`]),
+    /// which must be at hand. The nonces come from one read of the system's randomness.
+    pub fn seal_rows(
+        &self,
+        rows: &[Placed<'_>],
+        scopes: &[Option<KeyScope>],
+    ) -> Result<Vec<Option<SealedContent>>, StoreError> {
+        let mut nonces = vec![0u8; NONCE_LEN * rows.len()];
+        getrandom::fill(&mut nonces).map_err(|e| {
+            StoreError::Backend(format!("no randomness for the nonces of sealed content: {e}"))
+        })?;
+        let nonces = nonces.chunks_exact(NONCE_LEN).map(|n| n.try_into().expect("a nonce"));
+        rows.iter()
+            .zip(scopes)
+            .zip(nonces)
+            .map(|((row, scope), nonce)| match (row.content, scope) {
+                (Some(content), Some(scope)) => {
+                    self.seal_with(scope, &row.id, content, nonce).map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect()
     }
 
     /// `content` of record `id` sealed under the key of `scope` (which must be at hand).
@@ -214,10 +282,20 @@ impl WriterKeys {
         id: &Uuid,
         content: &Content,
     ) -> Result<SealedContent, StoreError> {
+        self.seal_with(scope, id, content, random()?)
+    }
+
+    fn seal_with(
+        &self,
+        scope: &KeyScope,
+        id: &Uuid,
+        content: &Content,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<SealedContent, StoreError> {
         let (key_id, key) = self.keys.get(scope).ok_or_else(|| {
             StoreError::Backend(format!("no data key at hand for tenant {}", scope.tenant))
         })?;
-        let sealed = key.seal(id, content, random()?);
+        let sealed = key.seal(id, content, nonce);
         Ok(SealedContent { key_id: *key_id, sealed, hashes: content.hashes })
     }
 }
