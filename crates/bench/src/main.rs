@@ -572,6 +572,9 @@ fn loaded_store_of(
             i += batch.len();
             store.append(batch).await.context("loading")?;
         }
+        // Signed, as a server would have: exports prove against the latest checkpoint.
+        let log = aitrail_server::LogSigner::new(bench_signer(), Duration::from_secs(1));
+        log.sign_pending(&store).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     println!("loaded {n} records in {:.1} s", started.elapsed().as_secs_f64());
@@ -698,14 +701,7 @@ fn dashboard(n: usize) -> anyhow::Result<()> {
 fn verify(n: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = loaded_store(n, &rt)?;
-    let signer = bench_signer();
-    let key = signer.verifier().to_string();
-    rt.block_on(async {
-        let store = SqliteStore::open(dir.path(), bench_content_key())?;
-        let log = aitrail_server::LogSigner::new(signer, Duration::from_secs(1));
-        log.sign_pending(&store).await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
+    let key = bench_signer().verifier().to_string();
     let exe = std::env::current_exe()?.with_file_name("aitrail");
     if std::env::var_os("AITRAIL_BENCH_KEEP").is_some() {
         println!("keeping {} (key {key})", dir.path().display());
