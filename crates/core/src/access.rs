@@ -308,11 +308,13 @@ impl AccessEvent<'_> {
         // A credential sent as a filter value would stay in a signed log for good: it is
         // kept redacted, as content is.
         let mut query = serde_json::Map::new();
+        // A NUL (refused with 400, but logged) is kept as U+FFFD: no text of a record holds
+        // NUL, and the event must be written whatever the request held.
+        let loggable = |text: &str| crate::secrets::redact_text(text).0.replace('\0', "\u{FFFD}");
         for (k, v) in self.query {
-            let name = crate::secrets::redact_text(k).0;
-            let values = query.entry(name).or_insert_with(|| serde_json::json!([]));
+            let values = query.entry(loggable(k)).or_insert_with(|| serde_json::json!([]));
             if let serde_json::Value::Array(a) = values {
-                a.push(serde_json::Value::String(crate::secrets::redact_text(v).0));
+                a.push(serde_json::Value::String(loggable(v)));
             }
         }
         let mut attributes = serde_json::json!({"status": self.status, "query": query});
@@ -380,6 +382,28 @@ pub enum AccessLogRefusal {
 
 #[cfg(test)]
 mod tests {
+    /// A request's query can hold anything, NUL included: the event is still a record
+    /// (this panicked: "an access event is a valid record").
+    #[test]
+    fn an_access_event_of_any_query_is_a_record() {
+        let query = vec![
+            ("model_name\0".to_owned(), "a\0b".to_owned()),
+            ("tenant_id".to_owned(), "\0".to_owned()),
+        ];
+        let event = AccessEvent {
+            actor: Actor::Operator,
+            operation: "read",
+            route: "GET /v1/records",
+            tenant: None,
+            query: &query,
+            status: 400,
+            records: None,
+        };
+        let record = event.to_record();
+        let text = serde_json::to_string(&record.attributes).unwrap();
+        assert!(text.contains("a\u{FFFD}b") && !text.contains("\\u0000"), "{text}");
+    }
+
     use super::*;
 
     fn key(role: Role, tenant: Option<&str>) -> Principal {

@@ -157,7 +157,7 @@ pub fn parse_record(json: &str, prefix: &str) -> Result<Record, FieldError> {
         Ok(record) if record.tenant_id.is_reserved() => {
             return Err(FieldError::new(
                 join("tenant_id"),
-                "tenant ids beginning with `aitrail.` are reserved for aitrail's own logs",
+                "tenant ids beginning with `aitrail.` (in any case) are reserved for aitrail's own logs",
             ));
         }
         Ok(record) => return Ok(record),
@@ -258,6 +258,32 @@ mod tests {
     fn names_the_field_in_a_batch() {
         let body = r#"[{"tenant_id":"t"},{"tenant_id":"t","temperature":"abc"}]"#;
         assert_eq!(invalid(body), ["records[1].temperature: not a decimal number"]);
+    }
+
+    /// A record is evidence: a key given twice, at any depth, is refused with its path,
+    /// never collapsed to the last value (which serde_json's own map does).
+    #[test]
+    fn a_key_given_twice_at_any_depth_is_refused_with_its_path() {
+        let twice = "appears twice in one object: each key may appear once";
+        assert_eq!(
+            invalid(r#"{"tenant_id":"t","attributes":{"a":1,"a":2}}"#),
+            [format!("attributes: the key \"a\" {twice}")]
+        );
+        assert_eq!(
+            invalid(
+                r#"[{"tenant_id":"t"},{"tenant_id":"t","model_config":{"x":[{"y":1,"y":1}]}}]"#
+            ),
+            [format!("records[1].model_config.x[0]: the key \"y\" {twice}")]
+        );
+        assert_eq!(
+            invalid(r#"{"tenant_id":"t","tenant_id":"u"}"#),
+            ["record: duplicate field `tenant_id`"]
+        );
+        // Numbers keep their literal through the check.
+        let body = r#"{"tenant_id":"t","attributes":{"n":1.50,"m":-0,"big":123456789012345678901234567890}}"#;
+        let record = parse_record(body, "").unwrap();
+        let text = serde_json::to_string(&record.attributes).unwrap();
+        assert_eq!(text, r#"{"big":123456789012345678901234567890,"m":-0,"n":1.50}"#);
     }
 
     #[test]

@@ -90,6 +90,21 @@ impl Default for Query {
     }
 }
 
+/// The parameters that take one value: given twice, a query is refused (a filter such as
+/// `model_name` may be repeated, and matches any of its values).
+pub const SINGLE_VALUED: &[&str] = &[
+    "tenant_id",
+    "since",
+    "until",
+    "temperature_min",
+    "temperature_max",
+    "temperature_gt",
+    "temperature_lt",
+    "success",
+    "limit",
+    "cursor",
+];
+
 /// Every query parameter a listing accepts.
 pub const QUERY_PARAMS: &[&str] = &[
     "tenant_id",
@@ -168,9 +183,17 @@ impl Query {
     {
         let mut q = Query::default();
         let mut unknown = Vec::new();
+        let mut once = Vec::new();
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
             let err = |m: String| FieldError::new(key, m);
+            // A second value of a single-valued parameter is refused, not one of them kept.
+            if SINGLE_VALUED.contains(&key) {
+                if once.contains(&key.to_owned()) {
+                    return Err(err("given twice: this parameter takes one value".into()));
+                }
+                once.push(key.to_owned());
+            }
             match key {
                 "tenant_id" => q.tenant_id = Some(TenantId::parse(value).map_err(err)?),
                 "since" => q.since = Some(parse_time(value).map_err(err)?),
@@ -274,5 +297,13 @@ mod tests {
         assert!(e.message.starts_with("unknown parameters: temprature_min, x"), "{e}");
         assert!(Query::from_pairs([("success", "yes")]).is_err());
         assert!(Query::from_pairs([("temperature_min", "abc")]).is_err());
+        // A single-valued parameter given twice is refused, whichever value came last.
+        for key in SINGLE_VALUED {
+            let value = if *key == "tenant_id" { "t" } else { "x" };
+            let e = Query::from_pairs([(*key, value), (*key, value)]).unwrap_err();
+            assert_eq!(e.field, *key);
+        }
+        let e = Query::from_pairs([("tenant_id", "a"), ("tenant_id", "b")]).unwrap_err();
+        assert_eq!(e.to_string(), "tenant_id: given twice: this parameter takes one value");
     }
 }

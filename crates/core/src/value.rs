@@ -37,10 +37,11 @@ impl TenantId {
         &self.0
     }
 
-    /// aitrail's own logs (the access log) have ids beginning with `aitrail.`; no client
-    /// record may name one.
+    /// aitrail's own logs (the access log) have ids beginning with `aitrail.`, in any
+    /// case (`AITRAIL.system` would read as the system log to a person); no client record
+    /// may name one.
     pub fn is_reserved(&self) -> bool {
-        self.0.starts_with("aitrail.")
+        self.0.get(..8).is_some_and(|prefix| prefix.eq_ignore_ascii_case("aitrail."))
     }
 
     /// The access log's tenant id.
@@ -408,16 +409,114 @@ impl JsonObject {
 
 impl<'de> Deserialize<'de> for JsonObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        match v {
+        match d.deserialize_any(CheckedValue)? {
             serde_json::Value::Object(map) => Self::from_map(map).map_err(de::Error::custom),
             _ => Err(de::Error::custom("must be a JSON object")),
         }
     }
 }
 
+/// A JSON value read with every object's keys checked: a key given twice is refused (the
+/// entry is evidence; serde_json's own `Value` would keep the last one silently). Numbers
+/// keep their literal, as `Value` does with `arbitrary_precision`.
+struct CheckedValue;
+
+/// The key under which serde_json (`arbitrary_precision`) hands a number's literal over.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+struct Checked(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedValue).map(Checked)
+    }
+}
+
+impl<'de> de::Visitor<'de> for CheckedValue {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(CheckedValue)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(Checked(v)) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(serde_json::Value::Array(values))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == NUMBER_TOKEN && object.is_empty() {
+                let literal: String = map.next_value()?;
+                let number = literal.parse().map_err(|_| de::Error::custom("not a number"))?;
+                return Ok(serde_json::Value::Number(number));
+            }
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object: each key may appear once"
+                )));
+            }
+            let Checked(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reserved_tenant_prefixes_are_reserved_in_any_case() {
+        for reserved in ["aitrail.system", "AITRAIL.system", "Aitrail.access", "aItRaIl.x"] {
+            assert!(TenantId::parse(reserved).unwrap().is_reserved(), "{reserved}");
+        }
+        for free in ["aitrail", "aitrailx.system", "org-1", "a"] {
+            assert!(!TenantId::parse(free).unwrap().is_reserved(), "{free}");
+        }
+    }
+
     use super::*;
 
     #[test]

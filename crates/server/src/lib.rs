@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod dashboard;
 mod export;
+mod hygiene;
 mod integrity;
 mod keys;
 mod otlp;
@@ -177,6 +178,7 @@ pub fn router(store: Arc<dyn Store>, log: Arc<LogSigner>, config: Config) -> Rou
         .route("/proxy/{provider}/{*rest}", axum::routing::any(proxy::forward))
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::NoRoute })
+        .layer(axum::middleware::from_fn(hygiene::checked))
         .with_state(state)
 }
 

@@ -19,6 +19,11 @@ pub enum ApiError {
     BadQuery(FieldError),
     #[error("body larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the request's URI is longer than the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    /// The path does not decode to UTF-8.
+    #[error("{0}")]
+    BadPath(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("not found")]
@@ -134,6 +139,8 @@ impl ApiError {
             Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-record", "Invalid record"),
             BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter"),
             TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
+            UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            BadPath(_) => (StatusCode::BAD_REQUEST, "invalid-path", "Invalid path"),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",

@@ -180,21 +180,41 @@ async fn recorded_for(app: &AppState, headers: &HeaderMap) -> Result<RecordedFor
     Ok(RecordedFor { tenant, fields })
 }
 
-/// Request headers not forwarded: hop-by-hop ones, ours, and Accept-Encoding (the answer
-/// must arrive readable).
-fn forwarded(name: &HeaderName) -> bool {
-    !matches!(
-        name.as_str(),
+/// Request headers forwarded: end to end ones only. Not hop-by-hop ones; not
+/// Accept-Encoding (the answer must arrive readable); and no credential that is not the
+/// provider's: no cookie (the dashboard's session cookie among them), no proxy or
+/// forwarding header, none of ours (`X-Aitrail-*`), and no header carrying an aitrail key
+/// (`ait_…`, as `Authorization: Bearer ait_…` by mistake).
+fn forwarded(name: &HeaderName, value: &axum::http::HeaderValue) -> bool {
+    let name = name.as_str();
+    let dropped = matches!(
+        name,
         "host"
             | "connection"
             | "keep-alive"
             | "transfer-encoding"
             | "te"
+            | "trailer"
             | "upgrade"
             | "proxy-connection"
+            | "proxy-authorization"
             | "content-length"
             | "accept-encoding"
-    ) && !name.as_str().starts_with("x-aitrail-")
+            | "cookie"
+            | "forwarded"
+            | "x-real-ip"
+    ) || name.starts_with("x-aitrail-")
+        || name.starts_with("x-forwarded-");
+    !dropped && !carries_aitrail_key(value)
+}
+
+/// Whether a header's value is, or bears, an aitrail API key.
+fn carries_aitrail_key(value: &axum::http::HeaderValue) -> bool {
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let token = text.trim();
+    let token =
+        token.strip_prefix("Bearer ").or_else(|| token.strip_prefix("bearer ")).unwrap_or(token);
+    token.trim_start().starts_with("ait_")
 }
 
 /// Answer headers not passed back: hop-by-hop ones, and the length (the body streams).
@@ -270,7 +290,7 @@ pub(crate) async fn forward(
         url = format!("{url}?{q}");
     }
     let mut request = app.proxy.client.request(method, &url).body(body.clone());
-    for (name, value) in headers.iter().filter(|(n, _)| forwarded(n)) {
+    for (name, value) in headers.iter().filter(|(n, v)| forwarded(n, v)) {
         request = request.header(name, value);
     }
     let Some(operation) = operation else {

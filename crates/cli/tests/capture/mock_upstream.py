@@ -30,6 +30,8 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        # A provider's own cookie, which the client must get back as sent.
+        self.send_header("Set-Cookie", "__cf_bm=mock-provider-cookie; Path=/; HttpOnly")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -70,6 +72,8 @@ class Handler(BaseHTTPRequestHandler):
             "x_api_key": self.headers.get("x-api-key"),
             "aitrail_headers": [h for h in self.headers if h.lower().startswith("x-aitrail")],
             "accept_encoding": self.headers.get("Accept-Encoding"),
+            "cookie": self.headers.get("Cookie"),
+            "header_values": [v for v in self.headers.values()],
             "model": body.get("model"),
         })
         if body.get("model") == "locks-the-store":

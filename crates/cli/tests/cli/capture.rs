@@ -695,6 +695,35 @@ fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls
         assert!(status.contains(" 400 "), "{path}: {status}");
     }
     assert!(upstream.calls().is_empty(), "nothing was forwarded");
+    // What is aitrail's, or nobody's business upstream, stays here: cookies (the
+    // dashboard's session among them), forwarding headers, and an aitrail key wherever it
+    // is put. The provider's key passes, and the provider's cookie comes back unchanged.
+    let session = "aitrail-session-token-that-must-stay-here";
+    let answer = rt.block_on(async {
+        client
+            .post(format!("{}/proxy/openai/v1/chat/completions", server.base))
+            .header("x-aitrail-key", &key)
+            .header("cookie", format!("aitrail_session={session}; theme=dark"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-api-key", "sk-test-0000-not-a-real-key")
+            .header("proxy-authorization", "Basic cHJveHk6c2VjcmV0")
+            .header("x-forwarded-for", "10.9.8.7")
+            .json(&chat)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["set-cookie"], "__cf_bm=mock-provider-cookie; Path=/; HttpOnly");
+    let calls = upstream.calls();
+    let sent = calls.last().expect("the call was forwarded");
+    assert_eq!(sent["cookie"], Value::Null, "{sent}");
+    assert_eq!(sent["authorization"], Value::Null, "an aitrail key in Authorization: {sent}");
+    assert_eq!(sent["x_api_key"], "sk-test-0000-not-a-real-key", "{sent}");
+    let values = sent["header_values"].to_string();
+    for secret in [session, key.as_str(), "cHJveHk6c2VjcmV0", "10.9.8.7", "theme=dark"] {
+        assert!(!values.contains(secret), "{secret} reached the upstream: {values}");
+    }
     // A redirect is the client's to follow, not the proxy's (it could carry the key away).
     let redirect = rt.block_on(async {
         let url = format!("{}/proxy/openai/v1/redirect", server.base);
@@ -712,7 +741,7 @@ fn the_proxy_forwards_only_what_it_records_follows_no_redirect_and_records_calls
         10_000,
     );
     assert_eq!(tls.unwrap(), 502);
-    let records = records_once(&server, &rt, "acme", 2);
+    let records = records_once(&server, &rt, "acme", 3);
     let slow =
         records.iter().find(|r| r["model_name"] == "slow").expect("the slow call is recorded");
     assert_eq!(slow["success"], true, "{slow}");

@@ -288,3 +288,84 @@ async fn openapi_document_matches_the_routes() {
         }
     }
 }
+
+/// Hostile URIs get a problem naming what is wrong, never a panic or a closed connection:
+/// NUL or invalid UTF-8 in a query parameter or the path, an over-long URI, a single-valued
+/// parameter given twice. Every answer, refusals included, says `nosniff`.
+#[tokio::test]
+async fn hostile_uris_get_a_problem_naming_what_is_wrong() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let (status, _) = s.post_json(&json!({"tenant_id": "t", "model_name": "m"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let problem_of = |path: String| {
+        let (client, base) = (s.client.clone(), s.base.clone());
+        async move {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            let status = r.status();
+            let headers = r.headers().clone();
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["content-type"], "application/problem+json", "{path}");
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["status"], status.as_u16(), "{problem}");
+            (status, problem)
+        }
+    };
+    // NUL in any query parameter (this closed the connection with a panic).
+    for query in ["model_name=a%00b", "tenant_id=t&user_id=%00", "limit=1&x%00=1"] {
+        let (status, problem) = problem_of(format!("/v1/records?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("contains a NUL character"));
+    }
+    let (_, problem) = problem_of("/v1/access-log?operation=%00".into()).await;
+    assert_eq!(problem_fields(&problem), ["operation"], "{problem}");
+    // Invalid UTF-8 in a query value (was read as U+FFFD), or in the path.
+    let (status, problem) = problem_of("/v1/records?model_name=%ff%fe".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem_fields(&problem), ["model_name"], "{problem}");
+    let (status, problem) = problem_of("/v1/records/%ff%fe".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("path"), "{problem}");
+    // An over-long URI.
+    let (status, problem) = problem_of(format!("/v1/records?model_name={}", "m".repeat(20_000))).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{problem}");
+    // A single-valued parameter twice (the last one was taken).
+    let (status, problem) = problem_of("/v1/records?tenant_id=t&tenant_id=u".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem_fields(&problem), ["tenant_id"], "{problem}");
+    // The same requests, well formed, still answer.
+    let (status, page) = s.get("/v1/records?tenant_id=t&model_name=m&model_name=n").await;
+    assert_eq!((status, page["records"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    let r = s.client.get(format!("{}/v1/records?tenant_id=t", s.base)).send().await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let r = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
+
+/// `AITRAIL.system` names the system log to a reader as much as `aitrail.system`: no
+/// record may claim any case of the reserved prefix.
+#[tokio::test]
+async fn the_reserved_tenant_prefix_is_refused_in_any_case() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for tenant in ["aitrail.system", "AITRAIL.system", "Aitrail.access"] {
+        let (status, problem) =
+            refused(&s, "application/json", json!({"tenant_id": tenant}).to_string()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{tenant}: {problem}");
+        assert_eq!(problem_fields(&problem), ["tenant_id"], "{problem}");
+    }
+}
+
+/// A key given twice inside `attributes` or `model_config`, at any depth, is refused with
+/// its path: the entry is evidence, and the last value silently won.
+#[tokio::test]
+async fn a_key_given_twice_in_a_record_is_refused_with_its_path() {
+    let Some(s) = Server::start(BACKEND).await else { return };
+    for (body, path) in [
+        (r#"{"tenant_id": "t", "attributes": {"approved": false, "approved": true}}"#, "attributes"),
+        (r#"{"tenant_id": "t", "model_config": {"tools": [{"name": "a", "name": "b"}]}}"#, "model_config.tools[0]"),
+    ] {
+        let (status, problem) = refused(&s, "application/json", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem_fields(&problem), [path], "{problem}");
+        assert!(problem.to_string().contains("appears twice"), "{problem}");
+    }
+}
