@@ -31,12 +31,17 @@ pub struct Args {
     /// without it the local key file is used, or, against a server, the server's own word.
     #[arg(long, env = "AITRAIL_VERIFIER_KEY")]
     key: Option<String>,
+    /// With --export and no --key: accept the key the bundle names itself. It was chosen by
+    /// whoever made the bundle, so the bundle is then only shown to agree with itself;
+    /// without this flag, an unpinned check fails.
+    #[arg(long, requires = "export", conflicts_with = "key")]
+    trust_bundle_key: bool,
 }
 
 /// Exit 0 when everything verifies; otherwise each problem is printed and the exit is 1.
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(bundle) = &args.export {
-        return export(bundle, args.key.as_deref());
+        return export(bundle, args.key.as_deref(), args.trust_bundle_key);
     }
     let target = Target::open(global, Intent::Read).await?;
     let verifier = match (&args.key, &target) {
@@ -288,19 +293,17 @@ async fn extends(target: &Target, verifier: &Verifier, file: &PathBuf) -> anyhow
 }
 
 /// An export bundle, offline: every finding on stdout, then exit 1 if any.
-fn export(bundle: &std::path::Path, key: Option<&str>) -> anyhow::Result<()> {
+fn export(
+    bundle: &std::path::Path,
+    key: Option<&str>,
+    trust_bundle_key: bool,
+) -> anyhow::Result<()> {
     let key = key
         .map(Verifier::parse)
         .transpose()
         .context("--key is not a verifier key (name+keyid+base64)")?;
     let report = aitrail_export::check::bundle(bundle, key.as_ref())
         .with_context(|| format!("cannot check {}", bundle.display()))?;
-    if report.key_from_bundle {
-        eprintln!(
-            "aitrail: warning: checked against the key the bundle names ({}); pass --key to pin the log's published key",
-            report.key
-        );
-    }
     for f in &report.findings {
         println!("{f}");
     }
@@ -312,9 +315,19 @@ fn export(bundle: &std::path::Path, key: Option<&str>) -> anyhow::Result<()> {
             report.tenant
         );
     }
+    // The bundle's author chose the key it names: without a pinned key, the bundle is
+    // only shown to agree with itself.
+    let pinned =
+        if report.key_from_bundle { " (key not pinned: taken from the bundle)" } else { "" };
     println!(
-        "OK: {} records of tenant {} are in its log as signed at size {} by {}; every file matches the signed manifest",
+        "OK: {} records of tenant {} are in its log as signed at size {} by {}{pinned}; every file matches the signed manifest",
         report.records, report.tenant, report.checkpoint_size, report.key
     );
+    if report.key_from_bundle && !trust_bundle_key {
+        bail!(
+            "key not pinned: taken from the bundle, whose author chose it; pass --key with the \
+             log's published key (GET /v1/log-key), or --trust-bundle-key to accept it"
+        );
+    }
     Ok(())
 }

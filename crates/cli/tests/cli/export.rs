@@ -60,9 +60,18 @@ fn an_export_verifies_offline_and_every_kind_of_tampering_is_named() {
         said.contains("OK: 10 records of tenant tamper are in its log as signed at size 10"),
         "{said}"
     );
-    // Without --key it still checks, against the bundle's own key, and says so.
+    // Without --key it still checks, against the bundle's own key, says so, and fails:
+    // whoever made the bundle chose that key.
     let (ok, said) = verify_export(&zip, None);
-    assert!(ok && said.contains("pass --key to pin"), "{said}");
+    assert!(!ok, "an unpinned key passed: {said}");
+    assert!(said.contains("(key not pinned: taken from the bundle)"), "{said}");
+    assert!(said.contains("pass --key"), "{said}");
+    // ... unless the bundle's key is accepted on purpose.
+    let trusted =
+        aitrail(&["verify", "--export", zip.to_str().unwrap(), "--trust-bundle-key"], None);
+    let said = String::from_utf8_lossy(&trusted.stdout);
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert!(said.contains("(key not pinned: taken from the bundle)"), "{said}");
     // Nothing else is needed: the data dir can be gone.
     let elsewhere = tempfile::tempdir().unwrap();
     let moved = elsewhere.path().join("bundle.zip");
