@@ -57,7 +57,11 @@ pub(crate) async fn traces(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("OTLP task failed: {e}")))?
-    .map_err(|e| ApiError::Malformed(FieldError::new("body", e.to_string())))?;
+    .map_err(|e| match e {
+        // Inflated past the limit: as a body sent that large would be.
+        otlp::OtlpError::TooLarge(limit) => ApiError::TooLarge { limit },
+        e => ApiError::Malformed(FieldError::new("body", e.to_string())),
+    })?;
 
     let mut refused = Refused::default();
     let mut records: Vec<Record> = Vec::with_capacity(mapped.records.len());

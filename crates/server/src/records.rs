@@ -159,6 +159,13 @@ pub(crate) async fn get_one(
 
 async fn read_records(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Parsed, ApiError> {
     let format = body_format(headers)?;
+    // A compressed body would be read as bytes that are not UTF-8: say what is wrong.
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim());
+    if let Some(encoding) = encoding.filter(|e| !e.eq_ignore_ascii_case("identity")) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {encoding} is not accepted here; send the records uncompressed"
+        )));
+    }
     let bytes = read_limited(body, app.config.max_body_bytes).await?;
     if bytes.len() <= PARSE_INLINE_MAX {
         return Ok(parse_body(&bytes, format)?);

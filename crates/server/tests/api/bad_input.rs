@@ -369,3 +369,43 @@ async fn a_key_given_twice_in_a_record_is_refused_with_its_path() {
         assert!(problem.to_string().contains("appears twice"), "{problem}");
     }
 }
+
+/// Compressed bodies get the status that names their problem: `POST /v1/records` takes
+/// none (415, where it answered 400 "not UTF-8"), and an OTLP export whose gzip inflates
+/// past the body limit is 413, as a body that large would be (it answered 400).
+#[tokio::test]
+async fn compressed_bodies_get_the_status_that_names_the_problem() {
+    use std::io::Write;
+    let Some(s) = Server::start(BACKEND).await else { return };
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let r = s
+        .client
+        .post(format!("{}/v1/records", s.base))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(br#"{"tenant_id": "t"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let problem: Value = r.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("Content-Encoding gzip"), "{problem}");
+    let limit = Config::default().max_body_bytes;
+    let bomb = gzip(&vec![b' '; limit + 1]);
+    assert!(bomb.len() < limit / 100, "a small body that inflates past the limit");
+    let r = s
+        .client
+        .post(format!("{}/v1/traces", s.base))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(s.all_ids().await.is_empty(), "nothing was stored");
+}
