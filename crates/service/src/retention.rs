@@ -107,6 +107,12 @@ pub async fn erase(
     if tenant_held(store, tenant).await? {
         return Err(RetentionError::Held(tenant.clone()));
     }
+    // An empty id would pick the records that have none: never a person or a session.
+    if matches!(selector, Selector::User(id) | Selector::Session(id) if id.trim().is_empty()) {
+        return Err(RetentionError::Store(StoreError::Refused(
+            "an erasure names a person or a session: the id is empty".into(),
+        )));
+    }
     let subject = match selector {
         Selector::User(u) => json!({"user": subject_pseudonym(secret, tenant, "user", u)}),
         Selector::Session(s) => {

@@ -174,3 +174,57 @@ async fn an_erasure_is_logged_before_it_deletes_and_verify_tells_it_from_a_delet
         [Finding::ContentRemoved { tenant: tenant.clone(), seq: 3, id: kept.id.to_string() }]
     );
 }
+
+/// An erasure never destroys what it did not name: an empty id picks no one (it would
+/// have matched the key of every record without a user), and a session placed under a hold
+/// after its keys were retired keeps its key and content, readable (the hold wins).
+#[tokio::test]
+async fn an_erasure_destroys_only_the_keys_of_what_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = trail(dir.path());
+    let store = trail.store().clone();
+    let tenant = TenantId::parse("t").unwrap();
+    let records = vec![
+        record(serde_json::json!({"tenant_id": "t", "prompt": "nobody's"})),
+        record(
+            serde_json::json!({"tenant_id": "t", "user_id": "u", "session_id": "s1", "prompt": "one"}),
+        ),
+        record(
+            serde_json::json!({"tenant_id": "t", "user_id": "u", "session_id": "s2", "prompt": "two"}),
+        ),
+    ];
+    trail.append(records, Sent::Batch).await.unwrap();
+    for empty in [Selector::User(String::new()), Selector::Session(" ".into())] {
+        let refused = trail.erase(&tenant, &empty, Actor::Operator).await;
+        assert!(matches!(refused, Err(RetentionError::Store(_))), "{refused:?}");
+    }
+
+    // The keys of u are retired, then s2 is held before the rest of the erasure runs.
+    let user = Selector::User("u".into());
+    let retired = store.retire_keys(&tenant, &user).await.unwrap();
+    assert_eq!(retired.len(), 2);
+    let hold = Hold {
+        tenant_id: tenant.clone(),
+        session_id: Some("s2".into()),
+        placed_at: aitrail_core::Timestamp::now(),
+        reason: None,
+    };
+    store.add_hold(&hold).await.unwrap();
+    let (seqs, held) = store.content_seqs(&tenant, &user).await.unwrap();
+    assert_eq!((seqs.len(), held), (1, 1));
+    store
+        .purge_content(&tenant, &Selector::Seqs(seqs), aitrail_store::retention::Mode::Delete)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.destroy_keys(&tenant, &retired).await.unwrap(),
+        1,
+        "the held session's key stays"
+    );
+    let prompts: Vec<Option<String>> = stored(store.as_ref(), "t")
+        .await
+        .iter()
+        .map(|r| r.record.prompt.as_ref().map(|p| p.as_str().to_owned()))
+        .collect();
+    assert_eq!(prompts, [Some("two".into()), None, Some("nobody's".into())]);
+}

@@ -161,7 +161,11 @@ pub(crate) async fn destroy(
 ) -> Result<u64, StoreError> {
     let destroyed = c
         .execute(
-            "DELETE FROM data_keys WHERE tenant_id = $1 AND id = ANY($2) AND retired",
+            // A session held since the keys were retired keeps its key (and its content,
+            // which the erasure then left out): the hold wins.
+            "DELETE FROM data_keys k WHERE k.tenant_id = $1 AND k.id = ANY($2) AND k.retired
+             AND NOT EXISTS (SELECT 1 FROM holds h
+                             WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))",
             &[&tenant.as_str(), &ids],
         )
         .await

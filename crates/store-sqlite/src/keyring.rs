@@ -200,7 +200,12 @@ pub(crate) fn destroy(c: &Connection, tenant: &TenantId, ids: &[Uuid]) -> Result
     {
         let mut delete = c
             .prepare(
-                "DELETE FROM keyring.data_keys WHERE tenant_id = ?1 AND id = ?2 AND retired = 1",
+                // A session held since the keys were retired keeps its key (and its content,
+                // which the erasure then left out): the hold wins.
+                "DELETE FROM keyring.data_keys AS k
+                 WHERE k.tenant_id = ?1 AND k.id = ?2 AND k.retired = 1 AND NOT EXISTS (
+                     SELECT 1 FROM main.holds h
+                     WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))",
             )
             .map_err(backend)?;
         for id in ids {
@@ -232,6 +237,8 @@ pub(crate) fn seal_unsealed(conn: &mut Connection, keyring: &mut Keyring) -> rus
     if !unsealed_remain(conn)? {
         return Ok(());
     }
+    // What is deleted is overwritten as it goes; the rewrite at the end takes the rest.
+    conn.pragma_update(None, "secure_delete", true)?;
     conn.execute("DELETE FROM contents_plain WHERE pos NOT IN (SELECT pos FROM records)", [])?;
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -268,8 +275,6 @@ pub(crate) fn seal_unsealed(conn: &mut Connection, keyring: &mut Keyring) -> rus
             .collect::<rusqlite::Result<Vec<_>>>()?
         };
         if rows.is_empty() {
-            tx.execute_batch("DROP TABLE contents_plain")?;
-            tx.commit()?;
             break;
         }
         for (pos, id, scope, content) in &rows {
@@ -289,9 +294,22 @@ pub(crate) fn seal_unsealed(conn: &mut Connection, keyring: &mut Keyring) -> rus
         }
         tx.commit()?;
     }
-    conn.execute_batch("VACUUM")?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    Ok(())
+    // The file rewritten while the (now empty) old table still says "not finished": a
+    // crash here, before its drop, makes the next open rewrite it again. Then its WAL,
+    // which held the old pages, emptied.
+    conn.execute_batch("VACUUM; DROP TABLE contents_plain;")?;
+    for _ in 0..200 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    Err(rusqlite::Error::ToSqlConversionFailure(
+        "the write-ahead log, which holds the content as stored before sealing, could not be \
+         emptied while other readers held it; open the store again when it is quieter"
+            .into(),
+    ))
 }
 
 impl Keyring {

@@ -75,7 +75,8 @@ const OPENER_KEYS: usize = 256;
 /// Opens the content a read finds, unwrapping each data key once while it keeps it.
 pub struct Opener<'k> {
     content_key: Option<&'k ContentKey>,
-    keys: HashMap<Uuid, Result<DataKey, SealError>>,
+    /// By key id: the tenant it was unwrapped for (the wrapping binds it), and the key.
+    keys: HashMap<Uuid, (String, Result<DataKey, SealError>)>,
 }
 
 impl<'k> Opener<'k> {
@@ -109,8 +110,9 @@ impl<'k> Opener<'k> {
     /// The plaintext of record `id`'s content, to read in place ([`Plain::borrow`]).
     pub fn open_plain(&mut self, tenant: &str, id: &str, columns: SealedColumns<'_>) -> Plain {
         let Some(sealed) = columns.sealed else { return Plain::Gone };
-        let Some(content_key) = self.content_key else { return Plain::Sealed };
+        // A destroyed key shows without the content key: the content is gone.
         let Some(wrapped) = columns.wrapped else { return Plain::Gone };
+        let Some(content_key) = self.content_key else { return Plain::Sealed };
         let Some(key_id) = columns.key_id.and_then(|k| Uuid::from_slice(k).ok()) else {
             return Plain::Unreadable("names no data key".into());
         };
@@ -118,12 +120,14 @@ impl<'k> Opener<'k> {
             return Plain::Unreadable("belongs to a record whose id is not a UUID".into());
         };
         // A few keys at hand: rows of one session come in runs; most others repeat none.
-        if self.keys.len() >= OPENER_KEYS && !self.keys.contains_key(&key_id) {
-            self.keys.clear();
+        if self.keys.get(&key_id).is_none_or(|(t, _)| t != tenant) {
+            if self.keys.len() >= OPENER_KEYS {
+                self.keys.clear();
+            }
+            let key = content_key.unwrap(tenant, &key_id, wrapped);
+            self.keys.insert(key_id, (tenant.to_owned(), key));
         }
-        let key =
-            self.keys.entry(key_id).or_insert_with(|| content_key.unwrap(tenant, &key_id, wrapped));
-        let key = match key {
+        let key = match &self.keys[&key_id].1 {
             Ok(key) => key,
             Err(e) => {
                 return Plain::Unreadable(format!("has a data key that does not unwrap: {e}"));

@@ -48,6 +48,10 @@ fn verify_names_every_kind_of_tampering() {
         out.contains("NOTE: the content of 10 record(s) is sealed and was not checked"),
         "{out}"
     );
+    // A data key deleted behind aitrail's back shows without the log key too.
+    sqlite3(&keyless.path().join("aitrail-keys.db"), "DELETE FROM data_keys");
+    let (ok, out) = verify(keyless.path(), &key, &[]);
+    assert!(!ok && out.contains("CONTENT REMOVED tenant tamper seq 7"), "{out}");
 
     let db = |d: &Path| d.join("aitrail.db");
     let cases: Vec<(&str, String, Vec<String>)> = vec![
