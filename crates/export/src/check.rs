@@ -538,7 +538,45 @@ const CHUNK: usize = 1 << 16;
 
 fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>, CheckError> {
     let file = File::open(path).map_err(|e| CheckError::Io(path.display().to_string(), e))?;
-    Ok(ZipArchive::new(BufReader::new(file))?)
+    let zip = ZipArchive::new(BufReader::new(file))?;
+    refuse_ambiguous_members(path, zip.central_directory_start())?;
+    Ok(zip)
+}
+
+/// A bundle is made by the party being audited: a member name given twice would let this
+/// check read one copy (the zip library keeps the last) while `unzip` shows the auditor
+/// the other. The central directory is read as it is, every entry, and a name found twice
+/// refuses the bundle.
+fn refuse_ambiguous_members(path: &Path, start: u64) -> Result<(), CheckError> {
+    use std::io::Seek;
+    const ENTRY: u32 = 0x0201_4b50;
+    let io = |e: std::io::Error| CheckError::Io("the zip's central directory".into(), e);
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    reader.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut header = [0u8; 46];
+    loop {
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io(e)),
+        }
+        if u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) != ENTRY {
+            break;
+        }
+        let length = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
+        let mut name = vec![0u8; length(28)];
+        reader.read_exact(&mut name).map_err(io)?;
+        let skip = (length(30) + length(32)) as i64;
+        reader.seek_relative(skip).map_err(io)?;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if !seen.insert(name.clone()) {
+            return Err(CheckError::Unusable(format!(
+                "the zip holds two members named {name}: a zip tool and this check could read different ones"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A file of the zip inflated and hashed on a thread of its own (so the big files use

@@ -72,6 +72,36 @@ fn an_export_verifies_offline_and_every_kind_of_tampering_is_named() {
     let said = String::from_utf8_lossy(&trusted.stdout);
     assert!(trusted.status.success(), "{trusted:?}");
     assert!(said.contains("(key not pinned: taken from the bundle)"), "{said}");
+    // A forged records.jsonl placed before the genuine one, under the same name: `unzip`
+    // shows the first, the zip library reads the last. The bundle is refused, not read.
+    let forged = dir.path().join("forged.zip");
+    {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+        let mut out = zip::ZipWriter::new(std::fs::File::create(&forged).unwrap());
+        // The writer refuses a name twice: written under a name of the same length, then
+        // renamed in the file's bytes.
+        out.start_file("recordX.jsonl", zip::write::SimpleFileOptions::default()).unwrap();
+        out.write_all(b"{\"forged\": true}\n").unwrap();
+        for i in 0..archive.len() {
+            let mut file = archive.by_index(i).unwrap();
+            let name = file.name().unwrap().into_owned();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+            out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+        out.finish().unwrap();
+    }
+    let bytes = std::fs::read(&forged).unwrap();
+    let bytes: Vec<u8> = bytes.windows(13).enumerate().fold(bytes.clone(), |mut b, (i, w)| {
+        if w == b"recordX.jsonl" {
+            b[i + 6] = b's';
+        }
+        b
+    });
+    std::fs::write(&forged, bytes).unwrap();
+    let (ok, said) = verify_export(&forged, Some(&key));
+    assert!(!ok && said.contains("two members named records.jsonl"), "{said}");
     // Nothing else is needed: the data dir can be gone.
     let elsewhere = tempfile::tempdir().unwrap();
     let moved = elsewhere.path().join("bundle.zip");
