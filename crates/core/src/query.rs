@@ -183,16 +183,15 @@ impl Query {
     {
         let mut q = Query::default();
         let mut unknown = Vec::new();
-        let mut once = Vec::new();
+        let mut given = [false; SINGLE_VALUED.len()];
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
             let err = |m: String| FieldError::new(key, m);
             // A second value of a single-valued parameter is refused, not one of them kept.
-            if SINGLE_VALUED.contains(&key) {
-                if once.contains(&key.to_owned()) {
-                    return Err(err("given twice: this parameter takes one value".into()));
-                }
-                once.push(key.to_owned());
+            if let Some(at) = SINGLE_VALUED.iter().position(|k| *k == key)
+                && std::mem::replace(&mut given[at], true)
+            {
+                return Err(err("given twice: this parameter takes one value".into()));
             }
             match key {
                 "tenant_id" => q.tenant_id = Some(TenantId::parse(value).map_err(err)?),

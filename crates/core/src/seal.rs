@@ -171,11 +171,7 @@ impl DataKey {
     /// The content of record `id` from its sealed bytes (with no keyed hashes: they are
     /// stored beside it).
     pub fn open(&self, id: &Uuid, sealed: &[u8]) -> Result<Content, SealError> {
-        let plain = self.open_plain(id, sealed)?;
-        let parts = ContentParts::of(&plain)?;
-        let fields = CONTENT_FIELDS.into_iter().zip(parts.fields);
-        let fields = fields.filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())));
-        Ok(Content { salt: *parts.salt, fields: fields.collect(), hashes: KeyedHashes::default() })
+        Ok(ContentParts::of(&self.open_plain(id, sealed)?)?.to_content(KeyedHashes::default()))
     }
 
     /// The plaintext of record `id`'s sealed content, to read in place ([`ContentParts`]):
@@ -232,6 +228,13 @@ impl<'a> ContentParts<'a> {
             return Err(SealError::Malformed("bytes after the last field"));
         }
         Ok(Self { salt, fields })
+    }
+
+    /// The content these parts hold, owned, with the keyed hashes stored beside it.
+    pub fn to_content(&self, hashes: KeyedHashes) -> Content {
+        let fields = CONTENT_FIELDS.into_iter().zip(self.fields);
+        let fields = fields.filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())));
+        Content { salt: *self.salt, fields: fields.collect(), hashes }
     }
 }
 

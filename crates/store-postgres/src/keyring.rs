@@ -126,10 +126,8 @@ pub(crate) async fn retire(
     tenant: &TenantId,
     selector: &Selector,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let (column, value) = match selector {
-        Selector::User(u) => ("user_id", u),
-        Selector::Session(s) => ("session_id", s),
-        _ => return Err(StoreError::Refused("data keys are retired by user or session".into())),
+    let Some((column, value)) = selector.subject() else {
+        return Err(StoreError::Refused("data keys are retired by user or session".into()));
     };
     let tx = client.transaction().await.map_err(backend)?;
     let sql = format!(
@@ -139,7 +137,7 @@ pub(crate) async fn retire(
              WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))
          RETURNING id"
     );
-    let rows = tx.query(&sql, &[&tenant.as_str(), value]).await.map_err(backend)?;
+    let rows = tx.query(&sql, &[&tenant.as_str(), &value]).await.map_err(backend)?;
     let ids = rows.iter().map(|r| r.try_get(0).map_err(backend)).collect::<Result<_, _>>()?;
     tx.execute(
         "UPDATE logs SET key_epoch = key_epoch + 1 WHERE tenant_id = $1",

@@ -147,6 +147,20 @@ impl Keyring {
         }
         Ok(())
     }
+
+    fn seal_one(
+        &mut self,
+        scope: &KeyScope,
+        id: &str,
+        content: &Content,
+    ) -> Result<SealedContent, StoreError> {
+        if !self.keys.has(scope) {
+            self.find_or_add(vec![scope.clone()])?;
+        }
+        let id =
+            Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
+        self.keys.seal_content(scope, &id, content)
+    }
 }
 
 fn live_key(conn: &Connection, scope: &KeyScope) -> rusqlite::Result<Option<(Uuid, Vec<u8>)>> {
@@ -170,10 +184,8 @@ pub(crate) fn retire(
     tenant: &TenantId,
     selector: &Selector,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let (column, value) = match selector {
-        Selector::User(u) => ("user_id", u),
-        Selector::Session(s) => ("session_id", s),
-        _ => return Err(StoreError::Refused("data keys are retired by user or session".into())),
+    let Some((column, value)) = selector.subject() else {
+        return Err(StoreError::Refused("data keys are retired by user or session".into()));
     };
     let sql = format!(
         "UPDATE keyring.data_keys AS k SET retired = 1
@@ -310,22 +322,6 @@ pub(crate) fn seal_unsealed(conn: &mut Connection, keyring: &mut Keyring) -> rus
          emptied while other readers held it; open the store again when it is quieter"
             .into(),
     ))
-}
-
-impl Keyring {
-    fn seal_one(
-        &mut self,
-        scope: &KeyScope,
-        id: &str,
-        content: &Content,
-    ) -> Result<SealedContent, StoreError> {
-        if !self.keys.has(scope) {
-            self.find_or_add(vec![scope.clone()])?;
-        }
-        let id =
-            Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
-        self.keys.seal_content(scope, &id, content)
-    }
 }
 
 fn to_sqlite(e: StoreError) -> rusqlite::Error {

@@ -26,6 +26,18 @@ pub enum Selector {
     Seqs(Vec<u64>),
 }
 
+impl Selector {
+    /// The column a person or a session is picked by (`user_id`, `session_id`: the same in
+    /// records and in data keys), and its value; `None` for the other selectors.
+    pub fn subject(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Selector::User(u) => Some(("user_id", u)),
+            Selector::Session(s) => Some(("session_id", s)),
+            Selector::RecordedBefore(_) | Selector::Seqs(_) => None,
+        }
+    }
+}
+
 /// What a purge did (or, dry, would do).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Purged {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aitrail_core::entry::{CONTENT_FIELDS, Content, KeyedHash, KeyedHashes, RowColumns};
+use aitrail_core::entry::{Content, KeyedHash, KeyedHashes, RowColumns};
 use aitrail_core::query::TextField;
 use aitrail_core::seal::{ContentKey, ContentParts, DataKey, KeyScope, NONCE_LEN, SealError};
 use uuid::Uuid;
@@ -92,19 +92,12 @@ impl<'k> Opener<'k> {
             Plain::Sealed => return RowContent::Sealed,
             Plain::Unreadable(why) => return RowContent::Unreadable(why),
         };
-        let parts = match ContentParts::of(&plain) {
-            Ok(parts) => parts,
-            Err(e) => return RowContent::Unreadable(format!("does not open: {e}")),
-        };
-        let fields = CONTENT_FIELDS.into_iter().zip(parts.fields);
-        let fields = fields.filter_map(|(name, v)| Some((name.to_owned(), v?.to_owned())));
         let [prompt, response] =
             columns.hashes.map(|h| h.and_then(|h| <[u8; 32]>::try_from(h).ok()).map(KeyedHash));
-        RowContent::Kept(Content {
-            salt: *parts.salt,
-            fields: fields.collect(),
-            hashes: KeyedHashes { prompt, response },
-        })
+        match ContentParts::of(&plain) {
+            Ok(parts) => RowContent::Kept(parts.to_content(KeyedHashes { prompt, response })),
+            Err(e) => RowContent::Unreadable(format!("does not open: {e}")),
+        }
     }
 
     /// The plaintext of record `id`'s content, to read in place ([`Plain::borrow`]).
