@@ -49,8 +49,9 @@ pub const KEYS_FILE: &str = "aitrail-keys.db";
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long `probe_write` waits for the writer's answer before judging by what it is
-/// doing; twice while the writer waits for the lock.
+/// doing, and how many such looks it takes at most before it says no.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+const PROBE_LOOKS: usize = 4;
 
 /// The writer's and the checkpointer's thread names: under 16 bytes, so `top`, `perf` and
 /// /proc show them whole (Linux cuts longer names).
@@ -468,19 +469,31 @@ impl Store for SqliteStore {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
             // A full queue: the writer is behind; judged by what it is doing, as below.
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return if self.writer.waiting_for_lock() { Err(stuck()) } else { Ok(()) };
+                return match self.writer.activity() {
+                    write::LockActivity::Waiting => Err(stuck()),
+                    _ => Ok(()),
+                };
             }
         }
-        // No answer in time: the writer is in a commit, which is a yes while it works and
-        // a no while it keeps waiting for a lock another connection holds.
-        for _ in 0..2 {
+        // No answer in time: a writer holding the lock is in a commit that works, a yes; one
+        // waiting for it on two looks is behind a lock another connection holds, a no. One
+        // between jobs has yet to pick the probe up (the machine is busy): wait on for it.
+        let mut waiting_seen = 0;
+        for _ in 0..PROBE_LOOKS {
             match tokio::time::timeout(PROBE_WAIT, &mut answer).await {
                 Ok(answered) => return answered.map_err(|_| StoreError::Closed)?,
-                Err(_) if !self.writer.waiting_for_lock() => return Ok(()),
-                Err(_) => {}
+                Err(_) => match self.writer.activity() {
+                    write::LockActivity::Holding => return Ok(()),
+                    write::LockActivity::Waiting if waiting_seen == 1 => return Err(stuck()),
+                    write::LockActivity::Waiting => waiting_seen += 1,
+                    write::LockActivity::Between => {}
+                },
             }
         }
-        Err(stuck())
+        Err(StoreError::Backend(
+            "the store cannot say whether it can take a write now: its writer did not answer"
+                .into(),
+        ))
     }
 }
 

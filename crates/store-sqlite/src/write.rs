@@ -5,7 +5,7 @@ use aitrail_core::{Receipt, Timestamp};
 use aitrail_store::StoreError;
 use aitrail_store::append::{self, NewLeaves, NewRecord};
 use rusqlite::{Connection, ToSql, Transaction, TransactionBehavior, params, params_from_iter};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keyring::Keyring;
@@ -24,24 +24,35 @@ pub(crate) enum Job {
     Probe(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// Whether the writer is waiting for the write lock (for a commit or a probe): what a
-/// probe that cannot wait for the writer's answer judges by.
+/// What the writer is doing with the write lock: what a probe that gets no answer in time
+/// judges by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum LockActivity {
+    /// Neither waiting for the lock nor holding it: between jobs, or not yet scheduled.
+    Between = 0,
+    /// Waiting for the lock, for a commit or a probe.
+    Waiting = 1,
+    /// Holding it, in a commit.
+    Holding = 2,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct WriterState {
-    waiting: AtomicBool,
+    activity: AtomicU8,
 }
 
 impl WriterState {
-    pub fn waiting_for_lock(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed)
+    pub fn activity(&self) -> LockActivity {
+        match self.activity.load(Ordering::Relaxed) {
+            1 => LockActivity::Waiting,
+            2 => LockActivity::Holding,
+            _ => LockActivity::Between,
+        }
     }
 
-    /// Run `take_lock`, which waits for the write lock, marked as waiting.
-    fn waiting_for<T>(&self, take_lock: impl FnOnce() -> T) -> T {
-        self.waiting.store(true, Ordering::Relaxed);
-        let taken = take_lock();
-        self.waiting.store(false, Ordering::Relaxed);
-        taken
+    fn set(&self, activity: LockActivity) {
+        self.activity.store(activity as u8, Ordering::Relaxed);
     }
 }
 
@@ -79,7 +90,9 @@ pub(crate) fn run(
         }
         // Probes first: they must not wait for the commits queued with them.
         if !probes.is_empty() {
-            let probed = state.waiting_for(|| probe_write(&conn));
+            state.set(LockActivity::Waiting);
+            let probed = probe_write(&conn);
+            state.set(LockActivity::Between);
             for reply in probes {
                 let _ = reply.send(probed.clone().map_err(StoreError::Backend));
             }
@@ -129,8 +142,9 @@ fn commit_group(
     state: &WriterState,
 ) {
     let together = (|| {
-        let tx =
-            state.waiting_for(|| conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
+        state.set(LockActivity::Waiting);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        state.set(LockActivity::Holding);
         let mut leaves = NewLeaves::new();
         let mut next_pos: i64 =
             tx.query_row("SELECT coalesce(max(pos), 0) + 1 FROM records", [], |r| r.get(0))?;
@@ -142,6 +156,7 @@ fn commit_group(
         tx.commit()?;
         Ok::<_, rusqlite::Error>(receipts)
     })();
+    state.set(LockActivity::Between);
     if together.is_err() {
         keyring.forget();
     }
