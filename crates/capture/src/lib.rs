@@ -6,5 +6,6 @@
 //!   OpenLLMetry and OpenInference send) become records (docs/OTLP.md).
 
 pub mod otlp;
+mod otlp_bounds;
 mod otlp_json;
 pub mod proxy;

@@ -12,6 +12,8 @@ use opentelemetry_proto::tonic::trace::v1::{Span, status};
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+use crate::otlp_bounds::{self, Bounds};
+
 /// How an export's body is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
@@ -28,13 +30,32 @@ pub enum OtlpError {
     TooLarge(usize),
     #[error("not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
     Protobuf(prost::DecodeError),
+    #[error(
+        "not an OTLP ExportTraceServiceRequest in protobuf: a field runs past the end of its message"
+    )]
+    Truncated,
+    #[error("the export nests values deeper than {0} levels")]
+    TooDeep(u32),
+    #[error("the export holds more than {0} spans; send it in smaller batches")]
+    TooManySpans(usize),
+    #[error("the export would take more than {0} bytes once decoded; send it in smaller batches")]
+    DecodesTooLarge(usize),
     #[error("not JSON: {0}")]
     Json(serde_json::Error),
     #[error("not an OTLP ExportTraceServiceRequest in JSON: {0}")]
     JsonShape(String),
 }
 
-/// Read an export: inflate it if `gzip`, up to `limit` bytes, then decode it.
+/// Spans one export may hold (gen_ai or not): five times the records one may become,
+/// which is POST /v1/records' batch limit (the server checks that).
+pub const MAX_SPANS: usize = 50_000;
+
+/// What an export may take once decoded, per byte of the body limit. Real exports decode
+/// to two to three times their size; empty messages, to a hundred.
+pub const DECODED_PER_BODY_BYTE: usize = 8;
+
+/// Read an export: inflate it if `gzip`, up to `limit` bytes, check it against the
+/// bounds ([`MAX_SPANS`], [`DECODED_PER_BODY_BYTE`] times `limit`), then decode it.
 pub fn decode(
     body: &[u8],
     encoding: Encoding,
@@ -54,10 +75,16 @@ pub fn decode(
     } else {
         body
     };
+    let bounds = Bounds { spans: MAX_SPANS, decoded: limit.saturating_mul(DECODED_PER_BODY_BYTE) };
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(OtlpError::Protobuf),
+        Encoding::Protobuf => {
+            otlp_bounds::check_protobuf(bytes, bounds)?;
+            ExportTraceServiceRequest::decode(bytes).map_err(OtlpError::Protobuf)
+        }
         Encoding::Json => {
+            otlp_bounds::check_json(bytes, bounds)?;
             let value: Value = serde_json::from_slice(bytes).map_err(OtlpError::Json)?;
+            otlp_bounds::check_json_spans(&value, bounds)?;
             crate::otlp_json::request(&value).map_err(OtlpError::JsonShape)
         }
     }

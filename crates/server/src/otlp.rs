@@ -6,7 +6,7 @@
 
 use aitrail_capture::otlp::{self, Encoding};
 use aitrail_core::access::Action;
-use aitrail_core::ingest::{FieldError, parse_record_value};
+use aitrail_core::ingest::{FieldError, MAX_BATCH, parse_record_value};
 use aitrail_core::{Record, TenantId};
 use axum::body::Body;
 use axum::extract::State;
@@ -60,8 +60,19 @@ pub(crate) async fn traces(
     .map_err(|e| match e {
         // Inflated past the limit: as a body sent that large would be.
         otlp::OtlpError::TooLarge(limit) => ApiError::TooLarge { limit },
+        e @ (otlp::OtlpError::TooManySpans(_) | otlp::OtlpError::DecodesTooLarge(_)) => {
+            ApiError::TooMuch(e.to_string())
+        }
         e => ApiError::Malformed(FieldError::new("body", e.to_string())),
     })?;
+    // The same per-request bound as POST /v1/records.
+    if mapped.records.len() > MAX_BATCH {
+        return Err(ApiError::TooMuch(format!(
+            "the export holds {} spans with gen_ai.* attributes; at most {MAX_BATCH} records \
+             are taken per request: send it in smaller batches",
+            mapped.records.len()
+        )));
+    }
 
     let mut refused = Refused::default();
     let mut records: Vec<Record> = Vec::with_capacity(mapped.records.len());

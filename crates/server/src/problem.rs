@@ -19,6 +19,9 @@ pub enum ApiError {
     BadQuery(FieldError),
     #[error("body larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// A body within the byte limit that holds or decodes to more than a request may.
+    #[error("{0}")]
+    TooMuch(String),
     #[error("the request's URI is longer than the limit of {limit} bytes")]
     UriTooLong { limit: usize },
     /// The path does not decode to UTF-8.
@@ -139,6 +142,7 @@ impl ApiError {
             Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-record", "Invalid record"),
             BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter"),
             TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large"),
+            TooMuch(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-much", "Request holds too much"),
             UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
             BadPath(_) => (StatusCode::BAD_REQUEST, "invalid-path", "Invalid path"),
             UnsupportedMediaType(_) => (

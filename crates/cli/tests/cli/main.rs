@@ -1,8 +1,8 @@
 //! The `aitrail` binary, end to end, a file per concern: `commands` (on a data dir and
 //! through a server, kill -9), `integrity` (tampering and verify), `postgres`, `import`,
-//! `keys`, `export`, `privacy`, `browser` (the dashboard in chromium), `capture` (real
-//! client libraries) and `readme` (README.md's commands as pasted). What several of them
-//! use is here.
+//! `keys`, `export`, `privacy`, `bounds` (hostile inputs against memory and count
+//! bounds), `browser` (the dashboard in chromium), `capture` (real client libraries) and
+//! `readme` (README.md's commands as pasted). What several of them use is here.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aitrail_store_postgres::testing::TestDatabase;
 use serde_json::{Value, json};
 
+mod bounds;
 mod browser;
 mod capture;
 mod commands;
@@ -99,6 +100,11 @@ impl ServerProcess {
         http(&self.key)
     }
 
+    /// The server's peak resident memory so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> u64 {
+        peak_rss_mib(self.child.id())
+    }
+
     /// The global flags that point a command at this server.
     fn remote(&self) -> [&str; 4] {
         ["--server", &self.base, "--api-key", &self.key]
@@ -122,6 +128,14 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process's peak resident memory so far (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc status");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
 }
 
 /// An HTTP client that sends `key` as its bearer.
