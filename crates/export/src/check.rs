@@ -79,6 +79,9 @@ struct Manifest {
     checkpoint: ManifestCheckpoint,
     proof: String,
     files: BTreeMap<String, String>,
+    /// What each file inflates to; bundles written before 0.1 have none.
+    #[serde(default)]
+    sizes: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -102,11 +105,9 @@ pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError>
         report.findings.push(Finding { file, record, what })
     };
 
-    let small = |zip: &mut ZipArchive<_>, name: &'static str| -> Result<Vec<u8>, CheckError> {
-        let mut f = zip.by_name(name).map_err(|_| CheckError::Missing(name))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| CheckError::Io(name.into(), e))?;
-        Ok(buf)
+    let small = |zip: &mut ZipArchive<_>, name: &'static str| {
+        let f = zip.by_name(name).map_err(|_| CheckError::Missing(name))?;
+        read_capped(f, name, SMALL_FILE_LIMIT)
     };
     let text = |bytes: Vec<u8>, name: &str| {
         String::from_utf8(bytes).map_err(|_| CheckError::Unusable(format!("{name} is not UTF-8")))
@@ -152,6 +153,16 @@ pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError>
     }
     let names: Vec<String> = zip.file_names().filter_map(|n| Some(n.ok()?.into_owned())).collect();
     for name in &names {
+        let declared = zip.by_name(name)?.size();
+        if let Some(&size) = manifest.sizes.get(name)
+            && declared > allowance(size)
+        {
+            return Err(CheckError::Unusable(format!(
+                "{name}: the zip says it inflates to {declared} bytes, far past the manifest's {size}: the bundle is refused unread"
+            )));
+        }
+    }
+    for name in &names {
         // The big files are hashed as they are streamed, in records().
         if [MANIFEST, MANIFEST_SIG, RECORDS, CONVERSATIONS, LEAVES, PROOFS].contains(&name.as_str())
         {
@@ -161,7 +172,9 @@ pub fn bundle(path: &Path, key: Option<&Verifier>) -> Result<Report, CheckError>
             find(MANIFEST, None, format!("{name} is in the zip but not in the manifest"));
             continue;
         };
-        if sha256_of(zip.by_name(name)?).map_err(|e| CheckError::Io(name.clone(), e))? != *want {
+        let cap = manifest.sizes.get(name).map_or(SMALL_FILE_LIMIT, |&size| allowance(size));
+        let read = capped(zip.by_name(name)?, cap);
+        if sha256_of(read).map_err(|e| CheckError::Io(name.clone(), e))? != *want {
             find(MANIFEST, None, format!("{name}: SHA-256 differs from the manifest's"));
         }
     }
@@ -208,7 +221,7 @@ fn records(
     let proof_name = if manifest.proof == LEAVES { LEAVES } else { PROOFS };
     let mut streams = Vec::new();
     let mut stream = |name: &'static str| -> Result<Inflated, CheckError> {
-        let (reader, digest) = Inflated::spawn(path, name)?;
+        let (reader, digest) = Inflated::spawn(path, name, manifest.sizes.get(name).copied())?;
         streams.push((name, digest));
         Ok(reader)
     };
@@ -237,6 +250,7 @@ fn records(
         last_seq: None,
         usage: Usage::default(),
         findings: Vec::new(),
+        unlisted: 0,
     };
 
     // Three stages at once: lines are split on one thread, read and checked a batch at a
@@ -245,7 +259,9 @@ fn records(
     let (spent_tx, spent) = std::sync::mpsc::channel::<Batch>();
     let (checked_tx, checked) = std::sync::mpsc::sync_channel::<Vec<CheckedChunk>>(2);
     let (n, (findings, usage)) = std::thread::scope(|scope| {
-        let splitter = scope.spawn(move || split_lines(lines, batches_tx, spent));
+        // One line past the manifest's count is enough to tell it holds more.
+        let most = manifest.records.saturating_add(1);
+        let splitter = scope.spawn(move || split_lines(lines, most, batches_tx, spent));
         let taker = scope.spawn(move || {
             for chunks in checked {
                 in_order.take(chunks)?;
@@ -270,11 +286,15 @@ fn records(
     })?;
     report.findings.extend(findings);
     if n != manifest.records {
-        report.findings.push(Finding {
-            file: RECORDS,
-            record: None,
-            what: format!("holds {n} records; the manifest says {}", manifest.records),
-        });
+        let what = if n > manifest.records {
+            format!(
+                "holds more than the {} records the manifest says; the rest is not read",
+                manifest.records
+            )
+        } else {
+            format!("holds {n} records; the manifest says {}", manifest.records)
+        };
+        report.findings.push(Finding { file: RECORDS, record: None, what });
     }
     for (name, digest) in streams {
         let sha =
@@ -288,12 +308,9 @@ fn records(
             });
         }
     }
-    let mut summary = Vec::new();
-    open_zip(path)?
-        .by_name(USAGE)
-        .map_err(|_| CheckError::Missing(USAGE))?
-        .read_to_end(&mut summary)
-        .map_err(|e| CheckError::Io(USAGE.into(), e))?;
+    let mut zip = open_zip(path)?;
+    let file = zip.by_name(USAGE).map_err(|_| CheckError::Missing(USAGE))?;
+    let summary = read_capped(file, USAGE, SMALL_FILE_LIMIT)?;
     if summary != usage.to_csv() {
         report.findings.push(Finding {
             file: USAGE,
@@ -305,11 +322,12 @@ fn records(
     Ok(())
 }
 
-/// Split records.jsonl into numbered lines, a batch at a time; the number of lines.
-/// Batches the checkers are done with come back on `spent` and are filled again, so the
-/// lines of a whole file take a few buffers, not an allocation each.
+/// Split records.jsonl into numbered lines, a batch at a time, `most` lines at most; the
+/// number of lines. Batches the checkers are done with come back on `spent` and are
+/// filled again, so the lines of a whole file take a few buffers, not an allocation each.
 fn split_lines(
     mut lines: impl BufRead,
+    most: u64,
     batches: std::sync::mpsc::SyncSender<Batch>,
     spent: std::sync::mpsc::Receiver<Batch>,
 ) -> std::io::Result<u64> {
@@ -319,12 +337,20 @@ fn split_lines(
         batch.bytes.clear();
         batch.lines.clear();
         batch.first = n + 1;
-        while batch.lines.len() < BATCH {
+        while batch.lines.len() < BATCH && batch.bytes.len() < BATCH_BYTES && n < most {
             let start = batch.bytes.len();
-            if lines.read_until(b'\n', &mut batch.bytes)? == 0 {
+            let read =
+                (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut batch.bytes)?;
+            if read == 0 {
                 break;
             }
             let end = batch.bytes.len() - usize::from(batch.bytes.last() == Some(&b'\n'));
+            if end - start > MAX_LINE {
+                return Err(std::io::Error::other(format!(
+                    "line {} is longer than {MAX_LINE} bytes: no record is",
+                    n + 1
+                )));
+            }
             batch.lines.push(start..end);
             n += 1;
         }
@@ -377,6 +403,8 @@ struct InOrder<C, P: BufRead> {
     last_seq: Option<u64>,
     usage: Usage,
     findings: Vec<Finding>,
+    /// Findings past [`MAX_FINDINGS`], counted.
+    unlisted: u64,
 }
 
 impl<C: BufRead, P: BufRead> InOrder<C, P> {
@@ -420,24 +448,39 @@ impl<C: BufRead, P: BufRead> InOrder<C, P> {
                     _ => None,
                 };
                 for (file, what) in problems {
-                    self.findings.push(Finding { file, record: name.clone(), what });
+                    self.find(Finding { file, record: name.clone(), what });
                 }
             }
         }
         Ok(())
     }
 
+    /// A finding, listed while there are fewer than [`MAX_FINDINGS`], else counted.
+    fn find(&mut self, finding: Finding) {
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
     /// After the last record: rows the records did not account for, and the proof file's
     /// end.
-    fn finish(self) -> Result<(Vec<Finding>, Usage), CheckError> {
-        let Self { mut csv, proofs, proof_name, size, root, usage, mut findings, .. } = self;
-        while let Some(row) = csv.next_row().map_err(|e| CheckError::Io(CONVERSATIONS.into(), e))? {
+    fn finish(mut self) -> Result<(Vec<Finding>, Usage), CheckError> {
+        while let Some(row) =
+            self.csv.next_row().map_err(|e| CheckError::Io(CONVERSATIONS.into(), e))?
+        {
             let id = row.first().map(|id| String::from_utf8_lossy(id).into_owned());
-            findings.push(Finding {
+            self.find(Finding {
                 file: CONVERSATIONS,
                 record: Some(id.unwrap_or_default()),
                 what: "has a row for a record records.jsonl does not hold".into(),
             });
+        }
+        let Self { proofs, proof_name, size, root, usage, mut findings, unlisted, .. } = self;
+        if unlisted > 0 {
+            let what = format!("and {unlisted} more findings, not listed");
+            findings.push(Finding { file: RECORDS, record: None, what });
         }
         if let Some(why) = proofs.finish(size, root) {
             findings.push(Finding { file: proof_name, record: None, what: why });
@@ -539,15 +582,16 @@ const CHUNK: usize = 1 << 16;
 fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>, CheckError> {
     let file = File::open(path).map_err(|e| CheckError::Io(path.display().to_string(), e))?;
     let zip = ZipArchive::new(BufReader::new(file))?;
-    refuse_ambiguous_members(path, zip.central_directory_start())?;
+    refuse_unsafe_members(path, zip.central_directory_start())?;
     Ok(zip)
 }
 
-/// A bundle is made by the party being audited: a member name given twice would let this
-/// check read one copy (the zip library keeps the last) while `unzip` shows the auditor
-/// the other. The central directory is read as it is, every entry, and a name found twice
-/// refuses the bundle.
-fn refuse_ambiguous_members(path: &Path, start: u64) -> Result<(), CheckError> {
+/// A bundle is made by the party being audited, so its members are taken only by the
+/// names this format gives them, each once. A name given twice would let this check read
+/// one copy (the zip library keeps the last) while `unzip` shows the auditor the other; a
+/// path out of the folder, or another archive inside, is something to extract or open that
+/// no bundle holds. The central directory is read as it is, every entry.
+fn refuse_unsafe_members(path: &Path, start: u64) -> Result<(), CheckError> {
     use std::io::Seek;
     const ENTRY: u32 = 0x0201_4b50;
     let io = |e: std::io::Error| CheckError::Io("the zip's central directory".into(), e);
@@ -570,6 +614,11 @@ fn refuse_ambiguous_members(path: &Path, start: u64) -> Result<(), CheckError> {
         let skip = (length(30) + length(32)) as i64;
         reader.seek_relative(skip).map_err(io)?;
         let name = String::from_utf8_lossy(&name).into_owned();
+        if let Some(why) = unsafe_member(&name) {
+            return Err(CheckError::Unusable(format!(
+                "the zip holds a member named {name:?}, {why}: the bundle is refused unread"
+            )));
+        }
         if !seen.insert(name.clone()) {
             return Err(CheckError::Unusable(format!(
                 "the zip holds two members named {name}: a zip tool and this check could read different ones"
@@ -577,6 +626,35 @@ fn refuse_ambiguous_members(path: &Path, start: u64) -> Result<(), CheckError> {
         }
     }
     Ok(())
+}
+
+/// Why a member name is not one a bundle may hold, if it is not.
+fn unsafe_member(name: &str) -> Option<&'static str> {
+    const MEMBERS: [&str; 10] = [
+        README,
+        RECORDS,
+        CONVERSATIONS,
+        USAGE,
+        CHECKPOINT,
+        LOG_KEY,
+        LEAVES,
+        PROOFS,
+        MANIFEST,
+        MANIFEST_SIG,
+    ];
+    let archive = [".zip", ".jar", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".zst", ".7z", ".rar"];
+    let lower = name.to_ascii_lowercase();
+    if name.starts_with(['/', '\\']) || name.as_bytes().get(1) == Some(&b':') {
+        Some("an absolute path")
+    } else if name.split(['/', '\\']).any(|part| part == "..") {
+        Some("a path out of the folder it is extracted to")
+    } else if archive.iter().any(|ext| lower.ends_with(ext)) {
+        Some("an archive inside the archive")
+    } else if !MEMBERS.contains(&name) {
+        Some("which no aitrail bundle holds")
+    } else {
+        None
+    }
 }
 
 /// A file of the zip inflated and hashed on a thread of its own (so the big files use
@@ -594,7 +672,13 @@ struct Inflated {
 type FileDigest = std::thread::JoinHandle<std::io::Result<String>>;
 
 impl Inflated {
-    fn spawn(path: &Path, name: &'static str) -> Result<(Self, FileDigest), CheckError> {
+    /// `size`: what the manifest says the file inflates to; reading stops one byte past
+    /// it (or past what the zip says, for a manifest that gives no sizes).
+    fn spawn(
+        path: &Path,
+        name: &'static str,
+        size: Option<u64>,
+    ) -> Result<(Self, FileDigest), CheckError> {
         let mut zip = open_zip(path)?;
         if zip.index_for_name(name).is_none() {
             return Err(CheckError::Missing(name));
@@ -602,15 +686,26 @@ impl Inflated {
         let (tx, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
         let (spent, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
         let digest = std::thread::spawn(move || {
-            let mut file = zip.by_name(name).map_err(std::io::Error::other)?;
+            let file = zip.by_name(name).map_err(std::io::Error::other)?;
+            let (cap, whose) = match size {
+                Some(size) => (allowance(size), "the manifest's size allows"),
+                None => (file.size(), "the zip says it holds"),
+            };
+            let mut file = capped(file, cap);
             let mut sha = Sha256::new();
-            let mut open = true;
+            let (mut open, mut read) = (true, 0u64);
             loop {
                 let mut chunk = reuse.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
                 chunk.resize(CHUNK, 0);
                 let n = read_full(&mut file, &mut chunk)?;
                 if n == 0 {
                     return Ok(hex::encode(sha.finalize()));
+                }
+                read += n as u64;
+                if read > cap {
+                    return Err(std::io::Error::other(format!(
+                        "it inflates past the {cap} bytes {whose}: the bundle is refused"
+                    )));
                 }
                 chunk.truncate(n);
                 sha.update(&chunk);
@@ -673,8 +768,43 @@ fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
     }
 }
 
-/// Lines of records.jsonl checked at once.
+/// Lines of records.jsonl checked at once, and the bytes they may take together.
 const BATCH: usize = 4096;
+const BATCH_BYTES: usize = 16 << 20;
+
+/// The longest line of records.jsonl read: a record is at most the API's body limit.
+const MAX_LINE: usize = 64 << 20;
+
+/// The small files (key, checkpoint, manifest, its signature, usage totals) are read
+/// whole, up to this; no bundle's comes near it.
+const SMALL_FILE_LIMIT: u64 = 16 << 20;
+
+/// Findings listed one by one; past this they are only counted.
+const MAX_FINDINGS: usize = 10_000;
+
+/// What a member the manifest gives `size` bytes may inflate to before the check stops
+/// reading it. Slack, so that a file edited by a few bytes is still read and its changes
+/// named; a bomb is stopped within a megabyte or two of the size.
+fn allowance(size: u64) -> u64 {
+    size.saturating_mul(2).saturating_add(1 << 20)
+}
+
+/// `r`, cut one byte past `cap` so that reading tells whether it holds more.
+fn capped<R: Read>(r: R, cap: u64) -> std::io::Take<R> {
+    r.take(cap.saturating_add(1))
+}
+
+/// A small member of the bundle, whole, refused past `cap` bytes.
+fn read_capped(r: impl Read, name: &str, cap: u64) -> Result<Vec<u8>, CheckError> {
+    let mut buf = Vec::new();
+    capped(r, cap).read_to_end(&mut buf).map_err(|e| CheckError::Io(name.into(), e))?;
+    if buf.len() as u64 > cap {
+        return Err(CheckError::Unusable(format!(
+            "{name} is larger than {cap} bytes: the bundle is refused"
+        )));
+    }
+    Ok(buf)
+}
 
 /// A line of records.jsonl.
 struct Pair<'a> {

@@ -193,17 +193,23 @@ fn audit_json(
 enum ToZip {
     Start(&'static str),
     Data(Vec<u8>),
-    /// The file is complete: answer its SHA-256.
-    End(std::sync::mpsc::Sender<String>),
+    /// The file is complete: answer its SHA-256 and size.
+    End(std::sync::mpsc::Sender<Written>),
     /// Copy this file, compressed as it is, from a zip another thread wrote.
     Copy(Box<zip::ZipArchive<std::fs::File>>, &'static str),
 }
 
 /// The zip, file after file, written and compressed on a thread of its own while the
-/// records are read and formatted; each file's SHA-256 goes into the manifest.
+/// records are read and formatted; each file's SHA-256 and size go into the manifest.
 struct Bundle {
     tx: std::sync::mpsc::SyncSender<ToZip>,
-    files: Vec<(&'static str, String)>,
+    files: Vec<(&'static str, Written)>,
+}
+
+/// A file as written into the zip, before compression.
+struct Written {
+    sha256: String,
+    size: u64,
 }
 
 /// The zip thread is gone: its own error says why.
@@ -253,7 +259,7 @@ fn zip_thread<W: Write>(out: W, files: std::sync::mpsc::Receiver<ToZip>) -> Resu
         .compression_level(Some(1))
         .large_file(true);
     let mut zip = ZipWriter::new_stream(out);
-    let mut sha = Sha256::new();
+    let (mut sha, mut size) = (Sha256::new(), 0u64);
     for message in files {
         match message {
             ToZip::Start(name) => {
@@ -266,14 +272,16 @@ fn zip_thread<W: Write>(out: W, files: std::sync::mpsc::Receiver<ToZip>) -> Resu
                     options
                 };
                 zip.start_file(name, options)?;
-                sha = Sha256::new();
+                (sha, size) = (Sha256::new(), 0);
             }
             ToZip::Data(bytes) => {
                 zip.write_all(&bytes)?;
                 sha.update(&bytes);
+                size += bytes.len() as u64;
             }
             ToZip::End(answer) => {
-                let _ = answer.send(hex::encode(std::mem::take(&mut sha).finalize()));
+                let sha256 = hex::encode(std::mem::take(&mut sha).finalize());
+                let _ = answer.send(Written { sha256, size });
             }
             ToZip::Copy(mut from, name) => zip.raw_copy_file(from.by_name(name)?)?,
         }
@@ -305,9 +313,9 @@ fn panicked() -> ExportError {
     ExportError::Io(std::io::Error::other("an export thread panicked"))
 }
 
-/// The CSV thread's answer: the usage totals, the CSV's SHA-256, the zip holding it.
+/// The CSV thread's answer: the usage totals, the CSV as written, the zip holding it.
 type CsvThread<'scope> =
-    std::thread::ScopedJoinHandle<'scope, Result<(Usage, String, std::fs::File), ExportError>>;
+    std::thread::ScopedJoinHandle<'scope, Result<(Usage, Written, std::fs::File), ExportError>>;
 
 /// conversation_logs.csv and the usage totals, from the pages records.jsonl was written
 /// from, on a thread of their own into their own zip (`temp`); then the CSV's SHA-256 and
@@ -339,11 +347,11 @@ fn conversations<'scope>(
             csv.flush()?;
             Ok(())
         });
-        let sha = zip.files.pop().map(|(_, sha)| sha);
+        let csv = zip.files.pop().map(|(_, csv)| csv);
         drop(zip);
         let temp = writer.join().map_err(|_| panicked())?;
         written?;
-        Ok((usage, sha.ok_or_else(zip_gone)?, temp?))
+        Ok((usage, csv.ok_or_else(zip_gone)?, temp?))
     });
     (pages_tx, thread)
 }
@@ -392,11 +400,11 @@ fn bundle_files<'scope>(
     drop(pages_tx);
     let csv = csv_thread.join().map_err(|_| panicked())?;
     let count = count?;
-    let (usage, csv_sha, mut temp) = csv?;
+    let (usage, csv, mut temp) = csv?;
     temp.seek(std::io::SeekFrom::Start(0))?;
     let temp = zip::ZipArchive::new(temp)?;
     zip.tx.send(ToZip::Copy(Box::new(temp), CONVERSATIONS)).map_err(|_| zip_gone())?;
-    zip.files.push((CONVERSATIONS, csv_sha));
+    zip.files.push((CONVERSATIONS, csv));
     zip.file(USAGE, |w| Ok(w.write_all(&usage.to_csv())?))?;
     zip.file(CHECKPOINT, |w| Ok(w.write_all(request.checkpoint.note.as_bytes())?))?;
     zip.file(LOG_KEY, |w| Ok(writeln!(w, "{}", signer.verifier())?))?;
@@ -413,7 +421,10 @@ fn bundle_files<'scope>(
     progress(proof, count);
 
     let files: serde_json::Map<String, serde_json::Value> =
-        zip.files.iter().map(|(name, sha)| (name.to_string(), json!(sha))).collect();
+        zip.files.iter().map(|(name, w)| (name.to_string(), json!(w.sha256))).collect();
+    // What each file inflates to, so a check stops at the first byte past it.
+    let sizes: serde_json::Map<String, serde_json::Value> =
+        zip.files.iter().map(|(name, w)| (name.to_string(), json!(w.size))).collect();
     let filters: Vec<[&str; 2]> =
         request.filters.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect();
     let manifest = json!({
@@ -431,6 +442,7 @@ fn bundle_files<'scope>(
         },
         "proof": proof,
         "files": files,
+        "sizes": sizes,
     });
     let mut manifest = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::from)?;
     manifest.push(b'\n');

@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aitrail_core::TenantId;
 use aitrail_core::entry::{Content, Entry};
@@ -265,9 +265,29 @@ fn content_of(
     Ok(Some(Content { salt, fields, hashes: Default::default() }))
 }
 
-async fn extends(target: &Target, verifier: &Verifier, file: &PathBuf) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+/// A checkpoint is a few hundred bytes; a file given as one is read this far at most.
+const CHECKPOINT_FILE_LIMIT: u64 = 64 << 10;
+
+fn read_checkpoint(file: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let cannot = || format!("cannot read {}", file.display());
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .with_context(cannot)?
+        .take(CHECKPOINT_FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .with_context(cannot)?;
+    if text.len() as u64 > CHECKPOINT_FILE_LIMIT {
+        anyhow::bail!(
+            "{} is larger than {CHECKPOINT_FILE_LIMIT} bytes: not a checkpoint",
+            file.display()
+        );
+    }
+    Ok(text)
+}
+
+async fn extends(target: &Target, verifier: &Verifier, file: &Path) -> anyhow::Result<()> {
+    let text = read_checkpoint(file)?;
     let old = Checkpoint::open(&text, verifier)
         .with_context(|| format!("{} is not a checkpoint signed by {verifier}", file.display()))?;
     let tenant = old

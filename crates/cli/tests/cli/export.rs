@@ -7,18 +7,32 @@ use super::*;
 
 /// A copy of the zip at `from` with `name`'s bytes passed through `edit`.
 fn edit_zip(from: &Path, to: &Path, name: &str, edit: impl Fn(Vec<u8>) -> Vec<u8>) {
+    rebuild_zip(from, to, |file_name, bytes| {
+        let bytes = if file_name == name { edit(bytes) } else { bytes };
+        vec![(file_name, bytes)]
+    });
+}
+
+/// A copy of the zip at `from` whose members are what `members` makes of each one's name
+/// and bytes, in order (none, it, or it and others), compressed at level 1.
+fn rebuild_zip(
+    from: &Path,
+    to: &Path,
+    mut members: impl FnMut(String, Vec<u8>) -> Vec<(String, Vec<u8>)>,
+) {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let options =
+        zip::write::SimpleFileOptions::default().compression_level(Some(1)).large_file(true);
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).unwrap();
         let file_name = file.name().unwrap().into_owned();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
-        if file_name == name {
-            bytes = edit(bytes);
+        for (name, bytes) in members(file_name, bytes) {
+            out.start_file(name, options).unwrap();
+            out.write_all(&bytes).unwrap();
         }
-        out.start_file(file_name, zip::write::SimpleFileOptions::default()).unwrap();
-        out.write_all(&bytes).unwrap();
     }
     out.finish().unwrap();
 }
@@ -295,4 +309,136 @@ fn an_auditor_exports_through_the_server_in_every_format() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{out:?}");
     assert!(!file.exists());
+}
+
+/// The auditor's verifier reads bundles their maker wrote, so a hostile one must be
+/// refused quickly and in little memory: a records.jsonl that inflates to 64 MiB of
+/// newlines (once: past 300 s and 4 GB at 4 GiB), one endless line, an oversized
+/// manifest, and members with paths out of the folder or archives inside.
+#[test]
+fn a_hostile_bundle_is_refused_in_seconds_and_little_memory() {
+    let (dir, _, key) = signed_log();
+    let zip = dir.path().join("genuine.zip");
+    let data_dir = dir.path().to_str().unwrap();
+    ok(&aitrail(
+        &["--data-dir", data_dir, "export", "--tenant-id", "tamper", "-o", zip.to_str().unwrap()],
+        None,
+    ));
+    type Members = Box<dyn Fn(String, Vec<u8>) -> Vec<(String, Vec<u8>)>>;
+    let cases: Vec<(&str, Members, &str)> = vec![
+        (
+            "newline bomb",
+            Box::new(|name, mut bytes| {
+                if name == "records.jsonl" {
+                    bytes.resize(bytes.len() + (64 << 20), b'\n');
+                }
+                vec![(name, bytes)]
+            }),
+            "far past the manifest's",
+        ),
+        (
+            "one endless line",
+            Box::new(|name, mut bytes| {
+                if name == "records.jsonl" {
+                    bytes.resize(bytes.len() + (80 << 20), b' ');
+                }
+                vec![(name, bytes)]
+            }),
+            "far past the manifest's",
+        ),
+        (
+            "oversized manifest",
+            Box::new(|name, mut bytes| {
+                if name == "manifest.json" {
+                    bytes.resize(bytes.len() + (20 << 20), b' ');
+                }
+                vec![(name, bytes)]
+            }),
+            "manifest.json is larger than",
+        ),
+        (
+            "a path out of the folder",
+            Box::new(|name, bytes| {
+                let extra = (name == "README.txt").then(|| ("../../.bashrc".into(), b"x".to_vec()));
+                std::iter::once((name, bytes)).chain(extra).collect()
+            }),
+            "a path out of the folder",
+        ),
+        (
+            "an absolute path",
+            Box::new(|name, bytes| {
+                let extra = (name == "README.txt").then(|| ("/etc/cron.d/x".into(), b"x".to_vec()));
+                std::iter::once((name, bytes)).chain(extra).collect()
+            }),
+            "an absolute path",
+        ),
+        (
+            "a nested archive",
+            Box::new(|name, bytes| {
+                let extra = (name == "README.txt").then(|| ("more.zip".into(), b"PK".to_vec()));
+                std::iter::once((name, bytes)).chain(extra).collect()
+            }),
+            "an archive inside the archive",
+        ),
+    ];
+    let genuine_size = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap())
+        .unwrap()
+        .by_name("records.jsonl")
+        .unwrap()
+        .size();
+    for (case, members, refused) in cases {
+        let hostile = dir.path().join("hostile.zip");
+        rebuild_zip(&zip, &hostile, members);
+        check_refused(case, &hostile, &key, refused);
+        if case == "newline bomb" {
+            // The same bomb, its zip headers saying it holds the genuine size: read, and
+            // stopped a little past that.
+            declare_size(&hostile, "records.jsonl", genuine_size as u32);
+            let said = "larger than its declared uncompressed size";
+            check_refused("a bomb that lies about its size", &hostile, &key, said);
+        }
+    }
+}
+
+/// Set what the zip's headers (local and central) say `name` inflates to.
+fn declare_size(zip: &Path, name: &str, size: u32) {
+    let mut bytes = std::fs::read(zip).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(name.len())
+        .enumerate()
+        .filter(|(_, w)| *w == name.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    let mut patched = 0;
+    for i in at {
+        // A local header's name is at offset 30, its size at 22; a central one's at 46 and 24.
+        for (signature, name_at, size_at) in [(b"PK\x03\x04", 30, 22), (b"PK\x01\x02", 46, 24)] {
+            if i >= name_at && &bytes[i - name_at..i - name_at + 4] == signature {
+                let field = i - name_at + size_at;
+                bytes[field..field + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, 2, "one local and one central header name {name}");
+    std::fs::write(zip, bytes).unwrap();
+}
+
+/// `verify --export` refuses the bundle at `hostile`, saying `refused`, in under 200 MiB.
+fn check_refused(case: &str, hostile: &Path, key: &str, refused: &str) {
+    {
+        let started = std::time::Instant::now();
+        let (out, peak_mib) =
+            run_peak(&["verify", "--export", hostile.to_str().unwrap(), "--key", key]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{case}: {said}");
+        assert!(said.contains(refused), "{case}: expected {refused:?} in {said}");
+        assert!(peak_mib < 200, "{case}: peak {peak_mib} MiB");
+        // Seconds, not minutes (a debug build reads the 80 MiB before it stops).
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{case}");
+    }
 }

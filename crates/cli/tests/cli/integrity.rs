@@ -274,6 +274,22 @@ fn verify_one_record_and_a_saved_checkpoint() {
     let (ok, out) = verify(dir.path(), &key, &["--checkpoint", saved.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("at size 12 extends the saved checkpoint of size 10"), "{out}");
+    // A 1 GiB file given as the checkpoint (once read whole: 1.07 GB) is refused unread.
+    let huge = dir.path().join("huge-checkpoint.txt");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (out, peak_mib) = run_peak(&[
+        "--data-dir",
+        data_dir,
+        "verify",
+        "--key",
+        &key,
+        "--checkpoint",
+        huge.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("not a checkpoint"), "{said}");
+    assert!(peak_mib < 100, "peak {peak_mib} MiB");
     let remote = aitrail(
         &[
             "--server",

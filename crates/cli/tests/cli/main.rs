@@ -133,9 +133,7 @@ impl Drop for ServerProcess {
 /// A process's peak resident memory so far (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc status");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024
+    vm_hwm_kib(&status).expect("VmHWM in /proc status") / 1024
 }
 
 /// An HTTP client that sends `key` as its bearer.
@@ -143,6 +141,41 @@ fn http(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
     reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Run `aitrail args` to the end; its output and its peak resident memory in MiB, read
+/// from /proc every few milliseconds while it runs (VmHWM only grows).
+fn run_peak(args: &[&str]) -> (Output, u64) {
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("AITRAIL_SERVER")
+        .env_remove("AITRAIL_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let watching = done.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !watching.load(Ordering::Relaxed) {
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                // A process that has exited but not been waited for has no VmHWM.
+                peak = peak.max(vm_hwm_kib(&status).unwrap_or(0));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak / 1024
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    (out, watcher.join().unwrap())
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn aitrail(args: &[&str], stdin: Option<&str>) -> Output {
