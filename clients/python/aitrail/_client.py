@@ -33,8 +33,12 @@ class AuditConfig:
     include_prompts / include_outputs: when False, the prompt / response is left out of
         records before they leave this process (the tenant's policy applies on top).
     log_key: the log's verifier key (`name+id+key`), pinned: verify() trusts only it.
-        Without it, verify() fetches the server's /v1/log-key, which proves the record is
-        in the log that server signs, but not that the server is the one you meant.
+        Without it, verify() checks against the key the server itself gives
+        (/v1/log-key), which proves only that the server agrees with itself: its "key
+        pinned" step fails ("key not pinned: taken from the server"), so verify() is
+        False, unless trust_server_key says to accept that key on purpose.
+    trust_server_key: with no log_key, accept the server's own key (the step passes,
+        still saying the key was not pinned).
     """
 
     url: str
@@ -44,6 +48,7 @@ class AuditConfig:
     include_prompts: bool = True
     include_outputs: bool = True
     log_key: Optional[str] = None
+    trust_server_key: bool = False
     timeout: float = 30.0
     extra_headers: dict = field(default_factory=dict)
 
@@ -137,8 +142,20 @@ class AuditTrail:
         # Read with number literals kept: the entry compares them as written.
         record = loads(self._request("GET", f"/v1/records/{quoted}", raw=True))
         proof = self._request("GET", f"/v1/records/{quoted}/proof")
-        key = self.config.log_key or self._request("GET", "/v1/log-key", raw=True).decode()
-        return verify_record(record, proof, key)
+        if self.config.log_key:
+            return verify_record(record, proof, self.config.log_key)
+        # The server's own key: the bundle-key case of `aitrail verify --export`.
+        key = self._request("GET", "/v1/log-key", raw=True).decode().strip()
+        v = verify_record(record, proof, key)
+
+        def pinned():
+            if not self.config.trust_server_key:
+                raise ValueError("key not pinned: taken from the server; pass log_key= "
+                                 "(or trust_server_key=True to accept the server's own key)")
+            return "key not pinned: taken from the server (trust_server_key=True)"
+
+        v.check("key pinned", pinned)
+        return v
 
     def verify(self, audit_id: str) -> bool:
         """Whether the record is, unaltered, in the log signed by the log key: checked here."""

@@ -52,6 +52,16 @@ assert [name for name, _, _ in auditor.verification(ids[0]).steps] == [
     "log key", "checkpoint signature", "entry", "inclusion", "record = entry", "content"]
 assert auditor.verify(audit_id=ids[0]) is True
 
+# Without a pinned key the server's own is used, and that alone is not trusted.
+unpinned = AuditTrail(AuditConfig(url=url, api_key=os.environ["AUDITOR_KEY"]))
+v = unpinned.verification(ids[0])
+assert not v.ok and v.failed == ["key pinned"], v.steps
+assert "key not pinned: taken from the server" in v.steps[-1][2], v.steps
+assert unpinned.verify(audit_id=ids[0]) is False
+trusting = AuditTrail(AuditConfig(url=url, api_key=os.environ["AUDITOR_KEY"], trust_server_key=True))
+v = trusting.verification(ids[0])
+assert v.ok and "key not pinned" in v.steps[-1][2], v.steps
+
 unsent = auditor.get(ids[2])
 assert "prompt" not in unsent and unsent["response"] == "kept", unsent
 
