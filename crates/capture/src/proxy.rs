@@ -3,6 +3,15 @@
 //! the call says about itself is read; the bytes are forwarded untouched elsewhere.
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// How much of an answer a record keeps by default (`Call::keeping`): its text, or for an
+/// answer that is not an event stream, its bytes.
+pub const ANSWER_KEPT: usize = 1 << 20;
+
+/// The longest event-stream line read. A longer one is passed on untouched but not read,
+/// and the record says so: without a bound, one line that never ends would be held whole.
+pub const MAX_EVENT_LINE: usize = 1 << 20;
 
 /// The APIs the proxy speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,15 +63,27 @@ pub struct Call {
     operation: &'static str,
     request: Value,
     status: u16,
-    /// A whole JSON answer, read at the end.
+    /// A whole JSON answer, read at the end, up to `kept` bytes.
     body: Vec<u8>,
     /// For a stream: the event lines not yet complete, and what they said so far.
     stream: Option<Stream>,
+    /// How much of the answer the record keeps.
+    kept: usize,
+    /// The whole answer, however long: its size and SHA-256, and whether the record keeps
+    /// less of it.
+    answer_bytes: u64,
+    answer_sha256: Sha256,
+    truncated: bool,
 }
 
 #[derive(Debug, Default)]
 struct Stream {
+    /// The start of the line being read, up to [`MAX_EVENT_LINE`] bytes.
     pending: Vec<u8>,
+    /// The line being read is too long: skipped up to its end.
+    skipping: bool,
+    /// Lines skipped for being too long.
+    lines_too_long: u64,
     text: String,
     model: Option<String>,
     tokens_input: Option<u64>,
@@ -90,7 +111,24 @@ impl Call {
     /// the answer is read).
     pub fn new(provider: Provider, operation: &'static str, request: &[u8]) -> Self {
         let request = serde_json::from_slice(request).unwrap_or(Value::Null);
-        Self { provider, operation, request, status: 0, body: Vec::new(), stream: None }
+        Self {
+            provider,
+            operation,
+            request,
+            status: 0,
+            body: Vec::new(),
+            stream: None,
+            kept: ANSWER_KEPT,
+            answer_bytes: 0,
+            answer_sha256: Sha256::new(),
+            truncated: false,
+        }
+    }
+
+    /// Keep `bytes` of the answer in the record (text of a stream, bytes of a whole answer).
+    pub fn keeping(mut self, bytes: usize) -> Self {
+        self.kept = bytes;
+        self
     }
 
     /// The upstream answered with `status`; `event_stream`: its content type is
@@ -100,28 +138,50 @@ impl Call {
         self.stream = event_stream.then(Stream::default);
     }
 
-    /// A chunk of the answer, as it passes.
+    /// A chunk of the answer, as it passes. What is held of it stays within `kept` (and
+    /// [`MAX_EVENT_LINE`]) whatever the answer's size.
     pub fn chunk(&mut self, bytes: &[u8]) {
+        self.answer_bytes += bytes.len() as u64;
+        self.answer_sha256.update(bytes);
         let Some(stream) = self.stream.as_mut() else {
-            // Whole answers are read at the end; a huge one is not a model answer worth
-            // keeping past 16 MiB.
-            if self.body.len() < 16 << 20 {
-                self.body.extend_from_slice(bytes);
-            }
+            let room = self.kept.saturating_sub(self.body.len());
+            self.body.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            self.truncated |= bytes.len() > room;
             return;
         };
-        stream.pending.extend_from_slice(bytes);
-        while let Some(end) = stream.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = stream.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-            let data = data.trim();
-            if data == "[DONE]" {
-                continue;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (line, ended) = match rest.iter().position(|b| *b == b'\n') {
+                Some(end) => (&rest[..=end], true),
+                None => (rest, false),
+            };
+            rest = &rest[line.len()..];
+            if !stream.skipping {
+                if stream.pending.len() + line.len() > MAX_EVENT_LINE {
+                    stream.pending.clear();
+                    stream.skipping = true;
+                    stream.lines_too_long += 1;
+                } else {
+                    stream.pending.extend_from_slice(line);
+                }
             }
-            if let Ok(event) = serde_json::from_str::<Value>(data) {
-                stream.event(self.provider, &event);
+            if ended {
+                if !stream.skipping {
+                    let line = std::mem::take(&mut stream.pending);
+                    stream.line(self.provider, &line);
+                    stream.pending = line;
+                    stream.pending.clear();
+                }
+                stream.skipping = false;
             }
+        }
+        if stream.text.len() > self.kept {
+            let mut cut = self.kept;
+            while !stream.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            stream.text.truncate(cut);
+            self.truncated = true;
         }
     }
 
@@ -152,6 +212,14 @@ impl Call {
         r.insert("processing_time_ms".into(), processing_time_ms.into());
         let mut attributes = Map::new();
         attributes.insert("http.status".into(), self.status.into());
+        if self.truncated {
+            // What the record keeps is cut: the whole is named by its size and hash.
+            attributes.insert("proxy.answer_truncated".into(), true.into());
+            attributes.insert("proxy.answer_bytes".into(), self.answer_bytes.into());
+            let sha = hex::encode(self.answer_sha256.finalize());
+            attributes.insert("proxy.answer_sha256".into(), sha.into());
+        }
+        let lines_too_long = self.stream.as_ref().map_or(0, |s| s.lines_too_long);
         let answer = match self.stream {
             Some(s) => Answer {
                 model: s.model,
@@ -161,9 +229,15 @@ impl Call {
                 id: s.id,
                 error: s.error,
             },
-            None => {
-                answer(self.provider, &serde_json::from_slice(&self.body).unwrap_or(Value::Null))
-            }
+            None => match serde_json::from_slice(&self.body) {
+                Ok(whole) => answer(self.provider, &whole),
+                // Cut: the bytes kept, as text.
+                Err(_) if self.truncated => Answer {
+                    text: Some(String::from_utf8_lossy(&self.body).into_owned()),
+                    ..answer(self.provider, &Value::Null)
+                },
+                Err(_) => answer(self.provider, &Value::Null),
+            },
         };
         if let Some(model) = answer.model {
             r.insert("response_model".into(), model.into());
@@ -182,6 +256,11 @@ impl Call {
         }
         let error = match (failure, self.status) {
             (Some(f), _) => Some(f.to_owned()),
+            // What the answer said cannot be told: not a success to put on record.
+            (None, _) if lines_too_long > 0 => Some(format!(
+                "the event stream held {lines_too_long} line(s) longer than {MAX_EVENT_LINE} \
+                 bytes, passed on to the client but not read"
+            )),
             (None, 200..=299) => answer.error,
             (None, status) => Some(answer.error.unwrap_or_else(|| format!("HTTP {status}"))),
         };
@@ -260,6 +339,19 @@ fn responses_text(v: &Value) -> Option<String> {
 }
 
 impl Stream {
+    /// One whole line of the stream.
+    fn line(&mut self, provider: Provider, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let Some(data) = line.trim_end().strip_prefix("data:") else { return };
+        let data = data.trim();
+        if data == "[DONE]" {
+            return;
+        }
+        if let Ok(event) = serde_json::from_str::<Value>(data) {
+            self.event(provider, &event);
+        }
+    }
+
     fn event(&mut self, provider: Provider, e: &Value) {
         match provider {
             Provider::OpenAi => {
@@ -512,5 +604,51 @@ mod tests {
         c.answered(502, false);
         c.chunk(b"<html>bad gateway</html>");
         assert_eq!(c.record(1, None)["error_message"], "HTTP 502");
+    }
+
+    /// A line that never ends is held up to MAX_EVENT_LINE, skipped to its end, and the
+    /// record says what happened rather than claiming a success with no response.
+    #[test]
+    fn an_event_line_that_never_ends_is_not_held_and_is_on_record() {
+        let mut c = call(Provider::OpenAi, "/v1/chat/completions", json!({"stream": true}));
+        c.answered(200, true);
+        let junk = vec![b'x'; 64 << 10];
+        for _ in 0..(3 * MAX_EVENT_LINE / junk.len()) {
+            c.chunk(&junk);
+            let held = c.stream.as_ref().unwrap().pending.capacity();
+            assert!(held <= 2 * MAX_EVENT_LINE, "{held} bytes held");
+        }
+        c.chunk(b"\ndata: {\"choices\":[{\"delta\":{\"content\":\"after\"}}]}\n");
+        let r = c.record(1, None);
+        assert_eq!(r["success"], false, "{r}");
+        let why = r["error_message"].as_str().unwrap();
+        assert!(why.contains("1 line(s) longer than 1048576 bytes"), "{why}");
+        assert_eq!(r["response"], "after", "the lines after it are still read");
+    }
+
+    /// The record keeps `kept` bytes of an answer; the whole is named by size and hash.
+    #[test]
+    fn a_long_answer_is_kept_in_part_with_the_size_and_hash_of_the_whole() {
+        let body = format!(r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#, "y".repeat(5000));
+        let mut c = call(Provider::OpenAi, "/v1/chat/completions", json!({})).keeping(100);
+        c.answered(200, false);
+        for part in body.as_bytes().chunks(700) {
+            c.chunk(part);
+        }
+        let r = c.record(1, None);
+        let a = &r["attributes"];
+        assert_eq!(a["proxy.answer_truncated"], true, "{r}");
+        assert_eq!(a["proxy.answer_bytes"], body.len(), "{r}");
+        assert_eq!(a["proxy.answer_sha256"], hex::encode(Sha256::digest(body.as_bytes())));
+        assert_eq!(r["response"].as_str().unwrap(), &body[..100]);
+        // A stream's text is cut the same way, on a character boundary.
+        let mut c = call(Provider::OpenAi, "/v1/chat/completions", json!({})).keeping(10);
+        c.answered(200, true);
+        for _ in 0..20 {
+            c.chunk("data: {\"choices\":[{\"delta\":{\"content\":\"é\"}}]}\n".as_bytes());
+        }
+        let r = c.record(1, None);
+        assert_eq!(r["response"], "ééééé");
+        assert_eq!(r["attributes"]["proxy.answer_truncated"], true);
     }
 }

@@ -59,9 +59,21 @@ pub struct Config {
     /// Where the proxy keeps records the store has not taken yet, a file each, so they
     /// outlive the node (None: in memory only).
     pub proxy_spool: Option<std::path::PathBuf>,
+    /// How much of each proxied answer its record keeps (the rest is named by its size
+    /// and SHA-256); answers up to it are held whole, longer ones streamed through.
+    pub proxy_record_answer_bytes: usize,
+    /// The longest upstream answer the proxy passes on; past it the call is cut and
+    /// recorded as failed.
+    pub proxy_max_answer_bytes: u64,
     /// How often a tenant's key may start a full verification on a node.
     pub verification_cooldown: std::time::Duration,
 }
+
+/// Default of `Config::proxy_record_answer_bytes`.
+pub const DEFAULT_PROXY_RECORD_ANSWER_BYTES: usize = aitrail_capture::proxy::ANSWER_KEPT;
+
+/// Default of `Config::proxy_max_answer_bytes`: far past any model's answer.
+pub const DEFAULT_PROXY_MAX_ANSWER_BYTES: u64 = 256 << 20;
 
 /// Default per-key request rate: batch above it.
 pub const DEFAULT_RATE_LIMIT: u32 = 5_000;
@@ -78,6 +90,8 @@ impl Default for Config {
             secure_cookies: false,
             proxies: Vec::new(),
             proxy_spool: None,
+            proxy_record_answer_bytes: DEFAULT_PROXY_RECORD_ANSWER_BYTES,
+            proxy_max_answer_bytes: DEFAULT_PROXY_MAX_ANSWER_BYTES,
             verification_cooldown: std::time::Duration::from_secs(60),
         }
     }

@@ -293,12 +293,15 @@ pub(crate) async fn forward(
     for (name, value) in headers.iter().filter(|(n, v)| forwarded(n, v)) {
         request = request.header(name, value);
     }
+    let max = app.config.proxy_max_answer_bytes;
     let Some(operation) = operation else {
         // Not a model call (listing models): forwarded, not recorded.
         let answer = request.send().await.map_err(|e| ApiError::Upstream(e.to_string()))?;
-        return Ok(pass_back(answer, None));
+        let (status, headers) = (answer.status(), answer.headers().clone());
+        return Ok(pass_back(status, &headers, answer.bytes_stream(), None, max));
     };
-    let call = Call::new(target.provider, operation, &body);
+    let call =
+        Call::new(target.provider, operation, &body).keeping(app.config.proxy_record_answer_bytes);
     // The exchange runs in a task of its own: a client that hangs up mid-call cancels
     // neither the call nor its record.
     let in_flight = InFlight::new();
@@ -333,29 +336,40 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     call.answered(answer.status().as_u16(), event_stream);
-    if event_stream {
-        let recorder =
-            Recorder { app: app.clone(), who: Some(who), call: Some(call), started, fail_mode };
-        return Ok(pass_back(answer, Some(recorder)));
-    }
-    // A whole answer: read, recorded, then returned (in fail mode strict, only once the
-    // record is committed).
     let (status, answer_headers) = (answer.status(), answer.headers().clone());
-    let bytes = match answer.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            let why = format!("the upstream's answer broke off: {e}");
-            record_call(&app, who, started.record(call, Some(&why)), fail_mode).await?;
-            return Err(ApiError::Upstream(why));
+    let max = app.config.proxy_max_answer_bytes;
+    let mut upstream = answer.bytes_stream();
+    let mut held = Vec::new();
+    if !event_stream {
+        // A whole answer, up to what its record keeps: read, recorded, then returned (in
+        // fail mode strict, only once the record is committed).
+        let hold = app.config.proxy_record_answer_bytes;
+        while held.len() <= hold {
+            match upstream.next().await {
+                Some(Ok(bytes)) => held.extend_from_slice(&bytes),
+                Some(Err(e)) => {
+                    let why = format!("the upstream's answer broke off: {e}");
+                    call.chunk(&held);
+                    record_call(&app, who, started.record(call, Some(&why)), fail_mode).await?;
+                    return Err(ApiError::Upstream(why));
+                }
+                None => {
+                    call.chunk(&held);
+                    record_call(&app, who, started.record(call, None), fail_mode).await?;
+                    let mut response = Response::new(Body::from(held));
+                    *response.status_mut() =
+                        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                    copy_headers(&answer_headers, response.headers_mut());
+                    return Ok(response);
+                }
+            }
         }
-    };
-    call.chunk(&bytes);
-    record_call(&app, who, started.record(call, None), fail_mode).await?;
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() =
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    copy_headers(&answer_headers, response.headers_mut());
-    Ok(response)
+        // Longer than that: streamed through from here, as event streams are.
+    }
+    let recorder =
+        Recorder { app: app.clone(), who: Some(who), call: Some(call), started, fail_mode };
+    let held = futures_util::stream::iter((!held.is_empty()).then(|| Ok(held.into())));
+    Ok(pass_back(status, &answer_headers, held.chain(upstream), Some(recorder), max))
 }
 
 fn copy_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
@@ -364,26 +378,45 @@ fn copy_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-/// The upstream's answer streamed back as it comes, each chunk also shown to `recorder`.
-fn pass_back(answer: reqwest::Response, recorder: Option<Recorder>) -> Response {
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+/// The upstream's answer streamed back as it comes, each chunk also shown to `recorder`,
+/// `max` bytes at most: past them the stream is cut, and the call recorded as failed.
+/// Nothing is held but the chunk in hand (the client's pace is the upstream's).
+fn pass_back(
+    status: reqwest::StatusCode,
+    answer_headers: &reqwest::header::HeaderMap,
+    upstream: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    recorder: Option<Recorder>,
+    max: u64,
+) -> Response {
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
-    copy_headers(answer.headers(), &mut headers);
+    copy_headers(answer_headers, &mut headers);
     let stream = futures_util::stream::unfold(
-        (answer.bytes_stream(), recorder),
-        |(mut upstream, mut recorder)| async move {
+        (Box::pin(upstream), recorder, 0u64),
+        move |(mut upstream, mut recorder, mut passed)| async move {
             match upstream.next().await {
                 Some(Ok(bytes)) => {
+                    passed += bytes.len() as u64;
+                    if passed > max {
+                        let why = format!(
+                            "the upstream's answer passed the proxy's limit of {max} bytes \
+                             (--proxy-max-answer-bytes): the call was cut"
+                        );
+                        if let Some(r) = recorder.take() {
+                            let _ = r.finish(Some(why.clone())).await;
+                        }
+                        return Some((Err(std::io::Error::other(why)), (upstream, None, passed)));
+                    }
                     if let Some(r) = recorder.as_mut() {
                         r.chunk(&bytes);
                     }
-                    Some((Ok(bytes), (upstream, recorder)))
+                    Some((Ok(bytes), (upstream, recorder, passed)))
                 }
                 Some(Err(e)) => {
                     if let Some(r) = recorder.take() {
                         let _ = r.finish(Some(format!("the upstream stream failed: {e}"))).await;
                     }
-                    Some((Err(std::io::Error::other(e)), (upstream, None)))
+                    Some((Err(std::io::Error::other(e)), (upstream, None, passed)))
                 }
                 None => {
                     let finished = match recorder.take() {
@@ -393,7 +426,7 @@ fn pass_back(answer: reqwest::Response, recorder: Option<Recorder>) -> Response 
                     // Fail mode strict: a record that cannot be committed breaks the
                     // stream off before its end, so the client sees it incomplete.
                     let broken = |e: ApiError| std::io::Error::other(e.to_string());
-                    finished.err().map(|e| (Err(broken(e)), (upstream, None)))
+                    finished.err().map(|e| (Err(broken(e)), (upstream, None, passed)))
                 }
             }
         },

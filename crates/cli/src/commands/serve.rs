@@ -53,6 +53,14 @@ pub struct Args {
     /// what another left there.
     #[arg(long, env = "AITRAIL_PROXY_SPOOL", value_name = "DIR")]
     proxy_spool: Option<std::path::PathBuf>,
+    /// How much of each proxied answer its record keeps, in bytes; the rest is named by
+    /// its size and SHA-256, and the record says it was truncated.
+    #[arg(long, env = "AITRAIL_PROXY_RECORD_ANSWER_BYTES", default_value_t = aitrail_server::DEFAULT_PROXY_RECORD_ANSWER_BYTES)]
+    proxy_record_answer_bytes: usize,
+    /// The longest upstream answer the proxy passes on, in bytes; past it the call is cut
+    /// and recorded as failed.
+    #[arg(long, env = "AITRAIL_PROXY_MAX_ANSWER_BYTES", default_value_t = aitrail_server::DEFAULT_PROXY_MAX_ANSWER_BYTES)]
+    proxy_max_answer_bytes: u64,
 }
 
 fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
@@ -96,6 +104,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         secure_cookies: args.secure_cookies,
         proxies: args.proxies,
         proxy_spool: Some(args.proxy_spool.unwrap_or_else(|| global.data_dir.join("proxy-spool"))),
+        proxy_record_answer_bytes: args.proxy_record_answer_bytes,
+        proxy_max_answer_bytes: args.proxy_max_answer_bytes,
         ..Config::default()
     };
     let app = aitrail_server::router(store, log, config);

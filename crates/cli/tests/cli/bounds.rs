@@ -93,3 +93,101 @@ async fn an_otlp_export_is_bounded_in_spans_decoded_size_and_records() {
         post_traces(&s, export_of(std::iter::repeat_n(gen_ai, 3)), "application/x-protobuf").await;
     assert_eq!(status, 200);
 }
+
+/// A mock provider on loopback whose answers are made as they are sent, by the request's
+/// `model`: `whole:<MiB>` a JSON answer of that size, `endless:<MiB>` an event stream
+/// whose first line runs that long before its newline.
+fn huge_upstream(rt: &tokio::runtime::Runtime) -> String {
+    use axum::body::Body;
+    async fn answer(body: axum::Json<Value>) -> axum::response::Response {
+        let model = body["model"].as_str().unwrap_or_default().to_owned();
+        let (kind, mib) = model.split_once(':').unwrap();
+        let mib: usize = mib.parse().unwrap();
+        let chunk = bytes::Bytes::from(vec![b'y'; 1 << 20]);
+        let middle = futures_util::stream::iter((0..mib).map(move |_| chunk.clone()));
+        let (head, tail, content_type): (&str, &str, &str) = match kind {
+            "whole" => (r#"{"choices":[{"message":{"content":""#, r#""}}]}"#, "application/json"),
+            _ => ("data: ", "\n\ndata: [DONE]\n\n", "text/event-stream"),
+        };
+        let body = futures_util::stream::iter([bytes::Bytes::from(head)])
+            .chain(middle)
+            .chain(futures_util::stream::iter([bytes::Bytes::from(tail)]))
+            .map(Ok::<_, std::io::Error>);
+        axum::response::Response::builder()
+            .header("content-type", content_type)
+            .body(Body::from_stream(body))
+            .unwrap()
+    }
+    use futures_util::StreamExt;
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The proxy once held whole answers (8.4 GB for a 2 GiB one) and an event-stream line
+/// that never ended (8.2 GB). It streams them through now, its record keeping 1 MiB of
+/// the answer with the size and hash of the whole, and cuts an answer past its limit.
+#[test]
+fn the_proxy_streams_huge_answers_through_in_bounded_memory() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = huge_upstream(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (proxy, max) = (format!("openai={upstream}"), (200u64 << 20).to_string());
+    let s = ServerProcess::start_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("AITRAIL_PROXY", &proxy), ("AITRAIL_PROXY_MAX_ANSWER_BYTES", &max)],
+    );
+    let key = super::capture::make_key_on(&s, &rt, "ingest", "acme");
+    let before = s.peak_rss_mib();
+    let call = |model: &str| {
+        rt.block_on(async {
+            let mut answer = reqwest::Client::new()
+                .post(format!("{}/proxy/openai/v1/chat/completions", s.base))
+                .header("x-aitrail-key", &key)
+                .json(&json!({"model": model, "messages": []}))
+                .send()
+                .await
+                .unwrap();
+            let mut received = 0u64;
+            let mut whole = true;
+            loop {
+                match answer.chunk().await {
+                    Ok(Some(c)) => received += c.len() as u64,
+                    Ok(None) => break,
+                    Err(_) => {
+                        whole = false;
+                        break;
+                    }
+                }
+            }
+            (received, whole)
+        })
+    };
+    let (received, whole) = call("whole:150");
+    assert!(whole && received > 150 << 20, "{received}");
+    let (received, whole) = call("endless:150");
+    assert!(whole && received > 150 << 20, "{received}");
+    let (received, whole) = call("whole:250");
+    assert!(!whole && received <= 200 << 20, "cut at the limit: {received}");
+    let peak = s.peak_rss_mib();
+    assert!(peak < before + 100, "peak {peak} MiB, {before} MiB before");
+
+    let records = super::capture::records_once(&s, &rt, "acme", 3);
+    let of = |model: &str| records.iter().find(|r| r["model_name"] == model).expect(model).clone();
+    let whole = of("whole:150");
+    assert_eq!(whole["success"], true, "{whole}");
+    let attributes = &whole["attributes"];
+    assert_eq!(attributes["proxy.answer_truncated"], true, "{whole}");
+    assert!(attributes["proxy.answer_bytes"].as_u64().unwrap() > 150 << 20, "{whole}");
+    assert_eq!(attributes["proxy.answer_sha256"].as_str().unwrap().len(), 64);
+    assert!(whole["response"].as_str().unwrap().len() <= 1 << 20);
+    let endless = of("endless:150");
+    assert_eq!(endless["success"], false, "{endless}");
+    assert!(endless["error_message"].as_str().unwrap().contains("longer than"), "{endless}");
+    let cut = of("whole:250");
+    assert_eq!(cut["success"], false, "{cut}");
+    assert!(cut["error_message"].as_str().unwrap().contains("limit of"), "{cut}");
+}

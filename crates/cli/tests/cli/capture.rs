@@ -45,7 +45,7 @@ fn run_python(python: &Path, script: &str, env: &[(&str, &str)], server: &Server
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn make_key_on(
+pub(crate) fn make_key_on(
     server: &ServerProcess,
     rt: &tokio::runtime::Runtime,
     role: &str,
@@ -68,7 +68,7 @@ fn make_key_on(
 
 /// The tenant's records once there are at least `n` (records arrive after their answer),
 /// or what there is after 10 s, for the caller's assertions to name.
-fn records_once(
+pub(crate) fn records_once(
     server: &ServerProcess,
     rt: &tokio::runtime::Runtime,
     tenant: &str,
