@@ -22,7 +22,7 @@ pub fn record_from_row(row: LegacyRow, tenant_id: Option<&str>) -> Result<Record
     let mut attributes = Map::new();
     for (name, value) in row {
         let Some(value) = present(value) else { continue };
-        let key = name.trim().to_lowercase().replace([' ', '-'], "_");
+        let key = column_key(&name);
         match key.as_str() {
             "log_id" | "id" => {
                 record.insert("external_id".into(), Value::String(text(&value)));
@@ -67,6 +67,11 @@ pub fn record_from_row(row: LegacyRow, tenant_id: Option<&str>) -> Result<Record
         Err(BodyError::Invalid(errors)) => Err(errors),
         Err(BodyError::Malformed(e)) => Err(vec![e]),
     }
+}
+
+/// A column's name as matched: `Log ID`, `log_id` and `LOG-ID` are one name.
+pub fn column_key(name: &str) -> String {
+    name.trim().to_lowercase().replace([' ', '-'], "_")
 }
 
 /// `None` for what counts as absent: null and empty or blank text.

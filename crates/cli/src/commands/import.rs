@@ -2,12 +2,15 @@
 //! Each old row becomes a new log entry (aitrail_core::legacy maps the columns); its Log ID becomes
 //! the record's external_id, which is what makes a re-run import nothing twice.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use aitrail_core::Record;
 use aitrail_core::ingest::BodyFormat;
-use aitrail_core::legacy::{LegacyRow, record_from_row};
+use aitrail_core::legacy::{self, LegacyRow, record_from_row};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -51,13 +54,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         ProgressStyle::with_template("importing {bar:40} {pos}/{len} records {per_sec} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for batch in fresh.records.chunks(BATCH) {
-        let body = serde_json::to_vec(batch)?;
-        target
-            .append(global, body, BodyFormat::Json)
-            .await
-            .context("appending imported records")?;
-        bar.inc(batch.len() as u64);
+    let mut bodies = Bodies::default();
+    let mut records = fresh.records.iter();
+    loop {
+        let record = records.next();
+        let json = record.map(serde_json::to_vec).transpose()?;
+        if let Some((body, n)) = bodies.add(json) {
+            target
+                .append(global, body, BodyFormat::Json)
+                .await
+                .context("appending imported records")?;
+            bar.inc(n as u64);
+        }
+        if record.is_none() {
+            break;
+        }
     }
     bar.finish_and_clear();
     println!(
@@ -65,6 +76,35 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         total - new
     );
     Ok(())
+}
+
+/// Records made into POST bodies of [`BATCH`] records at most, each within the API's
+/// body limit (a row alone is: `read_csv` sees to that).
+#[derive(Default)]
+struct Bodies {
+    body: Vec<u8>,
+    n: usize,
+}
+
+impl Bodies {
+    /// Add a record's JSON (`None`: there are no more); a body that is full, or the last,
+    /// with its number of records.
+    fn add(&mut self, json: Option<Vec<u8>>) -> Option<(Vec<u8>, usize)> {
+        let full = match &json {
+            Some(j) => self.n == BATCH || self.body.len() + j.len() + 2 > MAX_ROW_BYTES,
+            None => true,
+        };
+        let done = (full && self.n > 0).then(|| {
+            self.body.push(b']');
+            (std::mem::take(&mut self.body), std::mem::take(&mut self.n))
+        });
+        if let Some(json) = json {
+            self.body.push(if self.n == 0 { b'[' } else { b',' });
+            self.body.extend_from_slice(&json);
+            self.n += 1;
+        }
+        done
+    }
 }
 
 /// Every row, as `to_jsonb` gives it, in the table's own column names.
@@ -95,13 +135,43 @@ fn quote_table(table: &str) -> anyhow::Result<String> {
     Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
 
-fn read_csv(file: &PathBuf) -> anyhow::Result<Vec<LegacyRow>> {
-    let mut reader =
-        csv::Reader::from_path(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let headers = reader.headers().context("the CSV's header line")?.clone();
+/// The largest row read from a CSV, in bytes: what one record may take through the API
+/// (its default body limit), so an import is held to the same bound as a POST.
+const MAX_ROW_BYTES: usize = aitrail_server::DEFAULT_MAX_BODY_BYTES;
+
+fn read_csv(file: &Path) -> anyhow::Result<Vec<LegacyRow>> {
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let budget = Rc::new(Cell::new(MAX_ROW_BYTES));
+    let mut reader = csv::Reader::from_reader(RowBudget { inner: opened, left: budget.clone() });
+    let too_long = |row: &str| {
+        format!(
+            "{} {row} is longer than {MAX_ROW_BYTES} bytes, the API's body limit",
+            file.display()
+        )
+    };
+    let headers = reader.headers().with_context(|| too_long("the header line"))?.clone();
+    refuse_unknown_columns(&headers).with_context(|| file.display().to_string())?;
     let mut rows = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{} row {}", file.display(), i + 1))?;
+    let mut row = csv::StringRecord::new();
+    let mut start = reader.position().byte();
+    for i in 1.. {
+        budget.set(MAX_ROW_BYTES + READ_AHEAD);
+        let read = reader.read_record(&mut row).with_context(|| {
+            if budget.get() == 0 {
+                too_long(&format!("row {i}"))
+            } else {
+                format!("{} row {i}", file.display())
+            }
+        })?;
+        if !read {
+            break;
+        }
+        let end = reader.position().byte();
+        if (end - start) as usize > MAX_ROW_BYTES {
+            bail!(too_long(&format!("row {i}")));
+        }
+        start = end;
         rows.push(
             headers
                 .iter()
@@ -111,6 +181,52 @@ fn read_csv(file: &PathBuf) -> anyhow::Result<Vec<LegacyRow>> {
         );
     }
     Ok(rows)
+}
+
+/// What the CSV reader may read past a row's end into its buffer.
+const READ_AHEAD: usize = 64 << 10;
+
+/// A reader that fails once it has read what `left` allows: what the CSV reader holds of
+/// one row (a whole row, however long its cells) stays within it.
+struct RowBudget<R> {
+    inner: R,
+    left: Rc<Cell<usize>>,
+}
+
+impl<R: Read> Read for RowBudget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(std::io::Error::other("row too long"));
+        }
+        let len = buf.len().min(left);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.left.set(left - n);
+        Ok(n)
+    }
+}
+
+/// Every column must be one the old system's export or aitrail's has (a record field, or
+/// an alias of one): an unknown one is refused by name rather than kept or dropped unseen.
+fn refuse_unknown_columns(headers: &csv::StringRecord) -> anyhow::Result<()> {
+    let known: HashSet<String> = aitrail_export::line::csv_header()
+        .into_iter()
+        .chain(["log_id", "created_at"])
+        .map(legacy::column_key)
+        .collect();
+    let unknown: Vec<&str> =
+        headers.iter().filter(|h| !known.contains(&legacy::column_key(h))).collect();
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().take(10).map(|h| format!("{h:?}")).collect();
+        let more = unknown.len().saturating_sub(10);
+        bail!(
+            "refused, nothing imported: {} column(s) that no record holds: {}{}",
+            unknown.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
+    Ok(())
 }
 
 /// Every row as a record, in the old system's time order; refuses the whole import,

@@ -128,3 +128,62 @@ fn import_from_the_conversation_audit_logs_table_into_postgres() {
     assert!(out.contains("imported 0 record(s)"), "{out}");
     assert_eq!(listed(&at).len(), 3);
 }
+
+/// An import is held to what the API takes: a 50 MB cell (once imported, at five times
+/// its size in memory) and columns no record holds (once dropped or kept unseen) are
+/// refused, naming them; rows the API takes one by one go in bodies it takes.
+#[test]
+fn a_csv_import_is_held_to_the_apis_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let csv_file = dir.path().join("import.csv");
+    let import = |csv: &[u8], at: &[&str]| {
+        std::fs::write(&csv_file, csv).unwrap();
+        let mut args = at.to_vec();
+        args.extend(["import", "--csv", csv_file.to_str().unwrap(), "--tenant-id", "t"]);
+        run_peak(&args)
+    };
+    let at = ["--data-dir", data.to_str().unwrap()];
+    let said = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let mut huge = b"Log ID,Prompt\nlog-1,\"".to_vec();
+    huge.resize(huge.len() + (50 << 20), b'p');
+    huge.extend_from_slice(b"\"\n");
+    let (out, peak_mib) = import(&huge, &at);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(said(&out).contains("row 1 is longer than 10485760 bytes"), "{}", said(&out));
+    assert!(peak_mib < 100, "peak {peak_mib} MiB");
+
+    let (out, _) = import(b"Log ID,Prompt,Favourite Colour\nlog-1,hi,blue\n", &at);
+    assert!(
+        said(&out).contains(r#"1 column(s) that no record holds: "Favourite Colour""#),
+        "{}",
+        said(&out)
+    );
+    let mut wide = "Log ID".to_owned();
+    for i in 0..100_000 {
+        wide.push_str(&format!(",c{i}"));
+    }
+    wide.push_str("\nlog-1\n");
+    let (out, peak_mib) = import(wide.as_bytes(), &at);
+    assert!(
+        said(&out).contains("100000 column(s)") && said(&out).contains("and 99990 more"),
+        "{}",
+        said(&out)
+    );
+    assert!(peak_mib < 100, "peak {peak_mib} MiB");
+    assert!(!data.join("aitrail.db").exists(), "a refused import made a store");
+
+    // Three rows of 4 MiB each, under the limit alone but not together: through a server
+    // (whose body limit is 10 MiB) they go in more than one body.
+    let server = ServerProcess::start(&data);
+    let mut rows = b"Log ID,Prompt\n".to_vec();
+    for i in 0..3 {
+        rows.extend_from_slice(format!("log-{i},").as_bytes());
+        rows.resize(rows.len() + (4 << 20), b'p');
+        rows.push(b'\n');
+    }
+    let (out, _) = import(&rows, &server.remote());
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 3 record(s)"), "{out:?}");
+}
