@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use crate::problem::ApiError;
 
 /// The longest URI taken, in bytes: a listing's filters fit many times over. (Past 64 KiB
-/// the HTTP parser itself answers 414, before any of this runs, with no body.)
+/// the HTTP parser itself answers 414, before any of this runs, with no body; the
+/// connection puts the problem in its place: `crate::listener`.)
 pub const MAX_URI_BYTES: usize = 16 * 1024;
 
 pub async fn checked(req: Request, next: Next) -> Response {

@@ -8,6 +8,7 @@ mod export;
 mod hygiene;
 mod integrity;
 mod keys;
+mod listener;
 mod otlp;
 mod policy;
 mod problem;
@@ -216,7 +217,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener::Listener(listener), app).with_graceful_shutdown(shutdown).await?;
     // Longer than a commit may wait for SQLite's lock, so a record that then fails still
     // reaches the spool's file before the process ends.
     if !proxy::settle(std::time::Duration::from_secs(15)).await {

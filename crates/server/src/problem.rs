@@ -195,14 +195,10 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status, and the problem+json body saying what is wrong.
+    pub(crate) fn problem(&self) -> (StatusCode, Vec<u8>) {
         let (status, slug, title) = self.status_and_kind();
-        match &self {
-            ApiError::Storage(e) => tracing::error!(error = %e, "storage failure"),
-            ApiError::Internal(e) => tracing::error!(error = %e, "internal failure"),
-            _ => {}
-        }
         let kind = format!("urn:aitrail:problem:{slug}");
         let field_errors: &[FieldError] = match &self {
             ApiError::Invalid(fs) => fs,
@@ -219,7 +215,18 @@ impl IntoResponse for ApiError {
                 .map(|f| FieldProblem { field: &f.field, message: &f.message })
                 .collect(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (status, serde_json::to_vec(&problem).unwrap_or_default())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Storage(e) => tracing::error!(error = %e, "storage failure"),
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal failure"),
+            _ => {}
+        }
+        let (status, body) = self.problem();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
