@@ -1,6 +1,7 @@
 //! Connections as the server accepts them. The HTTP parser answers a request whose URI is
-//! past 64 KiB itself, before any layer or route runs, with a bare `414` and no body; on
-//! the way out that one answer is replaced by the problem+json every other answer has.
+//! past 64 KiB itself, before any layer or route runs, with a bare `414` and no body (on
+//! any request of a kept-alive connection); on the way out that answer is replaced by the
+//! problem+json every other answer has.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ impl axum::serve::Listener for Listener {
 
     async fn accept(&mut self) -> (Connection, SocketAddr) {
         let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (Connection { io, answered: false, replacement: None }, addr)
+        (Connection { io, replacement: None }, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -30,14 +31,11 @@ impl axum::serve::Listener for Listener {
     }
 }
 
-/// The start of the parser's own answer to a URI past its limit: nothing else writes
-/// this with no body (the server's own 414, for URIs past 16 KiB, is problem+json).
+/// The start of the parser's own answer to a URI past its limit.
 const BARE_414: &[u8] = b"HTTP/1.1 414 URI Too Long\r\n";
 
 pub struct Connection {
     io: TcpStream,
-    /// Something was written already: only a connection's first answer can be the bare 414.
-    answered: bool,
     /// The problem+json answer being written in the bare 414's place, from this offset;
     /// and how long the bare one was, which is what the writer is told was written.
     replacement: Option<(Vec<u8>, usize, usize)>,
@@ -71,13 +69,20 @@ impl Connection {
         Poll::Ready(Ok(0))
     }
 
-    /// Whether `first`, the first bytes written, are the parser's bare 414.
-    fn is_bare_414(&mut self, first: &[u8]) -> bool {
-        let first_answer = !std::mem::replace(&mut self.answered, true);
-        let head = &first[..first.len().min(1024)];
-        first_answer
-            && head.starts_with(BARE_414)
-            && head.to_ascii_lowercase().windows(19).any(|w| w == b"content-length: 0\r\n")
+    /// Whether `bytes`, one write, are the parser's bare 414: a head alone, with no body,
+    /// closing the connection, and without the `nosniff` every answer of the server's own
+    /// carries (crate::hygiene), so no answer that passed through the server (a proxied
+    /// upstream's empty 414, say) is taken for it. A body chunk is never written alone
+    /// starting with a status line and ending a head.
+    fn is_bare_414(bytes: &[u8]) -> bool {
+        if bytes.len() > 512 || !bytes.starts_with(BARE_414) || !bytes.ends_with(b"\r\n\r\n") {
+            return false;
+        }
+        let head = bytes.to_ascii_lowercase();
+        let has = |line: &[u8]| head.windows(line.len()).any(|w| w == line);
+        has(b"\r\ncontent-length: 0\r\n")
+            && has(b"\r\nconnection: close\r\n")
+            && !has(b"\r\nx-content-type-options:")
     }
 }
 
@@ -97,7 +102,7 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.replacement.is_none() && self.is_bare_414(buf) {
+        if self.replacement.is_none() && Self::is_bare_414(buf) {
             self.replacement = Some((problem_answer(), 0, buf.len()));
         }
         if self.replacement.is_some() {
@@ -112,10 +117,8 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         // The bare 414 is a head alone, in one buffer.
-        if self.replacement.is_none() && bufs.len() == 1 && self.is_bare_414(&bufs[0]) {
+        if self.replacement.is_none() && bufs.len() == 1 && Self::is_bare_414(&bufs[0]) {
             self.replacement = Some((problem_answer(), 0, bufs[0].len()));
-        } else if !bufs.iter().all(|b| b.is_empty()) {
-            self.answered = true;
         }
         if self.replacement.is_some() {
             return self.poll_replacement(cx);

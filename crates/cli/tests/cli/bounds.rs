@@ -78,6 +78,15 @@ async fn an_otlp_export_is_bounded_in_spans_decoded_size_and_records() {
     );
     let (status, problem) = post_traces(&s, empty_json.into_bytes(), "application/json").await;
     assert_eq!(status, 413, "{problem}");
+    // Small objects anywhere in the JSON (each a map node of 600 bytes once parsed).
+    let objects =
+        format!(r#"{{"resourceSpans":[],"x":[{}]}}"#, vec![r#"{"a":""}"#; 640_000].join(","));
+    let (status, problem) = post_traces(&s, objects.into_bytes(), "application/json").await;
+    assert_eq!(status, 413, "{problem}");
+    // Millions of empty strings in a list of them (a resource's entity keys).
+    let keys = field(1, &field(1, &field(3, &field(3, b"").repeat(5_000_000))));
+    let (status, problem) = post_traces(&s, keys, "application/x-protobuf").await;
+    assert_eq!(status, 413, "{problem}");
 
     // 10,001 spans that would each become a record.
     let gen_ai = field(9, &field(1, b"gen_ai.system"));
