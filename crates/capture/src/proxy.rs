@@ -9,9 +9,14 @@ use sha2::{Digest, Sha256};
 /// answer that is not an event stream, its bytes.
 pub const ANSWER_KEPT: usize = 1 << 20;
 
-/// The longest event-stream line read. A longer one is passed on untouched but not read,
-/// and the record says so: without a bound, one line that never ends would be held whole.
-pub const MAX_EVENT_LINE: usize = 1 << 20;
+/// How much of a whole (not streamed) answer is read to make its record: model answers,
+/// embeddings batches included, are far smaller. A longer one is kept only in part, raw.
+pub const WHOLE_ANSWER_READ: usize = 16 << 20;
+
+/// The longest event-stream line read (a Responses API stream's events may carry whole
+/// images). A longer one is passed on untouched but not read, and the record says so:
+/// without a bound, one line that never ends would be held whole.
+pub const MAX_EVENT_LINE: usize = 16 << 20;
 
 /// The APIs the proxy speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +68,7 @@ pub struct Call {
     operation: &'static str,
     request: Value,
     status: u16,
-    /// A whole JSON answer, read at the end, up to `kept` bytes.
+    /// A whole JSON answer, read at the end, up to [`WHOLE_ANSWER_READ`] bytes.
     body: Vec<u8>,
     /// For a stream: the event lines not yet complete, and what they said so far.
     stream: Option<Stream>,
@@ -144,7 +149,7 @@ impl Call {
         self.answer_bytes += bytes.len() as u64;
         self.answer_sha256.update(bytes);
         let Some(stream) = self.stream.as_mut() else {
-            let room = self.kept.saturating_sub(self.body.len());
+            let room = WHOLE_ANSWER_READ.max(self.kept).saturating_sub(self.body.len());
             self.body.extend_from_slice(&bytes[..room.min(bytes.len())]);
             self.truncated |= bytes.len() > room;
             return;
@@ -187,7 +192,7 @@ impl Call {
 
     /// The record (POST /v1/records' JSON, without tenant_id) of the finished call.
     /// `failure`: why the answer did not arrive whole, if it did not.
-    pub fn record(self, processing_time_ms: u64, failure: Option<&str>) -> Value {
+    pub fn record(mut self, processing_time_ms: u64, failure: Option<&str>) -> Value {
         let mut r = Map::new();
         let req = &self.request;
         r.insert("model_provider".into(), self.provider.name().into());
@@ -212,15 +217,8 @@ impl Call {
         r.insert("processing_time_ms".into(), processing_time_ms.into());
         let mut attributes = Map::new();
         attributes.insert("http.status".into(), self.status.into());
-        if self.truncated {
-            // What the record keeps is cut: the whole is named by its size and hash.
-            attributes.insert("proxy.answer_truncated".into(), true.into());
-            attributes.insert("proxy.answer_bytes".into(), self.answer_bytes.into());
-            let sha = hex::encode(self.answer_sha256.finalize());
-            attributes.insert("proxy.answer_sha256".into(), sha.into());
-        }
         let lines_too_long = self.stream.as_ref().map_or(0, |s| s.lines_too_long);
-        let answer = match self.stream {
+        let mut answer = match self.stream {
             Some(s) => Answer {
                 model: s.model,
                 text: (!s.text.is_empty()).then_some(s.text),
@@ -239,6 +237,23 @@ impl Call {
                 Err(_) => answer(self.provider, &Value::Null),
             },
         };
+        if let Some(text) = answer.text.as_mut()
+            && text.len() > self.kept
+        {
+            let mut cut = self.kept;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            self.truncated = true;
+        }
+        if self.truncated {
+            // What the record keeps is cut: the whole is named by its size and hash.
+            attributes.insert("proxy.answer_truncated".into(), true.into());
+            attributes.insert("proxy.answer_bytes".into(), self.answer_bytes.into());
+            let sha = hex::encode(self.answer_sha256.finalize());
+            attributes.insert("proxy.answer_sha256".into(), sha.into());
+        }
         if let Some(model) = answer.model {
             r.insert("response_model".into(), model.into());
         }
@@ -622,7 +637,7 @@ mod tests {
         let r = c.record(1, None);
         assert_eq!(r["success"], false, "{r}");
         let why = r["error_message"].as_str().unwrap();
-        assert!(why.contains("1 line(s) longer than 1048576 bytes"), "{why}");
+        assert!(why.contains(&format!("1 line(s) longer than {MAX_EVENT_LINE} bytes")), "{why}");
         assert_eq!(r["response"], "after", "the lines after it are still read");
     }
 
@@ -640,7 +655,8 @@ mod tests {
         assert_eq!(a["proxy.answer_truncated"], true, "{r}");
         assert_eq!(a["proxy.answer_bytes"], body.len(), "{r}");
         assert_eq!(a["proxy.answer_sha256"], hex::encode(Sha256::digest(body.as_bytes())));
-        assert_eq!(r["response"].as_str().unwrap(), &body[..100]);
+        // Read whole (it is under WHOLE_ANSWER_READ), its text kept in part.
+        assert_eq!(r["response"].as_str().unwrap(), "y".repeat(100));
         // A stream's text is cut the same way, on a character boundary.
         let mut c = call(Provider::OpenAi, "/v1/chat/completions", json!({})).keeping(10);
         c.answered(200, true);

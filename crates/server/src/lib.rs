@@ -61,7 +61,8 @@ pub struct Config {
     /// outlive the node (None: in memory only).
     pub proxy_spool: Option<std::path::PathBuf>,
     /// How much of each proxied answer its record keeps (the rest is named by its size
-    /// and SHA-256); answers up to it are held whole, longer ones streamed through.
+    /// and SHA-256). Whole answers up to 16 MiB (or this, if larger) are held and read,
+    /// longer ones streamed through.
     pub proxy_record_answer_bytes: usize,
     /// The longest upstream answer the proxy passes on; past it the call is cut and
     /// recorded as failed.

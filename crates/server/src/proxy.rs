@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aitrail_capture::proxy::{Call, Provider, operation};
+use aitrail_capture::proxy::{Call, Provider, WHOLE_ANSWER_READ, operation};
 use aitrail_core::access::{Action, Principal};
 use aitrail_core::ingest::{FieldError, parse_record_value};
 use aitrail_core::policy::FailMode;
@@ -341,9 +341,9 @@ async fn exchange(
     let mut upstream = answer.bytes_stream();
     let mut held = Vec::new();
     if !event_stream {
-        // A whole answer, up to what its record keeps: read, recorded, then returned (in
-        // fail mode strict, only once the record is committed).
-        let hold = app.config.proxy_record_answer_bytes;
+        // A whole answer, up to what its record is made from: read, recorded, then
+        // returned (in fail mode strict, only once the record is committed).
+        let hold = WHOLE_ANSWER_READ.max(app.config.proxy_record_answer_bytes);
         while held.len() <= hold {
             match upstream.next().await {
                 Some(Ok(bytes)) => held.extend_from_slice(&bytes),

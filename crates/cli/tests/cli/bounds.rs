@@ -150,6 +150,12 @@ fn the_proxy_streams_huge_answers_through_in_bounded_memory() {
         &[("AITRAIL_PROXY", &proxy), ("AITRAIL_PROXY_MAX_ANSWER_BYTES", &max)],
     );
     let key = super::capture::make_key_on(&s, &rt, "ingest", "acme");
+    // Full content, so what the proxy keeps is what the record holds (not a preview).
+    rt.block_on(async {
+        let url = format!("{}/v1/tenants/acme/policy", s.base);
+        let r = s.client().put(url).json(&json!({"content_mode": "full"})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
     let before = s.peak_rss_mib();
     let call = |model: &str| {
         rt.block_on(async {
@@ -175,6 +181,8 @@ fn the_proxy_streams_huge_answers_through_in_bounded_memory() {
             (received, whole)
         })
     };
+    let (received, whole) = call("whole:5");
+    assert!(whole && received > 5 << 20, "{received}");
     let (received, whole) = call("whole:150");
     assert!(whole && received > 150 << 20, "{received}");
     let (received, whole) = call("endless:150");
@@ -184,15 +192,29 @@ fn the_proxy_streams_huge_answers_through_in_bounded_memory() {
     let peak = s.peak_rss_mib();
     assert!(peak < before + 100, "peak {peak} MiB, {before} MiB before");
 
-    let records = super::capture::records_once(&s, &rt, "acme", 3);
-    let of = |model: &str| records.iter().find(|r| r["model_name"] == model).expect(model).clone();
+    let records = super::capture::records_once(&s, &rt, "acme", 4);
+    // Each record whole (a listing shows content cut to a preview).
+    let of = |model: &str| {
+        let listed = records.iter().find(|r| r["model_name"] == model).expect(model);
+        let url = format!("{}/v1/records/{}", s.base, listed["id"].as_str().unwrap());
+        rt.block_on(async {
+            s.client().get(url).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    // Read whole (under 16 MiB), its text kept in part.
+    let read = of("whole:5");
+    let text = read["response"].as_str().unwrap();
+    assert!(text.len() == 1 << 20 && text.bytes().all(|b| b == b'y'), "{}", text.len());
+    assert_eq!(read["attributes"]["proxy.answer_truncated"], true);
+    // Past 16 MiB, streamed: what is kept is the answer's first bytes, raw.
     let whole = of("whole:150");
     assert_eq!(whole["success"], true, "{whole}");
     let attributes = &whole["attributes"];
     assert_eq!(attributes["proxy.answer_truncated"], true, "{whole}");
     assert!(attributes["proxy.answer_bytes"].as_u64().unwrap() > 150 << 20, "{whole}");
     assert_eq!(attributes["proxy.answer_sha256"].as_str().unwrap().len(), 64);
-    assert!(whole["response"].as_str().unwrap().len() <= 1 << 20);
+    let kept = whole["response"].as_str().unwrap();
+    assert!(kept.len() == 1 << 20 && kept.starts_with(r#"{"choices""#), "{}", kept.len());
     let endless = of("endless:150");
     assert_eq!(endless["success"], false, "{endless}");
     assert!(endless["error_message"].as_str().unwrap().contains("longer than"), "{endless}");
