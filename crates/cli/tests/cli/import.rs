@@ -172,6 +172,17 @@ fn a_csv_import_is_held_to_the_apis_limits() {
         said(&out)
     );
     assert!(peak_mib < 100, "peak {peak_mib} MiB");
+    // A row within the limit as CSV but not as JSON (each newline escaped to two bytes),
+    // after one that fits: refused whole, nothing imported (the first once went in).
+    let mut grows = b"Log ID,Prompt\nlog-c,small\nlog-d,\"".to_vec();
+    grows.extend_from_slice(&b"a\n".repeat(4 << 20));
+    grows.extend_from_slice(b"\"\n");
+    let (out, _) = import(&grows, &at);
+    assert!(
+        said(&out).contains("row 2: ") && said(&out).contains("bytes as JSON"),
+        "{}",
+        said(&out)
+    );
     assert!(!data.join("aitrail.db").exists(), "a refused import made a store");
 
     // Three rows of 4 MiB each, under the limit alone but not together: through a server
