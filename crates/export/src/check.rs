@@ -251,6 +251,7 @@ fn records(
         usage: Usage::default(),
         findings: Vec::new(),
         unlisted: 0,
+        usage_names: 0,
     };
 
     // Three stages at once: lines are split on one thread, read and checked a batch at a
@@ -405,6 +406,8 @@ struct InOrder<C, P: BufRead> {
     findings: Vec<Finding>,
     /// Findings past [`MAX_FINDINGS`], counted.
     unlisted: u64,
+    /// The bytes of the usage groups' names so far.
+    usage_names: usize,
 }
 
 impl<C: BufRead, P: BufRead> InOrder<C, P> {
@@ -412,7 +415,13 @@ impl<C: BufRead, P: BufRead> InOrder<C, P> {
         let io = |e| CheckError::Io(CONVERSATIONS.into(), e);
         let size = self.size;
         for (records, partial, rows) in chunks {
-            self.usage.merge(partial);
+            self.usage_names += self.usage.merge(partial);
+            if self.usage_names > MAX_USAGE_NAMES {
+                return Err(CheckError::Unusable(format!(
+                    "{RECORDS} names providers and models past {MAX_USAGE_NAMES} bytes in all: \
+                     no export's do, and the bundle is refused"
+                )));
+            }
             for c in records {
                 let mut problems = c.problems;
                 match c.csv_row {
@@ -494,7 +503,7 @@ enum Proofs<R: BufRead> {
     /// leaves.bin: read up to each record's seq, all of it hashed into the tree.
     Leaves { file: R, tree: CompactRange, last: Hash },
     /// proofs.jsonl: one line per record.
-    Paths { lines: std::io::Lines<R> },
+    Paths { file: R, line: Vec<u8> },
 }
 
 impl<R: BufRead> Proofs<R> {
@@ -502,7 +511,7 @@ impl<R: BufRead> Proofs<R> {
         if name == LEAVES {
             Proofs::Leaves { file, tree: CompactRange::default(), last: [0; 32] }
         } else {
-            Proofs::Paths { lines: file.lines() }
+            Proofs::Paths { file, line: Vec::new() }
         }
     }
 
@@ -521,12 +530,11 @@ impl<R: BufRead> Proofs<R> {
                 (tree.size() != seq + 1 || *last != leaf)
                     .then(|| "its leaf hash is not the logged leaf at its seq".into())
             }
-            Proofs::Paths { lines } => {
-                let line = match lines.next() {
-                    Some(Ok(l)) => l,
-                    _ => return Some("has no inclusion proof".into()),
-                };
-                let Ok(proof) = serde_json::from_str::<ProofLine>(&line) else {
+            Proofs::Paths { file, line } => {
+                if !next_proof_line(file, line) {
+                    return Some("has no inclusion proof".into());
+                }
+                let Ok(proof) = serde_json::from_slice::<ProofLine>(line) else {
                     return Some("its inclusion proof is unreadable".into());
                 };
                 let path: Option<Vec<Hash>> = proof
@@ -564,8 +572,42 @@ impl<R: BufRead> Proofs<R> {
                 (Some(tree.root()) != root)
                     .then(|| "the leaves do not hash to the checkpoint's root".into())
             }
-            Proofs::Paths { mut lines } => {
-                lines.next().map(|_| "holds proofs of records records.jsonl does not".into())
+            Proofs::Paths { mut file, mut line } => next_proof_line(&mut file, &mut line)
+                .then(|| "holds proofs of records records.jsonl does not".into()),
+        }
+    }
+}
+
+/// The longest line of proofs.jsonl read: a proof of 64 levels is under 5 KB.
+const MAX_PROOF_LINE: u64 = 64 << 10;
+
+/// Read proofs.jsonl's next line into `line`, up to [`MAX_PROOF_LINE`] bytes (a longer
+/// one is read no further, and then does not parse); whether there was one.
+fn next_proof_line(file: &mut impl BufRead, line: &mut Vec<u8>) -> bool {
+    line.clear();
+    let read = file.take(MAX_PROOF_LINE).read_until(b'\n', line);
+    if line.last() != Some(&b'\n') && line.len() as u64 == MAX_PROOF_LINE {
+        // The rest of an over-long line, skipped without holding it.
+        let _ = skip_line(file);
+    }
+    matches!(read, Ok(n) if n > 0)
+}
+
+/// Consume up to and including the next newline, holding nothing.
+fn skip_line(file: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = file.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                file.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                file.consume(n);
             }
         }
     }
@@ -772,8 +814,13 @@ fn sha256_of(mut r: impl Read) -> std::io::Result<String> {
 const BATCH: usize = 4096;
 const BATCH_BYTES: usize = 16 << 20;
 
-/// The longest line of records.jsonl read: a record is at most the API's body limit.
-const MAX_LINE: usize = 64 << 20;
+/// The longest line of records.jsonl read: a record is at most the API's body limit
+/// (10 MiB by default), its line that and its entry.
+const MAX_LINE: usize = 32 << 20;
+
+/// The bytes of usage group names (provider, model, currency) summed from records.jsonl:
+/// real exports hold a few kilobytes; a hostile one could name a model per record.
+const MAX_USAGE_NAMES: usize = 16 << 20;
 
 /// The small files (key, checkpoint, manifest, its signature, usage totals) are read
 /// whole, up to this; no bundle's comes near it.

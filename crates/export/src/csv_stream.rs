@@ -7,6 +7,17 @@ use std::io::BufRead;
 /// A row as its cells.
 pub type Cells = Vec<Vec<u8>>;
 
+/// The largest row read, and the most cells: a record's row is far smaller (its fields
+/// are bounded by the API's body limit), so a longer one is refused rather than held.
+pub const MAX_ROW_BYTES: usize = 32 << 20;
+pub const MAX_CELLS: usize = 1024;
+
+fn too_long() -> std::io::Error {
+    std::io::Error::other(format!(
+        "a row is longer than {MAX_ROW_BYTES} bytes or {MAX_CELLS} cells: no record's is"
+    ))
+}
+
 /// What the file holds where a row was expected.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -69,17 +80,17 @@ impl<R: BufRead> CsvStream<R> {
     fn parse_after(&mut self, read: &[u8]) -> std::io::Result<Cells> {
         let mut parser = Parser::default();
         // (Fed nothing, csv_core would take it for the end of the file.)
-        if !read.is_empty() && parser.feed(read) {
+        if !read.is_empty() && parser.feed(read)? {
             return Ok(parser.cells);
         }
         loop {
             let buf = self.input.fill_buf()?;
             if buf.is_empty() {
-                parser.feed(b"");
+                parser.feed(b"")?;
                 return Ok(parser.cells);
             }
             let len = buf.len();
-            let used = parser.feed_counted(buf);
+            let used = parser.feed_counted(buf)?;
             self.input.consume(used.unwrap_or(len));
             if used.is_some() {
                 // A CRLF terminator's LF, left for the next record by csv_core.
@@ -95,8 +106,9 @@ impl<R: BufRead> CsvStream<R> {
 /// Cells of CSV bytes (a whole record): for naming what differs.
 pub fn cells_of(row: &[u8]) -> Cells {
     let mut parser = Parser::default();
-    if !parser.feed(row) {
-        parser.feed(b"");
+    // A row this check made itself, from a record: within the bounds.
+    if !parser.feed(row).unwrap_or(true) {
+        let _ = parser.feed(b"");
     }
     parser.cells
 }
@@ -129,13 +141,13 @@ impl Default for Parser {
 
 impl Parser {
     /// Feed bytes; whether the record ended within them.
-    fn feed(&mut self, input: &[u8]) -> bool {
-        self.feed_counted(input).is_some()
+    fn feed(&mut self, input: &[u8]) -> std::io::Result<bool> {
+        Ok(self.feed_counted(input)?.is_some())
     }
 
     /// Feed bytes (none: the end of the file); how many of them the record used, if it
-    /// ended within them.
-    fn feed_counted(&mut self, input: &[u8]) -> Option<usize> {
+    /// ended within them. A record past [`MAX_ROW_BYTES`] or [`MAX_CELLS`] is an error.
+    fn feed_counted(&mut self, input: &[u8]) -> std::io::Result<Option<usize>> {
         let mut used = 0;
         loop {
             let (result, read, written, ended) = self.reader.read_record(
@@ -150,10 +162,16 @@ impl Parser {
             self.out += written;
             self.nends += ended;
             match result {
-                csv_core::ReadRecordResult::InputEmpty if input.is_empty() => return Some(0),
-                csv_core::ReadRecordResult::InputEmpty => return None,
+                csv_core::ReadRecordResult::InputEmpty if input.is_empty() => return Ok(Some(0)),
+                csv_core::ReadRecordResult::InputEmpty => return Ok(None),
+                csv_core::ReadRecordResult::OutputFull if self.fields.len() >= MAX_ROW_BYTES => {
+                    return Err(too_long());
+                }
                 csv_core::ReadRecordResult::OutputFull => {
                     self.fields.resize(self.fields.len() * 2, 0)
+                }
+                csv_core::ReadRecordResult::OutputEndsFull if self.ends.len() >= MAX_CELLS => {
+                    return Err(too_long());
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
                     self.ends.resize(self.ends.len() * 2, 0)
@@ -164,9 +182,9 @@ impl Parser {
                         self.cells.push(self.fields[start..end].to_vec());
                         start = end;
                     }
-                    return Some(used);
+                    return Ok(Some(used));
                 }
-                csv_core::ReadRecordResult::End => return Some(used),
+                csv_core::ReadRecordResult::End => return Ok(Some(used)),
             }
         }
     }

@@ -521,14 +521,21 @@ impl Usage {
     }
 
     /// Add another's totals (of other records) to these.
-    pub fn merge(&mut self, other: Usage) {
+    /// Add `other`'s totals; the bytes of the group names this adds (what a hostile
+    /// bundle's names could grow to).
+    pub fn merge(&mut self, other: Usage) -> usize {
+        let mut added = 0;
         for (key, t) in other.groups {
+            if !self.groups.contains_key(&key) {
+                added += key.len();
+            }
             let mine = self.groups.entry(key).or_default();
             mine.records += t.records;
             mine.tokens_input += t.tokens_input;
             mine.tokens_output += t.tokens_output;
             mine.cost = mine.cost.saturating_add(t.cost);
         }
+        added
     }
 
     /// The file's bytes (CRLF lines, as RFC 4180).

@@ -398,6 +398,51 @@ fn a_hostile_bundle_is_refused_in_seconds_and_little_memory() {
             check_refused("a bomb that lies about its size", &hostile, &key, said);
         }
     }
+    // The same and more with the manifest's sizes taken out (its signature then fails,
+    // and the check reads on, as far as the zip says each file holds): the bounds inside
+    // the reading stop each one.
+    let unsized_cases: Vec<(&str, &str, &[u8], usize, &str)> = vec![
+        (
+            "newline bomb, no sizes",
+            "records.jsonl",
+            b"\n",
+            64 << 20,
+            "holds more than the 10 records",
+        ),
+        ("one endless line, no sizes", "records.jsonl", b" ", 80 << 20, "is longer than"),
+        (
+            "an endless CSV row, no sizes",
+            "conversation_logs.csv",
+            b"a",
+            80 << 20,
+            "a row is longer than",
+        ),
+        ("an endless proof line, no sizes", "proofs.jsonl", b"a", 80 << 20, "inclusion proof"),
+    ];
+    for (case, member, filler, n, refused) in unsized_cases {
+        let hostile = dir.path().join("hostile.zip");
+        rebuild_zip(&zip, &hostile, |name, mut bytes| {
+            if name == "manifest.json" {
+                let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
+                manifest.as_object_mut().unwrap().remove("sizes");
+                if member == "proofs.jsonl" {
+                    manifest["proof"] = "proofs.jsonl".into();
+                }
+                bytes = serde_json::to_vec(&manifest).unwrap();
+            }
+            let mut members = Vec::new();
+            if name == "leaves.bin" && member == "proofs.jsonl" {
+                members.push((member.to_owned(), filler.repeat(n)));
+                return members;
+            }
+            if name == member {
+                bytes.extend(filler.repeat(n));
+            }
+            members.push((name, bytes));
+            members
+        });
+        check_refused(case, &hostile, &key, refused);
+    }
 }
 
 /// Set what the zip's headers (local and central) say `name` inflates to.
