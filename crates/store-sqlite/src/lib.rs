@@ -463,31 +463,33 @@ impl Store for SqliteStore {
                     .into(),
             )
         };
-        let (reply, mut answer) = oneshot::channel();
-        match self.jobs.try_send(write::Job::Probe(reply)) {
-            Ok(()) => {}
+        let (reply, answer) = oneshot::channel();
+        let mut answer = match self.jobs.try_send(write::Job::Probe(reply)) {
+            Ok(()) => Some(answer),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
-            // A full queue: the writer is behind; judged by what it is doing, as below.
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return match self.writer.activity() {
-                    write::LockActivity::Waiting => Err(stuck()),
-                    _ => Ok(()),
-                };
-            }
-        }
+            // A full queue: the writer is behind, and is judged by what it is doing alone.
+            Err(mpsc::error::TrySendError::Full(_)) => None,
+        };
         // No answer in time: a writer holding the lock is in a commit that works, a yes; one
         // waiting for it on two looks is behind a lock another connection holds, a no. One
         // between jobs has yet to pick the probe up (the machine is busy): wait on for it.
         let mut waiting_seen = 0;
-        for _ in 0..PROBE_LOOKS {
-            match tokio::time::timeout(PROBE_WAIT, &mut answer).await {
-                Ok(answered) => return answered.map_err(|_| StoreError::Closed)?,
-                Err(_) => match self.writer.activity() {
-                    write::LockActivity::Holding => return Ok(()),
-                    write::LockActivity::Waiting if waiting_seen == 1 => return Err(stuck()),
-                    write::LockActivity::Waiting => waiting_seen += 1,
-                    write::LockActivity::Between => {}
-                },
+        for look in 0..PROBE_LOOKS {
+            match answer.as_mut() {
+                Some(answer) => {
+                    if let Ok(answered) = tokio::time::timeout(PROBE_WAIT, answer).await {
+                        return answered.map_err(|_| StoreError::Closed)?;
+                    }
+                }
+                // (Without a probe in the queue, the first look is at once.)
+                None if look == 0 => {}
+                None => tokio::time::sleep(PROBE_WAIT).await,
+            }
+            match self.writer.activity() {
+                write::LockActivity::Holding => return Ok(()),
+                write::LockActivity::Waiting if waiting_seen == 1 => return Err(stuck()),
+                write::LockActivity::Waiting => waiting_seen += 1,
+                write::LockActivity::Between => {}
             }
         }
         Err(StoreError::Backend(
