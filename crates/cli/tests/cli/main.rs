@@ -144,7 +144,9 @@ fn http(key: &str) -> reqwest::Client {
 }
 
 /// Run `aitrail args` to the end; its output and its peak resident memory in MiB, read
-/// from /proc every few milliseconds while it runs (VmHWM only grows).
+/// from /proc every few milliseconds while it runs (VmHWM only grows; growth in the last
+/// 2 ms before the process exits goes unseen, as an exited process has no VmHWM: the
+/// inputs tested grow memory as they are read, not at the end).
 fn run_peak(args: &[&str]) -> (Output, u64) {
     let child = Command::new(BIN)
         .args(args)
