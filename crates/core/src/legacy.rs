@@ -69,6 +69,30 @@ pub fn record_from_row(row: LegacyRow, tenant_id: Option<&str>) -> Result<Record
     }
 }
 
+/// Why the old system's compliance CSV could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("the header line: {0}")]
+    Header(csv::Error),
+    #[error("row {0}: {1}")]
+    Row(usize, csv::Error),
+}
+
+/// Every row of the old system's compliance CSV (`conversation_logs.csv`, RFC 4180, first
+/// line the headers), each cell as text under its column's header. Public so that the
+/// fuzz targets read CSV exactly as `aitrail import --csv` does.
+pub fn csv_rows(input: impl std::io::Read) -> Result<Vec<LegacyRow>, CsvError> {
+    let mut reader = csv::Reader::from_reader(input);
+    let headers = reader.headers().map_err(CsvError::Header)?.clone();
+    let mut rows = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| CsvError::Row(i + 1, e))?;
+        let cells = headers.iter().zip(row.iter());
+        rows.push(cells.map(|(h, v)| (h.to_owned(), Value::String(v.to_owned()))).collect());
+    }
+    Ok(rows)
+}
+
 /// `None` for what counts as absent: null and empty or blank text.
 fn present(v: Value) -> Option<Value> {
     match &v {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use aitrail_core::Record;
 use aitrail_core::ingest::BodyFormat;
-use aitrail_core::legacy::{LegacyRow, record_from_row};
+use aitrail_core::legacy::{LegacyRow, csv_rows, record_from_row};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -96,21 +96,9 @@ fn quote_table(table: &str) -> anyhow::Result<String> {
 }
 
 fn read_csv(file: &PathBuf) -> anyhow::Result<Vec<LegacyRow>> {
-    let mut reader =
-        csv::Reader::from_path(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let headers = reader.headers().context("the CSV's header line")?.clone();
-    let mut rows = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{} row {}", file.display(), i + 1))?;
-        rows.push(
-            headers
-                .iter()
-                .zip(row.iter())
-                .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
-                .collect(),
-        );
-    }
-    Ok(rows)
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    csv_rows(input).with_context(|| format!("cannot read {}", file.display()))
 }
 
 /// Every row as a record, in the old system's time order; refuses the whole import,
