@@ -16,8 +16,11 @@ use aitrail_core::{Query, Record, TenantId, Timestamp};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
 
+/// A fuzz target: any bytes in, a panic when a property does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: what `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` are.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ingest_json", ingest_json),
     ("ingest_ndjson", ingest_ndjson),
     ("otlp_protobuf", otlp_protobuf),

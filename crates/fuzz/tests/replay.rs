@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Keeps the replay quick and the repository small (FUZZING.md: corpora are minimised).
-const MAX_FILES: usize = 300;
+const MAX_FILES: usize = 500;
 const MAX_BYTES: u64 = 4 << 20;
 
 #[test]
