@@ -8,6 +8,9 @@
 //! under `attributes`, so nothing of the old row is lost. Empty cells and nulls are left
 //! out. The record is then parsed like any other, with the same errors.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use crate::ingest::{BodyError, BodyFormat, FieldError, parse_body};
@@ -72,6 +75,78 @@ pub fn record_from_row(row: LegacyRow, tenant_id: Option<&str>) -> Result<Record
 /// A column's name as matched: `Log ID`, `log_id` and `LOG-ID` are one name.
 pub fn column_key(name: &str) -> String {
     name.trim().to_lowercase().replace([' ', '-'], "_")
+}
+
+/// Why the old system's compliance CSV could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("the header line: {0}")]
+    Header(csv::Error),
+    #[error("row {0}: {1}")]
+    Row(usize, csv::Error),
+    #[error("{0} is longer than {1} bytes")]
+    TooLong(String, usize),
+}
+
+/// The headers and every row of the old system's compliance CSV (`conversation_logs.csv`,
+/// RFC 4180, first line the headers), each cell as text under its column's header; the header line and
+/// each row `max_row` bytes at most, read through a budget so that a longer one is never
+/// held (the CSV reader holds a whole row, however long its cells). Public so that the
+/// fuzz targets read CSV exactly as `aitrail import --csv` does.
+pub fn csv_rows(
+    input: impl std::io::Read,
+    max_row: usize,
+) -> Result<(Vec<String>, Vec<LegacyRow>), CsvError> {
+    let budget = Rc::new(Cell::new(max_row + READ_AHEAD));
+    let mut reader = csv::Reader::from_reader(RowBudget { inner: input, left: budget.clone() });
+    let too_long = |what: String| CsvError::TooLong(what, max_row);
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(_) if budget.get() == 0 => return Err(too_long("the header line".into())),
+        Err(e) => return Err(CsvError::Header(e)),
+    };
+    let mut rows = Vec::new();
+    let mut row = csv::StringRecord::new();
+    let mut start = reader.position().byte();
+    for i in 1.. {
+        budget.set(max_row + READ_AHEAD);
+        match reader.read_record(&mut row) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(_) if budget.get() == 0 => return Err(too_long(format!("row {i}"))),
+            Err(e) => return Err(CsvError::Row(i, e)),
+        }
+        let end = reader.position().byte();
+        if (end - start) as usize > max_row {
+            return Err(too_long(format!("row {i}")));
+        }
+        start = end;
+        let cells = headers.iter().zip(row.iter());
+        rows.push(cells.map(|(h, v)| (h.to_owned(), Value::String(v.to_owned()))).collect());
+    }
+    Ok((headers.iter().map(str::to_owned).collect(), rows))
+}
+
+/// What the CSV reader may read past a row's end into its buffer.
+const READ_AHEAD: usize = 64 << 10;
+
+/// A reader that fails once it has read what `left` allows.
+struct RowBudget<R> {
+    inner: R,
+    left: Rc<Cell<usize>>,
+}
+
+impl<R: std::io::Read> std::io::Read for RowBudget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(std::io::Error::other("row too long"));
+        }
+        let len = buf.len().min(left);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.left.set(left - n);
+        Ok(n)
+    }
 }
 
 /// `None` for what counts as absent: null and empty or blank text.

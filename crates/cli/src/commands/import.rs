@@ -2,15 +2,12 @@
 //! Each old row becomes a new log entry (aitrail_core::legacy maps the columns); its Log ID becomes
 //! the record's external_id, which is what makes a re-run import nothing twice.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use aitrail_core::Record;
 use aitrail_core::ingest::BodyFormat;
-use aitrail_core::legacy::{self, LegacyRow, record_from_row};
+use aitrail_core::legacy::{self, LegacyRow, csv_rows, record_from_row};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -140,81 +137,28 @@ fn quote_table(table: &str) -> anyhow::Result<String> {
 const MAX_ROW_BYTES: usize = aitrail_server::DEFAULT_MAX_BODY_BYTES;
 
 fn read_csv(file: &Path) -> anyhow::Result<Vec<LegacyRow>> {
-    let opened =
+    let input =
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let budget = Rc::new(Cell::new(MAX_ROW_BYTES));
-    let mut reader = csv::Reader::from_reader(RowBudget { inner: opened, left: budget.clone() });
-    let too_long = |row: &str| {
-        format!(
-            "{} {row} is longer than {MAX_ROW_BYTES} bytes, the API's body limit",
+    let (headers, rows) = csv_rows(input, MAX_ROW_BYTES).map_err(|e| match e {
+        legacy::CsvError::TooLong(what, limit) => anyhow::anyhow!(
+            "{} {what} is longer than {limit} bytes, the API's body limit",
             file.display()
-        )
-    };
-    let headers = reader.headers().with_context(|| too_long("the header line"))?.clone();
+        ),
+        e => anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
+    })?;
     refuse_unknown_columns(&headers).with_context(|| file.display().to_string())?;
-    let mut rows = Vec::new();
-    let mut row = csv::StringRecord::new();
-    let mut start = reader.position().byte();
-    for i in 1.. {
-        budget.set(MAX_ROW_BYTES + READ_AHEAD);
-        let read = reader.read_record(&mut row).with_context(|| {
-            if budget.get() == 0 {
-                too_long(&format!("row {i}"))
-            } else {
-                format!("{} row {i}", file.display())
-            }
-        })?;
-        if !read {
-            break;
-        }
-        let end = reader.position().byte();
-        if (end - start) as usize > MAX_ROW_BYTES {
-            bail!(too_long(&format!("row {i}")));
-        }
-        start = end;
-        rows.push(
-            headers
-                .iter()
-                .zip(row.iter())
-                .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
-                .collect(),
-        );
-    }
     Ok(rows)
-}
-
-/// What the CSV reader may read past a row's end into its buffer.
-const READ_AHEAD: usize = 64 << 10;
-
-/// A reader that fails once it has read what `left` allows: what the CSV reader holds of
-/// one row (a whole row, however long its cells) stays within it.
-struct RowBudget<R> {
-    inner: R,
-    left: Rc<Cell<usize>>,
-}
-
-impl<R: Read> Read for RowBudget<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.left.get();
-        if left == 0 {
-            return Err(std::io::Error::other("row too long"));
-        }
-        let len = buf.len().min(left);
-        let n = self.inner.read(&mut buf[..len])?;
-        self.left.set(left - n);
-        Ok(n)
-    }
 }
 
 /// Every column must be one the old system's export or aitrail's has (a record field, or
 /// an alias of one): an unknown one is refused by name rather than kept or dropped unseen.
-fn refuse_unknown_columns(headers: &csv::StringRecord) -> anyhow::Result<()> {
+fn refuse_unknown_columns(headers: &[String]) -> anyhow::Result<()> {
     let known: HashSet<String> = aitrail_export::line::csv_header()
         .into_iter()
         .chain(["log_id", "created_at"])
         .map(legacy::column_key)
         .collect();
-    let unknown: Vec<&str> =
+    let unknown: Vec<&String> =
         headers.iter().filter(|h| !known.contains(&legacy::column_key(h))).collect();
     if !unknown.is_empty() {
         let shown: Vec<String> = unknown.iter().take(10).map(|h| format!("{h:?}")).collect();

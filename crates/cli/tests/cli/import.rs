@@ -164,7 +164,9 @@ fn a_csv_import_is_held_to_the_apis_limits() {
     for i in 0..100_000 {
         wide.push_str(&format!(",c{i}"));
     }
-    wide.push_str("\nlog-1\n");
+    wide.push_str("\nlog-1");
+    wide.push_str(&",x".repeat(100_000));
+    wide.push('\n');
     let (out, peak_mib) = import(wide.as_bytes(), &at);
     assert!(
         said(&out).contains("100000 column(s)") && said(&out).contains("and 99990 more"),
