@@ -104,6 +104,9 @@ enum Which {
         /// Records a POST.
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// Seconds between erasures (0: none).
+        #[arg(long, default_value_t = 60)]
+        erase_every_s: u64,
         /// Run on a fresh database on this PostgreSQL server (a URL without a database
         /// name, e.g. postgres://postgres@127.0.0.1:5432) instead of SQLite.
         #[arg(long)]
@@ -125,8 +128,9 @@ fn main() -> anyhow::Result<()> {
         Which::Auth { seconds } => auth(seconds),
         Which::Dashboard { records } => dashboard(records),
         Which::Capture { seconds } => capture::run(seconds),
-        Which::Soak { minutes, rate, batch, postgres } => {
-            soak::run(&soak::Options { minutes, rate, batch, postgres })
+        Which::Soak { minutes, rate, batch, erase_every_s, postgres } => {
+            let erase_every = Duration::from_secs(erase_every_s);
+            soak::run(&soak::Options { minutes, rate, batch, erase_every, postgres })
         }
         Which::Postgres { url, batches, singles_seconds } => {
             postgres::run(&url, batches, singles_seconds)

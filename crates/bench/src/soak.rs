@@ -33,8 +33,6 @@ const PROOFS_PER_S: f64 = 10.0;
 const CONSISTENCY_PER_S: f64 = 4.0;
 /// An export of one user's records this often.
 const EXPORT_EVERY: Duration = Duration::from_secs(15);
-/// An erasure this often, the first half of it after the start.
-const ERASE_EVERY: Duration = Duration::from_secs(60);
 /// How often the server's memory and descriptors are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Proofs are asked of records acknowledged at least this long ago (a checkpoint is signed
@@ -64,6 +62,8 @@ pub struct Options {
     pub rate: u64,
     /// Records a POST.
     pub batch: usize,
+    /// An erasure this often (the first half of it after the start); zero: none.
+    pub erase_every: Duration,
     /// PostgreSQL server (no database name): a fresh database on it instead of SQLite.
     pub postgres: Option<String>,
 }
@@ -85,7 +85,13 @@ struct Sample {
     /// Pages of files it maps: SQLite's database files (read through a map, up to 16 GiB),
     /// which grow with the data read.
     file_kib: u64,
-    fds: usize,
+    /// Open descriptors: files (the database's, logs) and, apart, sockets (the clients'
+    /// connections, which follow how many requests the load has in flight; PostgreSQL's).
+    files: usize,
+    sockets: usize,
+    /// Of the files, the SQLite database's own: one a connection (the writer's, the
+    /// readers' pool), so how many it has open.
+    connections: usize,
 }
 
 /// What the load shares.
@@ -228,7 +234,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         options.rate,
         options.batch,
         EXPORT_EVERY.as_secs(),
-        ERASE_EVERY.as_secs()
+        options.erase_every.as_secs()
     );
     let load = Arc::new(Load {
         base: server.base.clone(),
@@ -284,7 +290,10 @@ async fn soak(
     tasks.spawn(prove(load.clone(), Pacer::per_second(PROOFS_PER_S, end)));
     tasks.spawn(consistency(load.clone(), Pacer::per_second(CONSISTENCY_PER_S, end)));
     tasks.spawn(export(load.clone(), Pacer::new(EXPORT_EVERY / 2, EXPORT_EVERY, end)));
-    let erasures = tokio::spawn(erase(load.clone(), Pacer::new(ERASE_EVERY / 2, ERASE_EVERY, end)));
+    let erasures = match options.erase_every {
+        Duration::ZERO => tokio::spawn(async { (0, 0) }),
+        every => tokio::spawn(erase(load.clone(), Pacer::new(every / 2, every, end))),
+    };
     let samples =
         tokio::spawn(sample(server.child.id(), Pacer::new(Duration::ZERO, SAMPLE_EVERY, end)));
     while let Some(done) = tasks.join_next().await {
@@ -494,12 +503,20 @@ async fn sample(pid: u32, mut pace: Pacer) -> anyhow::Result<Vec<Sample>> {
 fn sample_once(pid: u32, at: Duration) -> anyhow::Result<Sample> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).context("the server is gone")?;
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .collect();
+    let sockets = fds.iter().filter(|fd| fd.to_string_lossy().starts_with("socket:")).count();
+    let db = std::ffi::OsStr::new(aitrail_store_sqlite::DB_FILE);
+    let connections = fds.iter().filter(|fd| fd.file_name() == Some(db)).count();
     Ok(Sample {
         at,
         rss_kib: status_kib(&status, "VmRSS:"),
         anon_kib: status_kib(&status, "RssAnon:"),
         file_kib: status_kib(&status, "RssFile:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))?.count(),
+        files: fds.len() - sockets,
+        sockets,
+        connections,
     })
 }
 
@@ -564,31 +581,36 @@ impl Report {
             end.at.as_secs_f64()
         );
         println!("|---|---|---|---|---|");
-        let rows: [(&str, fn(&Sample) -> f64); 4] = [
+        let rows: [(&str, fn(&Sample) -> f64); 6] = [
             ("RSS (VmRSS) MiB", |s| s.rss_kib as f64 / 1024.0),
             ("RssAnon MiB (its own memory)", |s| s.anon_kib as f64 / 1024.0),
             ("RssFile MiB (mapped files)", |s| s.file_kib as f64 / 1024.0),
-            ("open fds", |s| s.fds as f64),
+            ("open fds: files", |s| s.files as f64),
+            ("open fds: sockets", |s| s.sockets as f64),
+            ("SQLite connections", |s| s.connections as f64),
         ];
         for (what, value) in rows {
             let (a, b, c) = (value(start), value(mid), value(end));
             println!("| {what} | {a:.1} | {b:.1} | {c:.1} | {:.3} |", c / b);
         }
-        // Every minute's sample, to see a trend the three marks would miss.
-        let minutes: Vec<String> = self
+        // Every sample, to see a trend the three marks would miss.
+        let all: Vec<String> = self
             .samples
             .iter()
-            .filter(|s| s.at.as_secs() % 60 < SAMPLE_EVERY.as_secs())
-            .map(|s| format!("{}/{}/{}", s.rss_kib / 1024, s.anon_kib / 1024, s.fds))
+            .map(|s| {
+                let (rss, anon) = (s.rss_kib / 1024, s.anon_kib / 1024);
+                format!("{rss}/{anon}/{}/{}/{}", s.files, s.sockets, s.connections)
+            })
             .collect();
-        println!("a minute apart, RSS MiB/RssAnon MiB/fds: {}", minutes.join(", "));
-        let peak = self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-        let fds = self.samples.iter().map(|s| s.fds);
         println!(
-            "peak RSS {peak:.1} MiB; fds between {} and {} over {} samples; server ERROR log lines: {}",
-            fds.clone().min().unwrap_or(0),
-            fds.max().unwrap_or(0),
-            self.samples.len(),
+            "every {} s, RSS MiB/RssAnon MiB/file fds/sockets/SQLite connections: {}",
+            SAMPLE_EVERY.as_secs(),
+            all.join(" ")
+        );
+        let peak = self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+        let peak_anon = self.samples.iter().map(|s| s.anon_kib).max().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "peak RSS {peak:.1} MiB, peak RssAnon {peak_anon:.1} MiB; server ERROR log lines: {}",
             self.logged_errors
         );
     }
@@ -624,8 +646,9 @@ impl Report {
         if !(0.9..=1.1).contains(&anon) {
             failures.push(format!("RssAnon end / middle = {anon:.3}, outside ±10%"));
         }
-        if end.fds.abs_diff(mid.fds) > (mid.fds / 10).max(3) {
-            failures.push(format!("open fds {} in the middle, {} at the end", mid.fds, end.fds));
+        if end.files.abs_diff(mid.files) > (mid.files / 10).max(3) {
+            failures
+                .push(format!("file fds {} in the middle, {} at the end", mid.files, end.files));
         }
         failures
     }
