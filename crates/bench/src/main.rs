@@ -7,6 +7,7 @@
 mod capture;
 mod postgres;
 mod raw_sqlite;
+mod soak;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +91,27 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Soak: the server for minutes under a steady mixed load (batch writes, list, proof
+    /// and export reads, an erasure a minute, a retention run), then a check that nothing
+    /// acknowledged was lost and the store verifies; fails on errors, losses, or RSS or
+    /// open fds that grew. Not part of `all`.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Records a second written, in batches.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Records a POST.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seconds between erasures (0: none).
+        #[arg(long, default_value_t = 60)]
+        erase_every_s: u64,
+        /// Run on a fresh database on this PostgreSQL server (a URL without a database
+        /// name, e.g. postgres://postgres@127.0.0.1:5432) instead of SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Everything, with the defaults.
     All,
 }
@@ -106,6 +128,10 @@ fn main() -> anyhow::Result<()> {
         Which::Auth { seconds } => auth(seconds),
         Which::Dashboard { records } => dashboard(records),
         Which::Capture { seconds } => capture::run(seconds),
+        Which::Soak { minutes, rate, batch, erase_every_s, postgres } => {
+            let erase_every = Duration::from_secs(erase_every_s);
+            soak::run(&soak::Options { minutes, rate, batch, erase_every, postgres })
+        }
         Which::Postgres { url, batches, singles_seconds } => {
             postgres::run(&url, batches, singles_seconds)
         }
@@ -186,6 +212,8 @@ struct Server {
     /// A global admin key, made on the store before the server started.
     key: String,
     child: std::process::Child,
+    /// ERROR lines the server has written to its log so far.
+    logged_errors: Arc<std::sync::atomic::AtomicUsize>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -208,16 +236,28 @@ fn bench_dir() -> anyhow::Result<tempfile::TempDir> {
 }
 
 fn start_server(dir: tempfile::TempDir) -> anyhow::Result<Server> {
+    start_server_with(dir, &[])
+}
+
+/// [`start_server`] with more environment (`serve`'s settings) for the server.
+fn start_server_with(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<Server> {
     let args = ["--data-dir".to_owned(), dir.path().display().to_string()];
-    let mut server = spawn_server(&args, &[])?;
+    let mut server = spawn_server(&args, env)?;
     server._dir = Some(dir);
     Ok(server)
 }
 
 /// A node on a PostgreSQL database; every node of a database gets the same log key.
 fn start_node(url: &str) -> anyhow::Result<Server> {
+    start_node_with(url, &[])
+}
+
+/// [`start_node`] with more environment (`serve`'s settings) for the node.
+fn start_node_with(url: &str, env: &[(&str, &str)]) -> anyhow::Result<Server> {
     let key = aitrail_core::note::NoteSigner::from_seed("aitrail", [3; 32])?.to_private_string();
-    spawn_server(&["--database".to_owned(), url.to_owned()], &[("AITRAIL_LOG_KEY", &key)])
+    let mut env = env.to_vec();
+    env.push(("AITRAIL_LOG_KEY", &key));
+    spawn_server(&["--database".to_owned(), url.to_owned()], &env)
 }
 
 fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server> {
@@ -252,14 +292,27 @@ fn spawn_server(args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server>
         said.push(line);
     };
     // The server's warnings and errors go on to ours: a figure taken while it failed says so.
+    let logged_errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = logged_errors.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             if line.contains("WARN") || line.contains("ERROR") {
                 eprintln!("server: {line}");
             }
+            if line.contains("ERROR") {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     });
-    Ok(Server { base, key, child, _dir: None })
+    Ok(Server { base, key, child, logged_errors, _dir: None })
+}
+
+/// The next number of a xorshift stream: fixed, cheap, spread enough for picking.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -753,6 +806,15 @@ fn verify(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A figure in kB of a /proc/<pid>/status text (`key` with its colon, e.g. "VmRSS:"); 0
+/// when absent.
+fn status_kib(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Run the real binary with `args`; its wall time and peak memory (VmHWM: resident,
 /// file-backed pages included; RssAnon: the process's own), sampled every 10 ms.
 fn run_measured(args: &[&std::ffi::OsStr]) -> anyhow::Result<(Duration, u64, u64)> {
@@ -764,17 +826,11 @@ fn run_measured(args: &[&std::ffi::OsStr]) -> anyhow::Result<(Duration, u64, u64
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let status = format!("/proc/{}/status", child.id());
-    let kib = |text: &str, key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
     let (mut hwm, mut anon) = (0, 0);
     let exit = loop {
         if let Ok(text) = std::fs::read_to_string(&status) {
-            hwm = hwm.max(kib(&text, "VmHWM:"));
-            anon = anon.max(kib(&text, "RssAnon:"));
+            hwm = hwm.max(status_kib(&text, "VmHWM:"));
+            anon = anon.max(status_kib(&text, "RssAnon:"));
         }
         if let Some(exit) = child.try_wait()? {
             break exit;
@@ -879,10 +935,7 @@ fn proofs(leaves: u64) -> anyhow::Result<()> {
         let mut lat = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64; // a fixed xorshift stream of positions
         for _ in 0..2_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let i = x % leaves;
+            let i = xorshift(&mut x) % leaves;
             let t = Instant::now();
             let proof = rt.block_on(async {
                 match kind {

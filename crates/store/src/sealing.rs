@@ -7,7 +7,7 @@
 //! them from then on), names the seqs sealed under them, deletes that content, then
 //! *destroys* the keys and compacts the key table, so no copy of them remains.
 //!
-//! A writer caches its data keys. Each tenant's `logs` row has a `key_epoch`, which
+//! A writer caches its data keys (at most [`MAX_KEYS_AT_HAND`]). Each tenant's `logs` row has a `key_epoch`, which
 //! retiring bumps (after the keys are marked retired) in a write that waits for every
 //! append in progress. A writer reads the epoch as it claims the tenant's seqs and drops
 //! the tenant's cached keys when it changed: so content is never sealed under a retired
@@ -176,6 +176,12 @@ pub struct NewKey {
     pub wrapped: Vec<u8>,
 }
 
+/// Data keys a writer keeps at hand at most. Every (tenant, user, session) has a key of
+/// its own, so a writer that sees new sessions all day would otherwise keep every key it
+/// ever used (the soak benchmark saw ~165 MiB in 10 minutes at 2,000 new sessions a second):
+/// past this, it starts afresh and looks up again the keys it needs.
+pub const MAX_KEYS_AT_HAND: usize = 65_536;
+
 /// The data keys a writer seals with, by scope; a tenant's are valid while its key epoch
 /// is the one they were found at.
 #[derive(Debug)]
@@ -192,6 +198,11 @@ impl WriterKeys {
 
     /// The tenant's key epoch as this transaction read it: its cached keys go if it moved.
     pub fn at_epoch(&mut self, tenant: &str, epoch: i64) {
+        // Called as a transaction starts, before it looks for any key: a safe point to
+        // bound the cache (the keys it needs are looked up again).
+        if self.keys.len() >= MAX_KEYS_AT_HAND {
+            self.keys.clear();
+        }
         if self.epochs.insert(tenant.to_owned(), epoch) != Some(epoch) {
             self.keys.retain(|scope, _| scope.tenant != tenant);
         }
@@ -315,4 +326,24 @@ fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     getrandom::fill(&mut bytes)
         .map_err(|e| StoreError::Backend(format!("no randomness for a data key or nonce: {e}")))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_at_hand_are_bounded() {
+        let mut keys = WriterKeys::new(Arc::new(ContentKey::new([7; 32])));
+        for i in 0..MAX_KEYS_AT_HAND + 10 {
+            keys.at_epoch("t", 0);
+            let scope = KeyScope { tenant: "t".into(), user: format!("u{i}"), session: "s".into() };
+            let (new, key) = keys.create(scope.clone()).expect("randomness");
+            keys.added(new, key);
+            assert!(keys.has(&scope), "a key added is at hand until the next transaction");
+        }
+        assert!(keys.keys.len() <= MAX_KEYS_AT_HAND);
+        keys.at_epoch("t", 0);
+        assert!(keys.keys.len() < MAX_KEYS_AT_HAND);
+    }
 }
