@@ -499,6 +499,9 @@ impl Store for SqliteStore {
     }
 }
 
+/// Read connections kept open between reads, at most.
+const MAX_IDLE_READERS: usize = 4;
+
 /// Read connections, opened on demand and kept for reuse.
 struct Readers {
     path: PathBuf,
@@ -593,7 +596,14 @@ impl Readers {
             }
         };
         let result = f(&conn);
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // More at once are opened while the store is slow (each may cache 80 MiB); past
+        // this, those are closed as they come back rather than kept (the soak saw 3 grow
+        // to 11 during an erasure's stall, and the memory with them).
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        drop(idle);
         if self.opened_as.is_some() && FileStamp::of(&self.path) != self.opened_as {
             return Err(StoreError::Backend(format!(
                 "{} changed while it was read (a server or command started writing to it); run again",
