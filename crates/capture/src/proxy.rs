@@ -180,14 +180,8 @@ impl Call {
                 stream.skipping = false;
             }
         }
-        if stream.text.len() > self.kept {
-            let mut cut = self.kept;
-            while !stream.text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            stream.text.truncate(cut);
-            self.truncated = true;
-        }
+        // Cut as it grows, so a stream's text is never held past what the record keeps.
+        self.truncated |= cut_to(&mut stream.text, self.kept);
     }
 
     /// The record (POST /v1/records' JSON, without tenant_id) of the finished call.
@@ -237,15 +231,8 @@ impl Call {
                 Err(_) => answer(self.provider, &Value::Null),
             },
         };
-        if let Some(text) = answer.text.as_mut()
-            && text.len() > self.kept
-        {
-            let mut cut = self.kept;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            self.truncated = true;
+        if let Some(text) = answer.text.as_mut() {
+            self.truncated |= cut_to(text, self.kept);
         }
         if self.truncated {
             // What the record keeps is cut: the whole is named by its size and hash.
@@ -286,6 +273,15 @@ impl Call {
         r.insert("attributes".into(), Value::Object(attributes));
         Value::Object(r)
     }
+}
+
+/// Cut `text` to at most `max` bytes, on a character boundary; whether it was cut.
+fn cut_to(text: &mut String, max: usize) -> bool {
+    let cut = text.len() > max;
+    if cut {
+        text.truncate(text.floor_char_boundary(max));
+    }
+    cut
 }
 
 /// What an answer said.
