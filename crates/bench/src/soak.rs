@@ -462,10 +462,11 @@ async fn erase(load: Arc<Load>, mut pace: Pacer) -> (usize, u64) {
             let s = (load.sent.load(Ordering::Relaxed) / 10).saturating_sub(1000) & !1;
             json!({"tenant_id": "tenant-0", "session_id": format!("sess-{s}")})
         };
+        let started = std::time::Instant::now();
         if let Some(answer) =
             load.call_json(ERASURE, load.post_json("/v1/erasure", &body), StatusCode::OK).await
         {
-            println!("erasure of {body}: {answer}");
+            println!("erasure of {body} in {:.2} s: {answer}", started.elapsed().as_secs_f64());
             erased += answer["records"].as_u64().unwrap_or(0);
         }
         done += 1;

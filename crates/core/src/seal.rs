@@ -4,24 +4,36 @@
 //! included) is stored only as AES-256-GCM ciphertext under a *data key*; there is
 //! one data key per (tenant, user, session), so erasing a person or a session destroys
 //! exactly the keys of the selected records, and whatever copies of the ciphertext remain
-//! in a database's pages, its write-ahead log or a backup can no longer be read. Data keys
-//! are stored only wrapped (sealed the same way) under the *content key*, which is derived
-//! from the log key and is in no database.
+//! in a database's pages, its write-ahead log or a backup can no longer be read.
+//!
+//! Data keys are stored only wrapped (sealed the same way) under a *bucket key*: each
+//! (tenant, user) falls in one of [`BUCKETS`] buckets, and each bucket has one current
+//! key. Bucket keys are stored only wrapped under the *content key*, which is derived
+//! from the log key and is in no database. So destroying a data key for good needs only
+//! the few bucket keys to be rewritten, not every data key: erasure rewraps the surviving
+//! keys of each bucket it touches under a new bucket key and destroys the old one, after
+//! which no copy of a destroyed data key, in any page or log, can be unwrapped.
+//! (Data keys stored before buckets were wrapped under the content key itself.)
 //!
 //! ```text
-//! sealed  = 0x01 ‖ nonce(12) ‖ AES-256-GCM(data key, nonce, plain, aad)
-//! plain   = salt(32) ‖ field × 3 (prompt, response, prompt_variables)
-//! field   = 0x00 (absent) | 0x01 ‖ u32 big-endian length ‖ bytes
-//! aad     = "aitrail.content.v1\0" ‖ record id (16 bytes)
-//! wrapped = 0x01 ‖ nonce(12) ‖ AES-256-GCM(content key, nonce, data key,
-//!           "aitrail.data-key.v1\0" ‖ tenant ‖ 0x00 ‖ key id (a UUID, 16 bytes))
+//! sealed     = 0x01 ‖ nonce(12) ‖ AES-256-GCM(data key, nonce, plain, aad)
+//! plain      = salt(32) ‖ field × 3 (prompt, response, prompt_variables)
+//! field      = 0x00 (absent) | 0x01 ‖ u32 big-endian length ‖ bytes
+//! aad        = "aitrail.content.v1\0" ‖ record id (16 bytes)
+//! wrapped    = 0x01 ‖ nonce(12) ‖ AES-256-GCM(bucket key, nonce, data key,
+//!              "aitrail.data-key.v1\0" ‖ tenant ‖ 0x00 ‖ key id (a UUID, 16 bytes))
+//! bucket key = 0x01 ‖ nonce(12) ‖ AES-256-GCM(content key, nonce, bucket key,
+//!              "aitrail.bucket-key.v1\0" ‖ bucket (u16 big-endian) ‖ key id (16 bytes))
+//! bucket     = the first two bytes of SHA-256("aitrail.key-bucket.v1\0" ‖ tenant ‖ 0x00
+//!              ‖ user ‖ 0x00 ‖ session, or "" when there is a user), big-endian, mod 4096
 //! ```
 //!
 //! The associated data binds a ciphertext to its record and a wrapped key to its tenant
-//! and id, so a row moved to another record or key fails to open rather than lying.
-//! Nonces are random (96 bits, given by the caller: this module does no I/O). A data key
-//! seals one (user, session)'s content, and the content key one wrap per data key: far
-//! fewer messages per key than the 2^32 under which random 96-bit nonces are safe. AES-GCM
+//! (or bucket) and id, so a row moved to another record or key fails to open rather than
+//! lying. Nonces are random (96 bits, given by the caller: this module does no I/O). A data
+//! key seals one (user, session)'s content, and a bucket key one wrap per data key of its
+//! bucket: far fewer messages per key than the 2^32 under which random 96-bit nonces are
+//! safe (the content key wraps a bucket key per erasure of its bucket). AES-GCM
 //! rather than XChaCha20-Poly1305 for speed: with the CPU's AES and carry-less multiply
 //! instructions it opens a record's content several times faster (a full verify opens
 //! every record's).
@@ -40,6 +52,13 @@ pub const NONCE_LEN: usize = 12;
 const VERSION: u8 = 1;
 const CONTENT_TAG: &[u8] = b"aitrail.content.v1\0";
 const DATA_KEY_TAG: &[u8] = b"aitrail.data-key.v1\0";
+const BUCKET_KEY_TAG: &[u8] = b"aitrail.bucket-key.v1\0";
+const BUCKET_TAG: &[u8] = b"aitrail.key-bucket.v1\0";
+
+/// How many buckets of data keys there are, each with one current [`BucketKey`]: the
+/// table of bucket keys stays small (a few hundred KiB) however many data keys there are,
+/// and an erasure rewraps about 1/4096 of the data keys per bucket it touches.
+pub const BUCKETS: u16 = 4096;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
@@ -54,8 +73,9 @@ pub enum SealError {
     Malformed(&'static str),
 }
 
-/// The key-encryption key: data keys are stored only wrapped under it. Derived from the
-/// log key (`NoteSigner::derive_secret("content-keys")`), so it is in no database.
+/// The root key-encryption key: bucket keys are stored only wrapped under it (and data
+/// keys stored before buckets were). Derived from the log key
+/// (`NoteSigner::derive_secret("content-keys")`), so it is in no database.
 #[derive(Clone)]
 pub struct ContentKey {
     cipher: Aes256Gcm,
@@ -67,6 +87,25 @@ pub struct ContentKey {
 /// A data key: the content of one (tenant, user, session) is sealed under it.
 #[derive(Clone)]
 pub struct DataKey([u8; 32]);
+
+/// The key of one bucket of data keys: they are stored only wrapped under it.
+#[derive(Clone)]
+pub struct BucketKey {
+    cipher: Aes256Gcm,
+    raw: [u8; 32],
+}
+
+impl std::fmt::Debug for BucketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketKey(..)")
+    }
+}
+
+impl Drop for BucketKey {
+    fn drop(&mut self) {
+        self.raw.zeroize();
+    }
+}
 
 impl std::fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +133,24 @@ pub struct KeyScope {
     pub session: String,
 }
 
+impl KeyScope {
+    /// The bucket of this scope's data key: all of a person's keys share one, so erasing a
+    /// person rewraps one bucket; records without a user spread by session.
+    pub fn bucket(&self) -> u16 {
+        use sha2::Digest;
+        let session = if self.user.is_empty() { self.session.as_str() } else { "" };
+        let digest = sha2::Sha256::new()
+            .chain_update(BUCKET_TAG)
+            .chain_update(self.tenant.as_bytes())
+            .chain_update([0])
+            .chain_update(self.user.as_bytes())
+            .chain_update([0])
+            .chain_update(session.as_bytes())
+            .finalize();
+        u16::from_be_bytes([digest[0], digest[1]]) % BUCKETS
+    }
+}
+
 impl ContentKey {
     pub fn new(mut secret: [u8; 32]) -> Self {
         let cipher = Aes256Gcm::new(&secret.into());
@@ -109,6 +166,59 @@ impl ContentKey {
     /// The verifier of the log key this key derives from, if known.
     pub fn log(&self) -> Option<&str> {
         self.log.as_deref()
+    }
+
+    /// `key` sealed for storage as data key `key_id` of `tenant`, as stored before
+    /// buckets (tests and migrations only: new keys are wrapped under a [`BucketKey`]).
+    pub fn wrap(
+        &self,
+        tenant: &str,
+        key_id: &Uuid,
+        key: &DataKey,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        seal_bytes(&self.cipher, &key_aad(tenant, key_id), &key.0, nonce)
+    }
+
+    /// The data key `key_id` of `tenant` from its stored form, wrapped under this key as
+    /// data keys were before buckets.
+    pub fn unwrap(
+        &self,
+        tenant: &str,
+        key_id: &Uuid,
+        wrapped: &[u8],
+    ) -> Result<DataKey, SealError> {
+        unwrap_key(&self.cipher, &key_aad(tenant, key_id), wrapped).map(DataKey)
+    }
+
+    /// `key` sealed for storage as bucket key `key_id` of `bucket`.
+    pub fn wrap_bucket_key(
+        &self,
+        bucket: u16,
+        key_id: &Uuid,
+        key: &BucketKey,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        seal_bytes(&self.cipher, &bucket_key_aad(bucket, key_id), &key.raw, nonce)
+    }
+
+    /// The bucket key `key_id` of `bucket` from its stored, wrapped form.
+    pub fn unwrap_bucket_key(
+        &self,
+        bucket: u16,
+        key_id: &Uuid,
+        wrapped: &[u8],
+    ) -> Result<BucketKey, SealError> {
+        unwrap_key(&self.cipher, &bucket_key_aad(bucket, key_id), wrapped).map(BucketKey::new)
+    }
+}
+
+impl BucketKey {
+    /// A bucket key from 32 random bytes.
+    pub fn new(mut random: [u8; 32]) -> Self {
+        let key = Self { cipher: Aes256Gcm::new(&random.into()), raw: random };
+        random.zeroize();
+        key
     }
 
     /// `key` sealed for storage as data key `key_id` of `tenant`.
@@ -129,11 +239,12 @@ impl ContentKey {
         key_id: &Uuid,
         wrapped: &[u8],
     ) -> Result<DataKey, SealError> {
-        let mut plain = open_bytes(&self.cipher, &key_aad(tenant, key_id), wrapped)?;
-        let key = <[u8; 32]>::try_from(plain.as_slice())
-            .map_err(|_| SealError::Malformed("a data key is 32 bytes"));
-        plain.zeroize();
-        key.map(DataKey)
+        unwrap_key(&self.cipher, &key_aad(tenant, key_id), wrapped).map(DataKey)
+    }
+
+    /// The raw key: for tests that look for it in a store's files, nothing else.
+    pub fn raw_bytes(&self) -> [u8; 32] {
+        self.raw
     }
 }
 
@@ -246,6 +357,19 @@ fn key_aad(tenant: &str, key_id: &Uuid) -> Vec<u8> {
     [DATA_KEY_TAG, tenant.as_bytes(), &[0], key_id.as_bytes()].concat()
 }
 
+fn bucket_key_aad(bucket: u16, key_id: &Uuid) -> Vec<u8> {
+    [BUCKET_KEY_TAG, &bucket.to_be_bytes(), key_id.as_bytes()].concat()
+}
+
+/// A 32-byte key sealed under `cipher`, opened.
+fn unwrap_key(cipher: &Aes256Gcm, aad: &[u8], wrapped: &[u8]) -> Result<[u8; 32], SealError> {
+    let mut plain = open_bytes(cipher, aad, wrapped)?;
+    let key = <[u8; 32]>::try_from(plain.as_slice())
+        .map_err(|_| SealError::Malformed("a wrapped key is 32 bytes"));
+    plain.zeroize();
+    key
+}
+
 fn seal_bytes(cipher: &Aes256Gcm, aad: &[u8], plain: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
@@ -309,6 +433,66 @@ mod tests {
         let other = ContentKey::new([4; 32]);
         assert_eq!(other.unwrap("org-1", &id, &wrapped).unwrap_err(), SealError::Unauthentic);
         assert_eq!(format!("{kek:?} {key:?}"), "ContentKey(..) DataKey(..)");
+    }
+
+    #[test]
+    fn bucket_keys_wrap_data_keys_and_unwrap_only_as_themselves() {
+        let root = ContentKey::new([5; 32]);
+        let bucket_key = BucketKey::new([9; 32]);
+        let (bucket_id, key_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let wrapped_bucket = root.wrap_bucket_key(17, &bucket_id, &bucket_key, [1; NONCE_LEN]);
+        assert!(!wrapped_bucket.windows(32).any(|w| w == [9; 32]), "no raw bucket key");
+        let opened = root.unwrap_bucket_key(17, &bucket_id, &wrapped_bucket).unwrap();
+        assert_eq!(opened.raw_bytes(), [9; 32]);
+        for (bucket, id) in [(18, bucket_id), (17, key_id)] {
+            let other = root.unwrap_bucket_key(bucket, &id, &wrapped_bucket);
+            assert_eq!(other.unwrap_err(), SealError::Unauthentic, "bucket {bucket}");
+        }
+        // A data key wrapped under a bucket key opens under it only, as itself.
+        let key = DataKey::new([6; 32]);
+        let wrapped = bucket_key.wrap("org-1", &key_id, &key, [2; NONCE_LEN]);
+        assert_eq!(opened.unwrap("org-1", &key_id, &wrapped).unwrap().0, key.0);
+        assert_eq!(opened.unwrap("org-2", &key_id, &wrapped).unwrap_err(), SealError::Unauthentic);
+        let (other, root_unwrap) =
+            (BucketKey::new([8; 32]), root.unwrap("org-1", &key_id, &wrapped));
+        assert_eq!(other.unwrap("org-1", &key_id, &wrapped).unwrap_err(), SealError::Unauthentic);
+        assert_eq!(root_unwrap.unwrap_err(), SealError::Unauthentic, "not under the content key");
+        assert_eq!(format!("{opened:?}"), "BucketKey(..)");
+    }
+
+    #[test]
+    fn a_persons_keys_share_a_bucket_and_buckets_spread() {
+        let scope = |tenant: &str, user: &str, session: &str| KeyScope {
+            tenant: tenant.into(),
+            user: user.into(),
+            session: session.into(),
+        };
+        assert_eq!(scope("t", "u1", "a").bucket(), scope("t", "u1", "b").bucket());
+        let spread: std::collections::BTreeSet<u16> =
+            (0..2000).map(|i| scope("t", &format!("user-{i}"), "s").bucket()).collect();
+        assert!(spread.len() > 1500, "2,000 people in {} buckets", spread.len());
+        let sessions: std::collections::BTreeSet<u16> =
+            (0..2000).map(|i| scope("t", "", &format!("s-{i}")).bucket()).collect();
+        assert!(sessions.len() > 1500, "without a user, sessions spread: {}", sessions.len());
+        assert!(spread.iter().chain(&sessions).all(|b| *b < BUCKETS));
+        // Fixed by the format: a store's bucket numbers are the same in every version.
+        assert_eq!(scope("org-1", "u-42", "s").bucket(), expected_bucket("org-1", "u-42", ""));
+    }
+
+    /// The bucket as the module's format says, computed apart from `KeyScope::bucket`.
+    fn expected_bucket(tenant: &str, user: &str, session: &str) -> u16 {
+        use sha2::Digest;
+        let bytes = [
+            b"aitrail.key-bucket.v1\0".as_slice(),
+            tenant.as_bytes(),
+            b"\0",
+            user.as_bytes(),
+            b"\0",
+            session.as_bytes(),
+        ]
+        .concat();
+        let d = sha2::Sha256::digest(&bytes);
+        (u16::from(d[0]) * 256 + u16::from(d[1])) % 4096
     }
 
     proptest! {

@@ -1,16 +1,31 @@
 //! The data keys content is sealed under (crypto-shredding, `aitrail_store::sealing`), in
-//! the `data_keys` table. The writer finds or adds keys in the append's own transaction
-//! (a key rolled back with it is forgotten); erasure retires keys, then destroys them and
-//! rewrites the table (`VACUUM FULL`), which stays small: one row per live (user, session).
+//! the `data_keys` table, each wrapped under its bucket's key (`bucket_keys`, at most a few
+//! thousand rows, wrapped under the content key). The writer finds or adds keys in the
+//! append's own transaction (a key rolled back with it is forgotten); erasure retires
+//! keys, then destroys them: each bucket they are in is rekeyed in one transaction (a new
+//! current bucket key, the destroyed keys deleted, the others rewrapped, the old bucket
+//! key deleted), and `bucket_keys` is rewritten (`VACUUM FULL`). Whatever copy of a
+//! destroyed key remains in dead tuples of `data_keys` can then no longer be unwrapped.
+//!
+//! A writer takes the current bucket key `FOR KEY SHARE` before it wraps a key under it
+//! (and the key's reference to it holds it so until commit); a rekey takes it `FOR
+//! UPDATE` first. So a rekey waits for every add under the old key in progress and
+//! rewraps it, and an add that comes after finds the new key.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aitrail_core::TenantId;
 use aitrail_core::entry::{Content, KeyedHash, KeyedHashes};
-use aitrail_core::seal::KeyScope;
+use aitrail_core::seal::{BucketKey, ContentKey, KeyScope};
 use aitrail_store::StoreError;
 use aitrail_store::append::Placed;
 use aitrail_store::retention::Selector;
-use aitrail_store::sealing::{SealedContent, WriterKeys};
+use aitrail_store::sealing::{
+    self, KeyToRewrap, NewKey, SealedContent, StoredBucketKey, Wrapping, WriterKeys,
+};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::read::backend;
@@ -26,7 +41,7 @@ pub(crate) async fn seal(
     keys.seal_rows(rows, &scopes)
 }
 
-/// The live keys of `scopes`: found, else added, in three statements however many. A key
+/// The live keys of `scopes`: found, else added, in a few statements however many. A key
 /// another node adds first (its insert waits for that node's commit) is then found.
 async fn find_or_add(
     tx: &impl GenericClient,
@@ -40,15 +55,22 @@ async fn find_or_add(
     if missing.is_empty() {
         return Ok(());
     }
+    let content_key = keys.content_key().clone();
+    let mut buckets: HashMap<u16, (Uuid, BucketKey)> = HashMap::new();
     let mut new = Vec::with_capacity(missing.len());
     for scope in missing.drain(..) {
-        new.push(keys.create(scope)?);
+        let bucket = scope.bucket();
+        if let Entry::Vacant(e) = buckets.entry(bucket) {
+            e.insert(current_bucket_key(tx, &content_key, bucket).await?);
+        }
+        let (bucket_id, bucket_key) = &buckets[&bucket];
+        new.push(keys.create(scope, Some((*bucket_id, bucket_key)))?);
     }
-    let column = |f: fn(&aitrail_store::sealing::NewKey) -> String| -> Vec<String> {
-        new.iter().map(|(k, _)| f(k)).collect()
-    };
+    let column =
+        |f: fn(&NewKey) -> String| -> Vec<String> { new.iter().map(|(k, _)| f(k)).collect() };
     let ids: Vec<Uuid> = new.iter().map(|(k, _)| k.id).collect();
     let wrapped: Vec<Vec<u8>> = new.iter().map(|(k, _)| k.wrapped.clone()).collect();
+    let bucket_keys: Vec<Option<Uuid>> = new.iter().map(|(k, _)| k.bucket_key).collect();
     let (tenants, users, sessions) = (
         column(|k| k.scope.tenant.clone()),
         column(|k| k.scope.user.clone()),
@@ -56,14 +78,15 @@ async fn find_or_add(
     );
     let inserted = tx
         .query(
-            "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+            "INSERT INTO data_keys (id, tenant_id, user_id, session_id, wrapped, bucket_key)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                                  $6::uuid[])
              ON CONFLICT DO NOTHING RETURNING id",
-            &[&ids, &tenants, &users, &sessions, &wrapped],
+            &[&ids, &tenants, &users, &sessions, &wrapped, &bucket_keys],
         )
         .await
         .map_err(backend)?;
-    let inserted: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
+    let inserted: HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
     let mut lost = Vec::new();
     for (k, key) in new {
         if inserted.contains(&k.id) {
@@ -94,16 +117,21 @@ async fn found(
         (column(|s| &s.tenant), column(|s| &s.user), column(|s| &s.session));
     let rows = tx
         .query(
-            "SELECT k.tenant_id, k.user_id, k.session_id, k.id, k.wrapped FROM data_keys k
+            "SELECT k.tenant_id, k.user_id, k.session_id, k.id, k.wrapped,
+                    k.bucket_key, b.bucket, b.wrapped
+             FROM data_keys k
              JOIN unnest($1::text[], $2::text[], $3::text[]) AS want (tenant_id, user_id, session_id)
                ON k.tenant_id = want.tenant_id AND k.user_id = want.user_id
               AND k.session_id = want.session_id
+             LEFT JOIN bucket_keys b ON b.id = k.bucket_key
              WHERE NOT k.retired",
             &[&tenants, &users, &sessions],
         )
         .await
         .map_err(backend)?;
-    let mut have = std::collections::HashSet::new();
+    let content_key = keys.content_key().clone();
+    let mut bucket_keys: HashMap<Uuid, BucketKey> = HashMap::new();
+    let mut have = HashSet::new();
     for row in rows {
         let scope = KeyScope {
             tenant: row.try_get(0).map_err(backend)?,
@@ -111,15 +139,69 @@ async fn found(
             session: row.try_get(2).map_err(backend)?,
         };
         let wrapped: Vec<u8> = row.try_get(4).map_err(backend)?;
+        let bucket_key = match row.try_get::<_, Option<Uuid>>(5).map_err(backend)? {
+            None => None,
+            Some(id) => {
+                if let Entry::Vacant(e) = bucket_keys.entry(id) {
+                    // Gone from under a live key (it cannot be, but for tampering): an
+                    // empty row, which then fails to unwrap as corrupt.
+                    let bucket = row.try_get::<_, Option<i32>>(6).map_err(backend)?.unwrap_or(-1);
+                    let wrapped: Option<Vec<u8>> = row.try_get(7).map_err(backend)?;
+                    let stored = StoredBucketKey {
+                        id,
+                        bucket: sealing::bucket_number(i64::from(bucket))?,
+                        wrapped: wrapped.as_deref().unwrap_or_default(),
+                    };
+                    e.insert(stored.open(&content_key)?);
+                }
+                bucket_keys.get(&id)
+            }
+        };
         have.insert(scope.clone());
-        keys.found(scope, row.try_get(3).map_err(backend)?, &wrapped)?;
+        keys.found(scope, row.try_get(3).map_err(backend)?, &wrapped, bucket_key)?;
     }
     Ok(scopes.into_iter().filter(|s| !have.contains(s)).collect())
 }
 
+/// The current key of `bucket`, held (`FOR KEY SHARE`) until the transaction ends; added
+/// if the bucket has none (another node adding one first, its key is taken).
+async fn current_bucket_key(
+    tx: &impl GenericClient,
+    content_key: &ContentKey,
+    bucket: u16,
+) -> Result<(Uuid, BucketKey), StoreError> {
+    let number = i32::from(bucket);
+    for _ in 0..3 {
+        let row = tx
+            .query_opt(
+                "SELECT id, wrapped FROM bucket_keys WHERE bucket = $1 AND current FOR KEY SHARE",
+                &[&number],
+            )
+            .await
+            .map_err(backend)?;
+        if let Some(row) = row {
+            let (id, wrapped): (Uuid, Vec<u8>) = (row.get(0), row.get(1));
+            return Ok((id, StoredBucketKey { id, bucket, wrapped: &wrapped }.open(content_key)?));
+        }
+        let (new, key) = sealing::new_bucket_key(content_key, bucket)?;
+        let added = tx
+            .execute(
+                "INSERT INTO bucket_keys (id, bucket, wrapped) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&new.id, &number, &new.wrapped],
+            )
+            .await
+            .map_err(backend)?;
+        if added == 1 {
+            return Ok((new.id, key));
+        }
+    }
+    Err(StoreError::Backend(format!("bucket {bucket} has no current key, nor could one be added")))
+}
+
 /// Retire the keys `selector` picks (a user's or a session's, but for held sessions), and
 /// bump the tenant's key epoch in the same transaction: the `logs` row's lock makes it
-/// wait for every append of the tenant in progress. From then on no writer seals under
+/// wait for every append of the tenant in progress, and the next wait for it. From then on no writer seals under
 /// them, and all that was sealed under them is committed.
 pub(crate) async fn retire(
     client: &mut deadpool_postgres::Client,
@@ -130,6 +212,14 @@ pub(crate) async fn retire(
         return Err(StoreError::Refused("data keys are retired by user or session".into()));
     };
     let tx = client.transaction().await.map_err(backend)?;
+    // The tenant's `logs` row first, as appends lock it before they add keys: so a rekey
+    // waiting on an append never waits, through it, on this.
+    tx.execute(
+        "UPDATE logs SET key_epoch = key_epoch + 1 WHERE tenant_id = $1",
+        &[&tenant.as_str()],
+    )
+    .await
+    .map_err(backend)?;
     let sql = format!(
         "UPDATE data_keys k SET retired = true
          WHERE k.tenant_id = $1 AND k.{column} = $2 AND NOT EXISTS (
@@ -139,37 +229,240 @@ pub(crate) async fn retire(
     );
     let rows = tx.query(&sql, &[&tenant.as_str(), &value]).await.map_err(backend)?;
     let ids = rows.iter().map(|r| r.try_get(0).map_err(backend)).collect::<Result<_, _>>()?;
-    tx.execute(
-        "UPDATE logs SET key_epoch = key_epoch + 1 WHERE tenant_id = $1",
-        &[&tenant.as_str()],
-    )
-    .await
-    .map_err(backend)?;
     tx.commit().await.map_err(backend)?;
     Ok(ids)
 }
 
-/// Delete these retired keys and rewrite the table (`VACUUM FULL`): its old file, with
-/// every deleted key in it, is removed. (Its WAL keeps them until the segments are
-/// recycled: docs/PRIVACY.md.)
+/// The deletion of retired keys: a session held since the keys were retired keeps its key
+/// (and its content, which the erasure then left out): the hold wins.
+const DELETE_RETIRED: &str = "DELETE FROM data_keys k
+     WHERE k.tenant_id = $1 AND k.id = ANY($2) AND k.retired AND k.bucket_key IS NOT DISTINCT FROM $3
+       AND NOT EXISTS (SELECT 1 FROM holds h
+                       WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))";
+
+/// Destroy these retired keys: rekey each bucket they are in, deleting them on the way,
+/// then rewrite `bucket_keys` (`VACUUM FULL`): its old file, with every deleted bucket key
+/// in it, is removed. (Its WAL keeps them until the segments are recycled:
+/// docs/PRIVACY.md.)
 pub(crate) async fn destroy(
-    c: &impl GenericClient,
+    client: &mut deadpool_postgres::Client,
+    content_key: &ContentKey,
     tenant: &TenantId,
     ids: &[Uuid],
 ) -> Result<u64, StoreError> {
-    let destroyed = c
-        .execute(
-            // A session held since the keys were retired keeps its key (and its content,
-            // which the erasure then left out): the hold wins.
-            "DELETE FROM data_keys k WHERE k.tenant_id = $1 AND k.id = ANY($2) AND k.retired
-             AND NOT EXISTS (SELECT 1 FROM holds h
-                             WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))",
-            &[&tenant.as_str(), &ids],
+    let mut destroyed = 0;
+    // A concurrent rekey of the same bucket (another erasure) moves keys to a new bucket
+    // key: look again, a few times.
+    for _ in 0..5 {
+        let rows = client
+            .query(
+                "SELECT bucket_key, array_agg(id) FROM data_keys
+                 WHERE tenant_id = $1 AND id = ANY($2) AND retired GROUP BY bucket_key",
+                &[&tenant.as_str(), &ids],
+            )
+            .await
+            .map_err(backend)?;
+        let groups: BTreeMap<Option<Uuid>, Vec<Uuid>> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut moved = false;
+        for (bucket_key, ids) in &groups {
+            match bucket_key {
+                Some(old) => match rekey(client, content_key, *old, Some((tenant, ids))).await? {
+                    Some(n) => destroyed += n,
+                    None => moved = true,
+                },
+                None => {
+                    // Keys wrapped under the content key itself (added by a node of an
+                    // older version): only a rewrite of the whole table takes them away.
+                    let gone = client
+                        .execute(DELETE_RETIRED, &[&tenant.as_str(), ids, &None::<Uuid>])
+                        .await
+                        .map_err(backend)?;
+                    rewrite_once_unseen(client, "data_keys").await?;
+                    destroyed += gone;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    rewrite_once_unseen(client, "bucket_keys").await?;
+    Ok(destroyed)
+}
+
+/// How long a rewrite waits for transactions older than the change it should take away.
+const UNSEEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Rewrite `table` (`VACUUM FULL`) once no transaction of the cluster can still see rows
+/// deleted or updated before now: `VACUUM FULL` keeps a dead row that an older snapshot
+/// may still read (a long export, say), and such a row would outlive the rewrite. Waits
+/// for them up to [`UNSEEN_WAIT`]; past that it rewrites anyway and warns: the next
+/// erasure's rewrite takes what stayed.
+async fn rewrite_once_unseen(
+    client: &deadpool_postgres::Client,
+    table: &str,
+) -> Result<(), StoreError> {
+    let now: i64 = client.query_one("SELECT txid_current()", &[]).await.map_err(backend)?.get(0);
+    let until = std::time::Instant::now() + UNSEEN_WAIT;
+    loop {
+        let older: i64 = client
+            .query_one(
+                // Any backend of the cluster, and any replication slot: which of them
+                // holds a database's horizon back is PostgreSQL's business, not ours.
+                "WITH now (xid) AS (SELECT ($1 % 4294967296)::text::xid)
+                 SELECT (SELECT count(*) FROM pg_stat_activity, now
+                         WHERE pid <> pg_backend_pid()
+                           AND (age(backend_xmin) >= age(now.xid)
+                                OR age(backend_xid) >= age(now.xid)))
+                      + (SELECT count(*) FROM pg_replication_slots, now
+                         WHERE age(xmin) >= age(now.xid))",
+                &[&now],
+            )
+            .await
+            .map_err(backend)?
+            .get(0);
+        if older == 0 {
+            break;
+        }
+        if std::time::Instant::now() >= until {
+            tracing::warn!(
+                table,
+                transactions = older,
+                "rewriting while older transactions may still see deleted keys; the next erasure's rewrite takes them"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client.batch_execute(&format!("VACUUM FULL {table}")).await.map_err(backend)
+}
+
+/// Rekey the bucket of bucket key `old` in one transaction, destroying on the way the keys
+/// `destroy` names: a new current key for the bucket, those keys deleted, every other key
+/// under `old` rewrapped under the new one, and `old` deleted. How many keys it destroyed;
+/// `None` if `old` was gone already (another rekey took the bucket first).
+async fn rekey(
+    client: &mut deadpool_postgres::Client,
+    content_key: &ContentKey,
+    old: Uuid,
+    destroy: Option<(&TenantId, &[Uuid])>,
+) -> Result<Option<u64>, StoreError> {
+    match rekey_once(client, content_key, old, destroy).await {
+        // Two erasures rekeying rows of one bucket can deadlock; PostgreSQL rolls one back,
+        // which then runs again.
+        Err(Rekey::Database(e)) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => Ok(None),
+        Err(Rekey::Database(e)) => Err(backend(e)),
+        Err(Rekey::Store(e)) => Err(e),
+        Ok(destroyed) => Ok(destroyed),
+    }
+}
+
+/// Why a rekey failed: the database (which may say "run again"), or the keys.
+enum Rekey {
+    Database(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Rekey {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Rekey::Database(e)
+    }
+}
+
+impl From<StoreError> for Rekey {
+    fn from(e: StoreError) -> Self {
+        Rekey::Store(e)
+    }
+}
+
+async fn rekey_once(
+    client: &mut deadpool_postgres::Client,
+    content_key: &ContentKey,
+    old: Uuid,
+    destroy: Option<(&TenantId, &[Uuid])>,
+) -> Result<Option<u64>, Rekey> {
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt("SELECT bucket, wrapped FROM bucket_keys WHERE id = $1 FOR UPDATE", &[&old])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (bucket, wrapped): (i32, Vec<u8>) = (row.get(0), row.get(1));
+    let bucket = sealing::bucket_number(i64::from(bucket))?;
+    let old_key = StoredBucketKey { id: old, bucket, wrapped: &wrapped }.open(content_key)?;
+    tx.execute("UPDATE bucket_keys SET current = false WHERE id = $1", &[&old]).await?;
+    let (new_id, new_key) = current_bucket_key(&tx, content_key, bucket).await?;
+    let destroyed = match destroy {
+        Some((tenant, ids)) => {
+            tx.execute(DELETE_RETIRED, &[&tenant.as_str(), &ids, &Some(old)]).await?
+        }
+        None => 0,
+    };
+    let keys = tx
+        .query("SELECT id, tenant_id, wrapped FROM data_keys WHERE bucket_key = $1", &[&old])
+        .await?
+        .iter()
+        .map(|r| KeyToRewrap { id: r.get(0), tenant: r.get(1), wrapped: r.get(2) })
+        .collect::<Vec<_>>();
+    let (ids, wrapped): (Vec<Uuid>, Vec<Vec<u8>>) =
+        sealing::rewrap(Wrapping::Bucket(&old_key), &new_key, &keys)?.into_iter().unzip();
+    tx.execute(
+        "UPDATE data_keys k SET wrapped = n.wrapped, bucket_key = $3
+         FROM unnest($1::uuid[], $2::bytea[]) AS n (id, wrapped) WHERE k.id = n.id",
+        &[&ids, &wrapped, &new_id],
+    )
+    .await?;
+    tx.execute("DELETE FROM bucket_keys WHERE id = $1", &[&old]).await?;
+    tx.commit().await?;
+    Ok(Some(destroyed))
+}
+
+/// Wrap the data keys stored before buckets (under the content key) under their buckets'
+/// keys, under the migrations' lock, then rewrite `data_keys` once so that no copy wrapped
+/// under the content key stays in its file (its WAL keeps them until the segments are
+/// recycled). Nothing to do, nothing rewritten.
+pub(crate) async fn rebucket(
+    client: &mut deadpool_postgres::Client,
+    content_key: &ContentKey,
+    lock: i64,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(backend)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock]).await.map_err(backend)?;
+    let rows = tx
+        .query(
+            "SELECT id, tenant_id, user_id, session_id, wrapped FROM data_keys
+             WHERE bucket_key IS NULL",
+            &[],
         )
         .await
         .map_err(backend)?;
-    c.batch_execute("VACUUM FULL data_keys").await.map_err(backend)?;
-    Ok(destroyed)
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut by_bucket: BTreeMap<u16, Vec<KeyToRewrap>> = BTreeMap::new();
+    for r in &rows {
+        let scope = KeyScope { tenant: r.get(1), user: r.get(2), session: r.get(3) };
+        let key = KeyToRewrap { id: r.get(0), tenant: scope.tenant.clone(), wrapped: r.get(4) };
+        by_bucket.entry(scope.bucket()).or_default().push(key);
+    }
+    for (bucket, keys) in by_bucket {
+        let (bucket_id, bucket_key) = current_bucket_key(&tx, content_key, bucket).await?;
+        let (ids, wrapped): (Vec<Uuid>, Vec<Vec<u8>>) =
+            sealing::rewrap(Wrapping::Content(content_key), &bucket_key, &keys)?
+                .into_iter()
+                .unzip();
+        tx.execute(
+            "UPDATE data_keys k SET wrapped = n.wrapped, bucket_key = $3
+             FROM unnest($1::uuid[], $2::bytea[]) AS n (id, wrapped) WHERE k.id = n.id",
+            &[&ids, &wrapped, &bucket_id],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    tx.commit().await.map_err(backend)?;
+    rewrite_once_unseen(client, "data_keys").await
 }
 
 /// Seal the content stored before content was sealed (migration 6 kept it aside in

@@ -213,9 +213,14 @@ async fn migrate_pool(
             admin::claim_log_key(&client, verifier).await.map_err(OpenError::LogKey)?;
         }
         let mut keys = WriterKeys::new(content_key.clone());
+        let sealing_err =
+            |e: StoreError| OpenError::Sealing { at: at.to_owned(), why: e.to_string() };
+        keyring::rebucket(&mut client, content_key, schema::MIGRATION_LOCK)
+            .await
+            .map_err(sealing_err)?;
         keyring::seal_unsealed(&mut client, &mut keys, schema::MIGRATION_LOCK)
             .await
-            .map_err(|e| OpenError::Sealing { at: at.to_owned(), why: e.to_string() })?;
+            .map_err(sealing_err)?;
     }
     Ok(versions)
 }
@@ -392,7 +397,8 @@ impl Store for PostgresStore {
 
     async fn destroy_keys(&self, tenant: &TenantId, keys: &[Uuid]) -> Result<u64, StoreError> {
         self.writable()?;
-        keyring::destroy(&self.client().await?, tenant, keys).await
+        let content_key = self.content_key.clone().ok_or(StoreError::ReadOnly)?;
+        keyring::destroy(&mut self.client().await?, &content_key, tenant, keys).await
     }
 
     async fn content_seqs(

@@ -8,7 +8,7 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, TenantId, Timestamp};
 use aitrail_store::retention::Hold;
-use aitrail_store::sealing::{Opener, SealedColumns};
+use aitrail_store::sealing::{BucketColumns, Opener, SealedColumns};
 use aitrail_store::sql::{self, Param, RecordColumns};
 use aitrail_store::{
     EntryRecord, LogHead, RawRow, RowPage, StoreError, StoredCheckpoint, StoredKey,
@@ -34,8 +34,10 @@ fn columns() -> &'static str {
     &COLUMNS
 }
 
-/// How a record row finds its sealed content and that content's data key.
-const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id LEFT JOIN data_keys k ON k.id = c.key_id";
+/// How a record row finds its sealed content, that content's data key, and the data
+/// key's bucket key.
+const JOIN: &str = "LEFT JOIN contents c ON c.id = r.id LEFT JOIN data_keys k ON k.id = c.key_id \
+                    LEFT JOIN bucket_keys b ON b.id = k.bucket_key";
 
 /// A timestamp column as the text the entry holds, however it was edited.
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -72,10 +74,16 @@ fn raw_row(
         },
     };
     let key_id: Option<Uuid> = row.try_get(at.key_id)?;
+    let bucket_key: Option<Uuid> = row.try_get(at.bucket_key)?;
     let sealed = SealedColumns {
         sealed: row.try_get(at.sealed)?,
         key_id: key_id.as_ref().map(|k| k.as_bytes().as_slice()),
         wrapped: row.try_get(at.wrapped)?,
+        bucket_key: BucketColumns {
+            id: bucket_key.as_ref().map(|k| k.as_bytes().as_slice()),
+            bucket: row.try_get::<_, Option<i32>>(at.bucket)?.map(i64::from),
+            wrapped: row.try_get(at.bucket_wrapped)?,
+        },
         hashes: [row.try_get(at.prompt_hash)?, row.try_get(at.response_hash)?],
     };
     let content = opener.open(&columns.fields.tenant_id, &columns.id, sealed);

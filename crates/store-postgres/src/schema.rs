@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_holds.sql"),
     include_str!("../migrations/0005_keyed_hashes.sql"),
     include_str!("../migrations/0006_sealed_contents.sql"),
+    include_str!("../migrations/0007_bucket_keys.sql"),
 ];
 
 /// Key of the advisory lock that serialises migrations ("aitrail" in ASCII).

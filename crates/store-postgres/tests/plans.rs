@@ -78,15 +78,18 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
     let client = aitrail_store_postgres::connect(&db.url).await.unwrap();
     let rows = client
         .query(
-            "SELECT c.id, r.tenant_id, c.key_id, c.sealed, k.wrapped, c.prompt_hash, c.response_hash
-             FROM contents c JOIN records r ON r.id = c.id JOIN data_keys k ON k.id = c.key_id",
+            "SELECT c.id, r.tenant_id, c.key_id, c.sealed, k.wrapped, c.prompt_hash, c.response_hash,
+                    b.id, b.bucket, b.wrapped
+             FROM contents c JOIN records r ON r.id = c.id JOIN data_keys k ON k.id = c.key_id
+             JOIN bucket_keys b ON b.id = k.bucket_key",
             &[],
         )
         .await
         .unwrap();
     client
         .batch_execute(
-            "DROP TABLE contents; DROP TABLE data_keys; ALTER TABLE logs DROP COLUMN key_epoch;
+            "DROP TABLE contents; DROP TABLE data_keys; DROP TABLE bucket_keys;
+             ALTER TABLE logs DROP COLUMN key_epoch;
              CREATE TABLE contents (id uuid PRIMARY KEY REFERENCES records (id),
                  salt bytea NOT NULL CHECK (length(salt) = 32), prompt text, response text,
                  prompt_variables text, prompt_hash bytea CHECK (length(prompt_hash) = 32),
@@ -100,7 +103,7 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
     for row in rows {
         let (id, tenant, key_id): (uuid::Uuid, String, uuid::Uuid) =
             (row.get(0), row.get(1), row.get(2));
-        let data_key = key().unwrap(&tenant, &key_id, row.get(4)).unwrap();
+        let data_key = data_key(&row, 4, 7, &tenant, &key_id);
         let content = data_key.open(&id, row.get(3)).unwrap();
         let field = |name: &str| content.fields.get(name).cloned();
         let hashes: (Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(5), row.get(6));
@@ -135,6 +138,92 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
         .await
         .unwrap();
     assert_eq!(clear.get::<_, i64>(0), 0, "content in clear in the sealed table");
+}
+
+/// The data key `key_id` of `tenant` from a row holding its wrapped form at `wrapped` and
+/// its bucket key's id, bucket and wrapped form from `bucket` on.
+fn data_key(
+    row: &tokio_postgres::Row,
+    wrapped: usize,
+    bucket: usize,
+    tenant: &str,
+    key_id: &uuid::Uuid,
+) -> aitrail_core::seal::DataKey {
+    let key = aitrail_core::seal::ContentKey::new([7; 32]);
+    let (bucket_id, number): (uuid::Uuid, i32) = (row.get(bucket), row.get(bucket + 1));
+    let bucket_key = key.unwrap_bucket_key(number as u16, &bucket_id, row.get(bucket + 2)).unwrap();
+    bucket_key.unwrap(tenant, key_id, row.get(wrapped)).unwrap()
+}
+
+/// A database whose data keys an older aitrail wrapped under the content key itself
+/// (migration 6, before buckets) is brought up by the first open of this one, under the
+/// migrations' lock: every key is wrapped under its bucket's key, every record reads back
+/// as it was, and `data_keys` is rewritten, so its file holds no key wrapped the old way.
+#[tokio::test]
+async fn data_keys_an_older_version_wrapped_under_the_content_key_are_rebucketed_at_open() {
+    let test = "data_keys_an_older_version_wrapped_under_the_content_key_are_rebucketed";
+    let Some(db) = TestDatabase::create(test).await else { return };
+    let key = || aitrail_core::seal::ContentKey::new([7; 32]);
+    let listing = Query::from_pairs([("limit", "100")]).unwrap();
+    let before = {
+        let store = PostgresStore::open(&db.url, key()).await.unwrap();
+        store.append((0..40).map(record).collect()).await.unwrap();
+        store.list(&listing).await.unwrap().records
+    };
+    let client = aitrail_store_postgres::connect(&db.url).await.unwrap();
+    let rows = client
+        .query(
+            "SELECT k.id, k.tenant_id, k.wrapped, b.id, b.bucket, b.wrapped
+             FROM data_keys k JOIN bucket_keys b ON b.id = k.bucket_key",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 30, "one key per (user, session) with content");
+    let mut old_wrapped = Vec::new();
+    for row in &rows {
+        let (id, tenant): (uuid::Uuid, String) = (row.get(0), row.get(1));
+        let wrapped = key().wrap(&tenant, &id, &data_key(row, 2, 3, &tenant, &id), [3; 12]);
+        client
+            .execute(
+                "UPDATE data_keys SET wrapped = $2, bucket_key = NULL WHERE id = $1",
+                &[&id, &wrapped],
+            )
+            .await
+            .unwrap();
+        old_wrapped.push(wrapped);
+    }
+    client
+        .batch_execute(
+            "ALTER TABLE data_keys DROP COLUMN bucket_key; DROP TABLE bucket_keys;
+             UPDATE aitrail_schema SET version = 6;",
+        )
+        .await
+        .unwrap();
+    let old = PostgresStore::open_read_only(&db.url, Some(key())).await.unwrap_err();
+    assert!(old.to_string().contains("older than this aitrail's"), "{old}");
+
+    let store = PostgresStore::open(&db.url, key()).await.unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before);
+    let unbucketed = client
+        .query_one("SELECT count(*) FROM data_keys WHERE bucket_key IS NULL", &[])
+        .await
+        .unwrap();
+    assert_eq!(unbucketed.get::<_, i64>(0), 0, "every key wrapped under its bucket's key");
+    // The table's file, as rewritten: none of the keys as the older version wrapped them.
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let file = client
+        .query_one(
+            "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('data_keys')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let bytes = std::fs::read(file.get::<_, String>(0)).unwrap();
+    assert!(!bytes.is_empty(), "the table's file is read");
+    for wrapped in &old_wrapped {
+        assert!(!bytes.windows(wrapped.len()).any(|w| w == wrapped), "a key wrapped the old way");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -135,7 +135,9 @@ pub(crate) fn purge_content(
     }
     // Overwrite the deleted bytes in the database file, then fold the WAL (which holds
     // the pages as they were) into it and empty it: none of the text stays on disk.
-    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    // `main` only: a pragma without a schema resets the attached key files too, whose
+    // deletes must always overwrite.
+    c.pragma_update(Some("main"), "secure_delete", true).map_err(backend)?;
     let deleted = c
         .execute(
             &format!(
@@ -145,7 +147,7 @@ pub(crate) fn purge_content(
             params![tenant.as_str(), value],
         )
         .map_err(backend);
-    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    c.pragma_update(Some("main"), "secure_delete", false).map_err(backend)?;
     let deleted = deleted?;
     truncate_wal(c)?;
     Ok(Purged { records: deleted as u64, held: purged.held })
@@ -207,7 +209,7 @@ pub(crate) fn remove_records(
         "SELECT r.pos FROM records r WHERE r.tenant_id = ?1 \
          AND r.seq IN (SELECT value FROM json_each(?2)) AND NOT {HELD}"
     );
-    c.pragma_update(None, "secure_delete", true).map_err(backend)?;
+    c.pragma_update(Some("main"), "secure_delete", true).map_err(backend)?;
     // IMMEDIATE: take the write lock first (waiting for the writer thread), rather than
     // fail when a read transaction cannot become a write one.
     let removed = (|| {
@@ -227,7 +229,7 @@ pub(crate) fn remove_records(
         done
     })()
     .map_err(backend);
-    c.pragma_update(None, "secure_delete", false).map_err(backend)?;
+    c.pragma_update(Some("main"), "secure_delete", false).map_err(backend)?;
     let removed = removed?;
     truncate_wal(c)?;
     Ok(removed as u64)

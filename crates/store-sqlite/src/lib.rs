@@ -41,9 +41,10 @@ pub use schema::MIGRATIONS;
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "aitrail.db";
 
-/// File name of the data keys' file inside the data dir (`keyring.rs`): apart from the
-/// database, so that erasure can rewrite it whole.
+/// File name of the data keys' file inside the data dir (`keyring.rs`), apart from the
+/// database; its bucket keys are in [`BUCKET_KEYS_FILE`], which erasure rewrites whole.
 pub const KEYS_FILE: &str = "aitrail-keys.db";
+pub use keyring::BUCKET_KEYS_FILE;
 
 /// How long a connection waits for another's lock before its statement fails.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -130,19 +131,29 @@ impl SqliteStore {
         let checkpointer = connect(&path, Access::ReadWrite).map_err(db_err)?;
         let (commits, committed) = std::sync::mpsc::sync_channel(1);
         let spawn_err = |source| OpenError::DataDir { path: data_dir.to_owned(), source };
-        std::thread::Builder::new()
+        let checkpoints = std::thread::Builder::new()
             .name(CHECKPOINT_THREAD.into())
             .spawn(move || write::checkpoint_loop(checkpointer, committed))
             .map_err(spawn_err)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer = Arc::new(write::WriterState::default());
         let state = writer.clone();
+        let readers =
+            Arc::new(Readers::new(path, keys_path, mode, Access::ReadWrite, Some(content_key)));
+        let closing = readers.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
-            .spawn(move || write::run(conn, keyring, queue, commits, &state))
+            .spawn(move || {
+                let conn = write::run(conn, keyring, queue, commits, &state);
+                // Connections closed one after another, the writer's last: SQLite removes
+                // the -wal as the last one closes, and two closing at once may each see
+                // the other open and both leave it.
+                let _ = checkpoints.join();
+                drop(closing);
+                drop(conn);
+            })
             .map_err(spawn_err)?;
-        let readers = Readers::new(path, keys_path, mode, Access::ReadWrite, Some(content_key));
-        Ok(Self { jobs, read_only: false, writer, readers: Arc::new(readers) })
+        Ok(Self { jobs, read_only: false, writer, readers })
     }
 
     /// Open the store in `data_dir` to read only: nothing is migrated or written. With no
@@ -184,6 +195,10 @@ impl SqliteStore {
         if !keys_path.is_file() {
             return Err(OpenError::Missing { path: keys_path });
         }
+        // Made by the migration that wraps data keys under bucket keys.
+        if !keyring::buckets_path(&keys_path).is_file() {
+            return Err(OpenError::TooOld { path, found: known - 1, known });
+        }
         let content_key = content_key.map(Arc::new);
         let mut readers = Readers::new(path, keys_path, mode, access, content_key);
         readers.opened_as = opened_as;
@@ -200,10 +215,15 @@ impl SqliteStore {
             .map_err(|source| OpenError::DataDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let keys_path = data_dir.join(KEYS_FILE);
-        for file in
-            [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm"), keys_path.clone()]
-        {
-            if file == path || file == keys_path || file.exists() {
+        let buckets_path = keyring::buckets_path(&keys_path);
+        for file in [
+            path.clone(),
+            sibling(&path, "-wal"),
+            sibling(&path, "-shm"),
+            keys_path.clone(),
+            buckets_path.clone(),
+        ] {
+            if file == path || file == keys_path || file == buckets_path || file.exists() {
                 create_private_file(&file)
                     .map_err(|source| OpenError::DataDir { path: file.clone(), source })?;
             }
@@ -219,11 +239,17 @@ impl SqliteStore {
             admin::claim_log_key(&conn, verifier).map_err(OpenError::LogKey)?;
         }
         let keys_err = |source| OpenError::Database { path: keys_path.clone(), source };
-        let keys = keyring::connect(&keys_path, Access::ReadWrite).map_err(keys_err)?;
+        let mut keys = keyring::connect(&keys_path, Access::ReadWrite).map_err(keys_err)?;
         keyring::create(&keys).map_err(keys_err)?;
+        let sealing_err =
+            |e: StoreError| OpenError::Sealing { path: path.clone(), why: e.to_string() };
+        keyring::rebucket(&mut keys, content_key).map_err(sealing_err)?;
         let mut keyring = keyring::Keyring::new(keys, Arc::new(content_key.clone()));
         keyring::seal_unsealed(&mut conn, &mut keyring)
             .map_err(|e| OpenError::Sealing { path: path.clone(), why: e.to_string() })?;
+        keyring::attach(&conn, &keys_path, Access::ReadWrite).map_err(db_err)?;
+        keyring::finish_rekeys(&conn, content_key).map_err(sealing_err)?;
+        conn.execute_batch("DETACH keyring; DETACH buckets").map_err(db_err)?;
         Ok((found, known))
     }
 
@@ -394,7 +420,8 @@ impl Store for SqliteStore {
     async fn destroy_keys(&self, tenant: &TenantId, keys: &[Uuid]) -> Result<u64, StoreError> {
         self.writable()?;
         let (tenant, keys) = (tenant.clone(), keys.to_vec());
-        self.pooled(move |c| keyring::destroy(c, &tenant, &keys)).await
+        let content_key = self.readers.content_key.clone().ok_or(StoreError::ReadOnly)?;
+        self.pooled(move |c| keyring::destroy(c, &content_key, &tenant, &keys)).await
     }
 
     async fn content_seqs(
@@ -586,7 +613,7 @@ impl Readers {
                 let conn = connect(&self.path, self.access).map_err(read::backend)?;
                 keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
                 if self.mode == ReadMode::Copied {
-                    for schema in ["main", "keyring"] {
+                    for schema in ["main", "keyring", "buckets"] {
                         conn.pragma_update(Some(schema), "mmap_size", 0).map_err(read::backend)?;
                         conn.pragma_update(Some(schema), "cache_size", -2048)
                             .map_err(read::backend)?;

@@ -8,7 +8,7 @@ use aitrail_core::query::TextField;
 use aitrail_core::tiles::{Tile, TileId};
 use aitrail_core::{Cursor, Query, StoredRecord, TenantId, Timestamp};
 use aitrail_store::retention::Hold;
-use aitrail_store::sealing::{Opener, SealedColumns};
+use aitrail_store::sealing::{BucketColumns, Opener, SealedColumns};
 use aitrail_store::sql::{self, Param, RecordColumns, column_at};
 use aitrail_store::verify::Checked;
 use aitrail_store::{
@@ -30,11 +30,13 @@ fn columns() -> &'static str {
     &COLUMNS
 }
 
-/// How a record row finds its entry, its sealed content and that content's data key (in
-/// the key file, attached as `keyring`). A row whose entry is gone reads as an empty
-/// entry, which verify names, rather than vanishing from the answer.
+/// How a record row finds its entry, its sealed content, that content's data key (in the
+/// key file, attached as `keyring`) and the data key's bucket key (in the bucket-key file,
+/// attached as `buckets`). A row whose entry is gone reads as an empty entry, which verify
+/// names, rather than vanishing from the answer.
 const JOIN: &str = "LEFT JOIN entries e ON e.pos = r.pos LEFT JOIN contents c ON c.pos = r.pos \
-                    LEFT JOIN keyring.data_keys k ON k.id = c.key_id";
+                    LEFT JOIN keyring.data_keys k ON k.id = c.key_id \
+                    LEFT JOIN buckets.bucket_keys b ON b.id = k.bucket_key";
 
 /// A BLOB (or TEXT) column's bytes, borrowed from the row.
 fn blob<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
@@ -51,6 +53,11 @@ fn sealed<'r>(row: &'r Row<'_>, at: &RecordColumns) -> rusqlite::Result<SealedCo
         sealed: blob(row, at.sealed)?,
         key_id: blob(row, at.key_id)?,
         wrapped: blob(row, at.wrapped)?,
+        bucket_key: BucketColumns {
+            id: blob(row, at.bucket_key)?,
+            bucket: row.get(at.bucket)?,
+            wrapped: blob(row, at.bucket_wrapped)?,
+        },
         hashes: [blob(row, at.prompt_hash)?, blob(row, at.response_hash)?],
     })
 }
@@ -146,7 +153,7 @@ pub(crate) fn list_entries(
     opener: &mut Opener<'_>,
     q: &Query,
 ) -> Result<EntryPage, StoreError> {
-    let (sql, params) = list_sql_of(q, ENTRY_COLUMNS);
+    let (sql, params) = list_sql_of(q, &ENTRY_COLUMNS);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let names = stmt.column_names();
     let at = |name| column_at(&names, name);
@@ -160,6 +167,8 @@ pub(crate) fn list_entries(
         at("sealed")?,
         at("wrapped")?,
     ];
+    let [bucket_key, bucket, bucket_wrapped] =
+        [at("bucket_key")?, at("bucket")?, at("bucket_wrapped")?];
     drop(names);
     let mut entry_row = |row: &Row<'_>| -> rusqlite::Result<(EntryRow, _)> {
         let entry_bytes: Option<Vec<u8>> = row.get(entry)?;
@@ -168,6 +177,11 @@ pub(crate) fn list_entries(
             sealed: blob(row, sealed)?,
             key_id: blob(row, key_id)?,
             wrapped: blob(row, wrapped)?,
+            bucket_key: BucketColumns {
+                id: blob(row, bucket_key)?,
+                bucket: row.get(bucket)?,
+                wrapped: blob(row, bucket_wrapped)?,
+            },
             hashes: [None, None],
         };
         let content = opener.open(row.get_ref(tenant)?.as_str()?, &id, columns);
@@ -196,8 +210,9 @@ pub(crate) fn list_entries(
 }
 
 /// What [`list_entries`] selects.
-const ENTRY_COLUMNS: &str =
-    "r.pos, r.id, r.seq, r.tenant_id, e.entry, c.key_id, c.sealed, k.wrapped";
+static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!("r.pos, r.id, r.seq, r.tenant_id, e.entry, c.key_id, c.sealed, {}", sql::KEY_COLUMNS)
+});
 
 /// The SELECT for a listing, with its parameters as SQLite values.
 fn list_sql(q: &Query) -> (String, Vec<Value>) {

@@ -65,15 +65,16 @@ pub(crate) struct Append {
 /// commit every few milliseconds that wake-up competes with the commit's own reply.
 const COMMITS_PER_NUDGE: u32 = 8;
 
-/// Runs until every sender is gone, then returns (the last group is committed first).
-/// Every few commits it nudges the checkpointer, without ever waiting for it.
+/// Runs until every sender is gone, then returns its connection (the last group is
+/// committed first), for the caller to close last. Every few commits it nudges the
+/// checkpointer, without ever waiting for it.
 pub(crate) fn run(
     mut conn: Connection,
     mut keyring: Keyring,
     mut queue: mpsc::Receiver<Job>,
     committed: std::sync::mpsc::SyncSender<()>,
     state: &WriterState,
-) {
+) -> Connection {
     let mut commits = 0u32;
     while let Some(first) = queue.blocking_recv() {
         let (mut group, mut probes, mut size) = (Vec::new(), Vec::new(), 0);
@@ -105,6 +106,7 @@ pub(crate) fn run(
             }
         }
     }
+    conn
 }
 
 /// Take the write lock and give it back at once. Waits for the lock 200 ms at most (a

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use aitrail_core::seal::ContentKey;
 use aitrail_store::Store;
-use aitrail_store_sqlite::{DB_FILE, KEYS_FILE, MIGRATIONS, SqliteStore};
+use aitrail_store_sqlite::{
+    BUCKET_KEYS_FILE, DB_FILE, KEYS_FILE, MIGRATIONS, ReadMode, SqliteStore,
+};
 
 /// The key the tests' stores seal content with (no log key is involved here).
 fn key() -> ContentKey {
@@ -114,7 +116,7 @@ fn filters_on_optional_columns_walk_their_partial_indexes() {
 /// refuse rather than mix the two states.
 #[tokio::test]
 async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
-    use aitrail_store_sqlite::{OpenError, ReadMode};
+    use aitrail_store_sqlite::OpenError;
     let dir = tempfile::tempdir().unwrap();
     let missing = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, None).unwrap_err();
     assert!(matches!(missing, OpenError::Missing { .. }), "{missing}");
@@ -150,7 +152,11 @@ async fn a_store_opened_to_read_writes_nothing_and_notices_a_writer() {
         names.sort();
         names
     };
-    assert_eq!(files(), [KEYS_FILE, DB_FILE], "a read made SQLite's -wal, -shm or a journal");
+    assert_eq!(
+        files(),
+        [BUCKET_KEYS_FILE, KEYS_FILE, DB_FILE],
+        "a read made SQLite's -wal, -shm or a journal"
+    );
 
     // A writer starts, and the file changes under the reader.
     let writer = SqliteStore::open(dir.path(), key()).unwrap();
@@ -185,9 +191,13 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     let record = aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
     store.append(vec![record.clone()]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in
-        [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), KEYS_FILE.into()]
-    {
+    for name in [
+        DB_FILE.to_owned(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-shm"),
+        KEYS_FILE.into(),
+        BUCKET_KEYS_FILE.into(),
+    ] {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
     drop(store);
@@ -204,9 +214,13 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     let store = SqliteStore::open(&dir, key()).unwrap();
     store.append(vec![record]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in
-        [DB_FILE.to_owned(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), KEYS_FILE.into()]
-    {
+    for name in [
+        DB_FILE.to_owned(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-shm"),
+        KEYS_FILE.into(),
+        BUCKET_KEYS_FILE.into(),
+    ] {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
 }
@@ -281,7 +295,7 @@ async fn wait_for_close(dir: &std::path::Path) {
 /// here with the test's key), no key file, no key epochs.
 fn store_in_clear_as_migration_9_did(dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
-    let keys = rusqlite::Connection::open(dir.join(KEYS_FILE)).unwrap();
+    let keys = key_files(dir);
     // pos, record id, tenant, key id, sealed bytes, keyed hashes.
     type Sealed = (i64, String, String, Vec<u8>, Vec<u8>, [Option<Vec<u8>>; 2]);
     let sealed: Vec<Sealed> = conn
@@ -307,12 +321,7 @@ fn store_in_clear_as_migration_9_did(dir: &std::path::Path) {
     .unwrap();
     for (pos, id, tenant, key_id, bytes, [prompt_hash, response_hash]) in sealed {
         let key_id = aitrail_store::uuid::Uuid::from_slice(&key_id).unwrap();
-        let wrapped: Vec<u8> = keys
-            .query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [key_id.as_bytes()], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        let data_key = key().unwrap(&tenant, &key_id, &wrapped).unwrap();
+        let data_key = data_key(&keys, &tenant, &key_id);
         let content = data_key.open(&id.parse().unwrap(), &bytes).unwrap();
         let field = |name: &str| content.fields.get(name).cloned();
         conn.execute(
@@ -331,4 +340,105 @@ fn store_in_clear_as_migration_9_did(dir: &std::path::Path) {
     }
     drop(keys);
     std::fs::remove_file(dir.join(KEYS_FILE)).unwrap();
+    std::fs::remove_file(dir.join(BUCKET_KEYS_FILE)).unwrap();
+}
+
+/// The key files of the store in `dir`, the bucket keys' attached as `buckets`.
+fn key_files(dir: &std::path::Path) -> rusqlite::Connection {
+    let keys = rusqlite::Connection::open(dir.join(KEYS_FILE)).unwrap();
+    let buckets = dir.join(BUCKET_KEYS_FILE);
+    keys.execute("ATTACH ?1 AS buckets", [buckets.to_str().unwrap()]).unwrap();
+    keys
+}
+
+/// Data key `key_id` of `tenant`, unwrapped (through its bucket key) with the test's key.
+fn data_key(
+    keys: &rusqlite::Connection,
+    tenant: &str,
+    key_id: &aitrail_store::uuid::Uuid,
+) -> aitrail_core::seal::DataKey {
+    let (wrapped, bucket_id, bucket, bucket_wrapped): (Vec<u8>, Vec<u8>, u16, Vec<u8>) = keys
+        .query_row(
+            "SELECT k.wrapped, b.id, b.bucket, b.wrapped
+             FROM data_keys k JOIN buckets.bucket_keys b ON b.id = k.bucket_key WHERE k.id = ?1",
+            [key_id.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let bucket_id = aitrail_store::uuid::Uuid::from_slice(&bucket_id).unwrap();
+    let bucket_key = key().unwrap_bucket_key(bucket, &bucket_id, &bucket_wrapped).unwrap();
+    bucket_key.unwrap(tenant, key_id, &wrapped).unwrap()
+}
+
+/// A store whose data keys an older aitrail wrapped under the content key itself (before
+/// buckets; no bucket-key file) is brought up at the first open of this one: every key is
+/// wrapped under its bucket's key, every record reads back as it was, and the key file is
+/// rewritten, so no key wrapped the old way stays in it.
+#[tokio::test]
+async fn data_keys_an_older_version_wrapped_under_the_content_key_are_rebucketed_at_open() {
+    use aitrail_core::Query;
+    let dir = tempfile::tempdir().unwrap();
+    let listing = Query::from_pairs([("tenant_id", "t"), ("limit", "100")]).unwrap();
+    let before = {
+        let store = SqliteStore::open(dir.path(), key()).unwrap();
+        let records = (0..30)
+            .map(|i| {
+                let body = format!(
+                    r#"{{"tenant_id": "t", "user_id": "u{}", "session_id": "s{}", "prompt": "p{i}"}}"#,
+                    i % 7,
+                    i % 4
+                );
+                aitrail_core::ingest::parse_record(&body, "").unwrap()
+            })
+            .collect();
+        store.append(records).await.unwrap();
+        store.list(&listing).await.unwrap().records
+    };
+    wait_for_close(dir.path()).await;
+    // Back to the layout before buckets.
+    let keys = key_files(dir.path());
+    let rows: Vec<(Vec<u8>, String)> = keys
+        .prepare("SELECT id, tenant_id FROM data_keys")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 7 * 4, "one key per (user, session)");
+    let mut old_wrapped = Vec::new();
+    for (id, tenant) in &rows {
+        let id = aitrail_store::uuid::Uuid::from_slice(id).unwrap();
+        let wrapped = key().wrap(tenant, &id, &data_key(&keys, tenant, &id), [3; 12]);
+        keys.execute(
+            "UPDATE data_keys SET wrapped = ?2, bucket_key = NULL WHERE id = ?1",
+            rusqlite::params![id.as_bytes(), wrapped],
+        )
+        .unwrap();
+        old_wrapped.push(wrapped);
+    }
+    keys.execute_batch(
+        "DROP INDEX data_keys_bucket; ALTER TABLE data_keys DROP COLUMN bucket_key;",
+    )
+    .unwrap();
+    drop(keys);
+    std::fs::remove_file(dir.path().join(BUCKET_KEYS_FILE)).unwrap();
+    let old = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, Some(key())).unwrap_err();
+    assert!(old.to_string().contains("older than this aitrail's"), "{old}");
+
+    let store = SqliteStore::open(dir.path(), key()).unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before);
+    drop(store);
+    wait_for_close(dir.path()).await;
+    let keys = key_files(dir.path());
+    let unbucketed: i64 = keys
+        .query_row("SELECT count(*) FROM data_keys WHERE bucket_key IS NULL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(unbucketed, 0, "every key wrapped under its bucket's key");
+    drop(keys);
+    let file = std::fs::read(dir.path().join(KEYS_FILE)).unwrap();
+    for wrapped in &old_wrapped {
+        assert!(!file.windows(wrapped.len()).any(|w| w == wrapped), "a key wrapped the old way");
+    }
+    let store = SqliteStore::open_read_only(dir.path(), ReadMode::Mapped, Some(key())).unwrap();
+    assert_eq!(store.list(&listing).await.unwrap().records, before);
 }

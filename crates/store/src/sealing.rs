@@ -3,9 +3,13 @@
 //!
 //! Data keys live in a key table of their own (SQLite: a separate file; PostgreSQL:
 //! `data_keys`), one live key per (tenant, user, session), stored wrapped under the
-//! content key. Erasure *retires* the keys of what it erases (no content is sealed under
-//! them from then on), names the seqs sealed under them, deletes that content, then
-//! *destroys* the keys and compacts the key table, so no copy of them remains.
+//! current key of its bucket ([`aitrail_core::seal::BucketKey`]); bucket keys live in a
+//! small table of their own, wrapped under the content key. Erasure *retires* the keys of
+//! what it erases (no content is sealed under them from then on), names the seqs sealed
+//! under them, deletes that content, then *destroys* the keys: deletes them, *rekeys* each
+//! bucket they were in (the bucket's other keys rewrapped under a new bucket key), deletes
+//! the old bucket keys and compacts the small table, so whatever copies of a destroyed
+//! key's wrapped bytes remain in the big table's pages, nothing can unwrap them.
 //!
 //! A writer caches its data keys (at most [`MAX_KEYS_AT_HAND`]). Each tenant's `logs` row has a `key_epoch`, which
 //! retiring bumps (after the keys are marked retired) in a write that waits for every
@@ -19,7 +23,9 @@ use std::sync::Arc;
 
 use aitrail_core::entry::{Content, KeyedHash, KeyedHashes, RowColumns};
 use aitrail_core::query::TextField;
-use aitrail_core::seal::{ContentKey, ContentParts, DataKey, KeyScope, NONCE_LEN, SealError};
+use aitrail_core::seal::{
+    BucketKey, ContentKey, ContentParts, DataKey, KeyScope, NONCE_LEN, SealError,
+};
 use uuid::Uuid;
 
 use crate::append::Placed;
@@ -59,14 +65,111 @@ impl RowContent {
 }
 
 /// The content columns of a row as read: sealed bytes, their key's id, the key as the key
-/// table holds it (`None` once destroyed), and the keyed hashes.
+/// table holds it (`None` once destroyed), its bucket key, and the keyed hashes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SealedColumns<'a> {
     /// `None`: no content row.
     pub sealed: Option<&'a [u8]>,
     pub key_id: Option<&'a [u8]>,
     pub wrapped: Option<&'a [u8]>,
+    pub bucket_key: BucketColumns<'a>,
     pub hashes: [Option<&'a [u8]>; 2],
+}
+
+/// A data key's bucket key as read beside it: its id (`None`: the data key is wrapped
+/// under the content key, as before buckets), and the bucket key's row (`None` if gone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BucketColumns<'a> {
+    pub id: Option<&'a [u8]>,
+    pub bucket: Option<i64>,
+    pub wrapped: Option<&'a [u8]>,
+}
+
+/// A bucket key as its table holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredBucketKey<'a> {
+    pub id: Uuid,
+    pub bucket: u16,
+    pub wrapped: &'a [u8],
+}
+
+impl StoredBucketKey<'_> {
+    /// The bucket key, unwrapped under the content key.
+    pub fn open(&self, content_key: &ContentKey) -> Result<BucketKey, StoreError> {
+        content_key.unwrap_bucket_key(self.bucket, &self.id, self.wrapped).map_err(|e| {
+            StoreError::Corrupt(format!("bucket key {} does not unwrap: {e}", self.id))
+        })
+    }
+}
+
+/// A new bucket key, as the bucket-key table takes it (the bucket's current key).
+#[derive(Debug)]
+pub struct NewBucketKey {
+    pub id: Uuid,
+    pub bucket: u16,
+    pub wrapped: Vec<u8>,
+}
+
+/// A new key for `bucket`: its stored form, and the key.
+pub fn new_bucket_key(
+    content_key: &ContentKey,
+    bucket: u16,
+) -> Result<(NewBucketKey, BucketKey), StoreError> {
+    let key = BucketKey::new(random()?);
+    let id = Uuid::now_v7();
+    let wrapped = content_key.wrap_bucket_key(bucket, &id, &key, random()?);
+    Ok((NewBucketKey { id, bucket, wrapped }, key))
+}
+
+/// A data key of a bucket being rekeyed: its id, tenant and wrapped form.
+#[derive(Debug)]
+pub struct KeyToRewrap {
+    pub id: Uuid,
+    pub tenant: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// What a stored data key is wrapped under.
+#[derive(Clone, Copy, Debug)]
+pub enum Wrapping<'a> {
+    /// The content key itself, as before buckets.
+    Content(&'a ContentKey),
+    Bucket(&'a BucketKey),
+}
+
+/// `keys`, wrapped under `old`, wrapped again under `new`: (id, new wrapped form).
+pub fn rewrap(
+    old: Wrapping<'_>,
+    new: &BucketKey,
+    keys: &[KeyToRewrap],
+) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+    keys.iter()
+        .map(|k| {
+            let key = match old {
+                Wrapping::Content(content_key) => content_key.unwrap(&k.tenant, &k.id, &k.wrapped),
+                Wrapping::Bucket(bucket_key) => bucket_key.unwrap(&k.tenant, &k.id, &k.wrapped),
+            };
+            let key = key.map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "data key {} of tenant {} does not unwrap: {e}",
+                    k.id, k.tenant
+                ))
+            })?;
+            Ok((k.id, new.wrap(&k.tenant, &k.id, &key, random()?)))
+        })
+        .collect()
+}
+
+/// The bucket number a table holds, checked.
+pub fn bucket_number(bucket: i64) -> Result<u16, StoreError> {
+    u16::try_from(bucket)
+        .ok()
+        .filter(|b| *b < aitrail_core::seal::BUCKETS)
+        .ok_or_else(|| StoreError::Corrupt(format!("bucket {bucket} is out of range")))
+}
+
+fn does_not_unwrap(e: SealError) -> String {
+    format!("does not unwrap: {e}")
 }
 
 /// Data keys an [`Opener`] keeps unwrapped; it forgets them all when one more comes.
@@ -76,12 +179,45 @@ const OPENER_KEYS: usize = 256;
 pub struct Opener<'k> {
     content_key: Option<&'k ContentKey>,
     /// By key id: the tenant it was unwrapped for (the wrapping binds it), and the key.
-    keys: HashMap<Uuid, (String, Result<DataKey, SealError>)>,
+    keys: HashMap<Uuid, (String, Result<DataKey, String>)>,
+    /// By bucket key id: the bucket (the wrapping binds it), and the key.
+    buckets: HashMap<Uuid, (u16, Result<BucketKey, SealError>)>,
 }
 
 impl<'k> Opener<'k> {
     pub fn new(content_key: Option<&'k ContentKey>) -> Self {
-        Self { content_key, keys: HashMap::new() }
+        Self { content_key, keys: HashMap::new(), buckets: HashMap::new() }
+    }
+
+    /// Data key `key_id` of `tenant` from its wrapped form and its bucket key's columns.
+    fn unwrap(
+        &mut self,
+        content_key: &ContentKey,
+        tenant: &str,
+        key_id: &Uuid,
+        wrapped: &[u8],
+        bucket_key: BucketColumns<'_>,
+    ) -> Result<DataKey, String> {
+        let Some(id) = bucket_key.id else {
+            // Wrapped before buckets: under the content key itself.
+            return content_key.unwrap(tenant, key_id, wrapped).map_err(does_not_unwrap);
+        };
+        let id = Uuid::from_slice(id).map_err(|_| "names no bucket key".to_owned())?;
+        let (Some(bucket), Some(bucket_wrapped)) = (bucket_key.bucket, bucket_key.wrapped) else {
+            return Err(format!("is wrapped under bucket key {id}, which is missing"));
+        };
+        let bucket = bucket_number(bucket).map_err(|e| e.to_string())?;
+        if self.buckets.get(&id).is_none_or(|(b, _)| *b != bucket) {
+            if self.buckets.len() >= OPENER_KEYS {
+                self.buckets.clear();
+            }
+            let key = content_key.unwrap_bucket_key(bucket, &id, bucket_wrapped);
+            self.buckets.insert(id, (bucket, key));
+        }
+        match &self.buckets[&id].1 {
+            Ok(bucket_key) => bucket_key.unwrap(tenant, key_id, wrapped).map_err(does_not_unwrap),
+            Err(e) => Err(format!("is wrapped under bucket key {id}, which does not unwrap: {e}")),
+        }
     }
 
     /// The content of record `id` of `tenant` from its columns.
@@ -117,14 +253,12 @@ impl<'k> Opener<'k> {
             if self.keys.len() >= OPENER_KEYS {
                 self.keys.clear();
             }
-            let key = content_key.unwrap(tenant, &key_id, wrapped);
+            let key = self.unwrap(content_key, tenant, &key_id, wrapped, columns.bucket_key);
             self.keys.insert(key_id, (tenant.to_owned(), key));
         }
         let key = match &self.keys[&key_id].1 {
             Ok(key) => key,
-            Err(e) => {
-                return Plain::Unreadable(format!("has a data key that does not unwrap: {e}"));
-            }
+            Err(why) => return Plain::Unreadable(format!("has a data key that {why}")),
         };
         match key.open_plain(&record, sealed) {
             Ok(plain) => Plain::Kept(plain),
@@ -174,6 +308,8 @@ pub struct NewKey {
     pub scope: KeyScope,
     pub id: Uuid,
     pub wrapped: Vec<u8>,
+    /// The bucket key it is wrapped under (`None`: under the content key).
+    pub bucket_key: Option<Uuid>,
 }
 
 /// Data keys a writer keeps at hand at most. Every (tenant, user, session) has a key of
@@ -228,9 +364,25 @@ impl WriterKeys {
         missing
     }
 
-    /// The live key the key table holds for `scope`, wrapped as stored.
-    pub fn found(&mut self, scope: KeyScope, id: Uuid, wrapped: &[u8]) -> Result<(), StoreError> {
-        let key = self.content_key.unwrap(&scope.tenant, &id, wrapped).map_err(|e| {
+    /// The content key the bucket keys are wrapped under.
+    pub fn content_key(&self) -> &ContentKey {
+        &self.content_key
+    }
+
+    /// The live key the key table holds for `scope`, wrapped as stored: under `bucket_key`,
+    /// or (`None`) under the content key.
+    pub fn found(
+        &mut self,
+        scope: KeyScope,
+        id: Uuid,
+        wrapped: &[u8],
+        bucket_key: Option<&BucketKey>,
+    ) -> Result<(), StoreError> {
+        let key = match bucket_key {
+            Some(bucket_key) => bucket_key.unwrap(&scope.tenant, &id, wrapped),
+            None => self.content_key.unwrap(&scope.tenant, &id, wrapped),
+        };
+        let key = key.map_err(|e| {
             StoreError::Corrupt(format!(
                 "data key {id} of tenant {} does not unwrap: {e}",
                 scope.tenant
@@ -240,13 +392,21 @@ impl WriterKeys {
         Ok(())
     }
 
-    /// A new data key for `scope`, to be committed to the key table before anything is
+    /// A new data key for `scope`, wrapped under its bucket's current key (`(id, key)`; or,
+    /// `None`, under the content key), to be committed to the key table before anything is
     /// sealed under it; at hand once [`WriterKeys::found`] or [`WriterKeys::added`].
-    pub fn create(&self, scope: KeyScope) -> Result<(NewKey, DataKey), StoreError> {
+    pub fn create(
+        &self,
+        scope: KeyScope,
+        bucket_key: Option<(Uuid, &BucketKey)>,
+    ) -> Result<(NewKey, DataKey), StoreError> {
         let key = DataKey::new(random()?);
         let id = Uuid::now_v7();
-        let wrapped = self.content_key.wrap(&scope.tenant, &id, &key, random()?);
-        Ok((NewKey { scope, id, wrapped }, key))
+        let wrapped = match bucket_key {
+            Some((_, bucket_key)) => bucket_key.wrap(&scope.tenant, &id, &key, random()?),
+            None => self.content_key.wrap(&scope.tenant, &id, &key, random()?),
+        };
+        Ok((NewKey { scope, id, wrapped, bucket_key: bucket_key.map(|(id, _)| id) }, key))
     }
 
     /// A key [`WriterKeys::create`] made, now committed.
@@ -338,7 +498,7 @@ mod tests {
         for i in 0..MAX_KEYS_AT_HAND + 10 {
             keys.at_epoch("t", 0);
             let scope = KeyScope { tenant: "t".into(), user: format!("u{i}"), session: "s".into() };
-            let (new, key) = keys.create(scope.clone()).expect("randomness");
+            let (new, key) = keys.create(scope.clone(), None).expect("randomness");
             keys.added(new, key);
             assert!(keys.has(&scope), "a key added is at hand until the next transaction");
         }

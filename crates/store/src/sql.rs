@@ -8,18 +8,23 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// The columns every record read selects, over `records r`, `contents c` and the data
-/// keys `k` (`data_keys`, joined on `c.key_id`); `entry` names
+/// The columns every record read selects, over `records r`, `contents c`, the data
+/// keys `k` (`data_keys`, joined on `c.key_id`) and their bucket keys `b` (`bucket_keys`,
+/// joined on `k.bucket_key`); `entry` names
 /// where the backend keeps the entry (`r.entry`, `e.entry`). Readers find them by name
 /// ([`RecordColumns::find`]), so their order here is free.
 pub fn record_columns(entry: &str) -> String {
     let text: Vec<String> = TextField::ALL.iter().map(|f| format!("r.{}", f.name())).collect();
     format!(
         "r.pos, r.id, r.tenant_id, r.seq, r.recorded_at, r.event_time, {}, r.temperature, \
-         r.success, {entry}, c.key_id, c.sealed, k.wrapped, c.prompt_hash, c.response_hash",
+         r.success, {entry}, c.key_id, c.sealed, {KEY_COLUMNS}, c.prompt_hash, c.response_hash",
         text.join(", ")
     )
 }
+
+/// The data key columns a read of sealed content selects: the key wrapped, the bucket key
+/// it is wrapped under, and that bucket key's row.
+pub const KEY_COLUMNS: &str = "k.wrapped, k.bucket_key, b.bucket, b.wrapped AS bucket_wrapped";
 
 /// Where each column of a record read stands in a result, found once per statement from
 /// its column names: a row is then read by position at no cost, yet the select list and
@@ -42,6 +47,9 @@ pub struct RecordColumns {
     pub key_id: usize,
     pub sealed: usize,
     pub wrapped: usize,
+    pub bucket_key: usize,
+    pub bucket: usize,
+    pub bucket_wrapped: usize,
     pub prompt_hash: usize,
     pub response_hash: usize,
 }
@@ -69,6 +77,9 @@ impl RecordColumns {
             key_id: at("key_id")?,
             sealed: at("sealed")?,
             wrapped: at("wrapped")?,
+            bucket_key: at("bucket_key")?,
+            bucket: at("bucket")?,
+            bucket_wrapped: at("bucket_wrapped")?,
             prompt_hash: at("prompt_hash")?,
             response_hash: at("response_hash")?,
         })
@@ -190,7 +201,7 @@ mod tests {
     fn record_columns_are_found_by_name_wherever_they_stand() {
         let select = record_columns("e.entry");
         let names: Vec<&str> =
-            select.split(", ").map(|c| c.rsplit('.').next().unwrap().trim()).collect();
+            select.split(", ").map(|c| c.rsplit([' ', '.']).next().unwrap()).collect();
         let found = RecordColumns::find(&names).unwrap();
         assert_eq!(names[found.pos], "pos");
         assert_eq!(names[found.entry], "entry");

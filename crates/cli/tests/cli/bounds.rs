@@ -190,7 +190,10 @@ fn the_proxy_streams_huge_answers_through_in_bounded_memory() {
     let (received, whole) = call("whole:250");
     assert!(!whole && received <= 200 << 20, "cut at the limit: {received}");
     let peak = s.peak_rss_mib();
-    assert!(peak < before + 100, "peak {peak} MiB, {before} MiB before");
+    // Each answer is 150 MiB or more: held whole, any one would pass this. What is held is
+    // a 16 MiB body or line at most, in vectors that double as they grow (one CI run on a
+    // loaded machine peaked at +102 MiB).
+    assert!(peak < before + 128, "peak {peak} MiB, {before} MiB before");
 
     let records = super::capture::records_once(&s, &rt, "acme", 4);
     // Each record whole (a listing shows content cut to a preview).

@@ -73,6 +73,9 @@ fn verify_names_every_kind_of_tampering() {
         // A data key deleted from the key file is content removed.
         ("deleted data key", "ATTACH '{dir}/aitrail-keys.db' AS keyring; DELETE FROM keyring.data_keys".into(),
             vec![format!("CONTENT REMOVED tenant tamper seq 7 id {}: its content is gone without an erasure or retention event", ids[7])]),
+        // A bucket key deleted leaves content that can no longer be opened: corrupt.
+        ("deleted bucket key", "ATTACH '{dir}/aitrail-bucket-keys.db' AS buckets; DELETE FROM buckets.bucket_keys".into(),
+            vec![format!("MODIFIED  tenant tamper seq 7 id {}: content has a data key that is wrapped under bucket key ", ids[7])]),
         ("deleted entry", "DELETE FROM entries WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 3)".into(),
             vec![format!("MODIFIED  tenant tamper seq 3 id {}: entry unreadable", ids[3])]),
         ("deleted content", "DELETE FROM contents WHERE pos = (SELECT pos FROM records WHERE tenant_id = 'tamper' AND seq = 7)".into(),

@@ -172,29 +172,59 @@ pub(crate) fn crypto_shredding(
     destroyed
 }
 
-/// The data keys the key file holds, unwrapped with the log key's content key: (user,
-/// session, raw key, wrapped key).
-fn data_keys(dir: &Path) -> Vec<(String, String, Vec<u8>, Vec<u8>)> {
+/// A data key as the key files hold it, unwrapped with the log key's content key.
+#[derive(Clone)]
+struct HeldKey {
+    user: String,
+    session: String,
+    raw: Vec<u8>,
+    wrapped: Vec<u8>,
+    /// Its bucket key: id, raw and wrapped.
+    bucket: (Vec<u8>, Vec<u8>, Vec<u8>),
+}
+
+/// The data keys the key files hold, each with its bucket key.
+fn data_keys(dir: &Path) -> Vec<HeldKey> {
+    use aitrail_store::uuid::Uuid;
     let log_key = std::fs::read_to_string(dir.join("log-key")).unwrap();
     let content_key =
         aitrail_service::content_key(&aitrail_core::note::NoteSigner::parse(&log_key).unwrap());
     let keys = rusqlite::Connection::open(dir.join("aitrail-keys.db")).unwrap();
-    let mut stmt =
-        keys.prepare("SELECT id, tenant_id, user_id, session_id, wrapped FROM data_keys").unwrap();
+    let buckets = dir.join("aitrail-bucket-keys.db");
+    keys.execute("ATTACH ?1 AS buckets", [buckets.to_str().unwrap()]).unwrap();
+    let mut stmt = keys
+        .prepare(
+            "SELECT k.id, k.tenant_id, k.user_id, k.session_id, k.wrapped, b.id, b.bucket, b.wrapped
+             FROM data_keys k JOIN buckets.bucket_keys b ON b.id = k.bucket_key",
+        )
+        .unwrap();
     stmt.query_map([], |r| {
-        let id = aitrail_store::uuid::Uuid::from_slice(&r.get::<_, Vec<u8>>(0)?).unwrap();
+        let id = Uuid::from_slice(&r.get::<_, Vec<u8>>(0)?).unwrap();
         let (tenant, wrapped): (String, Vec<u8>) = (r.get(1)?, r.get(4)?);
-        let raw = content_key.unwrap(&tenant, &id, &wrapped).unwrap().raw_bytes().to_vec();
-        Ok((r.get(2)?, r.get(3)?, raw, wrapped))
+        let (bucket_id, bucket, bucket_wrapped): (Vec<u8>, u16, Vec<u8>) =
+            (r.get(5)?, r.get(6)?, r.get(7)?);
+        let bucket_key = content_key
+            .unwrap_bucket_key(bucket, &Uuid::from_slice(&bucket_id).unwrap(), &bucket_wrapped)
+            .unwrap();
+        let raw = bucket_key.unwrap(&tenant, &id, &wrapped).unwrap().raw_bytes().to_vec();
+        Ok(HeldKey {
+            user: r.get(2)?,
+            session: r.get(3)?,
+            raw,
+            wrapped,
+            bucket: (bucket_id, bucket_key.raw_bytes().to_vec(), bucket_wrapped),
+        })
     })
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
 }
 
-/// On the embedded store: no prompt in any file of the data dir (database, WAL, key file),
-/// with the server running and after it stopped; and no destroyed data key, raw or wrapped,
-/// while the kept ones are there to find.
+/// On the embedded store: no prompt in any file of the data dir (database, WAL, key
+/// files), with the server running and after it stopped; no destroyed data key in clear;
+/// and no bucket key that wrapped one, in clear or wrapped, so that whatever copy of a
+/// destroyed key's wrapped bytes a free page keeps cannot be unwrapped. The kept keys are
+/// there to find, wrapped only.
 #[test]
 fn erasure_destroys_data_keys_and_no_file_holds_content_in_clear_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,17 +243,42 @@ fn erasure_destroys_data_keys_and_no_file_holds_content_in_clear_sqlite() {
         || files_bytes(dir.path()),
     );
     assert_eq!(destroyed, 20 * 2 + 5, "one data key per (user, session) erased");
-    let (gone, kept): (Vec<_>, Vec<_>) = before.into_iter().partition(|(u, s, ..)| erased(u, s));
+    let (gone, kept): (Vec<HeldKey>, Vec<HeldKey>) =
+        before.into_iter().partition(|k| erased(&k.user, &k.session));
     let now = data_keys(dir.path());
-    assert!(gone.iter().all(|g| now.iter().all(|k| k.2 != g.2)), "a destroyed key is still there");
-    let keys_found = |keys: &[(String, String, Vec<u8>, Vec<u8>)]| {
-        let needles: Vec<Vec<u8>> = keys.iter().flat_map(|k| [k.2.clone(), k.3.clone()]).collect();
-        found_in(&files_bytes(dir.path()), &needles)
+    assert!(
+        gone.iter().all(|g| now.iter().all(|k| k.raw != g.raw)),
+        "a destroyed key is still there"
+    );
+    assert_eq!(now.len(), kept.len(), "the kept keys, and no other");
+    // Bucket keys that wrapped a destroyed key: every one is gone, rekeyed.
+    let mut old_buckets: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+        gone.iter().map(|k| k.bucket.clone()).collect();
+    old_buckets.sort();
+    old_buckets.dedup();
+    assert!(old_buckets.len() >= 20, "the erased people's keys sit in many buckets");
+    assert!(
+        old_buckets.iter().all(|(id, ..)| now.iter().all(|k| k.bucket.0 != *id)),
+        "a bucket key that wrapped a destroyed key still wraps a kept one"
+    );
+    let on_disk = |needles: Vec<Vec<u8>>| found_in(&files_bytes(dir.path()), &needles);
+    let destroyed_secrets = || -> Vec<Vec<u8>> {
+        gone.iter()
+            .map(|k| k.raw.clone())
+            .chain(old_buckets.iter().flat_map(|(_, raw, wrapped)| [raw.clone(), wrapped.clone()]))
+            .collect()
     };
-    assert_eq!(keys_found(&gone), Vec::new(), "a destroyed data key, raw or wrapped, on disk");
-    assert_eq!(keys_found(&kept).len(), kept.len(), "each kept key is on disk, wrapped only");
+    assert_eq!(
+        on_disk(destroyed_secrets()),
+        Vec::new(),
+        "a destroyed data key in clear, or a destroyed bucket key in clear or wrapped, on disk"
+    );
+    let kept_now: Vec<Vec<u8>> = now.iter().map(|k| k.wrapped.clone()).collect();
+    assert_eq!(on_disk(kept_now).len(), now.len(), "each kept key is on disk, wrapped");
+    let kept_raw: Vec<Vec<u8>> = kept.iter().map(|k| k.raw.clone()).collect();
+    assert_eq!(on_disk(kept_raw), Vec::new(), "a kept key in clear on disk");
     server.stop();
-    assert_eq!(keys_found(&gone), Vec::new(), "after a clean shutdown too");
+    assert_eq!(on_disk(destroyed_secrets()), Vec::new(), "after a clean shutdown too");
 }
 #[test]
 fn no_secret_of_the_corpus_reaches_the_store_or_the_servers_log() {
