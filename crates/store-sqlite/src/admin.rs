@@ -154,15 +154,28 @@ pub(crate) fn purge_content(
 }
 
 /// Checkpoint the WAL into the database and truncate it, waiting for readers of older
-/// snapshots to finish (they hold frames the checkpoint must not drop).
+/// snapshots to finish (they hold frames the checkpoint must not drop). A checkpoint that
+/// waits for readers holds the write lock meanwhile, so it waits a few milliseconds at a
+/// time and lets writers in between: a long read (an export) delays the erasure, not
+/// every append.
 fn truncate_wal(c: &Connection) -> Result<(), StoreError> {
-    for _ in 0..200 {
-        let busy: i64 =
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(backend)?;
-        if busy == 0 {
-            return Ok(());
+    const ATTEMPT: std::time::Duration = std::time::Duration::from_millis(10);
+    const BETWEEN: std::time::Duration = std::time::Duration::from_millis(40);
+    const AT_MOST: std::time::Duration = std::time::Duration::from_secs(120);
+    c.busy_timeout(ATTEMPT).map_err(backend)?;
+    let until = std::time::Instant::now() + AT_MOST;
+    let truncated = loop {
+        let busy = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        match busy {
+            Ok(0) => break Ok(true),
+            Ok(_) if std::time::Instant::now() < until => std::thread::sleep(BETWEEN),
+            Ok(_) => break Ok(false),
+            Err(e) => break Err(backend(e)),
         }
-        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
+    c.busy_timeout(crate::BUSY_TIMEOUT).map_err(backend)?;
+    if truncated? {
+        return Ok(());
     }
     Err(StoreError::Backend(
         "the deleted content is gone from the database, but the write-ahead log could not be \

@@ -526,6 +526,9 @@ impl Store for SqliteStore {
     }
 }
 
+/// A read connection's page cache, in KiB as SQLite's `cache_size` takes it (negative).
+const READER_CACHE_KIB: i64 = -8192;
+
 /// Read connections kept open between reads, at most.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -611,6 +614,9 @@ impl Readers {
             Some(c) => c,
             None => {
                 let conn = connect(&self.path, self.access).map_err(read::backend)?;
+                // Reads go through the memory map; the cache holds what the map cannot
+                // show, the pages still in the WAL: a little per reader, however many.
+                conn.pragma_update(None, "cache_size", READER_CACHE_KIB).map_err(read::backend)?;
                 keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
                 if self.mode == ReadMode::Copied {
                     for schema in ["main", "keyring", "buckets"] {
