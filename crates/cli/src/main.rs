@@ -17,6 +17,22 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// SQLite allocates through the C library's malloc, not mimalloc. glibc gives each thread
+/// that allocates an arena of its own (up to 8 per core), and SQLite connections move
+/// between the runtime's blocking threads, so freed pages spread over many arenas that
+/// each keep them: the soak saw the server's own memory creep for minutes. Two arenas,
+/// unless `MALLOC_ARENA_MAX` says otherwise. (The workspace's one `unsafe`.)
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "aitrail", version, about = "Tamper-evident audit trail for AI/LLM calls")]
 struct Cli {
@@ -93,6 +109,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return fail(&e),

@@ -109,6 +109,9 @@ pub(crate) fn content_seqs(
     crate::read::seqs_and_held(&mut statement, params![tenant.as_str(), value])
 }
 
+/// Records whose content one statement of a purge deletes, at most.
+const PURGE_BATCH: usize = 10_000;
+
 pub(crate) fn purge_content(
     c: &Connection,
     tenant: &TenantId,
@@ -138,15 +141,24 @@ pub(crate) fn purge_content(
     // `main` only: a pragma without a schema resets the attached key files too, whose
     // deletes must always overwrite.
     c.pragma_update(Some("main"), "secure_delete", true).map_err(backend)?;
-    let deleted = c
-        .execute(
-            &format!(
-                "DELETE FROM contents WHERE pos IN (SELECT r.pos FROM records r \
-                 WHERE r.tenant_id = ?1 AND {condition} AND NOT {HELD})"
-            ),
-            params![tenant.as_str(), value],
-        )
-        .map_err(backend);
+    // In batches, each its own commit: a retention run may purge hundreds of thousands of
+    // records, and one statement would hold the write lock (and memory) for all of them.
+    let delete = format!(
+        "DELETE FROM contents WHERE pos IN (SELECT r.pos FROM records r \
+         JOIN contents c ON c.pos = r.pos \
+         WHERE r.tenant_id = ?1 AND {condition} AND NOT {HELD} LIMIT {PURGE_BATCH})"
+    );
+    let deleted = (|| {
+        let mut deleted = 0;
+        loop {
+            let n = c.execute(&delete, params![tenant.as_str(), value])?;
+            deleted += n;
+            if n < PURGE_BATCH {
+                return Ok(deleted);
+            }
+        }
+    })()
+    .map_err(backend);
     c.pragma_update(Some("main"), "secure_delete", false).map_err(backend)?;
     let deleted = deleted?;
     truncate_wal(c)?;

@@ -124,10 +124,11 @@ pub(crate) fn attach(conn: &Connection, path: &Path, access: Access) -> rusqlite
             Access::Immutable => format!("file:{uri}?immutable=1"),
         };
         conn.execute(&format!("ATTACH DATABASE ?1 AS {schema}"), [uri])?;
-        // A listing or a verify looks a key up for each row: as the database, mapped and
-        // cached (an attached file has neither unless asked).
+        // A listing or a verify looks a key up for each row: as the database, mapped (an
+        // attached file is not unless asked); with no WAL, every read goes through the
+        // map, and the cache holds only what a connection writes.
         conn.pragma_update(Some(schema), "mmap_size", 1i64 << 34)?;
-        conn.pragma_update(Some(schema), "cache_size", -16384)?;
+        conn.pragma_update(Some(schema), "cache_size", -2048)?;
         if access == Access::ReadWrite {
             conn.pragma_update(Some(schema), "secure_delete", true)?;
             conn.pragma_update(Some(schema), "synchronous", "FULL")?;
