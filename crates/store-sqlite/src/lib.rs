@@ -529,8 +529,11 @@ impl Store for SqliteStore {
 /// A read connection's page cache, in KiB as SQLite's `cache_size` takes it (negative).
 const READER_CACHE_KIB: i64 = -8192;
 
-/// Read connections kept open between reads, at most.
-const MAX_IDLE_READERS: usize = 4;
+/// Read connections open at once, at most: a read that finds all of them busy waits for
+/// one. Each keeps its caches (about 12 MiB at most), so the pool's memory is bounded, and
+/// reaches its size under a steady load rather than growing at every stall (the soak saw
+/// 4 readers become 7 while a retention run held the database, and 36 MiB with them).
+const MAX_READERS: usize = 6;
 
 /// Read connections, opened on demand and kept for reuse.
 struct Readers {
@@ -542,7 +545,16 @@ struct Readers {
     access: Access,
     /// The database file as an immutable open found it: reads refuse once it changes.
     opened_as: Option<FileStamp>,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection comes back to the pool.
+    returned: std::sync::Condvar,
+}
+
+/// The read connections: those idle, and how many are open in all.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 /// How a connection opens the database file.
@@ -601,42 +613,41 @@ impl Readers {
         access: Access,
         content_key: Option<Arc<ContentKey>>,
     ) -> Self {
-        let idle = Mutex::new(Vec::new());
-        Self { path, keys_path, content_key, mode, access, opened_as: None, idle }
+        let (pool, returned) = (Mutex::default(), std::sync::Condvar::new());
+        Self { path, keys_path, content_key, mode, access, opened_as: None, pool, returned }
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => {
-                let conn = connect(&self.path, self.access).map_err(read::backend)?;
-                // Reads go through the memory map; the cache holds what the map cannot
-                // show, the pages still in the WAL: a little per reader, however many.
-                conn.pragma_update(None, "cache_size", READER_CACHE_KIB).map_err(read::backend)?;
-                keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
-                if self.mode == ReadMode::Copied {
-                    for schema in ["main", "keyring", "buckets"] {
-                        conn.pragma_update(Some(schema), "mmap_size", 0).map_err(read::backend)?;
-                        conn.pragma_update(Some(schema), "cache_size", -2048)
-                            .map_err(read::backend)?;
-                    }
+        let idle = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(conn) = pool.idle.pop() {
+                    break Some(conn);
                 }
-                conn
+                if pool.open < MAX_READERS {
+                    pool.open += 1;
+                    break None;
+                }
+                pool = self.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
             }
         };
+        let conn = match idle {
+            Some(c) => c,
+            None => match self.open() {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                    self.returned.notify_one();
+                    return Err(e);
+                }
+            },
+        };
         let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // More at once are opened while the store is slow (each may cache 80 MiB); past
-        // this, those are closed as they come back rather than kept (the soak saw 3 grow
-        // to 11 during an erasure's stall, and the memory with them).
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-        drop(idle);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.push(conn);
+        self.returned.notify_one();
         if self.opened_as.is_some() && FileStamp::of(&self.path) != self.opened_as {
             return Err(StoreError::Backend(format!(
                 "{} changed while it was read (a server or command started writing to it); run again",
@@ -644,6 +655,22 @@ impl Readers {
             )));
         }
         result
+    }
+
+    /// A new read connection, with the key files attached.
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = connect(&self.path, self.access).map_err(read::backend)?;
+        // Reads go through the memory map; the cache holds what the map cannot show, the
+        // pages still in the WAL: a little per reader.
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB).map_err(read::backend)?;
+        keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
+        if self.mode == ReadMode::Copied {
+            for schema in ["main", "keyring", "buckets"] {
+                conn.pragma_update(Some(schema), "mmap_size", 0).map_err(read::backend)?;
+                conn.pragma_update(Some(schema), "cache_size", -2048).map_err(read::backend)?;
+            }
+        }
+        Ok(conn)
     }
 }
 
