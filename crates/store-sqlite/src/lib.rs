@@ -140,6 +140,8 @@ impl SqliteStore {
         let state = writer.clone();
         let readers =
             Arc::new(Readers::new(path, keys_path, mode, Access::ReadWrite, Some(content_key)));
+        let db_file = data_dir.join(DB_FILE);
+        readers.fill().map_err(|source| OpenError::Database { path: db_file, source })?;
         let closing = readers.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
@@ -636,7 +638,7 @@ impl Readers {
         };
         let conn = match idle {
             Some(c) => c,
-            None => match self.open() {
+            None => match self.open().map_err(read::backend) {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.pool.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
@@ -657,17 +659,29 @@ impl Readers {
         result
     }
 
+    /// Open every read connection now: a server's pool is the same size from its start,
+    /// whatever its load (a stall then makes reads wait, not the pool grow).
+    fn fill(&self) -> rusqlite::Result<()> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        while pool.open < MAX_READERS {
+            let conn = self.open()?;
+            pool.idle.push(conn);
+            pool.open += 1;
+        }
+        Ok(())
+    }
+
     /// A new read connection, with the key files attached.
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = connect(&self.path, self.access).map_err(read::backend)?;
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = connect(&self.path, self.access)?;
         // Reads go through the memory map; the cache holds what the map cannot show, the
         // pages still in the WAL: a little per reader.
-        conn.pragma_update(None, "cache_size", READER_CACHE_KIB).map_err(read::backend)?;
-        keyring::attach(&conn, &self.keys_path, self.access).map_err(read::backend)?;
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+        keyring::attach(&conn, &self.keys_path, self.access)?;
         if self.mode == ReadMode::Copied {
             for schema in ["main", "keyring", "buckets"] {
-                conn.pragma_update(Some(schema), "mmap_size", 0).map_err(read::backend)?;
-                conn.pragma_update(Some(schema), "cache_size", -2048).map_err(read::backend)?;
+                conn.pragma_update(Some(schema), "mmap_size", 0)?;
+                conn.pragma_update(Some(schema), "cache_size", -2048)?;
             }
         }
         Ok(conn)
