@@ -350,58 +350,83 @@ pub(crate) fn destroy(
     tenant: &TenantId,
     ids: &[Uuid],
 ) -> Result<u64, StoreError> {
-    let mut by_bucket_key: std::collections::BTreeMap<Option<Uuid>, Vec<Uuid>> = Default::default();
-    {
-        let mut find = c
-            .prepare(
-                "SELECT bucket_key FROM keyring.data_keys
-                 WHERE tenant_id = ?1 AND id = ?2 AND retired = 1",
-            )
-            .map_err(backend)?;
-        for id in ids {
-            let found = find
-                .query_row(params![tenant.as_str(), id.as_bytes()], |r| {
-                    r.get::<_, Option<Vec<u8>>>(0)
-                })
-                .optional()
-                .map_err(backend)?;
-            if let Some(bucket_key) = found {
-                by_bucket_key.entry(bucket_key.map(|b| uuid(&b))).or_default().push(*id);
-            }
-        }
-    }
     let mut destroyed = 0;
-    for (bucket_key, ids) in &by_bucket_key {
-        destroyed += match bucket_key {
-            Some(old) => rekey(c, content_key, *old, Some((tenant, ids)))?,
-            None => {
-                // Keys wrapped under the content key itself (a store not yet rebucketed):
-                // only a rewrite of the whole key file takes their copies away.
-                let n = delete_keys(c, tenant, ids)?;
-                c.execute_batch("VACUUM keyring").map_err(backend)?;
-                n
-            }
-        };
+    // Another erasure rekeying the same bucket meanwhile moves keys to its new bucket
+    // key, where a delete under the old one no longer finds them: look again.
+    for _ in 0..5 {
+        let by_bucket_key = retired_by_bucket_key(c, tenant, ids)?;
+        if by_bucket_key.is_empty() {
+            break;
+        }
+        for (bucket_key, ids) in &by_bucket_key {
+            destroyed += match bucket_key {
+                Some(old) => rekey(c, content_key, *old, Some((tenant, ids)))?,
+                None => {
+                    // Keys wrapped under the content key itself (a store not yet
+                    // rebucketed): only a rewrite of the whole key file takes them away.
+                    let n = delete_keys(c, tenant, ids, None)?;
+                    c.execute_batch("VACUUM keyring").map_err(backend)?;
+                    n
+                }
+            };
+        }
     }
     c.execute_batch("VACUUM buckets").map_err(backend)?;
     Ok(destroyed)
 }
 
-/// Delete these retired keys of `tenant`; how many went.
-fn delete_keys(c: &Connection, tenant: &TenantId, ids: &[Uuid]) -> Result<u64, StoreError> {
-    let mut delete = c
+/// Those of these keys of `tenant` that are retired and not held, by the bucket key they
+/// are wrapped under.
+fn retired_by_bucket_key(
+    c: &Connection,
+    tenant: &TenantId,
+    ids: &[Uuid],
+) -> Result<std::collections::BTreeMap<Option<Uuid>, Vec<Uuid>>, StoreError> {
+    let mut find = c
         .prepare_cached(
-            // A session held since the keys were retired keeps its key (and its content,
-            // which the erasure then left out): the hold wins.
-            "DELETE FROM keyring.data_keys AS k
+            "SELECT k.bucket_key FROM keyring.data_keys AS k
              WHERE k.tenant_id = ?1 AND k.id = ?2 AND k.retired = 1 AND NOT EXISTS (
                  SELECT 1 FROM main.holds h
                  WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))",
         )
         .map_err(backend)?;
+    let mut by_bucket_key: std::collections::BTreeMap<Option<Uuid>, Vec<Uuid>> = Default::default();
+    for id in ids {
+        let found = find
+            .query_row(params![tenant.as_str(), id.as_bytes()], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(bucket_key) = found {
+            by_bucket_key.entry(bucket_key.map(|b| uuid(&b))).or_default().push(*id);
+        }
+    }
+    Ok(by_bucket_key)
+}
+
+/// Delete these retired keys of `tenant` still wrapped under `bucket_key` (`None`: under
+/// the content key); how many went.
+fn delete_keys(
+    c: &Connection,
+    tenant: &TenantId,
+    ids: &[Uuid],
+    bucket_key: Option<Uuid>,
+) -> Result<u64, StoreError> {
+    let mut delete = c
+        .prepare_cached(
+            // A session held since the keys were retired keeps its key (and its content,
+            // which the erasure then left out): the hold wins.
+            "DELETE FROM keyring.data_keys AS k
+             WHERE k.tenant_id = ?1 AND k.id = ?2 AND k.retired = 1 AND k.bucket_key IS ?3
+               AND NOT EXISTS (
+                 SELECT 1 FROM main.holds h
+                 WHERE h.tenant_id = k.tenant_id AND h.session_id IN ('', k.session_id))",
+        )
+        .map_err(backend)?;
+    let bucket_key = bucket_key.map(|b| b.as_bytes().to_vec());
     let mut deleted = 0;
     for id in ids {
-        deleted += delete.execute(params![tenant.as_str(), id.as_bytes()]).map_err(backend)?;
+        deleted +=
+            delete.execute(params![tenant.as_str(), id.as_bytes(), bucket_key]).map_err(backend)?;
     }
     Ok(deleted as u64)
 }
@@ -433,9 +458,10 @@ fn rekey(
         .optional()
         .map_err(backend)?;
     let Some((bucket, wrapped)) = row else {
-        return Err(StoreError::Corrupt(format!(
-            "bucket key {old} is named by data keys but is not in {BUCKET_KEYS_FILE}"
-        )));
+        // Another erasure's rekey took it first: its keys are under the new one now, where
+        // the caller looks again. (A data key naming a bucket key that no rekey removed
+        // is for verify to report: its content does not open.)
+        return Ok(0);
     };
     let bucket = bucket_number(bucket)?;
     let old_key = StoredBucketKey { id: old, bucket, wrapped: &wrapped }.open(content_key)?;
@@ -447,7 +473,7 @@ fn rekey(
     let mut destroyed = 0;
     immediate(&mut || {
         if let Some((tenant, ids)) = destroy {
-            destroyed = delete_keys(c, tenant, ids)?;
+            destroyed = delete_keys(c, tenant, ids, Some(old))?;
         }
         let (new_id, new_key) = current_bucket_key(c, content_key, bucket)?;
         let keys = c

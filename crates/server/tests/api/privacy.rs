@@ -261,10 +261,11 @@ async fn records_arriving_during_erasures_are_erased_or_kept_whole() {
     assert!(report.ok(), "{:?}", report.findings);
 }
 
-/// Others whose keys share a bucket with a person being erased keep writing, each record
-/// under a key of its own session (a new key every time): every rekey of that bucket,
-/// racing these adds, leaves each of their keys wrapped under a bucket key that exists, so
-/// all their content reads back and the store verifies.
+/// Others whose keys share a bucket with two people being erased, at once and again and
+/// again, keep writing, each record under a key of its own session (a new key every
+/// time): every rekey of that bucket, racing these adds and the other erasure's rekeys,
+/// leaves each kept key wrapped under a bucket key that exists, so all their content
+/// reads back, every erasure answers 200, and the store verifies.
 #[tokio::test]
 async fn keys_added_to_a_bucket_while_it_is_rekeyed_survive() {
     use aitrail_core::seal::KeyScope;
@@ -272,17 +273,20 @@ async fn keys_added_to_a_bucket_while_it_is_rekeyed_survive() {
     assert_eq!(s.put_policy("t", &json!({"content_mode": "full"})).await.0, StatusCode::OK);
     let scope = |user: &str| KeyScope { tenant: "t".into(), user: user.into(), session: "s".into() };
     let bucket = scope("ada").bucket();
-    let neighbours: Vec<String> = (0..)
+    // bea and two others share ada's bucket; ada and bea are erased, the others kept.
+    let mut same: Vec<String> = (0..)
         .map(|n| format!("user-{n}"))
         .filter(|u| scope(u).bucket() == bucket)
         .take(3)
         .collect();
+    let bea = same.pop().unwrap();
+    let erased = ["ada".to_owned(), bea];
+    let users: Vec<String> = erased.iter().cloned().chain(same).collect();
     let (client, base) = (s.client.clone(), s.base.clone());
     let writer = tokio::spawn(async move {
         let mut sent = Vec::new();
         for i in 0..120 {
-            // Every third record is ada's, who keeps being erased; the others are kept.
-            let user = if i % 3 == 0 { "ada".to_owned() } else { neighbours[i % 3].clone() };
+            let user = users[i % users.len()].clone();
             let body = json!({"tenant_id": "t", "user_id": user, "session_id": format!("s{i}"),
                               "prompt": format!("call {i}")});
             let r = client.post(format!("{base}/v1/records")).json(&body).send().await.unwrap();
@@ -292,16 +296,28 @@ async fn keys_added_to_a_bucket_while_it_is_rekeyed_survive() {
         }
         sent
     });
-    let erase = json!({"tenant_id": "t", "user_id": "ada"}).to_string();
-    let mut erasures = 0;
-    while !writer.is_finished() {
-        let (status, erased) = s.post("/v1/erasure", "application/json", erase.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{erased}");
-        erasures += 1;
-    }
+    let erasers: Vec<_> = erased
+        .iter()
+        .map(|user| {
+            let (client, base, writer_done) = (s.client.clone(), s.base.clone(), writer.abort_handle());
+            let erase = json!({"tenant_id": "t", "user_id": user});
+            tokio::spawn(async move {
+                let mut erasures = 0;
+                while !writer_done.is_finished() {
+                    let r = client.post(format!("{base}/v1/erasure")).json(&erase).send().await.unwrap();
+                    let status = r.status();
+                    assert_eq!(status, StatusCode::OK, "{}", r.text().await.unwrap());
+                    erasures += 1;
+                }
+                erasures
+            })
+        })
+        .collect();
     let sent = writer.await.unwrap();
-    assert!(erasures > 1, "the erasures ran while records arrived");
-    for (i, user, id) in sent.iter().filter(|(_, user, _)| user != "ada") {
+    for eraser in erasers {
+        assert!(eraser.await.unwrap() > 1, "the erasures ran while records arrived");
+    }
+    for (i, user, id) in sent.iter().filter(|(_, user, _)| !erased.contains(user)) {
         let (status, record) = s.get(&format!("/v1/records/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{record}");
         assert_eq!(record["prompt"], json!(format!("call {i}")), "{user}'s record {i}");
