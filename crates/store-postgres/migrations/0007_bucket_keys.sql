@@ -20,3 +20,10 @@ CREATE UNIQUE INDEX bucket_keys_current ON bucket_keys (bucket) WHERE current;
 -- SHARE) until the add commits, so a rekey, which deletes the old key, waits for it.
 ALTER TABLE data_keys ADD COLUMN bucket_key uuid REFERENCES bucket_keys (id);
 CREATE INDEX data_keys_bucket ON data_keys (bucket_key);
+
+-- A rewrite (VACUUM FULL) still owed: named here in the transaction that makes it needed,
+-- removed once one ran with no older transaction that could keep the deleted rows; every
+-- start and every erasure runs those owed.
+CREATE TABLE pending_rewrites (
+    relation text PRIMARY KEY CHECK (relation IN ('data_keys', 'bucket_keys'))
+);

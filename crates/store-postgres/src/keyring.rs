@@ -278,7 +278,8 @@ pub(crate) async fn destroy(
                         .execute(DELETE_RETIRED, &[&tenant.as_str(), ids, &None::<Uuid>])
                         .await
                         .map_err(backend)?;
-                    rewrite_once_unseen(client, "data_keys").await?;
+                    Rewrite::DataKeys.owe(&*client).await?;
+                    rewrite_once_unseen(client, Rewrite::DataKeys).await?;
                     destroyed += gone;
                 }
             }
@@ -287,7 +288,8 @@ pub(crate) async fn destroy(
             break;
         }
     }
-    rewrite_once_unseen(client, "bucket_keys").await?;
+    rewrite_once_unseen(client, Rewrite::BucketKeys).await?;
+    finish_rewrites(client).await?;
     Ok(destroyed)
 }
 
@@ -297,15 +299,16 @@ const UNSEEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Rewrite `table` (`VACUUM FULL`) once no transaction of the cluster can still see rows
 /// deleted or updated before now: `VACUUM FULL` keeps a dead row that an older snapshot
 /// may still read (a long export, say), and such a row would outlive the rewrite. Waits
-/// for them up to [`UNSEEN_WAIT`]; past that it rewrites anyway and warns: the next
-/// erasure's rewrite takes what stayed.
+/// for them up to [`UNSEEN_WAIT`]; past that it rewrites anyway and warns, and the rewrite
+/// stays owed (`pending_rewrites`): the next erasure, or the next start, runs it again.
 async fn rewrite_once_unseen(
     client: &deadpool_postgres::Client,
-    table: &str,
+    table: Rewrite,
 ) -> Result<(), StoreError> {
+    let table = table.name();
     let now: i64 = client.query_one("SELECT txid_current()", &[]).await.map_err(backend)?.get(0);
     let until = std::time::Instant::now() + UNSEEN_WAIT;
-    loop {
+    let clean = loop {
         let older: i64 = client
             .query_one(
                 // Any backend of the cluster, and any replication slot: which of them
@@ -323,19 +326,66 @@ async fn rewrite_once_unseen(
             .map_err(backend)?
             .get(0);
         if older == 0 {
-            break;
+            break true;
         }
         if std::time::Instant::now() >= until {
             tracing::warn!(
                 table,
                 transactions = older,
-                "rewriting while older transactions may still see deleted keys; the next erasure's rewrite takes them"
+                "rewriting while older transactions may still see deleted keys; the rewrite stays owed and runs again at the next erasure or start"
             );
-            break;
+            break false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    client.batch_execute(&format!("VACUUM FULL {table}")).await.map_err(backend)?;
+    if clean {
+        client
+            .execute("DELETE FROM pending_rewrites WHERE relation = $1", &[&table])
+            .await
+            .map_err(backend)?;
     }
-    client.batch_execute(&format!("VACUUM FULL {table}")).await.map_err(backend)
+    Ok(())
+}
+
+/// A table whose rewrite takes deleted keys out of its file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rewrite {
+    DataKeys,
+    BucketKeys,
+}
+
+impl Rewrite {
+    fn name(self) -> &'static str {
+        match self {
+            Rewrite::DataKeys => "data_keys",
+            Rewrite::BucketKeys => "bucket_keys",
+        }
+    }
+
+    /// Note the rewrite as owed, in the transaction that makes it needed.
+    async fn owe(self, tx: &impl GenericClient) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO pending_rewrites (relation) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&self.name()],
+        )
+        .await
+        .map(drop)
+        .map_err(backend)
+    }
+}
+
+/// Run the rewrites still owed (a crash, or older transactions, kept one from finishing).
+pub(crate) async fn finish_rewrites(client: &deadpool_postgres::Client) -> Result<(), StoreError> {
+    let owed = client.query("SELECT relation FROM pending_rewrites", &[]).await.map_err(backend)?;
+    for row in owed {
+        let table = match row.get::<_, &str>(0) {
+            "data_keys" => Rewrite::DataKeys,
+            _ => Rewrite::BucketKeys,
+        };
+        rewrite_once_unseen(client, table).await?;
+    }
+    Ok(())
 }
 
 /// Rekey the bucket of bucket key `old` in one transaction, destroying on the way the keys
@@ -415,6 +465,7 @@ async fn rekey_once(
     )
     .await?;
     tx.execute("DELETE FROM bucket_keys WHERE id = $1", &[&old]).await?;
+    Rewrite::BucketKeys.owe(&tx).await?;
     tx.commit().await?;
     Ok(Some(destroyed))
 }
@@ -461,8 +512,9 @@ pub(crate) async fn rebucket(
         .await
         .map_err(backend)?;
     }
+    Rewrite::DataKeys.owe(&tx).await?;
     tx.commit().await.map_err(backend)?;
-    rewrite_once_unseen(client, "data_keys").await
+    rewrite_once_unseen(client, Rewrite::DataKeys).await
 }
 
 /// Seal the content stored before content was sealed (migration 6 kept it aside in

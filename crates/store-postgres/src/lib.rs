@@ -221,6 +221,7 @@ async fn migrate_pool(
         keyring::seal_unsealed(&mut client, &mut keys, schema::MIGRATION_LOCK)
             .await
             .map_err(sealing_err)?;
+        keyring::finish_rewrites(&client).await.map_err(sealing_err)?;
     }
     Ok(versions)
 }

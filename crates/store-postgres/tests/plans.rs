@@ -88,7 +88,7 @@ async fn content_an_older_version_stored_in_clear_is_sealed_at_open() {
         .unwrap();
     client
         .batch_execute(
-            "DROP TABLE contents; DROP TABLE data_keys; DROP TABLE bucket_keys;
+            "DROP TABLE contents; DROP TABLE data_keys; DROP TABLE bucket_keys; DROP TABLE pending_rewrites;
              ALTER TABLE logs DROP COLUMN key_epoch;
              CREATE TABLE contents (id uuid PRIMARY KEY REFERENCES records (id),
                  salt bytea NOT NULL CHECK (length(salt) = 32), prompt text, response text,
@@ -196,6 +196,7 @@ async fn data_keys_an_older_version_wrapped_under_the_content_key_are_rebucketed
     client
         .batch_execute(
             "ALTER TABLE data_keys DROP COLUMN bucket_key; DROP TABLE bucket_keys;
+             DROP TABLE pending_rewrites;
              UPDATE aitrail_schema SET version = 6;",
         )
         .await
@@ -205,6 +206,8 @@ async fn data_keys_an_older_version_wrapped_under_the_content_key_are_rebucketed
 
     let store = PostgresStore::open(&db.url, key()).await.unwrap();
     assert_eq!(store.list(&listing).await.unwrap().records, before);
+    let owed = client.query_one("SELECT count(*) FROM pending_rewrites", &[]).await.unwrap();
+    assert_eq!(owed.get::<_, i64>(0), 0, "the rewrite ran, and is no longer owed");
     let unbucketed = client
         .query_one("SELECT count(*) FROM data_keys WHERE bucket_key IS NULL", &[])
         .await

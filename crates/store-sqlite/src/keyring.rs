@@ -443,10 +443,14 @@ fn rekey(
 ) -> Result<u64, StoreError> {
     // IMMEDIATE: take every write lock first, in the order the writer takes them (the
     // database's, then the key files'), rather than fail to upgrade a read.
+    // A COMMIT that fails (a reader kept the key file's lock past the busy timeout) leaves
+    // the transaction open: roll it back, or the pooled connection keeps every lock.
     let immediate = |f: &mut dyn FnMut() -> Result<(), StoreError>| -> Result<(), StoreError> {
         c.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        let done = f();
-        c.execute_batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" }).map_err(backend)?;
+        let done = f().and_then(|()| c.execute_batch("COMMIT").map_err(backend));
+        if done.is_err() && !c.is_autocommit() {
+            c.execute_batch("ROLLBACK").map_err(backend)?;
+        }
         done
     };
     let row: Option<(i64, Vec<u8>)> = c

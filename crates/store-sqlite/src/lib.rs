@@ -650,7 +650,17 @@ impl Readers {
                 }
             },
         };
-        let result = f(&conn);
+        // A read that panics gives its connection's place back (the connection, in the
+        // middle of whatever it did, is closed), so the pool never shrinks to nothing.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&conn))) {
+            Ok(result) => result,
+            Err(panic) => {
+                drop(conn);
+                self.pool.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                self.returned.notify_one();
+                std::panic::resume_unwind(panic);
+            }
+        };
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.push(conn);
         self.returned.notify_one();
         if self.opened_as.is_some() && FileStamp::of(&self.path) != self.opened_as {

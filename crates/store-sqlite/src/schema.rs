@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_keyed_hashes.sql"),
     include_str!("../migrations/0009_partial_indexes.sql"),
     include_str!("../migrations/0010_sealed_contents.sql"),
+    include_str!("../migrations/0011_bucket_keys.sql"),
 ];
 
 /// Apply pending migrations; returns (version found, version known).
