@@ -279,7 +279,6 @@ pub(crate) async fn destroy(
                         .await
                         .map_err(backend)?;
                     Rewrite::DataKeys.owe(&*client).await?;
-                    rewrite_once_unseen(client, Rewrite::DataKeys).await?;
                     destroyed += gone;
                 }
             }
@@ -288,7 +287,8 @@ pub(crate) async fn destroy(
             break;
         }
     }
-    rewrite_once_unseen(client, Rewrite::BucketKeys).await?;
+    // Every rekey above owed a rewrite of `bucket_keys` in its transaction: run it (and
+    // any other still owed) once.
     finish_rewrites(client).await?;
     Ok(destroyed)
 }
@@ -458,22 +458,32 @@ async fn rekey_once(
         .collect::<Vec<_>>();
     let (ids, wrapped): (Vec<Uuid>, Vec<Vec<u8>>) =
         sealing::rewrap(Wrapping::Bucket(&old_key), &new_key, &keys)?.into_iter().unzip();
-    tx.execute(
-        "UPDATE data_keys k SET wrapped = n.wrapped, bucket_key = $3
-         FROM unnest($1::uuid[], $2::bytea[]) AS n (id, wrapped) WHERE k.id = n.id",
-        &[&ids, &wrapped, &new_id],
-    )
-    .await?;
+    store_rewrapped(&tx, &ids, &wrapped, new_id).await?;
     tx.execute("DELETE FROM bucket_keys WHERE id = $1", &[&old]).await?;
     Rewrite::BucketKeys.owe(&tx).await?;
     tx.commit().await?;
     Ok(Some(destroyed))
 }
 
+/// Keys `ids`, rewrapped as `wrapped`, now under bucket key `bucket_key`.
+async fn store_rewrapped(
+    tx: &impl GenericClient,
+    ids: &[Uuid],
+    wrapped: &[Vec<u8>],
+    bucket_key: Uuid,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE data_keys k SET wrapped = n.wrapped, bucket_key = $3
+         FROM unnest($1::uuid[], $2::bytea[]) AS n (id, wrapped) WHERE k.id = n.id",
+        &[&ids, &wrapped, &bucket_key],
+    )
+    .await
+}
+
 /// Wrap the data keys stored before buckets (under the content key) under their buckets'
-/// keys, under the migrations' lock, then rewrite `data_keys` once so that no copy wrapped
-/// under the content key stays in its file (its WAL keeps them until the segments are
-/// recycled). Nothing to do, nothing rewritten.
+/// keys, under the migrations' lock, and owe a rewrite of `data_keys` so that no copy
+/// wrapped under the content key stays in its file (its WAL keeps them until the
+/// segments are recycled). Nothing to do, nothing owed.
 pub(crate) async fn rebucket(
     client: &mut deadpool_postgres::Client,
     content_key: &ContentKey,
@@ -504,17 +514,12 @@ pub(crate) async fn rebucket(
             sealing::rewrap(Wrapping::Content(content_key), &bucket_key, &keys)?
                 .into_iter()
                 .unzip();
-        tx.execute(
-            "UPDATE data_keys k SET wrapped = n.wrapped, bucket_key = $3
-             FROM unnest($1::uuid[], $2::bytea[]) AS n (id, wrapped) WHERE k.id = n.id",
-            &[&ids, &wrapped, &bucket_id],
-        )
-        .await
-        .map_err(backend)?;
+        store_rewrapped(&tx, &ids, &wrapped, bucket_id).await.map_err(backend)?;
     }
+    // The rewrite that takes the old wrappings out of the table's file: owed here, run
+    // by `finish_rewrites` as the store opens.
     Rewrite::DataKeys.owe(&tx).await?;
-    tx.commit().await.map_err(backend)?;
-    rewrite_once_unseen(client, Rewrite::DataKeys).await
+    tx.commit().await.map_err(backend)
 }
 
 /// Seal the content stored before content was sealed (migration 6 kept it aside in

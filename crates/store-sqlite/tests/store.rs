@@ -191,13 +191,7 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     let record = aitrail_core::ingest::parse_record(r#"{"tenant_id": "t"}"#, "").unwrap();
     store.append(vec![record.clone()]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in [
-        DB_FILE.to_owned(),
-        format!("{DB_FILE}-wal"),
-        format!("{DB_FILE}-shm"),
-        KEYS_FILE.into(),
-        BUCKET_KEYS_FILE.into(),
-    ] {
+    for name in store_files() {
         assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
     }
     drop(store);
@@ -214,15 +208,20 @@ async fn the_store_is_for_its_owner_only_whoever_made_the_data_dir() {
     let store = SqliteStore::open(&dir, key()).unwrap();
     store.append(vec![record]).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in [
+    for name in store_files() {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+}
+
+/// The files of a store with a writer open.
+fn store_files() -> [String; 5] {
+    [
         DB_FILE.to_owned(),
         format!("{DB_FILE}-wal"),
         format!("{DB_FILE}-shm"),
         KEYS_FILE.into(),
         BUCKET_KEYS_FILE.into(),
-    ] {
-        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
-    }
+    ]
 }
 
 /// A store an older aitrail wrote (migration 9: content in clear) is sealed by the first
